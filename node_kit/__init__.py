@@ -1,0 +1,18 @@
+"""node_kit: neural ODEs and continuous normalizing flows in JAX."""
+
+from ._adjoint import (
+    ADJOINT_NAMES as ADJOINT_NAMES,
+    adjoint_from_name as adjoint_from_name,
+    backsolve_adjoint as backsolve_adjoint,
+    checkpoint_adjoint as checkpoint_adjoint,
+    direct_adjoint as direct_adjoint,
+)
+from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
+from ._vector_field import (
+    AugmentedField as AugmentedField,
+    ConcatSquashField as ConcatSquashField,
+    ConcatSquashLinear as ConcatSquashLinear,
+    MLPField as MLPField,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""Vector fields `f(t, y, args) -> dy/dt` for ONE unbatched sample."""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray, Real
+
+from ._custom_types import Args
+
+
+class MLPField(eqx.Module):
+    """A multilayer perceptron on `[t, y]`: time concatenated to the state.
+
+    **Arguments:**
+
+    - `data_size`: size of the state `y`, shape `(data_size,)`.
+    - `width_size`, `depth`: hidden width and number of hidden layers.
+    - `activation`: hidden nonlinearity (default softplus, smooth as an ODE needs).
+    - `final_activation`: applied to the output (default identity; `jnp.tanh`
+        bounds the field and often stabilises training).
+    - `key`: a `jax.random` key, keyword-only.
+    """
+
+    mlp: eqx.nn.MLP
+    data_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        width_size: int,
+        depth: int,
+        *,
+        activation: Callable = jax.nn.softplus,
+        final_activation: Callable = lambda x: x,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(data_size=data_size, width_size=width_size, depth=depth)
+        self.data_size = data_size
+        self.mlp = eqx.nn.MLP(
+            in_size=data_size + 1,
+            out_size=data_size,
+            width_size=width_size,
+            depth=depth,
+            activation=activation,
+            final_activation=final_activation,
+            key=key,
+        )
+
+    def __call__(
+        self, t: Real[Array, ""], y: Float[Array, " data_size"], args: Args
+    ) -> Float[Array, " data_size"]:
+        del args
+        t = jnp.asarray(t, dtype=y.dtype)
+        return self.mlp(jnp.concatenate([t[None], y]))
+
+
+class ConcatSquashLinear(eqx.Module):
+    """FFJORD's time-gated linear layer: `(W y + b) * sigmoid(g t + c) + h t`."""
+
+    linear: eqx.nn.Linear
+    gate: eqx.nn.Linear
+    hyper_bias: eqx.nn.Linear
+
+    def __init__(self, in_size: int, out_size: int, *, key: PRNGKeyArray):
+        k1, k2, k3 = jr.split(key, 3)
+        self.linear = eqx.nn.Linear(in_size, out_size, key=k1)
+        self.gate = eqx.nn.Linear(1, out_size, key=k2)
+        self.hyper_bias = eqx.nn.Linear(1, out_size, use_bias=False, key=k3)
+
+    def __call__(self, t: Real[Array, ""], y: Float[Array, " in"]) -> Float[Array, " out"]:
+        t = jnp.asarray(t, dtype=y.dtype)[None]
+        return self.linear(y) * jax.nn.sigmoid(self.gate(t)) + self.hyper_bias(t)
+
+
+class ConcatSquashField(eqx.Module):
+    """FFJORD's vector field: a stack of [`node_kit.ConcatSquashLinear`][] layers.
+
+    Time enters every layer through a sigmoid gate and a bias, so the field can
+    change character along the flow (Grathwohl et al. 2019).
+
+    **Arguments:**
+
+    - `data_size`: size of the state, shape `(data_size,)`.
+    - `width_size`, `depth`: hidden width and number of hidden layers.
+    - `activation`: hidden nonlinearity (default `jnp.tanh`, as FFJORD's toys).
+    - `key`: a `jax.random` key, keyword-only.
+    """
+
+    layers: tuple[ConcatSquashLinear, ...]
+    activation: Callable
+    data_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        width_size: int,
+        depth: int,
+        *,
+        activation: Callable = jnp.tanh,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(data_size=data_size, width_size=width_size, depth=depth)
+        sizes = [data_size] + [width_size] * depth + [data_size]
+        keys = jr.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            ConcatSquashLinear(i, o, key=k) for i, o, k in zip(sizes[:-1], sizes[1:], keys)
+        )
+        self.activation = activation
+        self.data_size = data_size
+
+    def __call__(
+        self, t: Real[Array, ""], y: Float[Array, " data_size"], args: Args
+    ) -> Float[Array, " data_size"]:
+        del args
+        for layer in self.layers[:-1]:
+            y = self.activation(layer(t, y))
+        return self.layers[-1](t, y)
+
+
+class AugmentedField(eqx.Module):
+    """Augmented neural ODE (ANODE, Dupont et al. 2019): extra zero-initialised dimensions.
+
+    Wraps a field on the augmented state of size `data_size + augment_size`.
+    [`node_kit.NeuralODE`][] accepts `y0` of size `data_size` and pads it with zeros;
+    the returned states are augmented (a classifier head may use the extra
+    dimensions); [`node_kit.AugmentedField.project`][] drops them.
+
+    **Arguments:**
+
+    - `field`: a vector field whose `data_size` is the augmented size.
+    - `augment_size`: number of extra dimensions, a positive integer.
+    """
+
+    field: Callable
+    augment_size: int = eqx.field(static=True)
+    data_size: int = eqx.field(static=True)
+
+    def __init__(self, field: Callable, augment_size: int):
+        state_size = getattr(field, "data_size", None)
+        if state_size is None:
+            raise ValueError(
+                "`field` must expose `data_size` (the augmented state size) so the "
+                f"padding can be checked; got {type(field).__name__} without it. Use "
+                "MLPField or ConcatSquashField with data_size = data + augment_size."
+            )
+        if isinstance(augment_size, bool) or not isinstance(augment_size, int) or not (
+            0 < augment_size < state_size
+        ):
+            raise ValueError(
+                f"`augment_size` must be an int in [1, {state_size - 1}] (the field's "
+                f"state has {state_size} dims); got {augment_size!r}."
+            )
+        self.field = field
+        self.augment_size = augment_size
+        self.data_size = state_size - augment_size
+
+    def __call__(
+        self, t: Real[Array, ""], y: Float[Array, " state"], args: Args
+    ) -> Float[Array, " state"]:
+        return self.field(t, y, args)
+
+    def augment(self, y: Float[Array, "*batch data_size"]) -> Float[Array, "*batch state"]:
+        """Pad `y` with `augment_size` zeros along its last axis."""
+        pad = [(0, 0)] * (y.ndim - 1) + [(0, self.augment_size)]
+        return jnp.pad(y, pad)
+
+    def project(self, ys: Float[Array, "*batch state"]) -> Float[Array, "*batch data_size"]:
+        """Drop the augmented dimensions (the last `augment_size` entries)."""
+        return ys[..., : self.data_size]
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        minimum = 0 if name == "depth" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")

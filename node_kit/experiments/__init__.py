@@ -1,0 +1,1 @@
+"""Runnable experiments: `python -m node_kit.experiments.<name>`."""

@@ -1,0 +1,138 @@
+"""Bad input gets a clear error naming the argument, expected vs given, and the fix."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import pytest
+
+import node_kit as nk
+
+
+@pytest.fixture(scope="module")
+def model():
+    return nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)))
+
+
+TS = jnp.linspace(0.0, 1.0, 3)
+
+
+def test_ts_not_increasing(model):
+    with pytest.raises(ValueError, match=r"`ts` must be strictly increasing; got ts\[2\]=0.5 <= ts\[1\]=0.5"):
+        model(jnp.array([0.0, 0.5, 0.5]), jnp.ones(2))
+
+
+def test_ts_not_increasing_inside_jit(model):
+    with pytest.raises(Exception, match="`ts` must be strictly increasing"):
+        eqx.filter_jit(model)(jnp.array([0.0, 1.0, 0.5]), jnp.ones(2)).block_until_ready()
+
+
+def test_ts_not_1d(model):
+    with pytest.raises(ValueError, match=r"`ts` must be 1-D .* got shape \(2, 3\)"):
+        model(jnp.ones((2, 3)), jnp.ones(2))
+
+
+def test_ts_empty(model):
+    with pytest.raises(ValueError, match="`ts` must contain at least one time"):
+        model(jnp.array([]), jnp.ones(2))
+
+
+def test_y0_wrong_shape(model):
+    with pytest.raises(ValueError, match=r"`y0` must have shape \(data_size,\) = \(2,\) .* got \(3,\)"):
+        model(TS, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"`y0s` must have shape \(batch, data_size\) = \(4, 2\)"):
+        model.batched(TS, jnp.ones((4, 3)))
+
+
+def test_y0_wrong_shape_for_field_without_data_size():
+    field = eqx.nn.Lambda(lambda y: y[:2])
+    ode = nk.NeuralODE(lambda t, y, args: field(y))
+    with pytest.raises(ValueError, match=r"the vector field must return dy/dt with the shape of `y0` \(3,\); it returned \(2,\)"):
+        ode(TS, jnp.ones(3))
+    matmul = nk.NeuralODE(lambda t, y, args: jnp.ones((2, 2)) @ y)
+    with pytest.raises(ValueError, match=r"`y0` of shape \(3,\) does not fit the vector field"):
+        matmul(TS, jnp.ones(3))
+
+
+def test_y0_not_floating(model):
+    with pytest.raises(ValueError, match="`y0` must be a floating-point array; got dtype int"):
+        model(TS, jnp.array([1, 2]))
+
+
+def test_y0_nan(model):
+    with pytest.raises(Exception, match="`y0` contains NaN or inf"):
+        model(TS, jnp.array([1.0, jnp.nan])).block_until_ready()
+
+
+def test_unknown_adjoint_name():
+    with pytest.raises(ValueError, match="unknown adjoint 'adjoint_sensitivity'; expected one of backsolve, checkpoint, direct"):
+        nk.adjoint_from_name("adjoint_sensitivity", max_steps=10)
+    with pytest.raises(ValueError, match="unknown adjoint 'unroll'"):
+        nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)), adjoint="unroll")
+
+
+def test_adjoint_wrong_type():
+    with pytest.raises(ValueError, match="`adjoint` must be a diffrax.AbstractAdjoint"):
+        nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)), adjoint=3)
+
+
+@pytest.mark.parametrize(
+    "adjoint", ["checkpoint", diffrax.DirectAdjoint(), diffrax.RecursiveCheckpointAdjoint(4)]
+)
+def test_max_steps_none_with_reverse_mode(adjoint):
+    with pytest.raises(ValueError, match="`max_steps=None` cannot be used with"):
+        nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)), adjoint=adjoint, max_steps=None)
+    with pytest.raises(ValueError, match="adjoint 'direct' stores every step, so it needs an integer `max_steps`"):
+        nk.adjoint_from_name("direct", max_steps=None)
+
+
+def test_max_steps_none_with_backsolve_is_allowed():
+    ode = nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)), adjoint="backsolve", max_steps=None)
+    assert ode(TS, jnp.ones(2)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("count", [0, -3, 2.5, True])
+def test_bad_checkpoint_count(count):
+    with pytest.raises(ValueError, match=f"`checkpoints` must be a positive integer; got {count!r}"):
+        nk.checkpoint_adjoint(count)
+    with pytest.raises(ValueError, match="`checkpoints` must be a positive integer"):
+        nk.adjoint_from_name("checkpoint", max_steps=10, checkpoints=count)
+
+
+def test_seminorm_needs_pid_controller():
+    with pytest.raises(ValueError, match="`seminorm=True` needs the forward `stepsize_controller`"):
+        nk.backsolve_adjoint(diffrax.ConstantStepSize(), seminorm=True)
+
+
+def test_bad_construction_arguments():
+    field = nk.MLPField(2, 4, 1, key=jr.key(0))
+    with pytest.raises(ValueError, match="`max_steps` must be a positive int or None; got 0"):
+        nk.NeuralODE(field, max_steps=0)
+    with pytest.raises(ValueError, match="`dt0` must be a positive float or None; got -0.1"):
+        nk.NeuralODE(field, dt0=-0.1)
+    with pytest.raises(ValueError, match="`solver` must be a diffrax.AbstractSolver"):
+        nk.NeuralODE(field, solver="tsit5")
+    with pytest.raises(ValueError, match="`dt0=None` needs an adaptive `stepsize_controller`"):
+        nk.NeuralODE(field, stepsize_controller=diffrax.ConstantStepSize())(TS, jnp.ones(2))
+    with pytest.raises(ValueError, match="`width_size` must be an int >= 1; got 0"):
+        nk.MLPField(2, 0, 1, key=jr.key(0))
+    with pytest.raises(ValueError, match=r"`augment_size` must be an int in \[1, 1\]"):
+        nk.AugmentedField(field, 2)
+
+
+def test_max_steps_reached_names_max_steps_and_where(model):
+    short = nk.NeuralODE(model.vector_field, max_steps=2)
+    match = r"diffeqsolve hit max_steps=2: it stopped between ts\[0\] and ts\[1\] \(t=0 and t=0.5\)"
+    with pytest.raises(Exception, match=match):
+        short(TS, jnp.ones(2)).block_until_ready()
+    with pytest.raises(Exception, match=r"hit max_steps=2: it stopped between ts\[0\] and ts\[1\]"):
+        jax.block_until_ready(
+            eqx.filter_grad(lambda m: jnp.sum(m.batched(TS, jnp.ones((2, 2)))))(short)
+        )
+
+
+def test_failed_solve_is_returned_when_throw_is_false(model):
+    quiet = nk.NeuralODE(model.vector_field, max_steps=2, throw=False)
+    sol = quiet.solve(TS, jnp.ones(2))
+    assert sol.result == diffrax.RESULTS.max_steps_reached
