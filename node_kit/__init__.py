@@ -7,6 +7,14 @@ from ._adjoint import (
     checkpoint_adjoint as checkpoint_adjoint,
     direct_adjoint as direct_adjoint,
 )
+from ._training import (
+    Checkpoint as Checkpoint,
+    fit as fit,
+    load_checkpoint as load_checkpoint,
+    make_step as make_step,
+    save_checkpoint as save_checkpoint,
+    TrainingDiverged as TrainingDiverged,
+)
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
 from ._vector_field import (
     AugmentedField as AugmentedField,

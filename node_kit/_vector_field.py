@@ -54,7 +54,7 @@ class MLPField(eqx.Module):
     ) -> Float[Array, " data_size"]:
         del args
         t = jnp.asarray(t, dtype=y.dtype)
-        return self.mlp(jnp.concatenate([t[None], y]))
+        return self.mlp(jnp.concatenate([t[None], y])).astype(y.dtype)
 
 
 class ConcatSquashLinear(eqx.Module):
@@ -115,9 +115,10 @@ class ConcatSquashField(eqx.Module):
         self, t: Real[Array, ""], y: Float[Array, " data_size"], args: Args
     ) -> Float[Array, " data_size"]:
         del args
+        h = y
         for layer in self.layers[:-1]:
-            y = self.activation(layer(t, y))
-        return self.layers[-1](t, y)
+            h = self.activation(layer(t, h))
+        return self.layers[-1](t, h).astype(y.dtype)
 
 
 class AugmentedField(eqx.Module):
