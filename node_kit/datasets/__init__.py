@@ -1,0 +1,39 @@
+"""Datasets for node_kit, built offline as TensorFlow-Datasets (array_record, no TensorFlow).
+
+`load(name, split)` returns a dict of NumPy arrays (`"x"` always; `"label"` for labelled data).
+TensorFlow-Datasets is imported only when a dataset is built or read, so importing this package
+stays fast.
+"""
+
+from ._available import available as available
+from ._batching import (
+    batch_at as batch_at,
+    batch_indices as batch_indices,
+    batches as batches,
+    num_batches as num_batches,
+)
+from ._density import (
+    ANALYTIC_NAMES as ANALYTIC_NAMES,
+    checkerboard_area as checkerboard_area,
+    log_density as log_density,
+)
+from ._entropy import true_entropy as true_entropy
+from ._load import load as load
+from ._preprocess import (
+    DEFAULT_ALPHA as DEFAULT_ALPHA,
+    DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,
+    bits_per_dim as bits_per_dim,
+    dequantize as dequantize,
+    inverse_logit_transform as inverse_logit_transform,
+    logit_transform as logit_transform,
+    preprocess as preprocess,
+)
+from ._registry import (
+    DATA_DIR_ENV as DATA_DIR_ENV,
+    DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES,
+    SPLITS as SPLITS,
+    TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,
+    names as names,
+    resolve_data_dir as resolve_data_dir,
+)
+from ._toy2d import TOY2D_NAMES as TOY2D_NAMES, sample_toy2d as sample_toy2d

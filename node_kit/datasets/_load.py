@@ -1,0 +1,190 @@
+"""`load`: build a dataset with TensorFlow-Datasets on first use, return a split as NumPy.
+
+Only the `array_record` file format is used: it is the one TFDS reads and writes without
+TensorFlow (its `tfrecord` needs TensorFlow, its `parquet` writer silently drops rows). Nothing
+here downloads: node_kit datasets are generated locally, and any other TFDS dataset must already
+be prepared in the data directory, otherwise `load` fails at once instead of letting TFDS try the
+network.
+"""
+
+import contextlib
+import difflib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._digits import require_sklearn
+from ._registry import SPLITS, check_split, check_split_sizes, names, resolve_data_dir
+from ._toy2d import check_seed
+
+
+def _tfds() -> Any:
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+@contextlib.contextmanager
+def _quiet_tfds_warnings() -> Iterator[None]:
+    # TFDS warns "Using custom data configuration" for every seeded config and "Variant folder
+    # ... has no dataset_info.json" before a first build; both are expected here.
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _node_kit_builder(
+    name: str, seed: int, split_sizes: tuple[int, int, int], data_dir: str
+) -> Any:
+    from . import _tfds_builders as builders
+
+    if name == "digits":
+        cls, config = builders.NodeKitDigits, builders.digits_config(seed, split_sizes)
+    else:
+        cls, config = builders.NodeKitToy2d, builders.toy2d_config(name, seed, split_sizes)
+    # TFDS refuses a config object that shares its name with a predefined one; pass the name.
+    if config.name in cls.builder_configs:
+        config = config.name
+    with _quiet_tfds_warnings():
+        return cls(config=config, data_dir=data_dir)
+
+
+def _prepare(builder: Any, name: str) -> None:
+    with _quiet_tfds_warnings():
+        prepared = builder.is_prepared()
+    if prepared:
+        return
+    if name == "digits":
+        require_sklearn()
+    tfds = _tfds()
+    download_config = tfds.download.DownloadConfig(try_download_gcs=False)
+    with _quiet_tfds_warnings():
+        builder.download_and_prepare(file_format="array_record", download_config=download_config)
+
+
+def _stack(records: list[Any]) -> Any:
+    if isinstance(records[0], dict):
+        return {key: _stack([record[key] for record in records]) for key in records[0]}
+    return np.stack([np.asarray(record) for record in records])
+
+
+def _read_split(builder: Any, split: str, expected: int | None) -> dict[str, np.ndarray]:
+    source = builder.as_data_source(split=split)
+    if expected is not None and len(source) != expected:
+        raise RuntimeError(
+            f"Split {split!r} of {builder.info.full_name} in {builder.data_dir} holds "
+            f"{len(source)} examples but its config says {expected}. The files are damaged or "
+            "stale: delete that directory and load again to rebuild it."
+        )
+    if len(source) == 0:
+        raise RuntimeError(f"Split {split!r} of {builder.info.full_name} is empty.")
+    return _stack(source.__getitems__(list(range(len(source)))))
+
+
+def _unknown_name_error(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, names(), n=3)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(
+        f"`name` must be a node_kit dataset, one of {list(names())}, or a TensorFlow-Datasets "
+        f"dataset prepared in the data directory; got name={name!r}.{hint}"
+    )
+
+
+def _not_prepared_error(name: str, data_dir: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{name!r} is a stock TensorFlow-Datasets dataset and is not prepared in "
+        f"data_dir={data_dir!r}. It needs a network download, which node_kit never starts "
+        "(offline, TFDS would hang for minutes). On a machine with network access run "
+        f"`tfds build {name} --file_format=array_record --data_dir=DIR`, copy DIR here, and "
+        "pass `data_dir=DIR` to `load` (or set $NODE_KIT_DATA_DIR). Datasets that build "
+        f"offline: {list(names())}."
+    )
+
+
+def _load_tfds(name: str, split: str, data_dir: str) -> dict[str, np.ndarray]:
+    tfds = _tfds()
+    base = name.split("/")[0].split(":")[0]
+    registered = base in tfds.list_builders(with_community_datasets=False)
+    if not registered and not os.path.isdir(os.path.join(data_dir, base)):
+        raise _unknown_name_error(name)
+    with _quiet_tfds_warnings():
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
+        if registered:
+            raise _not_prepared_error(name, data_dir)
+        raise _unknown_name_error(name)
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        raise ValueError(
+            f"{name!r} in {builder.data_dir} is stored as {builder.info.file_format.value}, "
+            "which TFDS reads only with TensorFlow. Prepare it again with "
+            "`--file_format=array_record` (or convert it with `tfds convert_format`)."
+        )
+    return _read_split(builder, split, expected=None)
+
+
+def load(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    split_sizes: tuple[int, int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Load one split of a dataset as NumPy arrays, building it on first use.
+
+    node_kit datasets (`names()`) are written once with TensorFlow-Datasets in the
+    `array_record` format under `data_dir/<builder>/<config>/<version>/` and read back with
+    TFDS's data source; later calls only read. Other TFDS datasets load only if already prepared
+    (as array_record) in `data_dir`: nothing is ever downloaded.
+
+    The result is a dict of arrays sharing their first axis, one entry per feature:
+
+    - every dataset has `"x"`, the model input: float32 `(n, 2)` for the 2-D toys; uint8
+        `(n, 64)` raw pixels 0..16 for `"digits"` (see `preprocess`);
+    - labelled datasets add `"label"` (int64 `(n,)`; digits 0..9); later time-series
+        datasets add their own keys (times, masks) next to `"x"`.
+
+    Row order is the one TFDS stored (a fixed hash-based shuffle); use `batch_at` for epochs.
+
+    **Arguments:**
+
+    - `name`: a node_kit dataset (`"8gaussians"`, `"digits"`, ...) or a prepared TFDS name
+        (`"mnist"`, `"mnist/config:1.0.0"`).
+    - `split`: `"train"`, `"validation"` or `"test"` (TFDS split syntax for other TFDS data).
+    - `data_dir`: where datasets live; default `$NODE_KIT_DATA_DIR`, else
+        `~/.cache/node_kit/tensorflow_datasets`.
+    - `seed`: node_kit datasets only; non-negative int, default 0. Seeds the toy sampler or
+        the digits split; each seed is built into its own directory.
+    - `split_sizes`: node_kit datasets only; `(train, validation, test)`. Toys default to
+        `(50000, 10000, 10000)`; digits to `(1257, 270, 270)` and must add up to 1797.
+
+    **Returns:**
+
+    A dict mapping feature names to NumPy arrays (see above).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"`name` must be a string; got {name!r}.")
+    data_dir = resolve_data_dir(data_dir)
+    if name not in names():
+        if seed is not None or split_sizes is not None:
+            raise ValueError(
+                "`seed` and `split_sizes` apply only to node_kit datasets "
+                f"{list(names())}; got name={name!r}. Drop them for other TFDS datasets."
+            )
+        return _load_tfds(name, split, data_dir)
+    seed = 0 if seed is None else seed
+    check_seed(seed)
+    check_split(name, split)
+    sizes = check_split_sizes(name, split_sizes)
+    builder = _node_kit_builder(name, int(seed), sizes, data_dir)
+    _prepare(builder, name)
+    return _read_split(builder, split, expected=sizes[SPLITS.index(split)])
+
