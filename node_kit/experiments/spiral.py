@@ -2,7 +2,7 @@
 
 `python -m node_kit.experiments.spiral` fits a neural ODE to the cubic spiral of
 Chen et al. (2018)'s demo, `dy/dt = (y**3) A`, training on short random windows of
-the trajectory solved as ONE batched ODE, then integrates the learned field over the
+the trajectory (each with its own time grid, solved with `jax.vmap`), then integrates the learned field over the
 whole time span from the initial point alone. Writes `results.json`, `history.csv`,
 `spiral.png` and a resumable checkpoint to `--out`.
 """
@@ -30,12 +30,12 @@ from ._cli import environment, write_json
 class Config:
     """Everything that defines a run (written to results and checkpoints)."""
 
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 32
-    window: int = 12
+    window: int = 20
     width: int = 64
     depth: int = 2
-    lr: float = 3e-3
+    lr: float = 1e-2
     adjoint: str = "checkpoint"
     rtol: float = 1e-4
     atol: float = 1e-6
@@ -72,25 +72,29 @@ def build_model(config: Config, key) -> nk.NeuralODE:
 
 def window_sampler(ts, ys, config: Config):
     """`step -> (window_ts, y0s, targets)`: a pure function of the step (resumable)."""
-    window_ts = jnp.asarray(ts[: config.window] - ts[0])
     last_start = len(ts) - config.window
 
     def batch_at(step: int):
         rng = np.random.default_rng([config.seed, step])
         starts = rng.integers(0, last_start, size=config.batch_size)
+        window_ts = np.stack([ts[s : s + config.window] for s in starts])
         windows = np.stack([ys[s : s + config.window] for s in starts])
-        return window_ts, jnp.asarray(windows[:, 0]), jnp.asarray(windows)
+        return jnp.asarray(window_ts), jnp.asarray(windows[:, 0]), jnp.asarray(windows)
 
     return batch_at
 
 
 def loss_fn(model: nk.NeuralODE, batch, key):
-    """Mean absolute error over the windows, the batch solved as one ODE."""
+    """Mean absolute error over the windows.
+
+    Each window keeps its own absolute times (the field sees `t`), so the batch is
+    solved per sample with `jax.vmap`, the layout for one time grid per sample.
+    """
     del key
     window_ts, y0s, targets = batch
-    sol = model.solve_batched(window_ts, y0s)
-    prediction = jnp.moveaxis(sol.ys, 0, 1)
-    return jnp.mean(jnp.abs(prediction - targets)), {"num_steps": sol.stats["num_steps"]}
+    sol = jax.vmap(model.solve)(window_ts, y0s)
+    num_steps = jnp.max(sol.stats["num_steps"])
+    return jnp.mean(jnp.abs(sol.ys - targets)), {"num_steps": num_steps}
 
 
 def main(config: Config) -> dict:
