@@ -15,6 +15,16 @@ from ._training import (
     save_checkpoint as save_checkpoint,
     TrainingDiverged as TrainingDiverged,
 )
+from ._cnf import CNF as CNF, cnf_loss as cnf_loss
+from ._regularisers import REGULARISER_NAMES as REGULARISER_NAMES
+from ._trace import (
+    AbstractTraceEstimator as AbstractTraceEstimator,
+    ExactTrace as ExactTrace,
+    HutchinsonTrace as HutchinsonTrace,
+    PROBE_NAMES as PROBE_NAMES,
+    TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
+    trace_estimator_from_name as trace_estimator_from_name,
+)
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
 from ._vector_field import (
     AugmentedField as AugmentedField,

@@ -1,0 +1,395 @@
+"""CNF: a continuous normalizing flow (FFJORD) on top of NeuralODE.
+
+The flow maps data `x = z(0)` to the base `z(t1) ~ N(0, I)` along `dz/dt = f(t, z)`.
+The log-density follows from the instantaneous change of variables,
+`log p(x) = log N(z(t1); 0, I) + ∫_0^t1 tr(∂f/∂z) dt`, solved as one augmented state
+`[z, ∫ tr, (∫ ||f||^2, ∫ ||∂f/∂z||_F^2)]`.
+
+Sampling runs the flow backwards. Every solve goes through [`node_kit.NeuralODE`][]
+(same solver, controller, adjoint, `max_steps` and failure checks), with times
+`[0, t1]`; the backward direction solves the time-reversed field
+`g(s, y) = -F(t1 - s, y)` forward in `s`, so `y(s = t1)` is the state at `t = 0`.
+"""
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._neural_ode import NeuralODE
+from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
+from ._trace import AbstractTraceEstimator, ExactTrace
+from ._vector_field import AugmentedField
+
+_Stats = dict[str, Array]
+
+
+class _CNFDynamics(eqx.Module):
+    """The augmented field `d/dt [z, Δlogp, (KE, JN)]` for ONE sample.
+
+    The field is a module field and the probe arrives in `args`, so the parameters
+    reach diffrax through `terms` (backsolve differentiates them) and the probe is
+    the same at every evaluation of a solve.
+    """
+
+    field: Callable
+    trace_estimator: AbstractTraceEstimator
+    size: int = eqx.field(static=True)
+    regularise: bool = eqx.field(static=True)
+
+    def __call__(self, t, state: Float[Array, " state"], probe) -> Float[Array, " state"]:
+        fn = lambda z: self.field(t, z, None)  # noqa: E731
+        f, trace, vjp = self.trace_estimator(fn, state[: self.size], probe)
+        parts = [f, trace[None]]
+        if self.regularise:
+            parts.append(regulariser_integrands(f, vjp))
+        return jnp.concatenate(parts).astype(state.dtype)
+
+
+class _TimeReversed(eqx.Module):
+    """`g(s, y, args) = -F(t1 - s, y, args)`: solving `g` from `s=0` to `t1` runs `F` backwards."""
+
+    field: Callable
+    t1: float = eqx.field(static=True)
+
+    def __call__(self, s, y, args):
+        return -self.field(self.t1 - s, y, args)
+
+
+class CNF(eqx.Module):
+    """A continuous normalizing flow (FFJORD, Grathwohl et al. 2019) with a standard normal base.
+
+    Data `x` at `t=0` flows along `dz/dt = f(t, z)` to `z(t1) ~ N(0, I)`. All methods
+    are for ONE sample except the `*_batched` ones, which solve the whole batch as one
+    ODE (shared step sizes, one probe per sample): the layout FFJORD trains with, and
+    much cheaper than `jax.vmap` for `adjoint="backsolve"`.
+
+    **Arguments:**
+
+    - `vector_field`: `f(t, z, args)` for one sample (`args` is `None`), with a
+        `data_size` attribute, e.g. [`node_kit.ConcatSquashField`][].
+    - `trace_estimator`: an [`node_kit.AbstractTraceEstimator`][]: `ExactTrace()`
+        (default, for low dimension) or `HutchinsonTrace()`.
+    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`, `throw`: as for
+        [`node_kit.NeuralODE`][]; `adjoint` may be `"backsolve"`, `"checkpoint"`, `"direct"`.
+    - `t1`: the flow's end time, a positive float.
+
+    !!! warning
+
+        With `adjoint="backsolve"` the gradients of `log_prob` are approximate: the
+        backward solve reconstructs the trajectory and the log-density integral by
+        integrating in reverse, with its own truncation error. Use tight tolerances,
+        or `"checkpoint"` for exact gradients of the computed solution.
+    """
+
+    node: NeuralODE
+    trace_estimator: AbstractTraceEstimator
+    t1: float = eqx.field(static=True)
+    data_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        vector_field: Callable,
+        *,
+        trace_estimator: AbstractTraceEstimator = ExactTrace(),
+        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
+        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
+            rtol=1e-3, atol=1e-6
+        ),
+        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        t1: float = 1.0,
+        dt0: float | None = None,
+        max_steps: int | None = 4096,
+        throw: bool = True,
+    ):
+        self.data_size = _check_field(vector_field)
+        _check_trace_estimator(trace_estimator)
+        self.t1 = _check_t1(t1)
+        self.trace_estimator = trace_estimator
+        self.node = NeuralODE(
+            vector_field,
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            adjoint=adjoint,
+            dt0=dt0,
+            max_steps=max_steps,
+            throw=throw,
+        )
+
+    @property
+    def vector_field(self) -> Callable:
+        """The flow's vector field `f(t, z, args)`."""
+        return self.node.vector_field
+
+    def log_prob(
+        self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, ""]:
+        """Log-density of one sample, by solving from the data to the base.
+
+        **Arguments:**
+
+        - `x`: one sample, shape `(data_size,)`, finite.
+        - `key`: draws the Hutchinson probe (held fixed along the solve); unused by
+            `ExactTrace` and may then be `None`.
+
+        **Returns:**
+
+        `log p(x)`, a scalar (unbiased, not exact, with `HutchinsonTrace`).
+        """
+        return self.log_prob_and_stats(x, key=key)[0]
+
+    def log_prob_and_stats(
+        self,
+        x: Float[Array, " data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
+        regularise: bool = False,
+    ) -> tuple[Float[Array, ""], _Stats]:
+        """Like [`node_kit.CNF.log_prob`][], with the solve's statistics.
+
+        **Arguments:**
+
+        - `x`, `key`: as for `log_prob`.
+        - `regularise`: also integrate the RNODE regularisers along the solve (two
+            extra state entries, which also enter the step-size control).
+
+        **Returns:**
+
+        `(log_prob, stats)`: `stats["num_steps"]` is the number of solver steps (the
+        NFE is about the solver's stages times that, 6 for Tsit5); with `regularise`,
+        `stats["kinetic_energy"]` is `∫ ||f||^2 dt` and `stats["jacobian_norm"]` is
+        `∫ ||∂f/∂z||_F^2 dt` (exact with `ExactTrace`, estimated with Hutchinson), scalars.
+        """
+        x = self._check_data(x, batched=False)
+        probe = self.trace_estimator.draw_probe(key, x.shape, x.dtype)
+        return self._log_prob(x, probe, regularise=regularise, batched=False)
+
+    def log_prob_batched(
+        self, xs: Float[Array, "batch data_size"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " batch"]:
+        """Log-densities of a batch, solved as ONE ODE whose state is the whole batch.
+
+        Each sample gets its own probe, held fixed along the solve; all samples share
+        the step sizes. Matches `jax.vmap(cnf.log_prob)` up to the solver tolerance.
+
+        **Arguments:**
+
+        - `xs`: samples, shape `(batch, data_size)`, finite.
+        - `key`: draws the Hutchinson probes; unused by `ExactTrace`.
+
+        **Returns:**
+
+        `log p(xs)`, shape `(batch,)`.
+        """
+        return self.log_prob_and_stats_batched(xs, key=key)[0]
+
+    def log_prob_and_stats_batched(
+        self,
+        xs: Float[Array, "batch data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
+        regularise: bool = False,
+    ) -> tuple[Float[Array, " batch"], _Stats]:
+        """Like [`node_kit.CNF.log_prob_batched`][], with the solve's statistics.
+
+        **Returns:**
+
+        `(log_prob, stats)` as for [`node_kit.CNF.log_prob_and_stats`][]; `log_prob`
+        and the regulariser integrals have shape `(batch,)`, `num_steps` is a scalar
+        (one solve for the batch).
+        """
+        xs = self._check_data(xs, batched=True)
+        probes = self.trace_estimator.draw_probe(key, xs.shape, xs.dtype)
+        return self._log_prob(xs, probes, regularise=regularise, batched=True)
+
+    def transform(self, x: Float[Array, " data_size"]) -> Float[Array, " data_size"]:
+        """Map one sample from the data to the base: `z(t1)` from `z(0) = x`."""
+        x = self._check_data(x, batched=False)
+        return self._solve(self.vector_field, x, None, reverse=False, batched=False)[0]
+
+    def inverse(self, z: Float[Array, " data_size"]) -> Float[Array, " data_size"]:
+        """Map one point from the base to the data: `z(0)` from `z(t1) = z`."""
+        z = self._check_data(z, batched=False, name="z")
+        return self._solve(self.vector_field, z, None, reverse=True, batched=False)[0]
+
+    def sample(self, *, key: PRNGKeyArray) -> Float[Array, " data_size"]:
+        """Draw one sample: `z ~ N(0, I)` solved backwards from `t1` to `0`.
+
+        **Returns:**
+
+        A sample, shape `(data_size,)`.
+        """
+        return self.inverse(self._base_sample(key, ()))
+
+    def sample_batched(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n data_size"]:
+        """Draw `n` samples, solved backwards as ONE ODE for the whole batch.
+
+        **Returns:**
+
+        Samples, shape `(n, data_size)`.
+        """
+        _check_positive_int("n", n)
+        zs = self._base_sample(key, (n,))
+        return self._solve(self.vector_field, zs, None, reverse=True, batched=True)[0]
+
+    def sample_and_log_prob(
+        self, *, key: PRNGKeyArray
+    ) -> tuple[Float[Array, " data_size"], Float[Array, ""]]:
+        """Draw one sample and its log-density from the same backward solve.
+
+        `log p(x) = log N(z) - Δ`, where `Δ = -∫_0^t1 tr(∂f/∂z) dt` is accumulated by
+        the backward solve; cheaper than `sample` followed by `log_prob`.
+
+        **Returns:**
+
+        `(x, log_prob)`: shape `(data_size,)` and a scalar.
+        """
+        z_key, probe_key = jr.split(key)
+        z = self._base_sample(z_key, ())
+        probe = self.trace_estimator.draw_probe(probe_key, z.shape, z.dtype)
+        dynamics = self._dynamics(regularise=False)
+        y0 = jnp.concatenate([z, jnp.zeros((1,), z.dtype)])
+        y, _ = self._solve(dynamics, y0, probe, reverse=True, batched=False)
+        return y[: self.data_size], _standard_normal_log_prob(z) - y[self.data_size]
+
+    def _log_prob(self, x, probe, *, regularise: bool, batched: bool):
+        dynamics = self._dynamics(regularise=regularise)
+        extra = 1 + (len(REGULARISER_NAMES) if regularise else 0)
+        y0 = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], extra), x.dtype)], axis=-1)
+        y1, num_steps = self._solve(dynamics, y0, probe, reverse=False, batched=batched)
+        z, integrals = y1[..., : self.data_size], y1[..., self.data_size :]
+        log_prob = _standard_normal_log_prob(z) + integrals[..., 0]
+        stats = {"num_steps": num_steps}
+        if regularise:
+            stats.update({n: integrals[..., 1 + i] for i, n in enumerate(REGULARISER_NAMES)})
+        return log_prob, stats
+
+    def _dynamics(self, *, regularise: bool) -> _CNFDynamics:
+        if not isinstance(regularise, bool):
+            raise ValueError(
+                f"`regularise` must be a Python bool (it changes the ODE state); got "
+                f"{type(regularise).__name__}."
+            )
+        return _CNFDynamics(self.vector_field, self.trace_estimator, self.data_size, regularise)
+
+    def _solve(self, field, y0, args, *, reverse: bool, batched: bool):
+        """One NeuralODE solve of `field` over `[0, t1]` (time-reversed if `reverse`)."""
+        if reverse:
+            field = _TimeReversed(field, self.t1)
+        node = eqx.tree_at(lambda n: n.vector_field, self.node, field)
+        ts = jnp.array([0.0, self.t1], dtype=y0.dtype)
+        if batched:
+            axis = None if args is None else 0
+            sol = node.solve_batched(ts, y0, args, args_axis=axis)
+        else:
+            sol = node.solve(ts, y0, args)
+        return sol.ys[-1], sol.stats["num_steps"]
+
+    def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:
+        return jr.normal(key, (*batch, self.data_size), dtype=jnp.result_type(float))
+
+    def _check_data(self, x, *, batched: bool, name: str | None = None) -> Array:
+        name = name or ("xs" if batched else "x")
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(
+                f"`{name}` must be a floating-point array; got dtype {x.dtype}. "
+                f"Convert it, e.g. `{name}.astype(jnp.float32)`."
+            )
+        expected = "(batch, data_size)" if batched else "(data_size,)"
+        if x.ndim != (2 if batched else 1) or x.shape[-1] != self.data_size:
+            hint = "Use the *_batched method or jax.vmap for a batch." if not batched else ""
+            raise ValueError(
+                f"`{name}` must have shape {expected} with data_size={self.data_size} (the "
+                f"vector field's data_size); got shape {tuple(x.shape)}. {hint}".rstrip()
+            )
+        bad = jnp.any(~jnp.isfinite(x))
+        return eqx.error_if(x, bad, f"`{name}` contains NaN or inf; clean the data first.")
+
+
+def cnf_loss(
+    cnf: CNF,
+    xs: Float[Array, "batch data_size"],
+    *,
+    key: PRNGKeyArray | None = None,
+    kinetic_energy: float = 0.0,
+    jacobian_norm: float = 0.0,
+) -> tuple[Float[Array, ""], _Stats]:
+    """The CNF training loss: mean negative log-likelihood plus the RNODE penalties.
+
+    The batch is solved as one ODE ([`node_kit.CNF.log_prob_and_stats_batched`][]).
+    The regularisers are integrated only if a coefficient is positive. Use with
+    `eqx.filter_value_and_grad(cnf_loss, has_aux=True)`; bind the coefficients with
+    `functools.partial`.
+
+    **Arguments:**
+
+    - `cnf`: the [`node_kit.CNF`][].
+    - `xs`: a batch of data, shape `(batch, data_size)`.
+    - `key`: draws the Hutchinson probes (one per sample); unused by `ExactTrace`.
+    - `kinetic_energy`, `jacobian_norm`: RNODE weights (Finlay et al. 2020), non-negative
+        Python floats; `0.0` (default) switches a penalty off.
+
+    **Returns:**
+
+    `(loss, aux)`: `loss = nll + kinetic_energy * KE + jacobian_norm * JN` (the mean NLL
+    when both weights are zero), a scalar; `aux` holds scalars `"nll"` (mean NLL),
+    `"num_steps"` (of the solve, for logging NFE) and, if regularised, the batch means
+    `"kinetic_energy"` and `"jacobian_norm"` of the integrals.
+    """
+    weights = check_coefficients(kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm)
+    regularise = any(w > 0 for w in weights.values())
+    log_prob, stats = cnf.log_prob_and_stats_batched(xs, key=key, regularise=regularise)
+    nll = -jnp.mean(log_prob)
+    aux = {"nll": nll, "num_steps": stats["num_steps"]}
+    loss = nll
+    if regularise:
+        for name, weight in weights.items():
+            aux[name] = jnp.mean(stats[name])
+            loss = loss + weight * aux[name]
+    return loss, aux
+
+
+def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
+    return -0.5 * (jnp.sum(z**2, axis=-1) + z.shape[-1] * jnp.log(2 * jnp.pi))
+
+
+def _check_field(vector_field) -> int:
+    if isinstance(vector_field, AugmentedField):
+        raise ValueError(
+            "`vector_field` cannot be an AugmentedField: zero-padding the data makes the "
+            "flow non-invertible on the data space, so the change of variables does not "
+            "give a density. Pass the field directly (its data_size = the data's)."
+        )
+    data_size = getattr(vector_field, "data_size", None)
+    if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < 1:
+        raise ValueError(
+            "`vector_field` must have an int `data_size` attribute (the data dimension); "
+            f"got {type(vector_field).__name__} with data_size={data_size!r}. MLPField and "
+            "ConcatSquashField have one; add `data_size: int = eqx.field(static=True)` to "
+            "a custom field."
+        )
+    return data_size
+
+
+def _check_trace_estimator(trace_estimator) -> None:
+    if not isinstance(trace_estimator, AbstractTraceEstimator):
+        raise ValueError(
+            "`trace_estimator` must be an AbstractTraceEstimator such as ExactTrace() or "
+            f"HutchinsonTrace(); got {type(trace_estimator).__name__}. Map a name with "
+            "trace_estimator_from_name('exact' | 'hutchinson')."
+        )
+
+
+def _check_t1(t1) -> float:
+    if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not t1 > 0:
+        raise ValueError(f"`t1` must be a positive Python float; got {t1!r}. E.g. t1=1.0.")
+    return float(t1)
+
+
+def _check_positive_int(argname: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{argname}` must be a positive int; got {value!r}.")
