@@ -68,7 +68,7 @@ def checkpoint_adjoint(checkpoints: int | None = None) -> diffrax.RecursiveCheck
     !!! note
 
         With `checkpoints=None` node_kit keeps diffrax's default, which is about
-        `sqrt(2 * max_steps)` checkpoints (for example 91 at `max_steps=4096`), not
+        `sqrt(2 * max_steps)` checkpoints (for example 90 at `max_steps=4096`), not
         `log(max_steps)`: each step is then recomputed at most about twice. Pass an
         integer to trade more recomputation for less memory.
 

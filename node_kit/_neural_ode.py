@@ -113,7 +113,7 @@ class NeuralODE(eqx.Module):
         """Like `__call__` but returns the `diffrax.Solution`.
 
         `sol.ys` are the states, `sol.stats["num_steps"]` the number of steps (NFE is
-        about `num_steps` times the solver's stages), and `sol.result` the outcome
+        about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage), and `sol.result` the outcome
         (always successful when `throw=True`).
         """
         ts = check_times(ts)
@@ -233,7 +233,7 @@ def _check_field_output(term, ts, y0, args) -> None:
     except Exception as error:  # any failure to trace the field on this y0
         raise ValueError(
             f"`y0` of shape {tuple(y0.shape)} does not fit the vector field: calling "
-            f"it raised {type(error).__name__}: {error}. Pass `y0` with the shape the "
+            f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the shape the "
             "field expects for one sample (batch with `model.batched` or jax.vmap)."
         ) from error
     if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == y0.shape):

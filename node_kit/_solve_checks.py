@@ -69,16 +69,22 @@ def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diff
     """Raise an error naming `max_steps` and where the solve stopped, if it failed.
 
     diffrax fills the outputs after a failure with `inf`, so the number of finite
-    output times tells how far the solve got. `eqx.branched_error_if` picks one of
+    output times tells how far the solve got. A solve that "succeeds" with NaN or inf
+    states (possible with a fixed step size) is an error too. `eqx.branched_error_if` picks one of
     the pre-written messages, so this works under `jit`, `vmap` and `grad`.
     """
     n = ts.shape[0]
     reached = jnp.sum(jnp.isfinite(sol.ts), axis=-1)
-    failed = sol.result != diffrax.RESULTS.successful
+    solved = sol.result == diffrax.RESULTS.successful
     hit_max = sol.result == diffrax.RESULTS.max_steps_reached
-    index = jnp.where(hit_max, 0, n) + jnp.clip(reached, 1, n) - 1
-    messages = _failure_messages(ts, max_steps)
-    return eqx.branched_error_if(sol, failed, index, messages)
+    # A fixed-step solve reports success even when the state turns NaN: check it too.
+    finite_at = jnp.all(jnp.isfinite(sol.ys), axis=tuple(range(1, sol.ys.ndim)))
+    first_bad = jnp.argmin(finite_at)
+    kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
+    position = jnp.where(solved, first_bad, jnp.clip(reached, 1, n) - 1)
+    index = kind * n + position
+    failed = ~solved | ~jnp.all(finite_at)
+    return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps))
 
 
 def _failure_messages(ts, max_steps) -> list[str]:
@@ -99,4 +105,11 @@ def _failure_messages(ts, max_steps) -> list[str]:
         f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
         f"{where(i)}. Check the inputs and parameters for NaN." for i in range(n)
     ]
-    return hit_max + other
+    nonfinite = [
+        f"the solution became NaN or inf at ts[{i}]"
+        + (f" (t={values[i]:.6g})" if values is not None else "")
+        + " although the solver reported success (a fixed step size does not "
+        "check this). Use a smaller `dt0` or an adaptive controller, and check the "
+        "inputs and parameters for NaN." for i in range(n)
+    ]
+    return hit_max + other + nonfinite

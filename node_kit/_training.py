@@ -172,7 +172,8 @@ def _diverged_message(step: int, loss: float, checkpoint_path) -> str:
     )
     return (
         f"loss became {loss} at step {step + 1}; training stopped. {kept} Lower the "
-        "learning rate, tighten rtol/atol, or add regularisation, then resume."
+        "learning rate (a resumed run may change it), tighten rtol/atol, or add "
+        "regularisation, then resume."
     )
 
 

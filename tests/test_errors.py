@@ -136,3 +136,13 @@ def test_failed_solve_is_returned_when_throw_is_false(model):
     quiet = nk.NeuralODE(model.vector_field, max_steps=2, throw=False)
     sol = quiet.solve(TS, jnp.ones(2))
     assert sol.result == diffrax.RESULTS.max_steps_reached
+
+
+def test_fixed_step_nan_is_reported():
+    class Blowup(eqx.Module):
+        def __call__(self, t, y, args):
+            return jnp.where(t > 0.4, jnp.nan, 1.0) * y
+
+    ode = nk.NeuralODE(Blowup(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.25, max_steps=8)
+    with pytest.raises(Exception, match=r"the solution became NaN or inf at ts\[1\] \(t=0.5\) although the solver reported success"):
+        ode(TS, jnp.ones(2)).block_until_ready()

@@ -40,6 +40,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -75,3 +78,78 @@ def _version(dist: str) -> str | None:
         return version(dist)
     except PackageNotFoundError:
         return None
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Write a list of dicts (same keys) as CSV, atomically. Nothing for no rows."""
+    import csv
+    import io
+
+    if not rows:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def parse_config(config_cls, argv=None, *, description: str, choices: dict | None = None):
+    """Build a frozen config dataclass from command-line flags, one flag per field.
+
+    `--field-name value`; booleans are `--flag/--no-flag`; `choices` maps a field
+    name to its allowed values (argparse then lists them on a bad value).
+    """
+    import argparse
+    import dataclasses
+
+    choices = choices or {}
+    parser = argparse.ArgumentParser(description=description)
+    defaults = config_cls()
+    for field in dataclasses.fields(config_cls):
+        default = getattr(defaults, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, type=kind, default=default, choices=choices.get(field.name))
+    return config_cls(**vars(parser.parse_args(argv)))
+
+
+def run_meta(config, *, ignore=("out", "resume", "progress", "steps", "lr")) -> dict:
+    """The part of a config that must match to resume a checkpoint.
+
+    The step count and learning rate may change on resume (to train longer, or to
+    recover from a divergence with a smaller rate); the model and data may not.
+    """
+    import dataclasses
+
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
+
+
+def plt():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "bosh3", "heun", "midpoint", "euler")
+
+
+def solver_from_name(name: str):
+    """Map a solver name from the command line to a diffrax solver."""
+    import diffrax
+
+    solvers = {
+        "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8,
+        "bosh3": diffrax.Bosh3, "heun": diffrax.Heun, "midpoint": diffrax.Midpoint,
+        "euler": diffrax.Euler,
+    }
+    if name not in solvers:
+        raise ValueError(f"unknown solver {name!r}; expected one of {', '.join(SOLVER_NAMES)}.")
+    return solvers[name]()

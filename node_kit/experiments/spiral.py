@@ -7,8 +7,6 @@ whole time span from the initial point alone. Writes `results.json`, `history.cs
 `spiral.png` and a resumable checkpoint to `--out`.
 """
 
-import argparse
-import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import optax
 
 import node_kit as nk
 
-from ._cli import environment, write_json
+from ._cli import environment, parse_config, plt, run_meta, write_csv, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,12 +102,11 @@ def main(config: Config) -> dict:
     model_key, train_key = jr.split(jr.key(config.seed))
     ts, ys = true_trajectory(config)
     model = build_model(config, model_key)
-    meta = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume", "progress", "steps")}
     start = time.perf_counter()
     model, history = nk.fit(
         model, loss_fn, optax.adam(optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)), window_sampler(ts, ys, config), config.steps,
         key=train_key, checkpoint_path=out / "checkpoint.eqx", resume=config.resume,
-        meta=meta, progress=config.progress,
+        meta=run_meta(config), progress=config.progress,
     )
     train_time = time.perf_counter() - start
     predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
@@ -122,51 +119,28 @@ def main(config: Config) -> dict:
         "train_seconds_this_run": train_time,
     }
     write_json(out / "results.json", results)
-    _write_history(out / "history.csv", history)
+    write_csv(out / "history.csv", history)
     _plot(out / "spiral.png", ys, predicted)
     print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; wrote {out}/results.json, spiral.png")
     return results
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
-    if not history:
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-
-
 def _plot(path: Path, true: np.ndarray, predicted: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt().subplots(figsize=(5, 5))
     ax.plot(true[:, 0], true[:, 1], "k-", lw=1.5, label="true trajectory")
     ax.plot(predicted[:, 0], predicted[:, 1], "C1--", lw=1.5, label="neural ODE from y(0)")
     ax.set(xlabel="y1", ylabel="y2", title="Spiral: learned dynamics")
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plt().close(fig)
 
 
 def parse_args(argv=None) -> Config:
     """Command-line flags, one per `Config` field."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = Config()
-    for field in dataclasses.fields(Config):
-        default = getattr(defaults, field.name)
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif field.name == "adjoint":
-            parser.add_argument(flag, choices=nk.ADJOINT_NAMES, default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    return Config(**vars(parser.parse_args(argv)))
+    return parse_config(
+        Config, argv, description=__doc__.splitlines()[0], choices={"adjoint": nk.ADJOINT_NAMES}
+    )
 
 
 if __name__ == "__main__":
