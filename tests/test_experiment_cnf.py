@@ -1,0 +1,102 @@
+"""The CNF command end to end on a tiny config, resume, and its bad inputs."""
+
+import dataclasses
+import json
+
+import jax.random as jr
+import numpy as np
+import pytest
+
+import node_kit as nk
+from node_kit import datasets
+from node_kit.experiments import cnf as cnf_experiment
+
+TINY = ["--steps", "3", "--batch-size", "16", "--width", "8", "--depth", "1",
+        "--eval-batch", "500", "--rtol", "1e-3", "--atol", "1e-3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(tmp_path, data_dir, *extra):
+    return cnf_experiment.parse_args(TINY + ["--out", str(tmp_path), "--data-dir", data_dir, *extra])
+
+
+def _checkpoint_step(config):
+    like = nk.Checkpoint(cnf_experiment.build_cnf(config, 2, jr.key(0)), None, 0)
+    return nk.load_checkpoint(f"{config.out}/checkpoint.eqx", like, {}).step
+
+
+def test_command_writes_results_and_resumes(tmp_path, data_dir):
+    config = _config(tmp_path, data_dir)
+    results = cnf_experiment.main(config)
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["test_nll"] == pytest.approx(results["test_nll"])
+    assert np.isfinite(written["test_nll"]) and written["true_entropy"] > 2.5
+    assert written["kl_gap"] == pytest.approx(written["test_nll"] - written["true_entropy"])
+    assert written["environment"]["diffrax"] and written["config"]["dataset"] == "8gaussians"
+    assert (tmp_path / "8gaussians.png").stat().st_size > 10_000
+    assert _checkpoint_step(config) == 3
+    resumed = dataclasses.replace(config, steps=5, resume=True)
+    cnf_experiment.main(resumed)
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    assert history[1].startswith("4,") or history[1].startswith("5,"), history[:3]
+    assert _checkpoint_step(resumed) == 5
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path, data_dir):
+    nk.save_checkpoint(tmp_path / "checkpoint.eqx", nk.Checkpoint({}, {}, 3),
+                       cnf_experiment.run_meta(_config(tmp_path, data_dir)))
+    other = _config(tmp_path, data_dir, "--width", "16", "--resume")
+    with pytest.raises(ValueError, match=r"from another config \(width: checkpoint 8 vs now 16\)"):
+        cnf_experiment.main(other)
+
+
+def test_unknown_dataset_lists_known(capsys):
+    with pytest.raises(SystemExit):
+        cnf_experiment.parse_args(["--dataset", "mnist3"])
+    assert "invalid choice: 'mnist3'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="8gaussians"):
+        datasets.load("mnist3", "train")
+
+
+@pytest.mark.parametrize("flag, value", [("--trace", "stochastic"), ("--probe", "uniform"), ("--adjoint", "unroll"), ("--solver", "rk4")])
+def test_unknown_choices_are_refused_at_the_command_line(capsys, flag, value):
+    with pytest.raises(SystemExit):
+        cnf_experiment.parse_args([flag, value])
+    assert f"invalid choice: '{value}'" in capsys.readouterr().err
+
+
+def test_unknown_names_are_refused_by_the_library():
+    with pytest.raises(ValueError, match="stochastic"):
+        nk.trace_estimator_from_name("stochastic")
+    with pytest.raises(ValueError, match="uniform"):
+        nk.trace_estimator_from_name("hutchinson", "uniform")
+    with pytest.raises(ValueError, match="unknown solver 'rk4'; expected one of tsit5"):
+        cnf_experiment.solver_from_name("rk4")
+
+
+def test_data_with_wrong_dimension_or_nan(tmp_path, data_dir):
+    config = _config(tmp_path, data_dir)
+    cnf = cnf_experiment.build_cnf(config, 3, jr.key(0))
+    with pytest.raises(ValueError, match=r"`xs` must have shape \(batch, data_size\) with data_size=3"):
+        nk.cnf_loss(cnf, np.zeros((4, 2)))
+    bad = cnf_experiment.Data(np.array([[0.0, np.nan]]), np.zeros((1, 2)), images=False)
+    with pytest.raises(RuntimeError, match="contains NaN or inf"):
+        cnf_experiment.make_loss(config, bad)(cnf_experiment.build_cnf(config, 2, jr.key(0)), bad.train, jr.key(0))
+
+
+def test_nan_in_dataset_is_reported(tmp_path, data_dir, monkeypatch):
+    real = datasets.load
+
+    def poisoned(name, split, **kwargs):
+        out = real(name, split, **kwargs)
+        out["x"] = out["x"].copy()
+        out["x"][7, 1] = np.nan
+        return out
+
+    monkeypatch.setattr(datasets, "load", poisoned)
+    with pytest.raises(ValueError, match="dataset '8gaussians' split 'train' contains NaN or inf"):
+        cnf_experiment.load_data(_config(tmp_path, data_dir))
