@@ -94,6 +94,18 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+def write_history(path: str | os.PathLike, history: list[dict], *, resumed: bool) -> None:
+    """Write the training history CSV; a resumed run keeps the rows logged before it."""
+    import csv
+
+    path = Path(path)
+    earlier: list[dict] = []
+    if resumed and path.exists() and history:
+        with open(path, newline="") as f:
+            earlier = [row for row in csv.DictReader(f) if int(row["step"]) < history[0]["step"]]
+    write_csv(path, earlier + history)
+
+
 def parse_config(config_cls, argv=None, *, description: str, choices: dict | None = None):
     """Build a frozen config dataclass from command-line flags, one flag per field.
 
@@ -138,17 +150,17 @@ def plt():
     return pyplot
 
 
-SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "bosh3", "heun", "midpoint", "euler")
+SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "bosh3", "heun", "midpoint")
+"""Solvers with an embedded error estimate, as the experiments' adaptive steps need."""
 
 
 def solver_from_name(name: str):
-    """Map a solver name from the command line to a diffrax solver."""
+    """Map a solver name from the command line to an adaptive diffrax solver."""
     import diffrax
 
     solvers = {
         "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8,
         "bosh3": diffrax.Bosh3, "heun": diffrax.Heun, "midpoint": diffrax.Midpoint,
-        "euler": diffrax.Euler,
     }
     if name not in solvers:
         raise ValueError(f"unknown solver {name!r}; expected one of {', '.join(SOLVER_NAMES)}.")

@@ -29,7 +29,7 @@ from ._cli import (
     plt,
     run_meta,
     solver_from_name,
-    write_csv,
+    write_history,
     write_json,
 )
 
@@ -123,15 +123,20 @@ def make_loss(config: Config, data: Data):
     return loss
 
 
-def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key) -> dict:
-    """Per-sample test NLL (data space) with the CNF's estimator; padded fixed-size batches."""
+def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, probe_key=None) -> dict:
+    """Per-sample test NLL (data space) with the CNF's estimator; padded fixed-size batches.
+
+    `key` draws the dequantization noise (images) and `probe_key` the Hutchinson
+    probes, so several probe draws can be averaged over the same dequantized data.
+    """
     batch = min(batch, len(x))
-    run = eqx.filter_jit(lambda c, xs, k: _batch_nll(c, data, xs, k))
+    probe_key = key if probe_key is None else probe_key
+    run = eqx.filter_jit(lambda c, xs, k, p: _batch_nll(c, data, xs, k, p))
     nll, steps = [], []
     for i, start in enumerate(range(0, len(x), batch)):
         chunk = x[start : start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), 0)])
-        values, num_steps = run(cnf, padded, jr.fold_in(key, i))
+        values, num_steps = run(cnf, padded, jr.fold_in(key, i), jr.fold_in(probe_key, i))
         nll.append(np.asarray(values)[: len(chunk)])
         steps.append(int(num_steps))
     nll = np.concatenate(nll)
@@ -143,8 +148,7 @@ def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key) -> 
     }
 
 
-def _batch_nll(cnf, data, xs, key):
-    noise_key, probe_key = jr.split(key)
+def _batch_nll(cnf, data, xs, noise_key, probe_key):
     ys, log_det = to_flow_space(data, xs, noise_key)
     log_prob, stats = cnf.log_prob_and_stats_batched(
         ys.astype(jnp.result_type(float)), key=probe_key
@@ -190,7 +194,7 @@ def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
     )
     estimates = [
         evaluate_nll(hutchinson, data, data.test, batch=config.eval_batch,
-                     key=jr.fold_in(key, 100 + i))["nll"]
+                     key=key, probe_key=jr.fold_in(key, 100 + i))["nll"]
         for i in range(config.eval_probes)
     ]
     baseline = gaussian_baseline(data, key)
@@ -229,7 +233,7 @@ def main(config: Config) -> dict:
         "train_seconds_this_run": train_seconds,
     }
     write_json(out / "results.json", results)
-    write_csv(out / "history.csv", history)
+    write_history(out / "history.csv", history, resumed=config.resume)
     plot(out / f"{config.dataset}.png", cnf, data, plot_key, results)
     _print_summary(results, out)
     return results

@@ -21,7 +21,7 @@ import optax
 
 import node_kit as nk
 
-from ._cli import environment, parse_config, plt, run_meta, write_csv, write_json
+from ._cli import environment, parse_config, plt, run_meta, write_history, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +119,7 @@ def main(config: Config) -> dict:
         "train_seconds_this_run": train_time,
     }
     write_json(out / "results.json", results)
-    write_csv(out / "history.csv", history)
+    write_history(out / "history.csv", history, resumed=config.resume)
     _plot(out / "spiral.png", ys, predicted)
     print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; wrote {out}/results.json, spiral.png")
     return results
