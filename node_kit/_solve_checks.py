@@ -28,7 +28,9 @@ def check_times(ts) -> jax.Array:
         ts = ts.astype(jnp.result_type(float))
     if isinstance(ts, jax.core.Tracer):
         bad = jnp.any(jnp.diff(ts) <= 0)
-        return eqx.error_if(ts, bad, "`ts` must be strictly increasing.")
+        return eqx.error_if(
+            ts, bad, "`ts` must be strictly increasing; sort the times and drop duplicates."
+        )
     diffs = np.diff(np.asarray(ts))
     if np.any(diffs <= 0):
         i = int(np.argmax(diffs <= 0))
