@@ -25,6 +25,18 @@ from ._trace import (
     TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
     trace_estimator_from_name as trace_estimator_from_name,
 )
+from ._irregular import subsample_mask as subsample_mask, union_grid as union_grid
+from ._latent_ode import (
+    gaussian_kl as gaussian_kl,
+    LatentODE as LatentODE,
+    latent_ode_loss as latent_ode_loss,
+)
+from ._ode_rnn import (
+    AbstractIrregularRNN as AbstractIrregularRNN,
+    GapField as GapField,
+    GRUDelta as GRUDelta,
+    ODERNN as ODERNN,
+)
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
 from ._vector_field import (
     AugmentedField as AugmentedField,

@@ -28,8 +28,15 @@ from ._preprocess import (
     logit_transform as logit_transform,
     preprocess as preprocess,
 )
+from ._periodic import (
+    PERIODIC_NUM_POINTS as PERIODIC_NUM_POINTS,
+    PERIODIC_T_MAX as PERIODIC_T_MAX,
+    sample_periodic as sample_periodic,
+)
 from ._registry import (
     DATA_DIR_ENV as DATA_DIR_ENV,
+    PERIODIC_SPLIT_SIZES as PERIODIC_SPLIT_SIZES,
+    TIME_SERIES_NAMES as TIME_SERIES_NAMES,
     DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES,
     SPLITS as SPLITS,
     TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,

@@ -6,7 +6,11 @@ import os
 
 from ._registry import names, resolve_data_dir
 
-_NODE_KIT_BUILDER_DIRS = {"digits": "node_kit_digits", "toy2d": "node_kit_toy2d"}
+_NODE_KIT_BUILDER_DIRS = {
+    "digits": "node_kit_digits",
+    "toy2d": "node_kit_toy2d",
+    "periodic": "node_kit_periodic",
+}
 
 
 def _prepared_variants(dataset_dir: str) -> list[str]:
@@ -27,7 +31,7 @@ def available(*, data_dir: str | os.PathLike[str] | None = None) -> tuple[str, .
 
     **Returns:**
 
-    A sorted tuple: the 2-D toys (always), `"digits"` when scikit-learn is installed or a digits
+    A sorted tuple: the 2-D toys and `"periodic"` (always, they are generated), `"digits"` when scikit-learn is installed or a digits
     split is already built, and every other TFDS dataset prepared as array_record in `data_dir`.
     """
     data_dir = resolve_data_dir(data_dir)

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from ._digits import require_sklearn
-from ._registry import SPLITS, check_split, check_split_sizes, names, resolve_data_dir
+from ._registry import (
+    SPLITS,
+    TIME_SERIES_NAMES,
+    check_split,
+    check_split_sizes,
+    names,
+    resolve_data_dir,
+)
 from ._toy2d import check_seed
 
 
@@ -47,6 +54,8 @@ def _node_kit_builder(
 
     if name == "digits":
         cls, config = builders.NodeKitDigits, builders.digits_config(seed, split_sizes)
+    elif name == "periodic":
+        cls, config = builders.NodeKitPeriodic, builders.periodic_config(seed, split_sizes)
     else:
         cls, config = builders.NodeKitToy2d, builders.toy2d_config(name, seed, split_sizes)
     # TFDS refuses a config object that shares its name with a predefined one; pass the name.
@@ -88,11 +97,15 @@ def _read_split(builder: Any, split: str, expected: int | None) -> dict[str, np.
     return _stack(source.__getitems__(list(range(len(source)))))
 
 
+def _own_names() -> tuple[str, ...]:
+    return (*names(), *TIME_SERIES_NAMES)
+
+
 def _unknown_name_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, names(), n=3)
+    close = difflib.get_close_matches(name, _own_names(), n=3)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ValueError(
-        f"`name` must be a node_kit dataset, one of {list(names())}, or a TensorFlow-Datasets "
+        f"`name` must be a node_kit dataset, one of {list(_own_names())}, or a TensorFlow-Datasets "
         f"dataset prepared in the data directory; got name={name!r}.{hint}"
     )
 
@@ -149,8 +162,9 @@ def load(
 
     - every dataset has `"x"`, the model input: float32 `(n, 2)` for the 2-D toys; uint8
         `(n, 64)` raw pixels 0..16 for `"digits"` (see `preprocess`);
-    - labelled datasets add `"label"` (int64 `(n,)`; digits 0..9); later time-series
-        datasets add their own keys (times, masks) next to `"x"`.
+    - labelled datasets add `"label"` (int64 `(n,)`; digits 0..9);
+    - the time series `"periodic"` has float32 times `"t"` `(n, 100)`, strictly increasing
+        within each series, and values `"x"` `(n, 100, 1)` (see `sample_periodic`).
 
     Row order is the one TFDS stored (a fixed hash-based shuffle); use `batch_at` for epochs.
 
@@ -164,7 +178,8 @@ def load(
     - `seed`: node_kit datasets only; non-negative int, default 0. Seeds the toy sampler or
         the digits split; each seed is built into its own directory.
     - `split_sizes`: node_kit datasets only; `(train, validation, test)`. Toys default to
-        `(50000, 10000, 10000)`; digits to `(1257, 270, 270)` and must add up to 1797.
+        `(50000, 10000, 10000)`; digits to `(1257, 270, 270)` and must add up to 1797;
+        periodic to `(1000, 100, 100)` series.
 
     **Returns:**
 
@@ -173,11 +188,11 @@ def load(
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a string; got {name!r}.")
     data_dir = resolve_data_dir(data_dir)
-    if name not in names():
+    if name not in _own_names():
         if seed is not None or split_sizes is not None:
             raise ValueError(
                 "`seed` and `split_sizes` apply only to node_kit datasets "
-                f"{list(names())}; got name={name!r}. Drop them for other TFDS datasets."
+                f"{list(_own_names())}; got name={name!r}. Drop them for other TFDS datasets."
             )
         return _load_tfds(name, split, data_dir)
     seed = 0 if seed is None else seed

@@ -18,6 +18,12 @@ DIGITS_NUM_EXAMPLES = 1797
 DIGITS_SPLIT_SIZES: tuple[int, int, int] = (1257, 270, 270)
 """Default (train, validation, test) sizes of `digits`: 70% / 15% / 15% of the 1797 images."""
 
+PERIODIC_SPLIT_SIZES: tuple[int, int, int] = (1000, 100, 100)
+"""Default (train, validation, test) sizes of `periodic`: the paper's 1000 training series."""
+
+TIME_SERIES_NAMES: tuple[str, ...] = ("periodic",)
+"""Time-series datasets node_kit builds itself; their examples hold times `"t"` and values `"x"`."""
+
 DATA_DIR_ENV = "NODE_KIT_DATA_DIR"
 """Environment variable that overrides the default data directory."""
 
@@ -29,9 +35,9 @@ def names() -> tuple[str, ...]:
 
     **Returns:**
 
-    A sorted tuple: the 2-D toys and `"digits"`.
+    A sorted tuple: the 2-D toys, `"digits"` and the time series (`"periodic"`).
     """
-    return tuple(sorted((*TOY2D_NAMES, "digits")))
+    return tuple(sorted((*TOY2D_NAMES, "digits", *TIME_SERIES_NAMES)))
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
@@ -60,6 +66,8 @@ def check_split(name: str, split: str) -> None:
 
 
 def _default_split_sizes(name: str) -> tuple[int, int, int]:
+    if name == "periodic":
+        return PERIODIC_SPLIT_SIZES
     return DIGITS_SPLIT_SIZES if name == "digits" else TOY2D_SPLIT_SIZES
 
 

@@ -1,6 +1,6 @@
 """TensorFlow-Datasets builders for the node_kit datasets (imported lazily: TFDS is slow to import).
 
-Both builders generate everything locally: `_split_generators` never touches the download
+Every builder generates everything locally: `_split_generators` never touches the download
 manager. The builder config carries everything the data depend on (toy name or none, seed,
 split sizes), and its name spells them out, so every variant gets its own directory under
 `data_dir/<builder>/<config>/<version>/`.
@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ._digits import raw_digits, split_indices
-from ._registry import DIGITS_SPLIT_SIZES, SPLITS, TOY2D_SPLIT_SIZES
+from ._periodic import PERIODIC_NUM_POINTS, sample_periodic
+from ._registry import DIGITS_SPLIT_SIZES, PERIODIC_SPLIT_SIZES, SPLITS, TOY2D_SPLIT_SIZES
 from ._toy2d import TOY2D_NAMES, sample_toy2d
 
 _FFJORD_CITATION = """@inproceedings{grathwohl2019ffjord,
@@ -39,6 +40,11 @@ def toy2d_config_name(toy: str, seed: int, split_sizes: tuple[int, int, int]) ->
 def digits_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
     """The config (directory) name of one digits split, e.g. `seed0-1257-270-270`."""
     return f"seed{seed}-" + "-".join(str(size) for size in split_sizes)
+
+
+def periodic_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
+    """The config (directory) name of one periodic variant, e.g. `seed0-1000-100-100`."""
+    return digits_config_name(seed, split_sizes)
 
 
 def _split_slices(split_sizes: tuple[int, int, int]) -> dict[str, slice]:
@@ -149,3 +155,62 @@ class NodeKitDigits(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, pixels: np.ndarray, labels: np.ndarray, index: np.ndarray):
         for i in index:
             yield int(i), {"x": pixels[i], "label": int(labels[i])}
+
+
+_LATENT_ODE_CITATION = """@inproceedings{rubanova2019latent,
+  title={Latent Ordinary Differential Equations for Irregularly-Sampled Time Series},
+  author={Rubanova, Yulia and Chen, Ricky T. Q. and Duvenaud, David},
+  booktitle={Advances in Neural Information Processing Systems},
+  year={2019}
+}"""
+
+
+@dataclasses.dataclass(eq=False)
+class PeriodicConfig(tfds.core.BuilderConfig):
+    """One seed and set of (train, validation, test) numbers of series."""
+
+    seed: int = 0
+    split_sizes: tuple[int, int, int] = PERIODIC_SPLIT_SIZES
+
+
+def periodic_config(seed: int, split_sizes: tuple[int, int, int]) -> PeriodicConfig:
+    """The builder config for one periodic variant."""
+    return PeriodicConfig(
+        name=periodic_config_name(seed, split_sizes),
+        description=f"Seed {seed}, (train, validation, test) = {split_sizes} series.",
+        seed=seed,
+        split_sizes=split_sizes,
+    )
+
+
+class NodeKitPeriodic(tfds.core.GeneratorBasedBuilder):
+    """Noisy 1-D sinusoids at random irregular times: `t` (100,) and `x` (100, 1), float32."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Random frequency, amplitude and phase; seeded numpy Generator."}
+    BUILDER_CONFIGS = [periodic_config(0, PERIODIC_SPLIT_SIZES)]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        n = PERIODIC_NUM_POINTS
+        features = {
+            "t": tfds.features.Tensor(shape=(n,), dtype=np.float32),
+            "x": tfds.features.Tensor(shape=(n, 1), dtype=np.float32),
+        }
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=tfds.features.FeaturesDict(features),
+            homepage="https://github.com/YuliaRubanova/latent_ode",
+            citation=_LATENT_ODE_CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing is downloaded.
+        config = self.builder_config
+        series = sample_periodic(sum(config.split_sizes), seed=config.seed)
+        slices = _split_slices(config.split_sizes)
+        return {split: self._generate_examples(series, s) for split, s in slices.items()}
+
+    def _generate_examples(self, series: dict[str, np.ndarray], rows: slice):
+        for index in range(rows.start, rows.stop):
+            yield index, {"t": series["t"][index], "x": series["x"][index]}

@@ -299,7 +299,7 @@ def parse_args(argv=None) -> Config:
     return parse_config(
         Config, argv, description=__doc__.splitlines()[0],
         choices={
-            "dataset": datasets.names(), "adjoint": nk.ADJOINT_NAMES,
+            "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": nk.ADJOINT_NAMES,
             "trace": nk.TRACE_ESTIMATOR_NAMES, "probe": nk.PROBE_NAMES, "solver": SOLVER_NAMES,
         },
     )

@@ -1,0 +1,291 @@
+"""Latent ODE (Rubanova, Chen and Duvenaud 2019): an ODE-RNN encoder and a latent ODE decoder.
+
+A variational autoencoder for ONE irregular series `(ts, values, mask)` (layout in
+`node_kit._irregular`; batch with `jax.vmap`). The encoder is an [`node_kit.ODERNN`][] run
+backwards in time: it reads the series from the last time point to the first (times
+negated so they increase) and its readout at the first time `t0` gives
+`q(z0) = N(mu, diag(sigma^2))`. The decoder solves `dz/dt = g(t, z)` from `z0` at `t0`
+through every requested time with one [`node_kit.NeuralODE`][] solve and maps each latent
+state to the mean of the observations with an MLP. The likelihood is Gaussian with a fixed
+standard deviation `obs_std` and counts observed entries only.
+"""
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+
+from ._irregular import check_series, check_series_times
+from ._neural_ode import NeuralODE
+from ._ode_rnn import ODERNN
+from ._vector_field import MLPField, _check_sizes
+
+
+def gaussian_kl(mu: Float[Array, " latent"], sigma: Float[Array, " latent"]) -> Float[Array, ""]:
+    """`KL(N(mu, diag(sigma^2)) || N(0, I))` in closed form, in nats.
+
+    **Arguments:**
+
+    - `mu`, `sigma`: mean and standard deviation (positive), shape `(latent_size,)`.
+
+    **Returns:**
+
+    A scalar: `0.5 * sum(sigma^2 + mu^2 - 1 - 2 log sigma)`.
+    """
+    return 0.5 * jnp.sum(sigma**2 + mu**2 - 1.0 - 2.0 * jnp.log(sigma))
+
+
+def masked_gaussian_log_likelihood(
+    values: Float[Array, "times data_size"],
+    means: Float[Array, "times data_size"],
+    observed,
+    std: float,
+) -> Float[Array, ""]:
+    """`sum` over observed entries of `log N(values; means, std^2)`; masked entries add 0."""
+    residual = (jnp.where(observed, values, means) - means) / std
+    log_density = -0.5 * residual**2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+    return jnp.sum(jnp.where(observed, log_density, 0.0))
+
+
+class LatentODE(eqx.Module):
+    """Latent ODE VAE for ONE irregularly sampled series.
+
+    **Arguments:**
+
+    - `data_size`: channels per time point.
+    - `latent_size`: size of `z0` and of the decoder's ODE state.
+    - `hidden_size`: the encoder ODE-RNN's hidden size.
+    - `width_size`, `depth`: the MLPs (both ODE fields, observation map, classifier).
+    - `num_classes`: add a classifier head on `z0` with this many logits (`None`: none).
+    - `obs_std`: the fixed observation standard deviation (0.01 as in the paper).
+    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for both ODEs
+        (the encoder's per gap on `s in [0, 1]`, see [`node_kit.ODERNN`][]).
+    - `key`: a `jax.random` key, keyword-only.
+    """
+
+    encoder: ODERNN
+    decoder: NeuralODE
+    observation: eqx.nn.MLP
+    classifier: eqx.nn.MLP | None
+    data_size: int = eqx.field(static=True)
+    latent_size: int = eqx.field(static=True)
+    obs_std: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        latent_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
+        *,
+        num_classes: int | None = None,
+        obs_std: float = 0.01,
+        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
+        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
+            rtol=1e-3, atol=1e-6
+        ),
+        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        dt0: float | None = None,
+        max_steps: int | None = 4096,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(data_size=data_size, latent_size=latent_size)
+        if num_classes is not None:
+            _check_sizes(num_classes=num_classes)
+        if isinstance(obs_std, bool) or not isinstance(obs_std, (int, float)) or not obs_std > 0:
+            raise ValueError(f"`obs_std` must be a positive float; got obs_std={obs_std!r}.")
+        solve = dict(
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            adjoint=adjoint,
+            dt0=dt0,
+            max_steps=max_steps,
+        )
+        k_enc, k_field, k_obs, k_cls = jr.split(key, 4)
+        self.encoder = ODERNN(
+            data_size,
+            hidden_size,
+            width_size,
+            depth,
+            readout_size=2 * latent_size,
+            key=k_enc,
+            **solve,
+        )
+        field = MLPField(latent_size, width_size, depth, final_activation=jnp.tanh, key=k_field)
+        self.decoder = NeuralODE(field, **solve)
+        self.observation = eqx.nn.MLP(latent_size, data_size, width_size, depth, key=k_obs)
+        self.classifier = (
+            None
+            if num_classes is None
+            else eqx.nn.MLP(latent_size, num_classes, width_size, depth, key=k_cls)
+        )
+        self.data_size = data_size
+        self.latent_size = latent_size
+        self.obs_std = float(obs_std)
+
+    def posterior(
+        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+    ) -> tuple[Float[Array, " latent"], Float[Array, " latent"]]:
+        """`q(z0)` at time `t0` (default `ts[0]`) from the backwards ODE-RNN.
+
+        **Arguments:**
+
+        - `ts`: strictly increasing times `(n,)`.
+        - `values`: `(n, data_size)`; masked-out entries are ignored.
+        - `mask`: like `values`, bool or 0/1.
+        - `t0`: the time of `z0`; the encoder's state is evolved from the first
+            observation to it.
+
+        **Returns:**
+
+        `(mu, sigma)`, each `(latent_size,)`, `sigma > 0`.
+        """
+        ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
+        return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)
+
+    def _posterior(self, ts, values, observed, t0):
+        reverse = (-ts[::-1], values[::-1], observed[::-1])
+        out = self.encoder.readout(self.encoder.state_at(*reverse, -jnp.asarray(t0)))
+        mu, raw = jnp.split(out, 2)
+        return mu, jax.nn.softplus(raw)
+
+    def decode(
+        self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
+    ) -> Float[Array, "times data_size"]:
+        """The observation means at `ts`, solving the latent ODE from `z0` at `ts[0]`.
+
+        **Arguments:**
+
+        - `ts`: strictly increasing times `(m,)`; `z0` is the state at `ts[0]`.
+        - `z0`: the latent initial state, `(latent_size,)`.
+
+        **Returns:**
+
+        Means of the observations, `(m, data_size)`.
+        """
+        ts = check_series_times(ts, strict=True)
+        return jax.vmap(self.observation)(self.decoder(ts.astype(z0.dtype), z0))
+
+    def _sample_z0(self, mu, sigma, key, num_samples):
+        return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
+
+    def elbo(
+        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1
+    ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
+        """The evidence lower bound of one series, averaged over `num_samples` draws of `z0`.
+
+        `E_q[log p(x | z0)] - KL(q(z0) || N(0, I))`: the log-likelihood sums over observed
+        entries only; the KL term is exact ([`node_kit.gaussian_kl`][]).
+
+        **Arguments:**
+
+        - `ts`, `values`, `mask`: the series, as for `posterior`.
+        - `key`: draws the `z0` samples (`mu + sigma * jr.normal(key, (num_samples, latent))`).
+        - `num_samples`: number of `z0` draws, a positive int.
+
+        **Returns:**
+
+        `(elbo, aux)`: a scalar, and `aux` with the scalars `"log_likelihood"` (the sample
+        mean) and `"kl"`.
+        """
+        _check_sizes(num_samples=num_samples)
+        ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
+        mu, sigma = self._posterior(ts, values, observed, ts[0])
+        z0s = self._sample_z0(mu, sigma, key, num_samples)
+        means = jax.vmap(lambda z0: self.decode(ts, z0))(z0s)
+        log_likelihood = jnp.mean(
+            jax.vmap(masked_gaussian_log_likelihood, in_axes=(None, 0, None, None))(
+                values, means, observed, self.obs_std
+            )
+        )
+        kl = gaussian_kl(mu, sigma)
+        return log_likelihood - kl, {"log_likelihood": log_likelihood, "kl": kl}
+
+    def classify(
+        self, ts, values, mask, *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " classes"]:
+        """Class logits from `z0`: the posterior mean, or one sample if `key` is given.
+
+        **Arguments:** the series as for `posterior`; `key` to sample `z0`.
+
+        **Returns:** logits `(num_classes,)`.
+        """
+        if self.classifier is None:
+            raise ValueError(
+                "this LatentODE has no classifier; construct it with `num_classes=` to use "
+                "`classify`."
+            )
+        mu, sigma = self.posterior(ts, values, mask)
+        z0 = mu if key is None else self._sample_z0(mu, sigma, key, 1)[0]
+        return self.classifier(z0)
+
+    def predict(
+        self,
+        ts,
+        values,
+        mask,
+        ts_query: Real[ArrayLike, " query"],
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+    ) -> Float[Array, "samples query data_size"]:
+        """Reconstruct or extrapolate: observation means at `ts_query`, one row per `z0` draw.
+
+        `z0` is drawn from `q(z0)` at `ts_query[0]` (the encoder evolves its state from the
+        first observation to there), then decoded through `ts_query`. The spread over the
+        samples is the model's uncertainty (the observation noise `obs_std` is not added).
+
+        **Arguments:**
+
+        - `ts`, `values`, `mask`: the observed series, as for `posterior`.
+        - `ts_query`: strictly increasing times `(m,)` to predict at, anywhere.
+        - `key`: draws the `z0` samples.
+        - `num_samples`: number of draws, a positive int.
+
+        **Returns:**
+
+        Means `(num_samples, m, data_size)`; `.mean(0)` and `.std(0)` summarise them.
+        """
+        _check_sizes(num_samples=num_samples)
+        ts_query = check_series_times(ts_query, strict=True, name="ts_query")
+        mu, sigma = self.posterior(ts, values, mask, t0=ts_query[0])
+        z0s = self._sample_z0(mu, sigma, key, num_samples)
+        return jax.vmap(lambda z0: self.decode(ts_query, z0))(z0s)
+
+
+def latent_ode_loss(
+    model: LatentODE,
+    batch: dict[str, Array],
+    key: PRNGKeyArray,
+    *,
+    num_samples: int = 1,
+    kl_weight: float = 1.0,
+) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
+    """The negative ELBO of a batch: a `loss_fn` for [`node_kit.make_step`][] and `fit`.
+
+    **Arguments:**
+
+    - `model`: the [`node_kit.LatentODE`][].
+    - `batch`: `{"t": (batch, n), "x": (batch, n, data_size)}` and optionally `"mask"`
+        like `"x"` (default: everything observed).
+    - `key`: split into one key per series.
+    - `num_samples`: `z0` draws per series.
+    - `kl_weight`: multiplies the KL term (anneal it from 0 to 1; 1 is the ELBO).
+
+    **Returns:**
+
+    `(loss, aux)`: `loss = -mean(log_likelihood - kl_weight * kl)` over the batch, and the
+    batch means `"log_likelihood"`, `"kl"` and `"elbo"`.
+    """
+    mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
+    keys = jr.split(key, jnp.shape(batch["x"])[0])
+    elbo = lambda t, x, m, k: model.elbo(t, x, m, key=k, num_samples=num_samples)[1]  # noqa: E731
+    aux = jax.vmap(elbo)(batch["t"], batch["x"], mask, keys)
+    aux = {name: jnp.mean(value) for name, value in aux.items()}
+    aux["elbo"] = aux["log_likelihood"] - aux["kl"]
+    return -(aux["log_likelihood"] - kl_weight * aux["kl"]), aux

@@ -1,0 +1,306 @@
+"""ODE-RNN (Rubanova, Chen and Duvenaud 2019) and the GRU-Δt baseline, for ONE irregular series.
+
+Both read a series `(ts, values, mask)` in the layout of `node_kit._irregular`: between
+observations the hidden state follows a neural ODE (ODE-RNN) or stays put (GRU-Δt); at
+each time point with at least one observed channel a `GRUCell` reads
+`concat(values * mask, mask)` (GRU-Δt adds the time since the last observation). Masked-out
+values are replaced by zeros with `jnp.where`, and a time point with nothing observed skips
+the update and leaves the carried `(h, t_last)` alone, so it changes no later state.
+
+**Zero gaps.** `NeuralODE` needs strictly increasing output times, but a series may repeat
+a time (two events at once, or padding by repeating the last time). Each gap is therefore
+solved on the normalised interval `s in [0, 1]` with the field
+`dh/ds = gap * f(t_prev + s * gap, h)` ([`node_kit.GapField`][]): the output times are
+always `[0, 1]`, and at `gap = 0` the field is exactly zero, so the solve is valid and
+its gradients are those of the identity. `ODERNN.evolve` then returns `h` itself (a
+`jnp.where`: Heun's Hermite output interpolation would round it in the last bit), so a zero
+gap is exactly a no-op for every solver. There is no branch (`lax.cond` would run both sides
+under `vmap` anyway). The cost: at least one solver step per gap, and a fixed `dt0` is a
+fraction of each gap, not an absolute time.
+"""
+
+import abc
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+
+from ._custom_types import Args
+from ._irregular import check_series
+from ._neural_ode import NeuralODE
+from ._vector_field import MLPField, _check_sizes
+
+
+class GapField(eqx.Module):
+    """A field rescaled to one gap: `dh/ds = gap * f(t_start + s * gap, h, args)` on `s in [0, 1]`.
+
+    Solving it from `s = 0` to `1` with `args = (t_start, gap, field_args)` is solving
+    `dh/dt = f(t, h)` from `t_start` to `t_start + gap`; a zero gap gives a zero field.
+    The wrapped field's parameters stay in the term, so every adjoint differentiates them.
+
+    **Arguments:**
+
+    - `field`: a vector field `f(t, h, args)` for one sample.
+    """
+
+    field: Callable
+
+    @property
+    def data_size(self) -> int | None:
+        """The wrapped field's state size, if it declares one."""
+        return getattr(self.field, "data_size", None)
+
+    def __call__(self, s, h: Float[Array, " hidden"], args: Args) -> Float[Array, " hidden"]:
+        t_start, gap, field_args = args
+        return gap * self.field(t_start + s * gap, h, field_args)
+
+
+def _gru_input(x, observed, *extra) -> Float[Array, " input"]:
+    values = jnp.where(observed, x, jnp.zeros_like(x))
+    return jnp.concatenate([values, observed.astype(x.dtype), *extra])
+
+
+def scan_observations(evolve: Callable, update: Callable, h0, ts, values, observed):
+    """Run a recurrent model over one series, skipping time points with nothing observed.
+
+    **Arguments:**
+
+    - `evolve(h, t_last, t)`: the state at `t` from the state at the last observation.
+    - `update(h, x, observed, gap)`: the state after reading the observation at `t`.
+    - `h0`: the state at `ts[0]`; `ts`, `values`, `observed` as `check_series` returns.
+
+    **Returns:**
+
+    `((h_last, t_last), (before, after))`: the state and time of the last observation
+    (`h0` and `ts[0]` if there is none), and the states at every time point before and
+    after its update, each `(n, hidden)`. The state stays `h0` until the first
+    observation, so time points with nothing observed influence no other state.
+    """
+
+    def step(carry, inputs):
+        h, t_last, started = carry
+        t, x, m = inputs
+        t_from = jnp.where(started, t_last, t)  # a zero gap until the first observation
+        h_pred = evolve(h, t_from, t)
+        seen = jnp.any(m)
+        h_new = jnp.where(seen, update(h_pred, x, m, t - t_from), h_pred)
+        carry = (jnp.where(seen, h_new, h), jnp.where(seen, t, t_last), started | seen)
+        return carry, (h_pred, h_new)
+
+    (h_last, t_last, _), states = jax.lax.scan(
+        step, (h0, ts[0], jnp.array(False)), (ts, values, observed)
+    )
+    return (h_last, t_last), states
+
+
+class AbstractIrregularRNN(eqx.Module):
+    """A recurrent model of ONE irregular series: `evolve` between points, a GRU `update` at each.
+
+    Subclasses say how the state moves between time points (`evolve`) and how it reads an
+    observation; the scan, the masking and the outputs are shared (see
+    `scan_observations`). The state is zero until the first observation.
+    """
+
+    cell: eqx.AbstractVar[eqx.nn.GRUCell]
+    readout: eqx.AbstractVar[eqx.nn.Linear]
+    data_size: eqx.AbstractVar[int]
+    hidden_size: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def evolve(
+        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
+    ) -> Float[Array, " hidden"]:
+        """The state at `t1` from the state `h` at `t0`."""
+
+    @abc.abstractmethod
+    def update(
+        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+    ) -> Float[Array, " hidden"]:
+        """The state after reading the observation `x` (mask `observed`), `gap` after the last."""
+
+    def _scan(self, ts, values, mask):
+        ts, values, observed = check_series(
+            ts, values, mask, data_size=self.data_size, strict=False
+        )
+        # One dtype for the carried state: float32 data with float64 parameters (or back).
+        dtype = jnp.result_type(values.dtype, self.readout.weight.dtype)
+        h0 = jnp.zeros(self.hidden_size, dtype)
+        return scan_observations(
+            self.evolve, self.update, h0, ts.astype(dtype), values.astype(dtype), observed
+        )
+
+    def states(
+        self, ts: Real[ArrayLike, " times"], values: Float[ArrayLike, "times data_size"], mask
+    ) -> tuple[Float[Array, "times hidden"], Float[Array, "times hidden"]]:
+        """The hidden states at every time point, before and after reading its observations.
+
+        **Arguments:**
+
+        - `ts`: non-decreasing times `(n,)` (a repeated time is a zero gap).
+        - `values`: `(n, data_size)`; entries where `mask` is 0 are ignored (NaN is fine).
+        - `mask`: like `values`, bool or 0/1 (1 = observed).
+
+        **Returns:**
+
+        `(before, after)`, each `(n, hidden_size)`: the state of the last observation
+        evolved to each time point, and the state after its update (equal to `before` at
+        a point with nothing observed).
+        """
+        return self._scan(ts, values, mask)[1]
+
+    def __call__(self, ts, values, mask) -> Float[Array, "times hidden"]:
+        """The hidden state at every time point after its update (`states(...)[1]`)."""
+        return self.states(ts, values, mask)[1]
+
+    def predict(self, ts, values, mask) -> Float[Array, "times readout"]:
+        """One-step-ahead readout: at each time point, from the observations before it.
+
+        Arguments as for `states`. **Returns:** `readout` of the state before each
+        time point's update, shape `(n, readout_size)`.
+        """
+        return jax.vmap(self.readout)(self.states(ts, values, mask)[0])
+
+    def state_at(self, ts, values, mask, t: Real[ArrayLike, ""]) -> Float[Array, " hidden"]:
+        """The hidden state at time `t` after reading the whole series.
+
+        The state of the last observation evolved to `t` (forwards or backwards); `ts`,
+        `values`, `mask` as for `states`. **Returns:** shape `(hidden_size,)`.
+        """
+        (h, t_last), _ = self._scan(ts, values, mask)
+        return self.evolve(h, t_last, t)
+
+
+class ODERNN(AbstractIrregularRNN):
+    """ODE-RNN: a neural ODE between observations and a GRU update at each of them.
+
+    The hidden state is zero until the first observation. Between time points it follows
+    `dh/dt = f(t, h)` (an [`node_kit.MLPField`][] with `tanh` output, solved per gap by a
+    [`node_kit.NeuralODE`][] around a [`node_kit.GapField`][]); at a time point with any
+    observed channel a `GRUCell` reads `concat(values * mask, mask)`. Swap the field with
+    `eqx.tree_at(lambda m: m.ode.vector_field.field, model, field)`.
+
+    **Arguments:**
+
+    - `data_size`: channels per time point.
+    - `hidden_size`: size of the hidden state.
+    - `width_size`, `depth`: the ODE field's MLP.
+    - `readout_size`: outputs of the linear readout (default `data_size`).
+    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for the per-gap
+        `NeuralODE`, on `s in [0, 1]` (so a fixed `dt0=0.25` is four steps per gap).
+    - `key`: a `jax.random` key, keyword-only.
+    """
+
+    ode: NeuralODE
+    cell: eqx.nn.GRUCell
+    readout: eqx.nn.Linear
+    data_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
+        *,
+        readout_size: int | None = None,
+        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
+        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
+            rtol=1e-3, atol=1e-6
+        ),
+        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        dt0: float | None = None,
+        max_steps: int | None = 4096,
+        key: PRNGKeyArray,
+    ):
+        readout_size = data_size if readout_size is None else readout_size
+        _check_sizes(data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
+        field_key, cell_key, readout_key = jr.split(key, 3)
+        field = MLPField(hidden_size, width_size, depth, final_activation=jnp.tanh, key=field_key)
+        self.ode = NeuralODE(
+            GapField(field),
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            adjoint=adjoint,
+            dt0=dt0,
+            max_steps=max_steps,
+        )
+        self.cell = eqx.nn.GRUCell(2 * data_size, hidden_size, key=cell_key)
+        self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
+        self.data_size = data_size
+        self.hidden_size = hidden_size
+
+    def evolve(
+        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
+    ) -> Float[Array, " hidden"]:
+        """Follow the ODE from `(t0, h)` to `t1` (any order; `t1 == t0` returns `h` exactly).
+
+        **Arguments:**
+
+        - `h`: the hidden state at `t0`, shape `(hidden_size,)`.
+        - `t0`, `t1`: scalar times.
+
+        **Returns:**
+
+        The hidden state at `t1`, shape `(hidden_size,)`.
+        """
+        s = jnp.array([0.0, 1.0], dtype=h.dtype)
+        t0 = jnp.asarray(t0, h.dtype)
+        gap = jnp.asarray(t1, h.dtype) - t0
+        # The field is exactly zero at gap 0, but some solvers' output interpolation
+        # (Heun's Hermite polynomial) rounds y0 in the last bit; return h itself.
+        return jnp.where(gap == 0, h, self.ode(s, h, (t0, gap, None))[-1])
+
+    def update(self, h, x, observed, gap):
+        """The GRU update `cell(concat(values * mask, mask), h)`."""
+        del gap
+        return self.cell(_gru_input(x, observed), h)
+
+
+class GRUDelta(AbstractIrregularRNN):
+    """The GRU-Δt baseline: a GRU reading `(values * mask, mask, Δt)` at each observation.
+
+    `Δt` is the time since the last time point with an observation (0 at the first);
+    between observations the state does not change.
+
+    **Arguments:**
+
+    - `data_size`: channels per time point.
+    - `hidden_size`: size of the hidden state.
+    - `readout_size`: outputs of the linear readout (default `data_size`).
+    - `key`: a `jax.random` key, keyword-only.
+    """
+
+    cell: eqx.nn.GRUCell
+    readout: eqx.nn.Linear
+    data_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        hidden_size: int,
+        *,
+        readout_size: int | None = None,
+        key: PRNGKeyArray,
+    ):
+        readout_size = data_size if readout_size is None else readout_size
+        _check_sizes(data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
+        cell_key, readout_key = jr.split(key)
+        self.cell = eqx.nn.GRUCell(2 * data_size + 1, hidden_size, key=cell_key)
+        self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
+        self.data_size = data_size
+        self.hidden_size = hidden_size
+
+    def evolve(self, h, t0, t1):
+        """The state does not change between observations: returns `h`."""
+        del t0, t1
+        return h
+
+    def update(self, h, x, observed, gap):
+        """The GRU update `cell(concat(values * mask, mask, [gap]), h)`."""
+        return self.cell(_gru_input(x, observed, gap[None]), h)
