@@ -17,3 +17,4 @@ run digits --dataset digits --trace hutchinson --width 128 --depth 2 --batch-siz
 # (cosine schedule re-spread over 10000 steps). Run after the checkerboard line:
 #   mkdir -p $out/checkerboard_10k && cp $out/checkerboard/{checkpoint.eqx,history.csv} $out/checkerboard_10k/
 #   run checkerboard_10k --dataset checkerboard --steps 10000 --resume
+run digits_wide --dataset digits --trace hutchinson --width 256 --depth 2 --batch-size 128 --steps 5000 --lr 2e-3 --eval-batch 270
