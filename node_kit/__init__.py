@@ -37,6 +37,14 @@ from ._ode_rnn import (
     GRUDelta as GRUDelta,
     ODERNN as ODERNN,
 )
+from ._memory import (
+    checkpoint_adjoint_for_budget as checkpoint_adjoint_for_budget,
+    checkpoint_memory_model as checkpoint_memory_model,
+    CheckpointMemoryModel as CheckpointMemoryModel,
+    compile_gradient as compile_gradient,
+    CompiledGradient as CompiledGradient,
+    CompiledMemory as CompiledMemory,
+)
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
 from ._vector_field import (
     AugmentedField as AugmentedField,

@@ -1,0 +1,225 @@
+"""Compiled memory per adjoint, the checkpoint budget chooser, and the memory command.
+
+Compiled memory (`lower().compile().memory_analysis()`) is exact and deterministic on
+CPU, so these tests compare modes directly. Each compile takes seconds, so the tests
+share compiles through a module-scoped cache and use tiny models.
+"""
+
+import csv
+import dataclasses
+import json
+
+import equinox as eqx
+import jax.numpy as jnp
+import pytest
+
+from node_kit import MLPField, NeuralODE
+from node_kit._memory import (
+    CheckpointMemoryModel,
+    _checkpoint_bytes,
+    checkpoint_adjoint_for_budget,
+    compile_gradient,
+)
+from node_kit.experiments.memory import (
+    MemoryConfig,
+    build_problem,
+    checkpoints_used,
+    command_line,
+    fit_exponents,
+    main,
+    parse_args,
+    parse_mode,
+)
+
+# Euler compiles fastest; the state (128 x 16 float32 = 8 KiB) dominates the floor.
+SMALL = MemoryConfig(dim=16, batch=128, width=16, depth=1, solver="euler")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """`compiled(mode, n)`: a cached `CompiledGradient` of `SMALL` (batch as one state)."""
+    cache = {}
+
+    def get(mode: str, n: int):
+        if (mode, n) not in cache:
+            model, ts, y0s = build_problem(SMALL, mode, n, jnp.float32)
+            cache[mode, n] = compile_gradient(model, ts, y0s, batched=True)
+        return cache[mode, n]
+
+    return get
+
+
+def test_backsolve_memory_is_flat_in_steps(compiled):
+    temps = [compiled("backsolve", n).memory.temp_bytes for n in (8, 32, 128)]
+    assert max(temps) <= 1.01 * min(temps), temps
+
+
+def test_direct_memory_grows_with_steps(compiled):
+    small, large = (compiled("direct", n).memory.temp_bytes for n in (8, 128))
+    assert large >= 3 * small, (small, large)
+
+
+def test_fixed_checkpoints_stay_below_direct(compiled):
+    fixed = compiled("checkpoint:4", 128).memory.temp_bytes
+    direct = compiled("direct", 128).memory.temp_bytes
+    assert fixed < direct / 2, (fixed, direct)
+
+
+def test_budget_chooser_fits_its_budget(compiled):
+    model, ts, y0s = build_problem(SMALL, "direct", 128, jnp.float32)
+    budget = compiled("direct", 128).memory.total_bytes // 2
+    adjoint = checkpoint_adjoint_for_budget(budget, model=model, ts=ts, y0s=y0s)
+    assert 1 < adjoint.checkpoints < 128
+    chosen = eqx.tree_at(lambda m: m.adjoint, model, adjoint)
+    measured = compile_gradient(chosen, ts, y0s).memory.total_bytes
+    assert budget * 0.9 <= measured <= budget
+
+
+def test_checkpoint_bytes_are_state_plus_solver_state():
+    for solver, copies in (("tsit5", 2), ("euler", 1)):
+        model, ts, y0s = build_problem(dataclasses.replace(SMALL, solver=solver), "direct", 8,
+                                       jnp.float32)
+        state = y0s.size * 4
+        # Tsit5 also stores its `first_step` flag: one byte, one per sample under vmap.
+        flag = 0 if solver == "euler" else 1
+        assert _checkpoint_bytes(model, ts, y0s) == copies * state + flag
+        assert _checkpoint_bytes(model, ts, y0s, batched=False) == (
+            copies * state + flag * SMALL.batch
+        )
+
+
+def test_memory_model_prediction_and_cap():
+    memory = CheckpointMemoryModel(floor_bytes=1000, bytes_per_checkpoint=100, max_steps=10)
+    assert memory.predict(1) == 1000
+    assert memory.predict(4) == 1300
+    assert memory.ceiling_bytes == memory.predict(10) == memory.predict(50) == 1900
+    assert memory.checkpoints_for(1000) == 1
+    assert memory.checkpoints_for(1399) == 4
+    assert memory.checkpoints_for(10**9) == 10
+
+
+def test_memory_model_sorting_regime():
+    # Above ~4 checkpoints each costs 2x (the sorted copy); storing all 10 costs 1x.
+    memory = CheckpointMemoryModel(floor_bytes=1000, bytes_per_checkpoint=100, max_steps=10,
+                                   anchors=((5, 1500), (9, 2300)))
+    assert memory.predict(3) == 1200  # storage line
+    assert memory.predict(7) == 1900  # line through the anchors
+    assert memory.predict(10) == 1900 < memory.predict(9) == 2300
+    assert memory.measured(5) == 1500 and memory.measured(6) is None
+    assert memory.checkpoints_for(1950) == 10  # storing everything fits
+    assert memory.checkpoints_for(1899) == 6
+
+
+def test_budget_below_floor_names_the_floor_and_the_fix():
+    memory = CheckpointMemoryModel(floor_bytes=3 * 2**20, bytes_per_checkpoint=1024,
+                                   max_steps=100)
+    with pytest.raises(
+        ValueError,
+        match=r"`memory_budget_bytes`=1048576 \(1.00 MiB\) is below the floor .* 3145728 "
+        r"bytes \(3.00 MiB\) with one checkpoint\. Raise the budget .* adjoint='backsolve'",
+    ):
+        memory.checkpoints_for(2**20)
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5, True, "1GiB"])
+def test_budget_must_be_a_positive_int(budget):
+    memory = CheckpointMemoryModel(floor_bytes=10, bytes_per_checkpoint=1, max_steps=10)
+    with pytest.raises(ValueError, match=r"`memory_budget_bytes` must be a positive int"):
+        memory.checkpoints_for(budget)
+
+
+def test_budget_needs_max_steps(getkey):
+    model = NeuralODE(MLPField(2, 4, 1, key=getkey()), adjoint="backsolve", max_steps=None)
+    with pytest.raises(ValueError, match=r"`model.max_steps` must be an int .* got None"):
+        checkpoint_adjoint_for_budget(2**20, model=model, ts=jnp.array([0.0, 1.0]),
+                                      y0s=jnp.zeros((3, 2)))
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"modes": ("backsolve", "adjoint")},
+         r"`modes` entry 'adjoint' is not a mode; expected one of: backsolve, checkpoint"),
+        ({"modes": ("checkpoint:0",)}, r"`modes` entry 'checkpoint:0' is not a mode"),
+        ({"steps": (0, 10)}, r"`steps` must be an int >= 1; got 0\. Pass the number of fixed"),
+        ({"steps": (10, 2.5)}, r"`steps` must be an int >= 1; got 2.5"),
+        ({"steps": ()}, r"`steps` is empty, so the sweep has nothing to run; pass at least"),
+        ({"modes": ()}, r"`modes` is empty, so the sweep has nothing to run"),
+        ({"layouts": ()}, r"`layouts` is empty, so the sweep has nothing to run"),
+        ({"layouts": ("rows",)}, r"`layouts` entry 'rows' is not a layout; expected one of "
+                                 r"batched, vmap"),
+        ({"solver": "rk4"}, r"`solver` must be one of euler, .*tsit5.*; got 'rk4'"),
+        ({"batch": 0}, r"`batch` must be an int >= 1; got 0"),
+    ],
+)
+def test_bad_config_raises(changes, match):
+    with pytest.raises(ValueError, match=match):
+        MemoryConfig(**changes)
+
+
+def test_bad_command_line_raises():
+    with pytest.raises(ValueError, match=r"`steps` must be an int >= 1; got 0"):
+        parse_args(["--steps", "0", "10"])
+
+
+def test_command_line_round_trip():
+    config = MemoryConfig(dim=8, steps=(5, 50), modes=("direct", "checkpoint:3"),
+                          reference=False, out="x")
+    command = command_line(config)
+    assert command.startswith("python -m node_kit.experiments.memory --dim 8")
+    assert parse_args(command.split()[3:]) == (config, None)
+    payload = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert MemoryConfig(**payload) == config  # the --worker path rebuilds it like this
+
+
+def test_modes_and_checkpoint_counts():
+    assert parse_mode("checkpoint:16") == ("checkpoint", 16)
+    assert parse_mode("direct") == ("direct", None)
+    assert checkpoints_used("backsolve", 100) is None
+    assert checkpoints_used("direct", 100) == 100
+    assert checkpoints_used("checkpoint:16", 10) == 10
+    # diffrax's default: the smallest c with 2N < (c + 1)(c + 2).
+    for n in (1, 10, 100, 1000):
+        c = checkpoints_used("checkpoint", n)
+        assert 2 * n < (c + 1) * (c + 2) or c == n
+
+
+def test_fit_exponents_recovers_a_power_law():
+    rows = [{"mode": "direct", "layout": "batched", "steps": n, "temp_bytes": 7 * n**0.9}
+            for n in (10, 100, 1000)]
+    (fit,) = fit_exponents(rows)
+    assert fit["exponent"] == pytest.approx(0.9)
+    assert fit["local_exponent"] == pytest.approx(0.9)
+
+
+def test_command_writes_csv_json_png(tmp_path, capsys):
+    config = MemoryConfig(dim=4, batch=8, width=8, depth=1, solver="euler", steps=(2,),
+                          modes=("direct",), layouts=("batched",), repeats=1, budgets=1,
+                          out=str(tmp_path))
+    results = main(config)
+    assert "grad err" in capsys.readouterr().out
+    with open(tmp_path / "memory.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["mode"] == "direct" and int(row["steps"]) == 2 and int(row["temp_bytes"]) > 0
+    saved = json.loads((tmp_path / "memory.json").read_text())
+    for key in ("jax", "diffrax", "backend", "device", "machine"):
+        assert saved["environment"][key]
+    # An exact mode in float32 against the float64 reference on the same steps.
+    assert 0 < saved["rows"][0]["grad_rel_error"] < 1e-5
+    fitted, below = saved["budget_checks"]
+    assert fitted["within_budget"] and abs(fitted["prediction_error"]) < 0.1
+    assert "below the floor" in below["error"]
+    assert (tmp_path / "memory.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["rows"] == saved["rows"]
+
+
+@pytest.mark.slow
+def test_fresh_process_matches_in_process(tmp_path):
+    config = MemoryConfig(dim=4, batch=8, width=8, depth=1, solver="euler", steps=(2,),
+                          modes=("backsolve",), layouts=("batched",), repeats=1, budgets=0,
+                          out=str(tmp_path))
+    fresh = main(dataclasses.replace(config, fresh_process=True))["rows"][0]
+    local = main(dataclasses.replace(config, fresh_process=False))["rows"][0]
+    for key in ("temp_bytes", "argument_bytes", "output_bytes"):
+        assert fresh[key] == local[key]
+    assert fresh["grad_rel_error"] == pytest.approx(local["grad_rel_error"])
