@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._neural_ode import NeuralODE
+from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
 from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import AugmentedField
@@ -95,11 +95,9 @@ class CNF(eqx.Module):
         vector_field: Callable,
         *,
         trace_estimator: AbstractTraceEstimator = ExactTrace(),
-        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
-            rtol=1e-3, atol=1e-6
-        ),
-        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
+        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         t1: float = 1.0,
         dt0: float | None = None,
         max_steps: int | None = 4096,

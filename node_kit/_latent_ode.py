@@ -20,7 +20,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._irregular import check_series, check_series_times
-from ._neural_ode import NeuralODE
+from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
 from ._ode_rnn import ODERNN
 from ._vector_field import MLPField, _check_sizes
 
@@ -85,11 +85,9 @@ class LatentODE(eqx.Module):
         *,
         num_classes: int | None = None,
         obs_std: float = 0.01,
-        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
-            rtol=1e-3, atol=1e-6
-        ),
-        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
+        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         dt0: float | None = None,
         max_steps: int | None = 4096,
         key: PRNGKeyArray,

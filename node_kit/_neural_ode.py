@@ -14,6 +14,12 @@ from ._solve_checks import check_state, check_times, raise_if_failed
 from ._vector_field import AugmentedField
 
 
+DEFAULT_SOLVER = diffrax.Tsit5()
+DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
+DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
+"""Defaults shared by every model built on NeuralODE (CNF, ODERNN, LatentODE)."""
+
+
 class BatchedField(eqx.Module):
     """The per-sample field vmapped over a leading batch axis: the batch is one ODE state.
 
@@ -70,11 +76,9 @@ class NeuralODE(eqx.Module):
         self,
         vector_field: Callable,
         *,
-        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
-            rtol=1e-3, atol=1e-6
-        ),
-        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
+        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         dt0: float | None = None,
         max_steps: int | None = 4096,
         throw: bool = True,

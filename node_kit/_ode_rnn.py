@@ -31,7 +31,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._custom_types import Args
 from ._irregular import check_series
-from ._neural_ode import NeuralODE
+from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
 from ._vector_field import MLPField, _check_sizes
 
 
@@ -208,11 +208,9 @@ class ODERNN(AbstractIrregularRNN):
         depth: int,
         *,
         readout_size: int | None = None,
-        solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-        stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
-            rtol=1e-3, atol=1e-6
-        ),
-        adjoint: diffrax.AbstractAdjoint | str = diffrax.RecursiveCheckpointAdjoint(),
+        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
+        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         dt0: float | None = None,
         max_steps: int | None = 4096,
         key: PRNGKeyArray,
