@@ -64,6 +64,11 @@ class LatentODE(eqx.Module):
     - `obs_std`: the fixed observation standard deviation (0.01 as in the paper).
     - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for both ODEs
         (the encoder's per gap on `s in [0, 1]`, see [`node_kit.ODERNN`][]).
+    - `encoder_solver`, `encoder_stepsize_controller`, `encoder_dt0`: override those three
+        for the encoder only (`None`: as the decoder). The paper's encoder takes fixed Euler
+        steps: `encoder_solver=diffrax.Euler(),
+        encoder_stepsize_controller=diffrax.ConstantStepSize(), encoder_dt0=1.0` is one
+        Euler step per gap.
     - `key`: a `jax.random` key, keyword-only.
     """
 
@@ -90,6 +95,9 @@ class LatentODE(eqx.Module):
         adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         dt0: float | None = None,
         max_steps: int | None = 4096,
+        encoder_solver: diffrax.AbstractSolver | None = None,
+        encoder_stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+        encoder_dt0: float | None = None,
         key: PRNGKeyArray,
     ):
         _check_sizes(data_size=data_size, latent_size=latent_size)
@@ -104,6 +112,16 @@ class LatentODE(eqx.Module):
             dt0=dt0,
             max_steps=max_steps,
         )
+        encoder_solve = dict(
+            solve,
+            solver=solver if encoder_solver is None else encoder_solver,
+            stepsize_controller=(
+                stepsize_controller
+                if encoder_stepsize_controller is None
+                else encoder_stepsize_controller
+            ),
+            dt0=dt0 if encoder_dt0 is None else encoder_dt0,
+        )
         k_enc, k_field, k_obs, k_cls = jr.split(key, 4)
         self.encoder = ODERNN(
             data_size,
@@ -112,7 +130,7 @@ class LatentODE(eqx.Module):
             depth,
             readout_size=2 * latent_size,
             key=k_enc,
-            **solve,
+            **encoder_solve,
         )
         field = MLPField(latent_size, width_size, depth, final_activation=jnp.tanh, key=k_field)
         self.decoder = NeuralODE(field, **solve)
@@ -144,13 +162,13 @@ class LatentODE(eqx.Module):
         `(mu, sigma)`, each `(latent_size,)`, `sigma > 0`.
         """
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
-        return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)
+        return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)[:2]
 
     def _posterior(self, ts, values, observed, t0):
         reverse = (-ts[::-1], values[::-1], observed[::-1])
-        out = self.encoder.readout(self.encoder.state_at(*reverse, -jnp.asarray(t0)))
-        mu, raw = jnp.split(out, 2)
-        return mu, jax.nn.softplus(raw)
+        h, num_steps = self.encoder.state_at_counted(*reverse, -jnp.asarray(t0))
+        mu, raw = jnp.split(self.encoder.readout(h), 2)
+        return mu, jax.nn.softplus(raw), num_steps
 
     def decode(
         self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
@@ -166,43 +184,95 @@ class LatentODE(eqx.Module):
 
         Means of the observations, `(m, data_size)`.
         """
+        return self._decode(ts, z0)[0]
+
+    def _decode(self, ts, z0):
         ts = check_series_times(ts, strict=True)
-        return jax.vmap(self.observation)(self.decoder(ts.astype(z0.dtype), z0))
+        sol = self.decoder.solve(ts.astype(z0.dtype), z0)
+        return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):
         return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
 
     def elbo(
-        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1
+        self,
+        ts,
+        values,
+        mask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask=None,
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
         """The evidence lower bound of one series, averaged over `num_samples` draws of `z0`.
 
-        `E_q[log p(x | z0)] - KL(q(z0) || N(0, I))`: the log-likelihood sums over observed
-        entries only; the KL term is exact ([`node_kit.gaussian_kl`][]).
+        `E_q[log p(x | z0)] - KL(q(z0) || N(0, I))`: the encoder reads the entries where
+        `mask` is 1, the log-likelihood sums over the entries where `target_mask` is 1
+        (default: `mask`), and the KL term is exact ([`node_kit.gaussian_kl`][]). A
+        `target_mask` wider than `mask` trains interpolation (hidden points are predicted)
+        or extrapolation (a `mask` over the first half, a `target_mask` over the rest).
 
         **Arguments:**
 
         - `ts`, `values`, `mask`: the series, as for `posterior`.
         - `key`: draws the `z0` samples (`mu + sigma * jr.normal(key, (num_samples, latent))`).
         - `num_samples`: number of `z0` draws, a positive int.
+        - `target_mask`: like `mask`; the entries the likelihood counts (their values
+            must be finite).
 
         **Returns:**
 
         `(elbo, aux)`: a scalar, and `aux` with the scalars `"log_likelihood"` (the sample
-        mean) and `"kl"`.
+        mean), `"kl"` and `"num_steps"` (solver steps: the encoder's over all gaps plus the
+        decoder's, averaged over the samples).
         """
+        return self._elbo(ts, values, mask, key, num_samples, target_mask)[:2]
+
+    def elbo_and_logits(
+        self,
+        ts,
+        values,
+        mask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask=None,
+    ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]], Float[Array, "samples classes"]]:
+        """`elbo(...)` and the classifier's logits at each `z0` draw, from one encoder pass.
+
+        For training the classifier jointly with the ELBO, as the paper does for labelled
+        data. Arguments as for `elbo`. **Returns:** `(elbo, aux, logits)`, logits of shape
+        `(num_samples, num_classes)`.
+        """
+        if self.classifier is None:
+            raise ValueError(
+                "this LatentODE has no classifier; construct it with `num_classes=` to use "
+                "`elbo_and_logits`."
+            )
+        elbo, aux, z0s = self._elbo(ts, values, mask, key, num_samples, target_mask)
+        return elbo, aux, jax.vmap(self.classifier)(z0s)
+
+    def _elbo(self, ts, values, mask, key, num_samples, target_mask):
         _check_sizes(num_samples=num_samples)
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
-        mu, sigma = self._posterior(ts, values, observed, ts[0])
+        if target_mask is None:
+            target = observed
+        else:
+            _, values, target = check_series(
+                ts, values, target_mask, data_size=self.data_size, strict=True
+            )
+        mu, sigma, encoder_steps = self._posterior(ts, values, observed, ts[0])
         z0s = self._sample_z0(mu, sigma, key, num_samples)
-        means = jax.vmap(lambda z0: self.decode(ts, z0))(z0s)
+        means, decoder_steps = jax.vmap(lambda z0: self._decode(ts, z0))(z0s)
         log_likelihood = jnp.mean(
             jax.vmap(masked_gaussian_log_likelihood, in_axes=(None, 0, None, None))(
-                values, means, observed, self.obs_std
+                values, means, target, self.obs_std
             )
         )
         kl = gaussian_kl(mu, sigma)
-        return log_likelihood - kl, {"log_likelihood": log_likelihood, "kl": kl}
+        num_steps = encoder_steps + jnp.mean(decoder_steps)
+        aux = {"log_likelihood": log_likelihood, "kl": kl, "num_steps": num_steps}
+        return log_likelihood - kl, aux, z0s
 
     def classify(
         self, ts, values, mask, *, key: PRNGKeyArray | None = None
@@ -270,7 +340,8 @@ def latent_ode_loss(
 
     - `model`: the [`node_kit.LatentODE`][].
     - `batch`: `{"t": (batch, n), "x": (batch, n, data_size)}` and optionally `"mask"`
-        like `"x"` (default: everything observed).
+        like `"x"` (what the encoder reads; default: everything observed) and
+        `"target_mask"` (what the likelihood counts; default `"mask"`).
     - `key`: split into one key per series.
     - `num_samples`: `z0` draws per series.
     - `kl_weight`: multiplies the KL term (anneal it from 0 to 1; 1 is the ELBO).
@@ -278,12 +349,16 @@ def latent_ode_loss(
     **Returns:**
 
     `(loss, aux)`: `loss = -mean(log_likelihood - kl_weight * kl)` over the batch, and the
-    batch means `"log_likelihood"`, `"kl"` and `"elbo"`.
+    batch means `"log_likelihood"`, `"kl"`, `"num_steps"` and `"elbo"`.
     """
     mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
+    target = batch.get("target_mask", mask)
     keys = jr.split(key, jnp.shape(batch["x"])[0])
-    elbo = lambda t, x, m, k: model.elbo(t, x, m, key=k, num_samples=num_samples)[1]  # noqa: E731
-    aux = jax.vmap(elbo)(batch["t"], batch["x"], mask, keys)
+
+    def elbo(t, x, m, target_m, k):
+        return model.elbo(t, x, m, key=k, num_samples=num_samples, target_mask=target_m)[1]
+
+    aux = jax.vmap(elbo)(batch["t"], batch["x"], mask, target, keys)
     aux = {name: jnp.mean(value) for name, value in aux.items()}
     aux["elbo"] = aux["log_likelihood"] - aux["kl"]
     return -(aux["log_likelihood"] - kl_weight * aux["kl"]), aux

@@ -27,7 +27,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ._custom_types import Args
 from ._irregular import check_series
@@ -69,32 +69,38 @@ def scan_observations(evolve: Callable, update: Callable, h0, ts, values, observ
 
     **Arguments:**
 
-    - `evolve(h, t_last, t)`: the state at `t` from the state at the last observation.
+    - `evolve(h, t_last, t)`: `(state at t, solver steps taken)` from the state at the
+        last observation.
     - `update(h, x, observed, gap)`: the state after reading the observation at `t`.
     - `h0`: the state at `ts[0]`; `ts`, `values`, `observed` as `check_series` returns.
 
     **Returns:**
 
-    `((h_last, t_last), (before, after))`: the state and time of the last observation
-    (`h0` and `ts[0]` if there is none), and the states at every time point before and
-    after its update, each `(n, hidden)`. The state stays `h0` until the first
-    observation, so time points with nothing observed influence no other state.
+    `((h_last, t_last), (before, after), num_steps)`: the state and time of the last
+    observation (`h0` and `ts[0]` if there is none), the states at every time point
+    before and after its update, each `(n, hidden)`, and the solver steps summed over
+    all gaps. The state stays `h0` until the first observation, so time points with
+    nothing observed influence no other state.
     """
 
     def step(carry, inputs):
-        h, t_last, started = carry
+        h, t_last, started, num_steps = carry
         t, x, m = inputs
         t_from = jnp.where(started, t_last, t)  # a zero gap until the first observation
-        h_pred = evolve(h, t_from, t)
+        h_pred, gap_steps = evolve(h, t_from, t)
         seen = jnp.any(m)
         h_new = jnp.where(seen, update(h_pred, x, m, t - t_from), h_pred)
-        carry = (jnp.where(seen, h_new, h), jnp.where(seen, t, t_last), started | seen)
+        carry = (
+            jnp.where(seen, h_new, h),
+            jnp.where(seen, t, t_last),
+            started | seen,
+            num_steps + gap_steps,
+        )
         return carry, (h_pred, h_new)
 
-    (h_last, t_last, _), states = jax.lax.scan(
-        step, (h0, ts[0], jnp.array(False)), (ts, values, observed)
-    )
-    return (h_last, t_last), states
+    init = (h0, ts[0], jnp.array(False), jnp.array(0, jnp.int32))
+    (h_last, t_last, _, num_steps), states = jax.lax.scan(step, init, (ts, values, observed))
+    return (h_last, t_last), states, num_steps
 
 
 class AbstractIrregularRNN(eqx.Module):
@@ -116,6 +122,12 @@ class AbstractIrregularRNN(eqx.Module):
     ) -> Float[Array, " hidden"]:
         """The state at `t1` from the state `h` at `t0`."""
 
+    def evolve_counted(
+        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
+    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+        """`(evolve(h, t0, t1), solver steps taken)`; no solver by default (0 steps)."""
+        return self.evolve(h, t0, t1), jnp.array(0, jnp.int32)
+
     @abc.abstractmethod
     def update(
         self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
@@ -130,7 +142,7 @@ class AbstractIrregularRNN(eqx.Module):
         dtype = jnp.result_type(values.dtype, self.readout.weight.dtype)
         h0 = jnp.zeros(self.hidden_size, dtype)
         return scan_observations(
-            self.evolve, self.update, h0, ts.astype(dtype), values.astype(dtype), observed
+            self.evolve_counted, self.update, h0, ts.astype(dtype), values.astype(dtype), observed
         )
 
     def states(
@@ -170,8 +182,24 @@ class AbstractIrregularRNN(eqx.Module):
         The state of the last observation evolved to `t` (forwards or backwards); `ts`,
         `values`, `mask` as for `states`. **Returns:** shape `(hidden_size,)`.
         """
-        (h, t_last), _ = self._scan(ts, values, mask)
-        return self.evolve(h, t_last, t)
+        return self.state_at_counted(ts, values, mask, t)[0]
+
+    def state_at_counted(
+        self, ts, values, mask, t: Real[ArrayLike, ""]
+    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+        """`(state_at(ts, values, mask, t), solver steps)`: the steps of every gap and the last."""
+        (h, t_last), _, num_steps = self._scan(ts, values, mask)
+        h, last_steps = self.evolve_counted(h, t_last, t)
+        return h, num_steps + last_steps
+
+    def states_counted(self, ts, values, mask):
+        """`(states(ts, values, mask), solver steps)`: the solver steps summed over the gaps.
+
+        The number of function evaluations is about `num_steps` times the solver's stages
+        (Tsit5: 6). `GRUDelta` takes no solver steps.
+        """
+        _, states, num_steps = self._scan(ts, values, mask)
+        return states, num_steps
 
 
 class ODERNN(AbstractIrregularRNN):
@@ -246,12 +274,17 @@ class ODERNN(AbstractIrregularRNN):
 
         The hidden state at `t1`, shape `(hidden_size,)`.
         """
+        return self.evolve_counted(h, t0, t1)[0]
+
+    def evolve_counted(self, h, t0, t1):
+        """`(evolve(h, t0, t1), solver steps of that solve)`."""
         s = jnp.array([0.0, 1.0], dtype=h.dtype)
         t0 = jnp.asarray(t0, h.dtype)
         gap = jnp.asarray(t1, h.dtype) - t0
+        sol = self.ode.solve(s, h, (t0, gap, None))
         # The field is exactly zero at gap 0, but some solvers' output interpolation
         # (Heun's Hermite polynomial) rounds y0 in the last bit; return h itself.
-        return jnp.where(gap == 0, h, self.ode(s, h, (t0, gap, None))[-1])
+        return jnp.where(gap == 0, h, sol.ys[-1]), sol.stats["num_steps"].astype(jnp.int32)
 
     def update(self, h, x, observed, gap):
         """The GRU update `cell(concat(values * mask, mask), h)`."""

@@ -1,11 +1,13 @@
 """Datasets for node_kit, built offline as TensorFlow-Datasets (array_record, no TensorFlow).
 
-`load(name, split)` returns a dict of NumPy arrays (`"x"` always; `"label"` for labelled data).
+`load(name, split)` returns a dict of NumPy arrays (`"x"` always; `"label"` for labelled data;
+`"t"` for the time series `periodic`, `hopper` and `japanese_vowels`, which adds `"mask"` and
+`"length"`).
 TensorFlow-Datasets is imported only when a dataset is built or read, so importing this package
 stays fast.
 """
 
-from ._available import available as available
+from ._available import available as available, unavailable as unavailable
 from ._batching import (
     batch_at as batch_at,
     batch_indices as batch_indices,
@@ -18,6 +20,13 @@ from ._density import (
     log_density as log_density,
 )
 from ._entropy import true_entropy as true_entropy
+from ._hopper import (
+    HOPPER_NUM_STEPS as HOPPER_NUM_STEPS,
+    HOPPER_STATE_DIM as HOPPER_STATE_DIM,
+    normalise_min_max as normalise_min_max,
+    require_dm_control as require_dm_control,
+    sample_hopper as sample_hopper,
+)
 from ._load import load as load
 from ._preprocess import (
     DEFAULT_ALPHA as DEFAULT_ALPHA,
@@ -38,9 +47,18 @@ from ._registry import (
     PERIODIC_SPLIT_SIZES as PERIODIC_SPLIT_SIZES,
     TIME_SERIES_NAMES as TIME_SERIES_NAMES,
     DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES,
+    HOPPER_SPLIT_SIZES as HOPPER_SPLIT_SIZES,
+    JAPANESE_VOWELS_SPLIT_SIZES as JAPANESE_VOWELS_SPLIT_SIZES,
     SPLITS as SPLITS,
     TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,
     names as names,
     resolve_data_dir as resolve_data_dir,
 )
 from ._toy2d import TOY2D_NAMES as TOY2D_NAMES, sample_toy2d as sample_toy2d
+from ._uea import (
+    JAPANESE_VOWELS_MAX_LENGTH as JAPANESE_VOWELS_MAX_LENGTH,
+    JAPANESE_VOWELS_NUM_CHANNELS as JAPANESE_VOWELS_NUM_CHANNELS,
+    JAPANESE_VOWELS_NUM_CLASSES as JAPANESE_VOWELS_NUM_CLASSES,
+    read_japanese_vowels as read_japanese_vowels,
+    read_ts as read_ts,
+)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._digits import require_sklearn
+from ._hopper import require_dm_control
 from ._registry import (
     SPLITS,
     TIME_SERIES_NAMES,
@@ -26,6 +27,7 @@ from ._registry import (
     resolve_data_dir,
 )
 from ._toy2d import check_seed
+from ._uea import require_aeon
 
 
 def _tfds() -> Any:
@@ -52,10 +54,15 @@ def _node_kit_builder(
 ) -> Any:
     from . import _tfds_builders as builders
 
-    if name == "digits":
-        cls, config = builders.NodeKitDigits, builders.digits_config(seed, split_sizes)
-    elif name == "periodic":
-        cls, config = builders.NodeKitPeriodic, builders.periodic_config(seed, split_sizes)
+    own = {
+        "digits": (builders.NodeKitDigits, builders.digits_config),
+        "periodic": (builders.NodeKitPeriodic, builders.periodic_config),
+        "hopper": (builders.NodeKitHopper, builders.hopper_config),
+        "japanese_vowels": (builders.NodeKitJapaneseVowels, builders.japanese_vowels_config),
+    }
+    if name in own:
+        cls, make_config = own[name]
+        config = make_config(seed, split_sizes)
     else:
         cls, config = builders.NodeKitToy2d, builders.toy2d_config(name, seed, split_sizes)
     # TFDS refuses a config object that shares its name with a predefined one; pass the name.
@@ -70,8 +77,13 @@ def _prepare(builder: Any, name: str) -> None:
         prepared = builder.is_prepared()
     if prepared:
         return
+    # Optional dependencies are checked before TFDS starts, so the error names the fix.
     if name == "digits":
         require_sklearn()
+    elif name == "hopper":
+        require_dm_control()
+    elif name == "japanese_vowels":
+        require_aeon()
     tfds = _tfds()
     download_config = tfds.download.DownloadConfig(try_download_gcs=False)
     with _quiet_tfds_warnings():
@@ -162,11 +174,22 @@ def load(
 
     - every dataset has `"x"`, the model input: float32 `(n, 2)` for the 2-D toys; uint8
         `(n, 64)` raw pixels 0..16 for `"digits"` (see `preprocess`);
-    - labelled datasets add `"label"` (int64 `(n,)`; digits 0..9);
-    - the time series `"periodic"` has float32 times `"t"` `(n, 100)`, strictly increasing
-        within each series, and values `"x"` `(n, 100, 1)` (see `sample_periodic`).
+    - labelled datasets add `"label"` (int64 `(n,)`; digits 0..9, japanese_vowels 0..8);
+    - the time series have float32 times `"t"`, strictly increasing within each series:
+        - `"periodic"`: `"t"` `(n, 100)` irregular, `"x"` float32 `(n, 100, 1)` (see
+            `sample_periodic`);
+        - `"hopper"`: `"t"` `(n, 200)` = `arange(200) / 200`, `"x"` float32 `(n, 200, 14)`,
+            `concat(qpos, qvel)` min-max normalised per feature into [0, 1] over all
+            generated series (see `sample_hopper`; needs `pip install "node_kit[hopper]"`
+            to build, about a minute for the default 10,000 series on one CPU core);
+        - `"japanese_vowels"`: padded to 29 frames, `"t"` `(n, 29)` = frame index 0..28,
+            `"x"` float32 `(n, 29, 12)` (0 in the padding), `"mask"` bool `(n, 29, 12)` (True
+            on the first `length` frames), `"length"` int64 `(n,)` 7..29 and `"label"`
+            (see `read_japanese_vowels`; needs `pip install "node_kit[uea]"` to build).
 
-    Row order is the one TFDS stored (a fixed hash-based shuffle); use `batch_at` for epochs.
+    Row order is the one TFDS stored (a fixed hash-based shuffle; `"japanese_vowels"` keeps the
+    UEA file order for test and the seeded permutation for train and validation); use
+    `batch_at` for epochs.
 
     **Arguments:**
 
@@ -176,10 +199,13 @@ def load(
     - `data_dir`: where datasets live; default `$NODE_KIT_DATA_DIR`, else
         `~/.cache/node_kit/tensorflow_datasets`.
     - `seed`: node_kit datasets only; non-negative int, default 0. Seeds the toy sampler or
-        the digits split; each seed is built into its own directory.
+        the digits split (the hopper initial states, the japanese_vowels train/validation
+        split); each seed is built into its own directory.
     - `split_sizes`: node_kit datasets only; `(train, validation, test)`. Toys default to
         `(50000, 10000, 10000)`; digits to `(1257, 270, 270)` and must add up to 1797;
-        periodic to `(1000, 100, 100)` series.
+        periodic to `(1000, 100, 100)` series; hopper to `(8000, 1000, 1000)` series (the
+        total is what gets simulated); japanese_vowels to `(240, 30, 370)`, where train +
+        validation must be 270 and test 370 (the UEA files).
 
     **Returns:**
 

@@ -21,7 +21,19 @@ DIGITS_SPLIT_SIZES: tuple[int, int, int] = (1257, 270, 270)
 PERIODIC_SPLIT_SIZES: tuple[int, int, int] = (1000, 100, 100)
 """Default (train, validation, test) sizes of `periodic`: the paper's 1000 training series."""
 
-TIME_SERIES_NAMES: tuple[str, ...] = ("periodic",)
+HOPPER_SPLIT_SIZES: tuple[int, int, int] = (8000, 1000, 1000)
+"""Default (train, validation, test) sizes of `hopper`: the paper's 10,000 simulated series."""
+
+JAPANESE_VOWELS_NUM_TRAIN = 270
+"""Series in the UEA JapaneseVowels training file, split into train and validation."""
+
+JAPANESE_VOWELS_NUM_TEST = 370
+"""Series in the UEA JapaneseVowels test file: the `test` split, always all of them."""
+
+JAPANESE_VOWELS_SPLIT_SIZES: tuple[int, int, int] = (240, 30, 370)
+"""Default (train, validation, test) sizes of `japanese_vowels`: train + validation = 270."""
+
+TIME_SERIES_NAMES: tuple[str, ...] = ("hopper", "japanese_vowels", "periodic")
 """Time-series datasets node_kit builds itself; their examples hold times `"t"` and values `"x"`."""
 
 DATA_DIR_ENV = "NODE_KIT_DATA_DIR"
@@ -35,7 +47,9 @@ def names() -> tuple[str, ...]:
 
     **Returns:**
 
-    A sorted tuple: the 2-D toys, `"digits"` and the time series (`"periodic"`).
+    A sorted tuple: the 2-D toys, `"digits"` and the time series (`"hopper"`,
+    `"japanese_vowels"`, `"periodic"`). `"digits"`, `"hopper"` and `"japanese_vowels"` need an
+    optional package to build (see `available`).
     """
     return tuple(sorted((*TOY2D_NAMES, "digits", *TIME_SERIES_NAMES)))
 
@@ -65,10 +79,27 @@ def check_split(name: str, split: str) -> None:
         )
 
 
+_DEFAULT_SPLIT_SIZES = {
+    "digits": DIGITS_SPLIT_SIZES,
+    "periodic": PERIODIC_SPLIT_SIZES,
+    "hopper": HOPPER_SPLIT_SIZES,
+    "japanese_vowels": JAPANESE_VOWELS_SPLIT_SIZES,
+}
+
+
 def _default_split_sizes(name: str) -> tuple[int, int, int]:
-    if name == "periodic":
-        return PERIODIC_SPLIT_SIZES
-    return DIGITS_SPLIT_SIZES if name == "digits" else TOY2D_SPLIT_SIZES
+    return _DEFAULT_SPLIT_SIZES.get(name, TOY2D_SPLIT_SIZES)
+
+
+def _check_japanese_vowels_sizes(sizes: tuple[int, ...]) -> None:
+    train, validation, test = sizes
+    if train + validation != JAPANESE_VOWELS_NUM_TRAIN or test != JAPANESE_VOWELS_NUM_TEST:
+        raise ValueError(
+            "`split_sizes` for 'japanese_vowels' must split the UEA training file's "
+            f"{JAPANESE_VOWELS_NUM_TRAIN} series into train + validation and keep its "
+            f"{JAPANESE_VOWELS_NUM_TEST} test series as test; got {sizes} (train + validation = "
+            f"{train + validation}, test = {test}). The default is {JAPANESE_VOWELS_SPLIT_SIZES}."
+        )
 
 
 def check_split_sizes(name: str, split_sizes: tuple[int, int, int] | None) -> tuple[int, int, int]:
@@ -78,7 +109,7 @@ def check_split_sizes(name: str, split_sizes: tuple[int, int, int] | None) -> tu
 
     - `name`: a node_kit dataset name.
     - `split_sizes`: `(train, validation, test)` positive ints, or `None`. For `"digits"` they
-        must add up to 1797.
+        must add up to 1797; for `"japanese_vowels"` train + validation must be 270 and test 370.
 
     **Returns:**
 
@@ -100,4 +131,6 @@ def check_split_sizes(name: str, split_sizes: tuple[int, int, int] | None) -> tu
             f"`split_sizes` for 'digits' must add up to its {DIGITS_NUM_EXAMPLES} images; got "
             f"{sizes} (sum {sum(sizes)}). The default is {DIGITS_SPLIT_SIZES}."
         )
+    if name == "japanese_vowels":
+        _check_japanese_vowels_sizes(sizes)
     return tuple(int(s) for s in sizes)

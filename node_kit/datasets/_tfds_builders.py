@@ -12,9 +12,23 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ._digits import raw_digits, split_indices
+from ._hopper import HOPPER_NUM_STEPS, HOPPER_STATE_DIM, normalise_min_max, sample_hopper
 from ._periodic import PERIODIC_NUM_POINTS, sample_periodic
-from ._registry import DIGITS_SPLIT_SIZES, PERIODIC_SPLIT_SIZES, SPLITS, TOY2D_SPLIT_SIZES
+from ._registry import (
+    DIGITS_SPLIT_SIZES,
+    HOPPER_SPLIT_SIZES,
+    JAPANESE_VOWELS_SPLIT_SIZES,
+    PERIODIC_SPLIT_SIZES,
+    SPLITS,
+    TOY2D_SPLIT_SIZES,
+)
 from ._toy2d import TOY2D_NAMES, sample_toy2d
+from ._uea import (
+    JAPANESE_VOWELS_MAX_LENGTH,
+    JAPANESE_VOWELS_NUM_CHANNELS,
+    JAPANESE_VOWELS_NUM_CLASSES,
+    read_japanese_vowels,
+)
 
 _FFJORD_CITATION = """@inproceedings{grathwohl2019ffjord,
   title={FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models},
@@ -44,6 +58,16 @@ def digits_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
 
 def periodic_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
     """The config (directory) name of one periodic variant, e.g. `seed0-1000-100-100`."""
+    return digits_config_name(seed, split_sizes)
+
+
+def hopper_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
+    """The config (directory) name of one hopper variant, e.g. `seed0-8000-1000-1000`."""
+    return digits_config_name(seed, split_sizes)
+
+
+def japanese_vowels_config_name(seed: int, split_sizes: tuple[int, int, int]) -> str:
+    """The config (directory) name of one japanese_vowels split, e.g. `seed0-240-30-370`."""
     return digits_config_name(seed, split_sizes)
 
 
@@ -214,3 +238,160 @@ class NodeKitPeriodic(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, series: dict[str, np.ndarray], rows: slice):
         for index in range(rows.start, rows.stop):
             yield index, {"t": series["t"][index], "x": series["x"][index]}
+
+
+_DM_CONTROL_CITATION = """@article{tassa2018deepmind,
+  title={DeepMind Control Suite},
+  author={Tassa, Yuval and Doron, Yotam and Muldal, Alistair and Erez, Tom and Li, Yazhe and
+          de Las Casas, Diego and Budden, David and Abdolmaleki, Abbas and Merel, Josh and
+          Lefrancq, Andrew and Lillicrap, Timothy and Riedmiller, Martin},
+  journal={arXiv preprint arXiv:1801.00690},
+  year={2018}
+}"""
+
+
+@dataclasses.dataclass(eq=False)
+class HopperConfig(tfds.core.BuilderConfig):
+    """One seed and set of (train, validation, test) numbers of simulated series."""
+
+    seed: int = 0
+    split_sizes: tuple[int, int, int] = HOPPER_SPLIT_SIZES
+
+
+def hopper_config(seed: int, split_sizes: tuple[int, int, int]) -> HopperConfig:
+    """The builder config for one hopper variant."""
+    return HopperConfig(
+        name=hopper_config_name(seed, split_sizes),
+        description=f"Seed {seed}, (train, validation, test) = {split_sizes} series.",
+        seed=seed,
+        split_sizes=split_sizes,
+    )
+
+
+class NodeKitHopper(tfds.core.GeneratorBasedBuilder):
+    """MuJoCo hopper (dm_control) from random states: `t` (200,), `x` (200, 14) in [0, 1].
+
+    `x` is `concat(qpos, qvel)` min-max normalised per feature over all generated series; the
+    `min` and `max` used are in the metadata (`metadata.json`). See `node_kit.datasets._hopper`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "dm_control 1.0.50, mujoco 3.17.0; seeded numpy Generator."}
+    BUILDER_CONFIGS = [hopper_config(0, HOPPER_SPLIT_SIZES)]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        n = HOPPER_NUM_STEPS
+        features = {
+            "t": tfds.features.Tensor(shape=(n,), dtype=np.float32),
+            "x": tfds.features.Tensor(shape=(n, HOPPER_STATE_DIM), dtype=np.float32),
+        }
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=tfds.features.FeaturesDict(features),
+            homepage="https://github.com/YuliaRubanova/latent_ode",
+            citation=_LATENT_ODE_CITATION + "\n\n" + _DM_CONTROL_CITATION,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Simulated locally.
+        config = self.builder_config
+        raw = sample_hopper(sum(config.split_sizes), seed=config.seed)
+        x, minimum, maximum = normalise_min_max(raw["x"])
+        self.info.metadata.update({"min": minimum.tolist(), "max": maximum.tolist()})
+        series = {"t": raw["t"], "x": x}
+        slices = _split_slices(config.split_sizes)
+        return {split: self._generate_examples(series, s) for split, s in slices.items()}
+
+    def _generate_examples(self, series: dict[str, np.ndarray], rows: slice):
+        for index in range(rows.start, rows.stop):
+            yield index, {"t": series["t"][index], "x": series["x"][index]}
+
+
+_UEA_HOMEPAGE = "https://www.timeseriesclassification.com/description.php?Dataset=JapaneseVowels"
+
+_JAPANESE_VOWELS_CITATION = """@article{kudo1999multidimensional,
+  title={Multidimensional curve classification using passing-through regions},
+  author={Kudo, Mineichi and Toyama, Jun and Shimbo, Masaru},
+  journal={Pattern Recognition Letters},
+  volume={20},
+  number={11--13},
+  pages={1103--1111},
+  year={1999}
+}
+
+@article{bagnall2018uea,
+  title={The {UEA} multivariate time series classification archive, 2018},
+  author={Bagnall, Anthony and Dau, Hoang Anh and Lines, Jason and Flynn, Michael and
+          Large, James and Bostrom, Aaron and Southam, Paul and Keogh, Eamonn},
+  journal={arXiv preprint arXiv:1811.00075},
+  year={2018}
+}"""
+
+
+@dataclasses.dataclass(eq=False)
+class JapaneseVowelsConfig(tfds.core.BuilderConfig):
+    """One seeded (train, validation) split of the 270 UEA training series; test is fixed."""
+
+    seed: int = 0
+    split_sizes: tuple[int, int, int] = JAPANESE_VOWELS_SPLIT_SIZES
+
+
+def japanese_vowels_config(
+    seed: int, split_sizes: tuple[int, int, int]
+) -> JapaneseVowelsConfig:
+    """The builder config for one seeded split of JapaneseVowels."""
+    return JapaneseVowelsConfig(
+        name=japanese_vowels_config_name(seed, split_sizes),
+        description=f"Seed {seed}, (train, validation, test) = {split_sizes} series.",
+        seed=seed,
+        split_sizes=split_sizes,
+    )
+
+
+class NodeKitJapaneseVowels(tfds.core.GeneratorBasedBuilder):
+    """UEA JapaneseVowels padded to 29 frames: `t`, `x` (29, 12), `mask`, `length`, `label` 0..8.
+
+    Rows keep their order: test is the UEA test file in file order, train and validation the
+    UEA training file in the order of a seeded permutation. See `node_kit.datasets._uea`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "aeon's JapaneseVowels_TRAIN/TEST.ts, seeded train/validation."}
+    BUILDER_CONFIGS = [japanese_vowels_config(0, JAPANESE_VOWELS_SPLIT_SIZES)]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        n, d = JAPANESE_VOWELS_MAX_LENGTH, JAPANESE_VOWELS_NUM_CHANNELS
+        features = {
+            "t": tfds.features.Tensor(shape=(n,), dtype=np.float32),
+            "x": tfds.features.Tensor(shape=(n, d), dtype=np.float32),
+            "mask": tfds.features.Tensor(shape=(n, d), dtype=np.bool_),
+            "length": tfds.features.Tensor(shape=(), dtype=np.int64),
+            "label": tfds.features.ClassLabel(num_classes=JAPANESE_VOWELS_NUM_CLASSES),
+        }
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=tfds.features.FeaturesDict(features),
+            homepage=_UEA_HOMEPAGE,
+            citation=_JAPANESE_VOWELS_CITATION,
+            # Keep the generated order: the test split stays in the UEA file order.
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Read from the copy aeon ships.
+        config = self.builder_config
+        train, test = read_japanese_vowels("train"), read_japanese_vowels("test")
+        n_train = config.split_sizes[0]
+        order = np.random.default_rng(config.seed).permutation(len(train["label"]))
+        return {
+            "train": self._generate_examples(train, order[:n_train]),
+            "validation": self._generate_examples(train, order[n_train:]),
+            "test": self._generate_examples(test, np.arange(len(test["label"]))),
+        }
+
+    def _generate_examples(self, series: dict[str, np.ndarray], index: np.ndarray):
+        for position, i in enumerate(index):
+            yield position, {key: values[i] for key, values in series.items()}
