@@ -2,6 +2,7 @@
 
     python experiments/tables.py cnf        # experiments/results/cnf/*/results.json
     python experiments/tables.py overhead   # experiments/results/cnf_overhead.json
+    python experiments/tables.py timeseries # experiments/results/timeseries/*/results.json
 """
 
 import json
@@ -45,5 +46,81 @@ def overhead_table() -> str:
     ])
 
 
+def _timeseries_runs() -> list[dict]:
+    runs = []
+    for path in sorted((RESULTS / "timeseries").glob("*/results.json")):
+        r = json.loads(path.read_text())
+        runs.append({**r, "name": path.parent.name})
+    return runs
+
+
+def _minutes(r: dict) -> str:
+    return f"{r.get('train_seconds_total', r['train_seconds_this_run']) / 60:.1f}"
+
+
+def timeseries_table() -> str:
+    runs = _timeseries_runs()
+    out = []
+    hopper = [r for r in runs if r["config"]["dataset"] == "hopper"]
+    if hopper:
+        out += [
+            "**hopper** (test MSE x 1e-2. node_kit scale: min-max normalised to [0, 1]; paper scale: "
+            "the same errors on the paper's (x - min) / max normalisation, which its table uses)",
+            "",
+            "| model | task | observed | steps | test MSE | test MSE, paper scale | paper | ratio (paper scale) "
+            "| baseline (no learning), paper scale | train min |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(hopper, key=lambda r: (r["config"]["task"], r["config"]["model"], r["config"]["observed"])):
+            c = r["config"]
+            base_key = next(k for k in r if k.startswith("baseline_"))
+            base = r.get(base_key + "_paper_scale", float("nan"))
+            base_name = base_key[9:-4].replace("_", " ")
+            scaled = r.get("test_mse_paper_scale", float("nan"))
+            paper = f"{r['paper_test_mse'] * 100:.3f}" if "paper_test_mse" in r else "–"
+            ratio = f"{r['ratio_to_paper']:.1f}x" if "ratio_to_paper" in r else "–"
+            out.append(
+                f"| {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
+                f"{r['test_mse'] * 100:.3f} | {scaled * 100:.3f} | {paper} | {ratio} | "
+                f"{base * 100:.3f} ({base_name}) | {_minutes(r)} |"
+            )
+        out.append("")
+    vowels = [r for r in runs if r["config"]["dataset"] == "japanese_vowels"]
+    if vowels:
+        drops = sorted({round(1 - r["config"]["observed"], 2) for r in vowels})
+        out += [
+            "**japanese_vowels** (test accuracy, 370 test series, points dropped at random once per series)",
+            "",
+            "| model | " + " | ".join(f"{d:.0%} dropped" for d in drops) + " |",
+            "|---|" + "---|" * len(drops),
+        ]
+        for model in ("gru_dt", "ode_rnn", "latent_ode"):
+            cells = []
+            for d in drops:
+                match = [r for r in vowels if r["config"]["model"] == model
+                         and round(1 - r["config"]["observed"], 2) == d]
+                cells.append(f"{match[0]['test_accuracy']:.3f}" if match else "–")
+            if any(cell != "–" for cell in cells):
+                out.append(f"| {model} | " + " | ".join(cells) + " |")
+        out.append("")
+    periodic = [r for r in runs if r["config"]["dataset"] == "periodic"]
+    if periodic:
+        out += [
+            "**periodic** (test MSE; 100 test series of 100 points)",
+            "",
+            "| run | model | task | observed | steps | test MSE | baseline (no learning) | train min |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in periodic:
+            c = r["config"]
+            base_name = next(k for k in r if k.startswith("baseline_"))
+            out.append(
+                f"| {r['name']} | {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
+                f"{r['test_mse']:.4f} | {r[base_name]:.4f} ({base_name[9:-4].replace('_', ' ')}) | {_minutes(r)} |"
+            )
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    print({"cnf": cnf_table, "overhead": overhead_table}[sys.argv[1]]())
+    tables = {"cnf": cnf_table, "overhead": overhead_table, "timeseries": timeseries_table}
+    print(tables[sys.argv[1]]())

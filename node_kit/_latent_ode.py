@@ -132,7 +132,9 @@ class LatentODE(eqx.Module):
             key=k_enc,
             **encoder_solve,
         )
-        field = MLPField(latent_size, width_size, depth, final_activation=jnp.tanh, key=k_field)
+        # As the paper: tanh hidden layers and a linear output. A bounded (tanh) output caps
+        # |dz/dt| at 1, which forces bang-bang, piecewise-linear latent paths on fast signals.
+        field = MLPField(latent_size, width_size, depth, activation=jnp.tanh, key=k_field)
         self.decoder = NeuralODE(field, **solve)
         self.observation = eqx.nn.MLP(latent_size, data_size, width_size, depth, key=k_obs)
         self.classifier = (
@@ -223,8 +225,9 @@ class LatentODE(eqx.Module):
         **Returns:**
 
         `(elbo, aux)`: a scalar, and `aux` with the scalars `"log_likelihood"` (the sample
-        mean), `"kl"` and `"num_steps"` (solver steps: the encoder's over all gaps plus the
-        decoder's, averaged over the samples).
+        mean), `"kl"` and `"num_steps"` (solver steps: the encoder's, one solve per time point
+        plus the last to `ts[0]`, see `ODERNN.states_counted`, plus the decoder's averaged
+        over the samples).
         """
         return self._elbo(ts, values, mask, key, num_samples, target_mask)[:2]
 

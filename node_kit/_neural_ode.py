@@ -167,13 +167,6 @@ class NeuralODE(eqx.Module):
         return y0
 
     def _diffeqsolve(self, term, ts, y0, args) -> diffrax.Solution:
-        if self.dt0 is None and not isinstance(
-            self.stepsize_controller, diffrax.AbstractAdaptiveStepSizeController
-        ):
-            raise ValueError(
-                "`dt0=None` needs an adaptive `stepsize_controller`; got "
-                f"{type(self.stepsize_controller).__name__}. Pass `dt0`."
-            )
         _check_field_output(term, ts, y0, args)
         sol = diffrax.diffeqsolve(
             term,
@@ -208,6 +201,19 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
         )
     if dt0 is not None and not (isinstance(dt0, (int, float)) and dt0 > 0):
         raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
+    adaptive = isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
+    if dt0 is None and not adaptive:
+        raise ValueError(
+            "`dt0=None` needs an adaptive `stepsize_controller`; got "
+            f"{type(stepsize_controller).__name__}. Pass `dt0` (the fixed step size)."
+        )
+    if adaptive and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        raise ValueError(
+            f"`solver` {type(solver).__name__} has no error estimate, so it cannot be used "
+            f"with the adaptive {type(stepsize_controller).__name__}. Pass "
+            "`stepsize_controller=diffrax.ConstantStepSize()` and a `dt0`, or an adaptive "
+            "solver such as diffrax.Tsit5()."
+        )
     if max_steps is not None and (
         isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
     ):

@@ -193,10 +193,13 @@ class AbstractIrregularRNN(eqx.Module):
         return h, num_steps + last_steps
 
     def states_counted(self, ts, values, mask):
-        """`(states(ts, values, mask), solver steps)`: the solver steps summed over the gaps.
+        """`(states(ts, values, mask), solver steps)`: the work done, summed over all solves.
 
-        The number of function evaluations is about `num_steps` times the solver's stages
-        (Tsit5: 6). `GRUDelta` takes no solver steps.
+        One solve runs per time point: from the last observation to that point (a
+        zero-gap solve before the first observation), so a point with nothing observed
+        costs a solve whose result later points do not use. The number of function
+        evaluations is about `num_steps` times the solver's stages (Tsit5: 6).
+        `GRUDelta` takes no solver steps.
         """
         _, states, num_steps = self._scan(ts, values, mask)
         return states, num_steps

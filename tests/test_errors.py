@@ -114,7 +114,11 @@ def test_bad_construction_arguments():
     with pytest.raises(ValueError, match="`solver` must be a diffrax.AbstractSolver"):
         nk.NeuralODE(field, solver="tsit5")
     with pytest.raises(ValueError, match="`dt0=None` needs an adaptive `stepsize_controller`"):
-        nk.NeuralODE(field, stepsize_controller=diffrax.ConstantStepSize())(TS, jnp.ones(2))
+        nk.NeuralODE(field, stepsize_controller=diffrax.ConstantStepSize())
+    with pytest.raises(ValueError, match="`solver` Euler has no error estimate"):
+        nk.NeuralODE(field, solver=diffrax.Euler())
+    with pytest.raises(ValueError, match="`solver` Euler has no error estimate"):
+        nk.LatentODE(2, 2, 4, 4, 1, encoder_solver=diffrax.Euler(), key=jr.key(0))
     with pytest.raises(ValueError, match="`width_size` must be an int >= 1; got 0"):
         nk.MLPField(2, 0, 1, key=jr.key(0))
     with pytest.raises(ValueError, match=r"`augment_size` must be an int in \[1, 1\]"):

@@ -170,3 +170,166 @@ def test_bad_construction_and_missing_classifier():
     plain = LatentODE(1, 2, 3, 4, 1, key=jr.key(0))
     with pytest.raises(ValueError, match="no classifier; construct it with `num_classes=`"):
         plain.classify(jnp.arange(3.0), jnp.ones((3, 1)), jnp.ones((3, 1)))
+
+
+# --- Target masks, logits and solver steps -------------------------------------------------
+
+# Series 0 (one entry observed) is scored on its first four points, series 1 (fully
+# observed) on its last three: the targets are wider than the mask in one series and
+# narrower in the other, and point 4 of series 0 is neither read nor scored.
+TARGET = jnp.ones((2, 5, 2), int).at[0, 4].set(0).at[1, :2].set(0)
+
+
+@eqx.filter_jit
+def _target_terms(model, ts, values, mask, target, key):
+    """Every quantity the target-mask tests compare, from one compiled graph."""
+    default = model.elbo(ts, values, mask, key=key)
+    same = model.elbo(ts, values, mask, key=key, target_mask=mask)
+
+    def log_likelihood(values):
+        elbo, aux = model.elbo(ts, values, mask, key=key, num_samples=2, target_mask=target)
+        return aux["log_likelihood"], (elbo, aux)
+
+    (_, wide), dvalues = jax.value_and_grad(log_likelihood, has_aux=True)(values)
+    with_logits = model.elbo_and_logits(
+        ts, values, mask, key=key, num_samples=2, target_mask=target
+    )
+    # The same two z0 draws by hand: `mu + sigma * jr.normal(key, (num_samples, latent))`.
+    mu, sigma = model.posterior(ts, values, mask)
+    z0s = mu + sigma * jr.normal(key, (2, model.latent_size))
+    means = jax.vmap(lambda z0: model.decode(ts, z0))(z0s)
+    by_hand = jax.vmap(masked_gaussian_log_likelihood, in_axes=(None, 0, None, None))(
+        values, means, target.astype(bool), model.obs_std
+    )
+    return dict(
+        default=default,
+        same=same,
+        wide=wide,
+        dvalues=dvalues,
+        with_logits=with_logits,
+        posterior=(mu, sigma),
+        by_hand=by_hand,
+        logits_by_hand=jax.vmap(model.classifier)(z0s),
+    )
+
+
+@pytest.fixture(scope="module")
+def target_terms(model, batch):
+    return _target_terms(model, TS[0], batch["x"][0], MASK[0], TARGET[0], jr.key(6))
+
+
+def test_target_mask_equal_to_mask_is_the_default(target_terms):
+    default, same = target_terms["default"], target_terms["same"]
+    for a, b in zip(jax.tree_util.tree_leaves(default), jax.tree_util.tree_leaves(same)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_target_only_entry_moves_the_likelihood_not_the_posterior(model, batch, target_terms):
+    # Entry (3, 0) of series 0 is a target but is not observed by the encoder.
+    assert TARGET[0, 3, 0] and not MASK[0, 3, 0]
+    changed = batch["x"][0].at[3, 0].add(0.5)
+    again = _target_terms(model, TS[0], changed, MASK[0], TARGET[0], jr.key(6))
+    for a, b in zip(target_terms["posterior"], again["posterior"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(target_terms["wide"][1]["kl"], again["wide"][1]["kl"])
+    assert again["wide"][1]["log_likelihood"] != target_terms["wide"][1]["log_likelihood"]
+    # d(log-likelihood)/d(value) is -(value - mean) / obs_std^2 at a target-only entry (the
+    # encoder never reads it); an entry neither read nor scored gets no gradient at all.
+    dvalues = target_terms["dvalues"]
+    assert dvalues[3, 0] != 0
+    assert not np.any(TARGET[0, 4] | MASK[0, 4])
+    np.testing.assert_array_equal(dvalues[4], np.zeros(2))
+
+
+def test_wide_target_likelihood_is_the_hand_computed_one(target_terms):
+    # The mean over the two z0 draws of the likelihood over the target entries.
+    by_hand = target_terms["by_hand"]
+    assert by_hand[0] != by_hand[1]
+    wide = target_terms["wide"][1]["log_likelihood"]
+    np.testing.assert_allclose(wide, np.mean(by_hand), rtol=1e-6, atol=1e-6)
+    mu, sigma = target_terms["posterior"]
+    np.testing.assert_allclose(target_terms["wide"][1]["kl"], gaussian_kl(mu, sigma), rtol=1e-13)
+
+
+def test_elbo_and_logits_match_elbo_and_the_classifier(target_terms):
+    elbo, aux, logits = target_terms["with_logits"]
+    wide_elbo, wide_aux = target_terms["wide"]
+    np.testing.assert_array_equal(elbo, wide_elbo)
+    assert aux.keys() == wide_aux.keys()
+    for name in aux:
+        np.testing.assert_array_equal(aux[name], wide_aux[name])
+    assert logits.shape == (2, 3)
+    assert not np.allclose(logits[0], logits[1])  # one row per z0 draw
+    np.testing.assert_allclose(logits, target_terms["logits_by_hand"], rtol=1e-12, atol=1e-14)
+
+
+def test_elbo_and_logits_without_classifier_raises():
+    plain = LatentODE(1, 2, 3, 4, 1, key=jr.key(0))
+    with pytest.raises(ValueError, match="no classifier; construct it with `num_classes=`"):
+        plain.elbo_and_logits(jnp.arange(3.0), jnp.ones((3, 1)), jnp.ones((3, 1)), key=jr.key(1))
+
+
+_loss = eqx.filter_jit(latent_ode_loss)
+
+
+def test_loss_with_target_mask_is_the_mean_of_per_series_elbos(model, batch):
+    key = jr.key(7)
+    loss, aux = _loss(model, dict(batch, target_mask=TARGET), key, num_samples=2, kl_weight=0.5)
+    per_series = [
+        _target_terms(model, TS[i], batch["x"][i], MASK[i], TARGET[i], k)["wide"][1]
+        for i, k in enumerate(jr.split(key, 2))
+    ]
+    for name in ("log_likelihood", "kl", "num_steps"):
+        expected = np.mean([aux_i[name] for aux_i in per_series])
+        np.testing.assert_allclose(aux[name], expected, rtol=1e-12)
+    expected_loss = -np.mean([a["log_likelihood"] - 0.5 * a["kl"] for a in per_series])
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+
+
+# Encoder: fixed Euler steps of half a gap (two per evolve); decoder: fixed Heun steps of 0.25.
+SPLIT = dict(
+    solver=diffrax.Heun(),
+    stepsize_controller=diffrax.ConstantStepSize(),
+    dt0=0.25,
+    max_steps=16,
+    adjoint="direct",
+    encoder_solver=diffrax.Euler(),
+    encoder_stepsize_controller=diffrax.ConstantStepSize(),
+    encoder_dt0=0.5,
+)
+
+
+def test_encoder_solver_overrides_reach_the_encoder_only():
+    split = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **SPLIT)
+    assert type(split.encoder.ode.solver) is diffrax.Euler
+    assert type(split.decoder.solver) is diffrax.Heun
+    assert split.encoder.ode.dt0 == 0.5 and split.decoder.dt0 == 0.25
+    assert split.encoder.ode.max_steps == split.decoder.max_steps == 16
+    # Without overrides the encoder takes the decoder's settings, defaults included.
+    inherit = dict(SPLIT, encoder_solver=None, encoder_stepsize_controller=None, encoder_dt0=None)
+    for settings in (inherit, {}):
+        same = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **settings)
+        assert same.encoder.ode.solver is same.decoder.solver
+        assert same.encoder.ode.stepsize_controller is same.decoder.stepsize_controller
+        assert same.encoder.ode.dt0 == same.decoder.dt0
+    assert type(same.decoder.solver) is not diffrax.Euler  # the library default
+    heun = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **dict(SPLIT, encoder_solver=None))
+    assert type(heun.encoder.ode.solver) is diffrax.Heun and heun.encoder.ode.dt0 == 0.5
+
+
+@eqx.filter_jit
+def _split_steps(model, ts, values, mask, key):
+    _, aux = model.elbo(ts, values, mask, key=key)
+    mu, sigma = model.posterior(ts, values, mask)
+    z0 = mu + sigma * jr.normal(key, (1, model.latent_size))[0]
+    return aux["num_steps"], model.decoder.solve(ts, z0).stats["num_steps"]
+
+
+def test_num_steps_is_encoder_plus_decoder_steps(batch):
+    split = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **SPLIT)
+    num_steps, decoder_steps = _split_steps(split, TS[0], batch["x"][0], MASK[0], jr.key(8))
+    # The backwards ODE-RNN evolves once per time point (n = 5; even the points before its
+    # first observation, over zero gaps), then once more to t0: 2 Euler steps each.
+    encoder_steps = 2 * (5 + 1)
+    assert decoder_steps == 6  # fixed steps of 0.25 over [0, 1.5]
+    assert num_steps == encoder_steps + decoder_steps

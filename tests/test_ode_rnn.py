@@ -257,3 +257,45 @@ def test_union_grid_places_every_series_on_the_shared_times():
     np.testing.assert_array_equal(stacked[..., 0], [[1, 0, 0, 3], [0, 4, 5, 0]])
     with pytest.raises(ValueError, match="`ts` must be strictly increasing"):
         union_grid([np.array([0.0, 0.0])], [np.ones((2, 1))])
+
+
+# --- Solver-step counts ------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def _counted(model, ts, values, mask, t):
+    return (
+        model.states(ts, values, mask),
+        model.states_counted(ts, values, mask),
+        model.state_at(ts, values, mask, t),
+        model.state_at_counted(ts, values, mask, t),
+    )
+
+
+@pytest.mark.parametrize("dt0, per_evolve", [(0.5, 2), (0.25, 4)])
+def test_solver_steps_are_counted_per_time_point(values, dt0, per_evolve):
+    # Fixed Euler steps of `dt0` on each gap's `s in [0, 1]`. Every time point evolves once,
+    # observed or not (point 2 of MASK is not), and zero gaps still run the solver.
+    model = ODERNN(2, 3, 4, 1, key=jr.key(0), **dict(FAST, dt0=dt0))  # dt0=0.5: the fixture
+    for ts, mask in [(TS, MASK), (jnp.zeros(5), MASK), (TS, MASK.at[:2].set(0))]:
+        states, (counted, num_steps), h, (h_counted, at_steps) = _counted(
+            model, ts, values, mask, 2.5
+        )
+        for a, b in zip(states, counted):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(h, h_counted)
+        assert jnp.issubdtype(num_steps.dtype, jnp.integer)
+        assert int(num_steps) == per_evolve * 5
+        # `state_at` adds one evolve, from the last observation to t = 2.5.
+        assert int(at_steps) == per_evolve * 6
+
+
+def test_gru_delta_counts_no_solver_steps(values):
+    model = GRUDelta(2, 3, key=jr.key(4))
+    states = model.states(TS, values, MASK)
+    counted, num_steps = model.states_counted(TS, values, MASK)
+    for a, b in zip(states, counted):
+        np.testing.assert_array_equal(a, b)
+    h, at_steps = model.state_at_counted(TS, values, MASK, 2.5)
+    np.testing.assert_array_equal(h, model.state_at(TS, values, MASK, 2.5))
+    assert int(num_steps) == 0 and int(at_steps) == 0

@@ -27,7 +27,7 @@ from ._hopper import (
     require_dm_control as require_dm_control,
     sample_hopper as sample_hopper,
 )
-from ._load import load as load
+from ._load import load as load, metadata as metadata
 from ._preprocess import (
     DEFAULT_ALPHA as DEFAULT_ALPHA,
     DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,

@@ -20,7 +20,6 @@ from ._digits import require_sklearn
 from ._hopper import require_dm_control
 from ._registry import (
     SPLITS,
-    TIME_SERIES_NAMES,
     check_split,
     check_split_sizes,
     names,
@@ -110,7 +109,7 @@ def _read_split(builder: Any, split: str, expected: int | None) -> dict[str, np.
 
 
 def _own_names() -> tuple[str, ...]:
-    return (*names(), *TIME_SERIES_NAMES)
+    return names()
 
 
 def _unknown_name_error(name: str) -> ValueError:
@@ -229,3 +228,32 @@ def load(
     _prepare(builder, name)
     return _read_split(builder, split, expected=sizes[SPLITS.index(split)])
 
+
+
+def metadata(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    split_sizes: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """The metadata a node_kit dataset stored when it was built (building it if needed).
+
+    `hopper` stores the per-feature `"min"` and `"max"` (14 each) of its min-max
+    normalisation, so values can be mapped back to physical units or to the paper's
+    scale; the other datasets store nothing (an empty dict).
+
+    **Arguments:** `name`, `data_dir`, `seed`, `split_sizes` as for `load`.
+
+    **Returns:**
+
+    A dict of JSON values.
+    """
+    if name not in _own_names():
+        raise _unknown_name_error(name)
+    seed = 0 if seed is None else seed
+    check_seed(seed)
+    sizes = check_split_sizes(name, split_sizes)
+    builder = _node_kit_builder(name, int(seed), sizes, resolve_data_dir(data_dir))
+    _prepare(builder, name)
+    return dict(builder.info.metadata or {})

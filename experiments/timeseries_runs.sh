@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The time-series runs committed under experiments/results/timeseries/ (README and docs quote them).
+# Every run passes --resume: rerun this script after an interruption and each run continues
+# from its last checkpoint (finished runs only re-evaluate). Two queues run side by side
+# (2 CPU cores); pass a queue name (a or b) to run one of them.
+set -euo pipefail
+py=${PYTHON:-.venv/bin/python}
+out=experiments/results/timeseries
+run() { name=$1; shift; mkdir -p "$out/$name"
+  "$py" -m node_kit.experiments.timeseries --out "$out/$name" --resume --no-progress "$@" > "$out/$name.log" 2>&1; }
+hopper=(--dataset hopper --steps 1500)
+vowels=(--dataset japanese_vowels --task classification --batch-size 32 --steps 1000)
+queue_a() {
+  for p in 0.1 0.5; do run "hopper_latent_ode_interp_$p" "${hopper[@]}" --observed $p; done
+  for p in 0.1 0.5; do run "hopper_latent_ode_extrap_$p" "${hopper[@]}" --task extrapolation --observed $p; done
+  for p in 0.1 0.5; do run "hopper_gru_dt_interp_$p" "${hopper[@]}" --model gru_dt --observed $p; done
+}
+queue_b() {
+  run periodic_latent_ode_interp                       # the default command
+  run periodic_latent_ode_extrap --task extrapolation
+  for model in gru_dt ode_rnn latent_ode; do
+    for p in 0.7 0.5 0.3; do run "vowels_${model}_observed_$p" "${vowels[@]}" --model $model --observed $p; done
+  done
+  for p in 0.1 0.5; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
+}
+case "${1:-both}" in
+  a) queue_a ;;
+  b) queue_b ;;
+  *) queue_a & queue_b; wait ;;
+esac
