@@ -18,3 +18,5 @@ run digits --dataset digits --trace hutchinson --width 128 --depth 2 --batch-siz
 #   mkdir -p $out/checkerboard_10k && cp $out/checkerboard/{checkpoint.eqx,history.csv} $out/checkerboard_10k/
 #   run checkerboard_10k --dataset checkerboard --steps 10000 --resume
 run digits_wide --dataset digits --trace hutchinson --width 256 --depth 2 --batch-size 128 --steps 5000 --lr 2e-3 --eval-batch 270
+# rings was still near one Gaussian after 1500 steps; a longer run at a lower rate:
+run rings_5k --dataset rings --steps 5000 --lr 1e-3
