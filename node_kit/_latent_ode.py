@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ._irregular import check_series, check_series_times
 from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
@@ -65,10 +65,11 @@ class LatentODE(eqx.Module):
     - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for both ODEs
         (the encoder's per gap on `s in [0, 1]`, see [`node_kit.ODERNN`][]).
     - `encoder_solver`, `encoder_stepsize_controller`, `encoder_dt0`: override those three
-        for the encoder only (`None`: as the decoder). The paper's encoder takes fixed Euler
+        for the encoder only (`None`: as the decoder). The paper's encoder takes Euler
         steps: `encoder_solver=diffrax.Euler(),
         encoder_stepsize_controller=diffrax.ConstantStepSize(), encoder_dt0=1.0` is one
-        Euler step per gap.
+        Euler step per gap, which is what the paper's code does on gaps shorter than 1/50
+        of the series' span (it takes steps of about that length on longer gaps).
     - `key`: a `jax.random` key, keyword-only.
     """
 
@@ -166,11 +167,24 @@ class LatentODE(eqx.Module):
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
         return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)[:2]
 
+    def posterior_counted(
+        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+    ) -> tuple[Float[Array, " latent"], Float[Array, " latent"], Int[Array, ""]]:
+        """`(mu, sigma, solver steps)`: `posterior` and the encoder's solver steps."""
+        ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
+        return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)
+
     def _posterior(self, ts, values, observed, t0):
         reverse = (-ts[::-1], values[::-1], observed[::-1])
         h, num_steps = self.encoder.state_at_counted(*reverse, -jnp.asarray(t0))
         mu, raw = jnp.split(self.encoder.readout(h), 2)
         return mu, jax.nn.softplus(raw), num_steps
+
+    def decode_counted(
+        self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
+    ) -> tuple[Float[Array, "times data_size"], Int[Array, ""]]:
+        """`(decode(ts, z0), solver steps of the decoder's solve)`."""
+        return self._decode(ts, z0)
 
     def decode(
         self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
@@ -335,7 +349,7 @@ def latent_ode_loss(
     key: PRNGKeyArray,
     *,
     num_samples: int = 1,
-    kl_weight: float = 1.0,
+    kl_weight: float | Float[Array, ""] = 1.0,
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
     """The negative ELBO of a batch: a `loss_fn` for [`node_kit.make_step`][] and `fit`.
 
@@ -347,7 +361,8 @@ def latent_ode_loss(
         `"target_mask"` (what the likelihood counts; default `"mask"`).
     - `key`: split into one key per series.
     - `num_samples`: `z0` draws per series.
-    - `kl_weight`: multiplies the KL term (anneal it from 0 to 1; 1 is the ELBO).
+    - `kl_weight`: multiplies the KL term (anneal it from 0 to 1; 1 is the ELBO); a
+        Python float or a traced scalar (a schedule inside `jit`).
 
     **Returns:**
 

@@ -117,16 +117,26 @@ class AbstractIrregularRNN(eqx.Module):
     hidden_size: eqx.AbstractVar[int]
 
     @abc.abstractmethod
-    def evolve(
-        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> Float[Array, " hidden"]:
-        """The state at `t1` from the state `h` at `t0`."""
-
     def evolve_counted(
         self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
     ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
-        """`(evolve(h, t0, t1), solver steps taken)`; no solver by default (0 steps)."""
-        return self.evolve(h, t0, t1), jnp.array(0, jnp.int32)
+        """`(state at t1, solver steps taken)` from the state `h` at `t0`."""
+
+    def evolve(
+        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
+    ) -> Float[Array, " hidden"]:
+        """The state at `t1` from the state `h` at `t0` (`evolve_counted` without the count).
+
+        **Arguments:**
+
+        - `h`: the hidden state at `t0`, shape `(hidden_size,)`.
+        - `t0`, `t1`: scalar times, in either order.
+
+        **Returns:**
+
+        The hidden state at `t1`, shape `(hidden_size,)`.
+        """
+        return self.evolve_counted(h, t0, t1)[0]
 
     @abc.abstractmethod
     def update(
@@ -209,7 +219,7 @@ class ODERNN(AbstractIrregularRNN):
     """ODE-RNN: a neural ODE between observations and a GRU update at each of them.
 
     The hidden state is zero until the first observation. Between time points it follows
-    `dh/dt = f(t, h)` (an [`node_kit.MLPField`][] with `tanh` output, solved per gap by a
+    `dh/dt = f(t, h)` (a [`node_kit.MLPField`][] with `tanh` output, solved per gap by a
     [`node_kit.NeuralODE`][] around a [`node_kit.GapField`][]); at a time point with any
     observed channel a `GRUCell` reads `concat(values * mask, mask)`. Swap the field with
     `eqx.tree_at(lambda m: m.ode.vector_field.field, model, field)`.
@@ -263,24 +273,14 @@ class ODERNN(AbstractIrregularRNN):
         self.data_size = data_size
         self.hidden_size = hidden_size
 
-    def evolve(
+    def evolve_counted(
         self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> Float[Array, " hidden"]:
-        """Follow the ODE from `(t0, h)` to `t1` (any order; `t1 == t0` returns `h` exactly).
+    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+        """Follow the ODE from `(t0, h)` to `t1`; return the state and the solver steps.
 
-        **Arguments:**
-
-        - `h`: the hidden state at `t0`, shape `(hidden_size,)`.
-        - `t0`, `t1`: scalar times.
-
-        **Returns:**
-
-        The hidden state at `t1`, shape `(hidden_size,)`.
+        Either order of `t0` and `t1` works; `t1 == t0` returns `h` exactly (the solver
+        still runs, on a zero field).
         """
-        return self.evolve_counted(h, t0, t1)[0]
-
-    def evolve_counted(self, h, t0, t1):
-        """`(evolve(h, t0, t1), solver steps of that solve)`."""
         s = jnp.array([0.0, 1.0], dtype=h.dtype)
         t0 = jnp.asarray(t0, h.dtype)
         gap = jnp.asarray(t1, h.dtype) - t0
@@ -289,7 +289,9 @@ class ODERNN(AbstractIrregularRNN):
         # (Heun's Hermite polynomial) rounds y0 in the last bit; return h itself.
         return jnp.where(gap == 0, h, sol.ys[-1]), sol.stats["num_steps"].astype(jnp.int32)
 
-    def update(self, h, x, observed, gap):
+    def update(
+        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+    ) -> Float[Array, " hidden"]:
         """The GRU update `cell(concat(values * mask, mask), h)`."""
         del gap
         return self.cell(_gru_input(x, observed), h)
@@ -330,11 +332,15 @@ class GRUDelta(AbstractIrregularRNN):
         self.data_size = data_size
         self.hidden_size = hidden_size
 
-    def evolve(self, h, t0, t1):
-        """The state does not change between observations: returns `h`."""
+    def evolve_counted(
+        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
+    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+        """The state does not change between observations: `(h, 0)`."""
         del t0, t1
-        return h
+        return h, jnp.array(0, jnp.int32)
 
-    def update(self, h, x, observed, gap):
+    def update(
+        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+    ) -> Float[Array, " hidden"]:
         """The GRU update `cell(concat(values * mask, mask, [gap]), h)`."""
         return self.cell(_gru_input(x, observed, gap[None]), h)

@@ -125,7 +125,7 @@ def fit(
     - `checkpoint_every`: steps between checkpoints (one is always written at the end).
     - `resume`: continue from `checkpoint_path` if it exists.
     - `meta`: JSON-able config written into checkpoints and checked on resume.
-    - `progress`: show a progress bar with the loss, NFE and steps/s.
+    - `progress`: show a progress bar with the loss, solver steps and steps/s.
     - `log_every`: record the loss and `aux` every this many steps.
 
     **Returns:**
@@ -188,6 +188,6 @@ def _progress_bar(initial: int, total: int, enabled: bool):
 def _update_bar(bar, record: dict[str, float]) -> None:
     postfix = {"loss": f"{record['loss']:.4f}"}
     if "num_steps" in record:
-        postfix["nfe"] = f"{record['num_steps']:.0f}"
+        postfix["solver steps"] = f"{record['num_steps']:.0f}"
     bar.set_postfix(postfix, refresh=False)
     bar.update(1)

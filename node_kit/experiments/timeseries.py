@@ -351,11 +351,11 @@ def _cross_entropy(logits, labels):
 def _predict_one(model, config: Config, t, x, mask):
     """Predictions for one series: means `(T, d)` or logits; and the solver steps."""
     if config.model == "latent_ode":
-        mu, _ = model.posterior(t, x, mask)
+        mu, _, encoder_steps = model.posterior_counted(t, x, mask)
         if config.task == "classification":
-            return model.classifier(mu), jnp.array(0)
-        means, steps = model._decode(t, mu)  # noqa: SLF001 - same package
-        return means, steps
+            return model.classifier(mu), encoder_steps
+        means, decoder_steps = model.decode_counted(t, mu)
+        return means, encoder_steps + decoder_steps
     return _rnn_outputs(model, t, x, mask, config.task)
 
 
