@@ -67,11 +67,11 @@ def timeseries_table() -> str:
             "**hopper** (test MSE x 1e-2. node_kit scale: min-max normalised to [0, 1]; paper scale: "
             "the same errors on the paper's (x - min) / max normalisation, which its table uses)",
             "",
-            "| model | task | observed | steps | test MSE | test MSE, paper scale | paper | ratio (paper scale) "
-            "| baseline (no learning), paper scale | train min |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| run | model | task | observed | steps | test MSE | test MSE, paper scale | paper "
+            "| ratio (paper scale) | baseline (no learning), paper scale | train min |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in sorted(hopper, key=lambda r: (r["config"]["task"], r["config"]["model"], r["config"]["observed"])):
+        for r in sorted(hopper, key=lambda r: (r["config"]["task"], r["config"]["model"], r["name"])):
             c = r["config"]
             base_key = next(k for k in r if k.startswith("baseline_"))
             base = r.get(base_key + "_paper_scale", float("nan"))
@@ -80,7 +80,7 @@ def timeseries_table() -> str:
             paper = f"{r['paper_test_mse'] * 100:.3f}" if "paper_test_mse" in r else "–"
             ratio = f"{r['ratio_to_paper']:.1f}x" if "ratio_to_paper" in r else "–"
             out.append(
-                f"| {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
+                f"| {r['name']} | {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
                 f"{r['test_mse'] * 100:.3f} | {scaled * 100:.3f} | {paper} | {ratio} | "
                 f"{base * 100:.3f} ({base_name}) | {_minutes(r)} |"
             )

@@ -28,3 +28,10 @@ case "${1:-both}" in
   b) queue_b ;;
   *) queue_a & queue_b; wait ;;
 esac
+# Latent ODE interpolation on hopper trained longer: the 1500-step runs above resumed to
+# 4000 steps (cosine schedule re-spread over 4000). Run after queue a:
+#   for p in 0.1 0.5; do d=$out/hopper_latent_ode_interp_${p}_4k; mkdir -p $d
+#     cp $out/hopper_latent_ode_interp_$p/{checkpoint.eqx,history.csv,results.json} $d/; done
+#   run hopper_latent_ode_interp_0.1_4k "${hopper[@]}" --steps 4000 --observed 0.1
+#   run hopper_latent_ode_interp_0.5_4k "${hopper[@]}" --steps 4000 --observed 0.5
+# and again from the 4000-step runs to 8000 steps (directories *_8k, copied from *_4k).
