@@ -333,3 +333,55 @@ def test_num_steps_is_encoder_plus_decoder_steps(batch):
     encoder_steps = 2 * (5 + 1)
     assert decoder_steps == 6  # fixed steps of 0.25 over [0, 1.5]
     assert num_steps == encoder_steps + decoder_steps
+
+
+def _elbo_of(model, ts, values, mask):
+    # A fixed key: z0 = mu + sigma * eps with the same eps, so the ELBO is a deterministic
+    # function of the parameters (what a gradient check needs).
+    return model.elbo(ts, values, mask, key=jr.key(7), num_samples=2)[0]
+
+
+_ELBO_GRAD = eqx.filter_jit(eqx.filter_grad(_elbo_of))
+_ELBO = eqx.filter_jit(_elbo_of)
+
+
+def test_every_adjoint_matches_finite_differences():
+    # Fixed Heun steps (0.02 of each encoder gap; 0.02 time units in the decoder), float64.
+    # checkpoint differentiates the discretisation exactly; backsolve integrates the
+    # continuous adjoint on the same grid, O(dt^2) apart. ("direct" is checkpointing with
+    # a checkpoint per step, the same algorithm; tests/test_neural_ode.py compares it.)
+    fine = dict(
+        solver=diffrax.Heun(),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=0.02,
+        max_steps=128,
+    )
+    ts, values = TS[1], jr.normal(jr.key(3), (5, 2))
+    mask = jnp.ones((5, 2)).at[1, 0].set(0).at[3].set(0)
+    models = {
+        name: LatentODE(2, 2, 3, 4, 1, key=jr.key(4), adjoint=name, **fine)
+        for name in ("checkpoint", "backsolve")
+    }
+    grads = {name: _ELBO_GRAD(m, ts, values, mask) for name, m in models.items()}
+    reference = jax.tree_util.tree_leaves(grads["checkpoint"])
+    scale = max(float(jnp.max(jnp.abs(g))) for g in reference)
+    for g, b in zip(reference, jax.tree_util.tree_leaves(grads["backsolve"])):
+        np.testing.assert_allclose(b, g, rtol=0, atol=1e-4 * scale)
+    # Central differences along random directions in parameter space.
+    params, static = eqx.partition(models["checkpoint"], eqx.is_inexact_array)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    for i in range(2):
+        keys = jr.split(jr.key(10 + i), len(leaves))
+        direction = [jr.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
+
+        def shifted(h):
+            moved = [leaf + h * d for leaf, d in zip(leaves, direction)]
+            return eqx.combine(jax.tree_util.tree_unflatten(treedef, moved), static)
+
+        h = 1e-5
+        numeric = (_ELBO(shifted(h), ts, values, mask) - _ELBO(shifted(-h), ts, values, mask)) / (2 * h)
+        for name, grad in grads.items():
+            g_leaves = jax.tree_util.tree_leaves(eqx.filter(grad, eqx.is_inexact_array))
+            analytic = sum(jnp.vdot(g, d) for g, d in zip(g_leaves, direction))
+            tolerance = 1e-6 if name != "backsolve" else 1e-4
+            assert abs(analytic - numeric) <= tolerance * abs(numeric), (name, analytic, numeric)
