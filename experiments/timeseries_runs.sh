@@ -35,3 +35,7 @@ esac
 #   run hopper_latent_ode_interp_0.1_4k "${hopper[@]}" --steps 4000 --observed 0.1
 #   run hopper_latent_ode_interp_0.5_4k "${hopper[@]}" --steps 4000 --observed 0.5
 # and again from the 4000-step runs to 8000 steps (directories *_8k, copied from *_4k).
+# hopper at 20% and 30% observed: latent ODE trained 8000 steps from the start (one cosine
+# schedule), then ODE-RNN 1500 steps, one queue per observed share:
+#   for p in 0.2 0.3; do ( run hopper_latent_ode_interp_${p}_8k "${hopper[@]}" --steps 8000 --observed $p
+#     run hopper_ode_rnn_interp_$p "${hopper[@]}" --model ode_rnn --observed $p ) & done; wait

@@ -110,7 +110,8 @@ def parse_config(config_cls, argv=None, *, description: str, choices: dict | Non
     """Build a frozen config dataclass from command-line flags, one flag per field.
 
     `--field-name value`; booleans are `--flag/--no-flag`; `choices` maps a field
-    name to its allowed values (argparse then lists them on a bad value).
+    name to its allowed values (argparse then lists them on a bad value). A field's
+    `metadata={"help": ...}` becomes its `--help` text, followed by its default.
     """
     import argparse
     import dataclasses
@@ -121,11 +122,17 @@ def parse_config(config_cls, argv=None, *, description: str, choices: dict | Non
     for field in dataclasses.fields(config_cls):
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
+        text = field.metadata.get("help", "")
+        text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=text
+            )
         else:
             kind = type(default) if default is not None else str
-            parser.add_argument(flag, type=kind, default=default, choices=choices.get(field.name))
+            parser.add_argument(
+                flag, type=kind, default=default, choices=choices.get(field.name), help=text
+            )
     return config_cls(**vars(parser.parse_args(argv)))
 
 

@@ -68,31 +68,31 @@ class Config:
     dataset: str = "periodic"
     model: str = "latent_ode"
     task: str = "interpolation"
-    observed: float = 0.5
-    steps: int = 1200
+    observed: float = dataclasses.field(default=0.5, metadata={"help": "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed"})
+    steps: int = dataclasses.field(default=1200, metadata={"help": "training steps (a resumed run stops at this total)"})
     batch_size: int = 50
     lr: float = 3e-3
-    latent: int = 16
-    hidden: int = 32
-    width: int = 64
+    latent: int = dataclasses.field(default=16, metadata={"help": "latent ODE: size of z0"})
+    hidden: int = dataclasses.field(default=32, metadata={"help": "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)"})
+    width: int = dataclasses.field(default=64, metadata={"help": "width of every MLP"})
     depth: int = 2
-    obs_std: float = 0.01
-    kl_warmup: int = 100
-    ce_weight: float = 100.0
+    obs_std: float = dataclasses.field(default=0.01, metadata={"help": "latent ODE: fixed observation noise of the Gaussian likelihood"})
+    kl_warmup: int = dataclasses.field(default=100, metadata={"help": "latent ODE: steps over which the KL weight rises linearly to 1"})
+    ce_weight: float = dataclasses.field(default=100.0, metadata={"help": "latent ODE classification: weight of the cross-entropy beside the ELBO"})
     adjoint: str = "checkpoint"
     solver: str = "tsit5"
-    rtol: float = 1e-3
-    atol: float = 1e-4
-    encoder_solver: str = "euler"
-    encoder_steps: int = 1
-    window: int = 100
-    train_size: int = 0
+    rtol: float = dataclasses.field(default=1e-3, metadata={"help": "relative tolerance of adaptive solves"})
+    atol: float = dataclasses.field(default=1e-4, metadata={"help": "absolute tolerance of adaptive solves"})
+    encoder_solver: str = dataclasses.field(default="euler", metadata={"help": "ODE-RNN and latent ODE encoder: euler takes --encoder-steps fixed steps per gap; the others adapt"})
+    encoder_steps: int = dataclasses.field(default=1, metadata={"help": "fixed Euler steps per gap"})
+    window: int = dataclasses.field(default=100, metadata={"help": "consecutive time points per series, at a seeded random start; shorter series stay whole"})
+    train_size: int = dataclasses.field(default=0, metadata={"help": "use the first N training series (0: all)"})
     eval_batch: int = 100
-    eval_samples: int = 16
+    eval_samples: int = dataclasses.field(default=16, metadata={"help": "latent ODE: z0 draws for the picture's uncertainty band"})
     seed: int = 0
     data_dir: str = ""
-    out: str = "runs/timeseries"
-    resume: bool = False
+    out: str = dataclasses.field(default="runs/timeseries", metadata={"help": "output directory: results.json, history.csv, picture, checkpoint"})
+    resume: bool = dataclasses.field(default=False, metadata={"help": "continue from the checkpoint in --out"})
     progress: bool = True
 
 
