@@ -147,6 +147,20 @@ def run_meta(config, *, ignore=("out", "resume", "progress", "steps", "lr")) -> 
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
 
 
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110, **layout) -> None:
+    """Lay out `fig`, write it as PNG atomically (never half a file), and close it.
+
+    `layout` goes to `fig.tight_layout` (e.g. `rect=...`).
+    """
+    import io
+
+    fig.tight_layout(**layout)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def plt():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -28,6 +27,7 @@ from ._cli import (
     parse_config,
     plt,
     run_meta,
+    save_figure,
     solver_from_name,
     write_history,
     write_json,
@@ -275,9 +275,7 @@ def plot(path: Path, cnf: nk.CNF, data: Data, key, results: dict) -> None:
     for ax, title in zip(axes, titles):
         ax.set(title=title, xticks=[], yticks=[], aspect="equal")
     fig.suptitle(path.stem)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+    save_figure(fig, path)
 
 
 def _plot_images(path: Path, cnf: nk.CNF, data: Data, key) -> None:
@@ -289,9 +287,7 @@ def _plot_images(path: Path, cnf: nk.CNF, data: Data, key) -> None:
         tiles = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
         ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1)
         ax.set(title=title, xticks=[], yticks=[])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv=None) -> Config:

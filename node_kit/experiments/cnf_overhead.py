@@ -23,7 +23,7 @@ import optax
 
 import node_kit as nk
 
-from ._cli import environment, parse_config, plt, write_json
+from ._cli import environment, parse_config, plt, save_figure, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +144,7 @@ def _plot(path: Path, samples: dict, ratio: float) -> None:
     ax.boxplot([np.array(t) * 1e3 for t in samples.values()], showfliers=False)
     ax.set_xticks([1, 2], list(samples))
     ax.set(ylabel="training step (ms)", title=f"CNF step time; node_kit / raw = {ratio:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv=None) -> Config:

@@ -21,7 +21,7 @@ import optax
 
 import node_kit as nk
 
-from ._cli import environment, parse_config, plt, run_meta, write_history, write_json
+from ._cli import environment, parse_config, plt, run_meta, save_figure, write_history, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +131,7 @@ def _plot(path: Path, true: np.ndarray, predicted: np.ndarray) -> None:
     ax.plot(predicted[:, 0], predicted[:, 1], "C1--", lw=1.5, label="neural ODE from y(0)")
     ax.set(xlabel="y1", ylabel="y2", title="Spiral: learned dynamics")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt().close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def parse_args(argv=None) -> Config:

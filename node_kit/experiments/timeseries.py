@@ -18,7 +18,6 @@ predicts the label. Training targets are all available points for both regressio
 """
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from ._cli import (
     parse_config,
     plt,
     run_meta,
+    save_figure,
     solver_from_name,
     write_history,
     write_json,
@@ -371,12 +371,12 @@ def evaluate(model, config: Config, split: Split, *, key) -> dict:
         )(keys, available, readable)
         outputs, steps = jax.vmap(lambda t, x, m: _predict_one(model, config, t, x, m))(t, x, inputs)
         if config.task == "classification":
-            return outputs, steps, inputs
+            return outputs, steps, inputs, metric
         se = jnp.sum(jnp.where(metric, (outputs - x) ** 2, 0.0), axis=1)  # (batch, channels)
-        return se, steps, inputs
+        return se, steps, inputs, metric
 
     keys = jr.split(key, n)
-    sums, steps, inputs = [], [], []
+    sums, steps, inputs, metrics = [], [], [], []
     for start in range(0, n, size):
         index = np.arange(start, start + size) % n  # wrap around: fixed shapes
         out = run(model, split.t[index], split.x[index], split.available[index],
@@ -385,7 +385,8 @@ def evaluate(model, config: Config, split: Split, *, key) -> dict:
         sums.append(np.asarray(out[0])[:keep])
         steps.append(np.asarray(out[1])[:keep])
         inputs.append(np.asarray(out[2])[:keep])
-    outputs, inputs = np.concatenate(sums), np.concatenate(inputs)
+        metrics.append(np.asarray(out[3])[:keep])
+    outputs, inputs, metric = np.concatenate(sums), np.concatenate(inputs), np.concatenate(metrics)
     result = {"eval_num_steps": float(np.mean(np.concatenate(steps)))}
     observed_share = inputs.any(-1).sum() / split.available.any(-1).sum()
     result["observed_share"] = float(observed_share)
@@ -396,13 +397,10 @@ def evaluate(model, config: Config, split: Split, *, key) -> dict:
             "confusion": _confusion(split.label, predicted, outputs.shape[-1]).tolist(),
         }
         return result
-    _, metric = jax.vmap(lambda k, a, r: series_masks(config.task, config.observed, k, a, r))(
-        keys, split.available, split.readable
-    )
-    count = np.asarray(metric).sum()
+    count = metric.sum()
     result |= {"test_mse": float(outputs.sum() / count), "metric_entries": int(count)}
-    result["test_mse_per_channel"] = (outputs.sum(0) / np.asarray(metric).sum((0, 1))).tolist()
-    result |= baselines(config, split, inputs, np.asarray(metric))
+    result["test_mse_per_channel"] = (outputs.sum(0) / metric.sum((0, 1))).tolist()
+    result |= baselines(config, split, inputs, metric)
     if config.dataset == "hopper":
         scale = paper_scale(config)
         result["test_mse_paper_scale"] = float((outputs.sum(0) * scale).sum() / count)
@@ -495,7 +493,8 @@ def main(config: Config) -> dict:
         results["ratio_to_paper"] = results["test_mse_paper_scale"] / paper[config.observed]
     write_json(out / "results.json", results)
     write_history(out / "history.csv", history, resumed=config.resume)
-    plot(out / f"{config.dataset}_{config.task}.png", model, config, data, plot_key, results)
+    plot(out / f"{config.dataset}_{config.task}.png", model, config, data, results,
+         key=plot_key, mask_key=eval_key)
     _print_summary(results, out)
     return results
 
@@ -531,8 +530,11 @@ def _print_summary(results: dict, out: Path) -> None:
 # ----------------------------------------------------------------------------- plot
 
 
-def plot(path: Path, model, config: Config, data: Data, key, results: dict) -> None:
-    """A few test series: data, observed points, the model's prediction (and its spread)."""
+def plot(path: Path, model, config: Config, data: Data, results: dict, *, key, mask_key) -> None:
+    """A few test series: data, observed points, the model's prediction (and its spread).
+
+    `mask_key` is `evaluate`'s key, so the picture shows the points the test scores read.
+    """
     pyplot = plt()
     if config.task == "classification":
         return _plot_confusion(pyplot, path, config, results)
@@ -541,7 +543,7 @@ def plot(path: Path, model, config: Config, data: Data, key, results: dict) -> N
     channels = list(range(min(3, data.data_size)))
     keys = jr.split(key, len(split.t))
     inputs, _ = jax.vmap(lambda k, a, r: series_masks(config.task, config.observed, k, a, r))(
-        jr.split(_eval_key(config), len(split.t)), split.available, split.readable
+        jr.split(mask_key, len(split.t)), split.available, split.readable
     )
     fig, axes = pyplot.subplots(
         num_series, len(channels), figsize=(max(7.0, 4.2 * len(channels)), 2.6 * num_series),
@@ -566,13 +568,7 @@ def plot(path: Path, model, config: Config, data: Data, key, results: dict) -> N
     axes[0, 0].legend(fontsize=7, loc="best")
     fig.suptitle(f"{config.dataset}: {config.model}, {config.task}, {config.observed:.0%} observed, "
                  f"test MSE {results['test_mse']:.4g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot.close(fig)
-
-
-def _eval_key(config: Config):
-    return jr.split(jr.key(config.seed), 4)[2]
+    save_figure(fig, path, dpi=100)
 
 
 def _dense_prediction(model, config, t, x, m, grid, key):
@@ -601,9 +597,7 @@ def _plot_confusion(pyplot, path, config, results):
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"{config.model}, {1 - config.observed:.0%} dropped: "
                  f"accuracy {results['test_accuracy']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def parse_args(argv=None) -> Config:
