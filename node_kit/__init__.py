@@ -46,7 +46,9 @@ from ._memory import (
     CompiledMemory as CompiledMemory,
 )
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
+from ._solve import SolveSettings as SolveSettings
 from ._vector_field import (
+    AbstractVectorField as AbstractVectorField,
     AugmentedField as AugmentedField,
     ConcatSquashField as ConcatSquashField,
     ConcatSquashLinear as ConcatSquashLinear,

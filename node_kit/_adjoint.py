@@ -7,6 +7,8 @@ Strings are mapped to `diffrax.AbstractAdjoint` objects in exactly one place,
 import diffrax
 import equinox as eqx
 
+from ._checks import check_choice, check_int
+
 ADJOINT_NAMES = ("backsolve", "checkpoint", "direct")
 
 
@@ -82,7 +84,7 @@ def checkpoint_adjoint(checkpoints: int | None = None) -> diffrax.RecursiveCheck
     A `diffrax.RecursiveCheckpointAdjoint`.
     """
     if checkpoints is not None:
-        _check_positive_int("checkpoints", checkpoints)
+        check_int("checkpoints", checkpoints, expected="a positive integer", fix="Pass an int >= 1.")
     return diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
 
 
@@ -106,7 +108,7 @@ def direct_adjoint(max_steps: int) -> diffrax.RecursiveCheckpointAdjoint:
 
     A `diffrax.RecursiveCheckpointAdjoint` with one checkpoint per step.
     """
-    _check_positive_int("max_steps", max_steps)
+    check_int("max_steps", max_steps, expected="a positive integer", fix="Pass an int >= 1.")
     return diffrax.RecursiveCheckpointAdjoint(checkpoints=max_steps)
 
 
@@ -131,25 +133,14 @@ def adjoint_from_name(
 
     A `diffrax.AbstractAdjoint`.
     """
+    check_choice("adjoint", name, ADJOINT_NAMES)
     if name == "backsolve":
         return backsolve_adjoint(stepsize_controller, seminorm=seminorm)
     if name == "checkpoint":
         return checkpoint_adjoint(checkpoints)
-    if name == "direct":
-        if max_steps is None:
-            raise ValueError(
-                "adjoint 'direct' stores every step, so it needs an integer `max_steps`; "
-                "got max_steps=None. Pass e.g. max_steps=4096."
-            )
-        return direct_adjoint(max_steps)
-    raise ValueError(
-        f"unknown adjoint {name!r}; expected one of {', '.join(ADJOINT_NAMES)}."
-    )
-
-
-def _check_positive_int(argname: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if max_steps is None:
         raise ValueError(
-            f"`{argname}` must be a positive integer; got {value!r}. "
-            f"Pass an int >= 1."
+            "adjoint 'direct' stores every step, so it needs an integer `max_steps`; "
+            "got max_steps=None. Pass e.g. max_steps=4096."
         )
+    return direct_adjoint(max_steps)

@@ -5,24 +5,26 @@ The log-density follows from the instantaneous change of variables,
 `log p(x) = log N(z(t1); 0, I) + ∫_0^t1 tr(∂f/∂z) dt`, solved as one augmented state
 `[z, ∫ tr, (∫ ||f||^2, ∫ ||∂f/∂z||_F^2)]`.
 
-Sampling runs the flow backwards. Every solve goes through [`node_kit.NeuralODE`][]
-(same solver, controller, adjoint, `max_steps` and failure checks), with times
+Sampling runs the flow backwards. Every solve goes through a [`node_kit.NeuralODE`][] on
+the CNF's [`node_kit.SolveSettings`][] (same solver, controller, adjoint, `max_steps` and
+failure checks), with times
 `[0, t1]`; the backward direction solves the time-reversed field
 `g(s, y) = -F(t1 - s, y)` forward in `s`, so `y(s = t1)` is the state at `t = 0`.
 """
 
 from collections.abc import Callable
 
-import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
+from ._checks import check_bool, check_int, check_optional_int, check_real
+from ._neural_ode import NeuralODE
 from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
+from ._solve import SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
-from ._vector_field import AugmentedField
+from ._vector_field import field_sizes
 
 _Stats = dict[str, Array]
 
@@ -69,13 +71,16 @@ class CNF(eqx.Module):
 
     **Arguments:**
 
-    - `vector_field`: `f(t, z, args)` for one sample (`args` is `None`), with a
-        `data_size` attribute, e.g. [`node_kit.ConcatSquashField`][].
+    - `vector_field`: any callable `f(t, z, args)` for one sample (`args` is `None`),
+        e.g. [`node_kit.ConcatSquashField`][]. An [`node_kit.AbstractVectorField`][]
+        declares its `data_size`; for any other callable the size is taken from the data.
     - `trace_estimator`: an [`node_kit.AbstractTraceEstimator`][]: `ExactTrace()`
         (default, for low dimension) or `HutchinsonTrace()`.
-    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`, `throw`: as for
-        [`node_kit.NeuralODE`][]; `adjoint` may be `"backsolve"`, `"checkpoint"`, `"direct"`.
     - `t1`: the flow's end time, a positive float.
+    - `data_size`: the data dimension, needed only to sample from a field that does not
+        declare it (must agree with the field's if both are given).
+    - `settings`: a [`node_kit.SolveSettings`][]; or its arguments as keywords
+        (`solver=...`, `adjoint="backsolve"`, ...), as for [`node_kit.NeuralODE`][].
 
     !!! warning
 
@@ -85,42 +90,39 @@ class CNF(eqx.Module):
         or `"checkpoint"` for exact gradients of the computed solution.
     """
 
-    node: NeuralODE
+    vector_field: Callable
+    settings: SolveSettings
     trace_estimator: AbstractTraceEstimator
     t1: float = eqx.field(static=True)
-    data_size: int = eqx.field(static=True)
+    data_size: int | None = eqx.field(static=True)
 
     def __init__(
         self,
         vector_field: Callable,
         *,
         trace_estimator: AbstractTraceEstimator = ExactTrace(),
-        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
-        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
-        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
         t1: float = 1.0,
-        dt0: float | None = None,
-        max_steps: int | None = 4096,
-        throw: bool = True,
+        data_size: int | None = None,
+        settings: SolveSettings | None = None,
+        **solve_keywords,
     ):
-        self.data_size = _check_field(vector_field)
+        self.data_size = _check_field(vector_field, data_size)
         _check_trace_estimator(trace_estimator)
-        self.t1 = _check_t1(t1)
+        self.t1 = check_real("t1", t1, positive=True, expected="a positive Python float",
+                             fix="E.g. t1=1.0.")
         self.trace_estimator = trace_estimator
-        self.node = NeuralODE(
-            vector_field,
-            solver=solver,
-            stepsize_controller=stepsize_controller,
-            adjoint=adjoint,
-            dt0=dt0,
-            max_steps=max_steps,
-            throw=throw,
-        )
+        self.vector_field = vector_field
+        self.settings = SolveSettings.of(settings, **solve_keywords)
 
-    @property
-    def vector_field(self) -> Callable:
-        """The flow's vector field `f(t, z, args)`."""
-        return self.node.vector_field
+    def with_settings(self, settings: SolveSettings) -> "CNF":
+        """The same flow with other solve settings (e.g. `settings.with_adjoint(...)`)."""
+        return CNF(self.vector_field, trace_estimator=self.trace_estimator, t1=self.t1,
+                   data_size=self.data_size, settings=settings)
+
+    def with_trace_estimator(self, trace_estimator: AbstractTraceEstimator) -> "CNF":
+        """The same flow with another trace estimator (e.g. `ExactTrace()` to evaluate)."""
+        return CNF(self.vector_field, trace_estimator=trace_estimator, t1=self.t1,
+                   data_size=self.data_size, settings=self.settings)
 
     def log_prob(
         self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None
@@ -229,7 +231,7 @@ class CNF(eqx.Module):
 
         Samples, shape `(n, data_size)`.
         """
-        _check_positive_int("n", n)
+        check_int("n", n)
         zs = self._base_sample(key, (n,))
         return self._solve(self.vector_field, zs, None, reverse=True, batched=True)[0]
 
@@ -248,36 +250,33 @@ class CNF(eqx.Module):
         z_key, probe_key = jr.split(key)
         z = self._base_sample(z_key, ())
         probe = self.trace_estimator.draw_probe(probe_key, z.shape, z.dtype)
-        dynamics = self._dynamics(regularise=False)
+        dynamics = self._dynamics(z.shape[-1], regularise=False)
         y0 = jnp.concatenate([z, jnp.zeros((1,), z.dtype)])
         y, _ = self._solve(dynamics, y0, probe, reverse=True, batched=False)
-        return y[: self.data_size], _standard_normal_log_prob(z) - y[self.data_size]
+        return y[: z.shape[-1]], _standard_normal_log_prob(z) - y[z.shape[-1]]
 
     def _log_prob(self, x, probe, *, regularise: bool, batched: bool):
-        dynamics = self._dynamics(regularise=regularise)
+        dynamics = self._dynamics(x.shape[-1], regularise=regularise)
         extra = 1 + (len(REGULARISER_NAMES) if regularise else 0)
         y0 = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], extra), x.dtype)], axis=-1)
         y1, num_steps = self._solve(dynamics, y0, probe, reverse=False, batched=batched)
-        z, integrals = y1[..., : self.data_size], y1[..., self.data_size :]
+        size = x.shape[-1]
+        z, integrals = y1[..., :size], y1[..., size:]
         log_prob = _standard_normal_log_prob(z) + integrals[..., 0]
         stats = {"num_steps": num_steps}
         if regularise:
             stats.update({n: integrals[..., 1 + i] for i, n in enumerate(REGULARISER_NAMES)})
         return log_prob, stats
 
-    def _dynamics(self, *, regularise: bool) -> _CNFDynamics:
-        if not isinstance(regularise, bool):
-            raise ValueError(
-                f"`regularise` must be a Python bool (it changes the ODE state); got "
-                f"{type(regularise).__name__}."
-            )
-        return _CNFDynamics(self.vector_field, self.trace_estimator, self.data_size, regularise)
+    def _dynamics(self, size: int, *, regularise: bool) -> _CNFDynamics:
+        check_bool("regularise", regularise, why="it changes the ODE state")
+        return _CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
 
     def _solve(self, field, y0, args, *, reverse: bool, batched: bool):
         """One NeuralODE solve of `field` over `[0, t1]` (time-reversed if `reverse`)."""
         if reverse:
             field = _TimeReversed(field, self.t1)
-        node = eqx.tree_at(lambda n: n.vector_field, self.node, field)
+        node = NeuralODE(field, self.settings)
         ts = jnp.array([0.0, self.t1], dtype=y0.dtype)
         if batched:
             axis = None if args is None else 0
@@ -287,6 +286,11 @@ class CNF(eqx.Module):
         return sol.ys[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:
+        if self.data_size is None:
+            raise ValueError(
+                "sampling needs the data dimension, but the vector field does not declare "
+                "one; pass `data_size=` to CNF (or use an AbstractVectorField)."
+            )
         return jr.normal(key, (*batch, self.data_size), dtype=jnp.result_type(float))
 
     def _check_data(self, x, *, batched: bool, name: str | None = None) -> Array:
@@ -298,11 +302,13 @@ class CNF(eqx.Module):
                 f"Convert it, e.g. `{name}.astype(jnp.float32)`."
             )
         expected = "(batch, data_size)" if batched else "(data_size,)"
-        if x.ndim != (2 if batched else 1) or x.shape[-1] != self.data_size:
+        size_ok = self.data_size is None or x.shape[-1:] == (self.data_size,)
+        if x.ndim != (2 if batched else 1) or not size_ok:
             hint = "Use the *_batched method or jax.vmap for a batch." if not batched else ""
+            size = "" if self.data_size is None else f" with data_size={self.data_size} (the vector field's data_size)"
             raise ValueError(
-                f"`{name}` must have shape {expected} with data_size={self.data_size} (the "
-                f"vector field's data_size); got shape {tuple(x.shape)}. {hint}".rstrip()
+                f"`{name}` must have shape {expected}{size}; got shape {tuple(x.shape)}. "
+                f"{hint}".rstrip()
             )
         bad = jnp.any(~jnp.isfinite(x))
         return eqx.error_if(x, bad, f"`{name}` contains NaN or inf; clean the data first.")
@@ -355,22 +361,22 @@ def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*b
     return -0.5 * (jnp.sum(z**2, axis=-1) + z.shape[-1] * jnp.log(2 * jnp.pi))
 
 
-def _check_field(vector_field) -> int:
-    if isinstance(vector_field, AugmentedField):
+def _check_field(vector_field, data_size) -> int | None:
+    declared, state_size = field_sizes(vector_field)
+    if declared is not None and state_size != declared:
         raise ValueError(
-            "`vector_field` cannot be an AugmentedField: zero-padding the data makes the "
-            "flow non-invertible on the data space, so the change of variables does not "
+            "`vector_field` cannot be an AugmentedField (or any field whose state_size "
+            f"{state_size} differs from its data_size {declared}): zero-padding the data makes "
+            "the flow non-invertible on the data space, so the change of variables does not "
             "give a density. Pass the field directly (its data_size = the data's)."
         )
-    data_size = getattr(vector_field, "data_size", None)
-    if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < 1:
+    data_size = check_optional_int("data_size", data_size)
+    if declared is not None and data_size is not None and declared != data_size:
         raise ValueError(
-            "`vector_field` must have an int `data_size` attribute (the data dimension); "
-            f"got {type(vector_field).__name__} with data_size={data_size!r}. MLPField and "
-            "ConcatSquashField have one; add `data_size: int = eqx.field(static=True)` to "
-            "a custom field."
+            f"`data_size`={data_size} disagrees with the vector field's data_size={declared}; "
+            "drop the argument (the field's size is used)."
         )
-    return data_size
+    return declared if declared is not None else data_size
 
 
 def _check_trace_estimator(trace_estimator) -> None:
@@ -380,14 +386,3 @@ def _check_trace_estimator(trace_estimator) -> None:
             f"HutchinsonTrace(); got {type(trace_estimator).__name__}. Map a name with "
             "trace_estimator_from_name('exact' | 'hutchinson')."
         )
-
-
-def _check_t1(t1) -> float:
-    if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not t1 > 0:
-        raise ValueError(f"`t1` must be a positive Python float; got {t1!r}. E.g. t1=1.0.")
-    return float(t1)
-
-
-def _check_positive_int(argname: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{argname}` must be a positive int; got {value!r}.")

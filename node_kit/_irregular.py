@@ -30,6 +30,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
+from ._checks import is_real
+
 
 def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " times"]:
     """Check one series' times: 1-D, non-empty, increasing; return a float array.
@@ -120,8 +122,7 @@ def check_series(
 
 
 def _check_fraction(fraction) -> None:
-    valid = isinstance(fraction, (int, float, np.floating)) and not isinstance(fraction, bool)
-    if not valid or not 0 < fraction <= 1:
+    if not (is_real(fraction) and 0 < fraction <= 1):
         raise ValueError(
             "`fraction` (the share of observed time points to keep) must be a float in "
             f"(0, 1]; got fraction={fraction!r}. Pass e.g. 0.5 to keep half of them."

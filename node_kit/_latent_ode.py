@@ -12,17 +12,18 @@ standard deviation `obs_std` and counts observed entries only.
 
 import math
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
+from ._checks import check_ints, check_real
 from ._irregular import check_series, check_series_times
-from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
+from ._neural_ode import NeuralODE
 from ._ode_rnn import ODERNN
-from ._vector_field import MLPField, _check_sizes
+from ._solve import SolveSettings
+from ._vector_field import MLPField
 
 
 def gaussian_kl(mu: Float[Array, " latent"], sigma: Float[Array, " latent"]) -> Float[Array, ""]:
@@ -62,14 +63,14 @@ class LatentODE(eqx.Module):
     - `width_size`, `depth`: the MLPs (both ODE fields, observation map, classifier).
     - `num_classes`: add a classifier head on `z0` with this many logits (`None`: none).
     - `obs_std`: the fixed observation standard deviation (0.01 as in the paper).
-    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for both ODEs
-        (the encoder's per gap on `s in [0, 1]`, see [`node_kit.ODERNN`][]).
-    - `encoder_solver`, `encoder_stepsize_controller`, `encoder_dt0`: override those three
-        for the encoder only (`None`: as the decoder). The paper's encoder takes Euler
-        steps: `encoder_solver=diffrax.Euler(),
-        encoder_stepsize_controller=diffrax.ConstantStepSize(), encoder_dt0=1.0` is one
-        Euler step per gap, which is what the paper's code does on gaps shorter than 1/50
-        of the series' span (it takes steps of about that length on longer gaps).
+    - `settings`: the decoder's [`node_kit.SolveSettings`][]; or its arguments as
+        keywords (`solver=...`, `adjoint=...`).
+    - `encoder_settings`: the encoder's, per gap on `s in [0, 1]` (see
+        [`node_kit.ODERNN`][]); `None`: the decoder's. The paper's encoder takes Euler
+        steps: `settings.replace(solver=diffrax.Euler(),
+        stepsize_controller=diffrax.ConstantStepSize(), dt0=1.0)` is one Euler step per
+        gap, which is what the paper's code does on gaps shorter than 1/50 of the series'
+        span (it takes steps of about that length on longer gaps).
     - `key`: a `jax.random` key, keyword-only.
     """
 
@@ -91,38 +92,17 @@ class LatentODE(eqx.Module):
         *,
         num_classes: int | None = None,
         obs_std: float = 0.01,
-        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
-        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
-        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
-        dt0: float | None = None,
-        max_steps: int | None = 4096,
-        encoder_solver: diffrax.AbstractSolver | None = None,
-        encoder_stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-        encoder_dt0: float | None = None,
+        settings: SolveSettings | None = None,
+        encoder_settings: SolveSettings | None = None,
         key: PRNGKeyArray,
+        **solve_keywords,
     ):
-        _check_sizes(data_size=data_size, latent_size=latent_size)
+        check_ints(1, data_size=data_size, latent_size=latent_size)
         if num_classes is not None:
-            _check_sizes(num_classes=num_classes)
-        if isinstance(obs_std, bool) or not isinstance(obs_std, (int, float)) or not obs_std > 0:
-            raise ValueError(f"`obs_std` must be a positive float; got obs_std={obs_std!r}.")
-        solve = dict(
-            solver=solver,
-            stepsize_controller=stepsize_controller,
-            adjoint=adjoint,
-            dt0=dt0,
-            max_steps=max_steps,
-        )
-        encoder_solve = dict(
-            solve,
-            solver=solver if encoder_solver is None else encoder_solver,
-            stepsize_controller=(
-                stepsize_controller
-                if encoder_stepsize_controller is None
-                else encoder_stepsize_controller
-            ),
-            dt0=dt0 if encoder_dt0 is None else encoder_dt0,
-        )
+            check_ints(1, num_classes=num_classes)
+        obs_std = check_real("obs_std", obs_std, positive=True, show_name=True)
+        settings = SolveSettings.of(settings, **solve_keywords)
+        encoder_settings = settings if encoder_settings is None else SolveSettings.of(encoder_settings)
         k_enc, k_field, k_obs, k_cls = jr.split(key, 4)
         self.encoder = ODERNN(
             data_size,
@@ -130,13 +110,13 @@ class LatentODE(eqx.Module):
             width_size,
             depth,
             readout_size=2 * latent_size,
+            settings=encoder_settings,
             key=k_enc,
-            **encoder_solve,
         )
         # As the paper: tanh hidden layers and a linear output. A bounded (tanh) output caps
         # |dz/dt| at 1, which forces bang-bang, piecewise-linear latent paths on fast signals.
         field = MLPField(latent_size, width_size, depth, activation=jnp.tanh, key=k_field)
-        self.decoder = NeuralODE(field, **solve)
+        self.decoder = NeuralODE(field, settings)
         self.observation = eqx.nn.MLP(latent_size, data_size, width_size, depth, key=k_obs)
         self.classifier = (
             None
@@ -175,8 +155,10 @@ class LatentODE(eqx.Module):
         return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)
 
     def _posterior(self, ts, values, observed, t0):
-        reverse = (-ts[::-1], values[::-1], observed[::-1])
-        h, num_steps = self.encoder.state_at_counted(*reverse, -jnp.asarray(t0))
+        # The series is checked once, by the caller; the encoder reads it reversed.
+        (h, t_last), _, num_steps = self.encoder.scan(-ts[::-1], values[::-1], observed[::-1])
+        h, last_steps = self.encoder.evolve_counted(h, t_last, -jnp.asarray(t0, h.dtype))
+        num_steps = num_steps + last_steps
         mu, raw = jnp.split(self.encoder.readout(h), 2)
         return mu, jax.nn.softplus(raw), num_steps
 
@@ -184,7 +166,7 @@ class LatentODE(eqx.Module):
         self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
     ) -> tuple[Float[Array, "times data_size"], Int[Array, ""]]:
         """`(decode(ts, z0), solver steps of the decoder's solve)`."""
-        return self._decode(ts, z0)
+        return self._decode(check_series_times(ts, strict=True), z0)
 
     def decode(
         self, ts: Real[ArrayLike, " times"], z0: Float[Array, " latent"]
@@ -200,11 +182,11 @@ class LatentODE(eqx.Module):
 
         Means of the observations, `(m, data_size)`.
         """
-        return self._decode(ts, z0)[0]
+        return self._decode(check_series_times(ts, strict=True), z0)[0]
 
     def _decode(self, ts, z0):
-        ts = check_series_times(ts, strict=True)
-        sol = self.decoder.solve(ts.astype(z0.dtype), z0)
+        """Decode on times already checked (strictly increasing)."""
+        sol = self.decoder.settings.solve(self.decoder.vector_field, ts.astype(z0.dtype), z0)
         return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):
@@ -270,7 +252,7 @@ class LatentODE(eqx.Module):
         return elbo, aux, jax.vmap(self.classifier)(z0s)
 
     def _elbo(self, ts, values, mask, key, num_samples, target_mask):
-        _check_sizes(num_samples=num_samples)
+        check_ints(1, num_samples=num_samples)
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
         if target_mask is None:
             target = observed
@@ -336,11 +318,11 @@ class LatentODE(eqx.Module):
 
         Means `(num_samples, m, data_size)`; `.mean(0)` and `.std(0)` summarise them.
         """
-        _check_sizes(num_samples=num_samples)
+        check_ints(1, num_samples=num_samples)
         ts_query = check_series_times(ts_query, strict=True, name="ts_query")
         mu, sigma = self.posterior(ts, values, mask, t0=ts_query[0])
         z0s = self._sample_z0(mu, sigma, key, num_samples)
-        return jax.vmap(lambda z0: self.decode(ts_query, z0))(z0s)
+        return jax.vmap(lambda z0: self._decode(ts_query, z0)[0])(z0s)
 
 
 def latent_ode_loss(

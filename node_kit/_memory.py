@@ -19,6 +19,7 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._adjoint import checkpoint_adjoint
+from ._checks import check_int
 from ._custom_types import Args, Times
 from ._neural_ode import BatchedField, NeuralODE
 
@@ -235,7 +236,7 @@ def checkpoint_memory_model(
     [`node_kit.CheckpointMemoryModel`][]); the bytes per checkpoint come from the
     state and solver state's shapes.
 
-    **Arguments:** as [`node_kit.compile_gradient`][]. `model.max_steps` must be an
+    **Arguments:** as [`node_kit.compile_gradient`][]. `model.settings.max_steps` must be an
     int: the checkpointed adjoints size their buffers by it.
 
     **Returns:**
@@ -246,11 +247,11 @@ def checkpoint_memory_model(
     _check_max_steps(model)
 
     def measured(checkpoints: int) -> int:
-        chosen = eqx.tree_at(lambda m: m.adjoint, model, checkpoint_adjoint(checkpoints))
+        chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
         compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
         return compiled.memory.total_bytes
 
-    n = model.max_steps
+    n = model.settings.max_steps
     counts = sorted({min(math.ceil(n / 2), n - 1), n - 1} - {0, 1}) if n >= 3 else []
     return CheckpointMemoryModel(
         floor_bytes=measured(1),
@@ -277,8 +278,8 @@ def _checkpoint_bytes(
     field = BatchedField(model.vector_field) if batched else model.vector_field
 
     def carry(y0):
-        y0 = model._initial_state(y0, batched=batched)
-        return y0, model.solver.init(diffrax.ODETerm(field), ts[0], ts[-1], y0, args)
+        y0 = model.initial_state(y0, batched=batched)
+        return y0, model.settings.solver.init(diffrax.ODETerm(field), ts[0], ts[-1], y0, args)
 
     shapes = eqx.filter_eval_shape(carry if batched else jax.vmap(carry), y0s)
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
@@ -301,7 +302,7 @@ def checkpoint_adjoint_for_budget(
     bytes (see [`node_kit.CompiledMemory`][]). The memory is predicted by a
     [`node_kit.CheckpointMemoryModel`][] from up to three compiles of `model` with
     small and large checkpoint counts (seconds each) and the state and solver
-    state's size. More checkpoints than `model.max_steps` are never chosen (that
+    state's size. More checkpoints than `model.settings.max_steps` are never chosen (that
     already stores every step). With `verify=True` the chosen count is compiled once
     more and, if it exceeds the budget, lowered until it fits, so the returned
     adjoint's compiled memory is within the budget.
@@ -316,14 +317,14 @@ def checkpoint_adjoint_for_budget(
 
     - `memory_budget_bytes`: the budget in bytes, a positive int.
     - `model`, `ts`, `y0s`, `args`, `batched`, `loss`: the solve to budget for, as
-        [`node_kit.compile_gradient`][] takes them; `model.max_steps` must be an int.
+        [`node_kit.compile_gradient`][] takes them; `model.settings.max_steps` must be an int.
     - `verify`: compile the chosen count to check it (one more compile); `False`
         trusts the prediction (measured within 3% with diffrax 0.7.2 on CPU).
 
     **Returns:**
 
-    A `diffrax.RecursiveCheckpointAdjoint`; use it with `eqx.tree_at(lambda m:
-    m.adjoint, model, adjoint)` or `NeuralODE(..., adjoint=adjoint)`.
+    A `diffrax.RecursiveCheckpointAdjoint`; use it with
+    `model.with_settings(model.settings.with_adjoint(adjoint))`.
 
     **Raises:**
 
@@ -336,7 +337,7 @@ def checkpoint_adjoint_for_budget(
     while verify and checkpoints > 1:
         measured = memory.measured(checkpoints)
         if measured is None:
-            chosen = eqx.tree_at(lambda m: m.adjoint, model, checkpoint_adjoint(checkpoints))
+            chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
             compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
             measured = compiled.memory.total_bytes
         excess = measured - memory_budget_bytes
@@ -347,23 +348,16 @@ def checkpoint_adjoint_for_budget(
 
 
 def _check_budget(memory_budget_bytes) -> None:
-    if (
-        isinstance(memory_budget_bytes, bool)
-        or not isinstance(memory_budget_bytes, (int, np.integer))
-        or memory_budget_bytes < 1
-    ):
-        raise ValueError(
-            "`memory_budget_bytes` must be a positive int (bytes, e.g. 512 * 2**20 for "
-            f"512 MiB); got {memory_budget_bytes!r}."
-        )
+    check_int("memory_budget_bytes", memory_budget_bytes,
+              expected="a positive int (bytes, e.g. 512 * 2**20 for 512 MiB)")
 
 
 def _check_max_steps(model) -> None:
     if not isinstance(model, NeuralODE):
         raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type(model).__name__}.")
-    if model.max_steps is None:
+    if model.settings.max_steps is None:
         raise ValueError(
-            "`model.max_steps` must be an int to budget checkpoints (the buffers are "
+            "`model.settings.max_steps` must be an int to budget checkpoints (the buffers are "
             "sized by it); got None. Build the NeuralODE with e.g. max_steps=4096, or "
             "max_steps=N for N fixed steps."
         )

@@ -8,16 +8,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._adjoint import adjoint_from_name
 from ._custom_types import Args, State, Times, Trajectory
-from ._solve_checks import check_state, check_times, raise_if_failed
-from ._vector_field import AugmentedField
-
-
-DEFAULT_SOLVER = diffrax.Tsit5()
-DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
-DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
-"""Defaults shared by every model built on NeuralODE (CNF, ODERNN, LatentODE)."""
+from ._solve import check_state, check_times, SolveSettings
+from ._vector_field import field_sizes, pad_to_state
 
 
 class BatchedField(eqx.Module):
@@ -49,53 +42,26 @@ class NeuralODE(eqx.Module):
     **Arguments:**
 
     - `vector_field`: any callable (usually an `eqx.Module`) `f(t, y, args) -> dy/dt`
-        for ONE unbatched sample. If it has a `data_size` attribute, `y0` is checked
-        against it.
-    - `solver`: a `diffrax.AbstractSolver`, default `diffrax.Tsit5()`.
-    - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-3, atol=1e-6)`;
-        use `diffrax.ConstantStepSize()` with `dt0` for fixed steps.
-    - `adjoint`: any `diffrax.AbstractAdjoint`, or a mode name (`"backsolve"`,
-        `"checkpoint"`, `"direct"`, see [`node_kit.adjoint_from_name`][]). Default:
-        `checkpoint` with diffrax's default number of checkpoints.
-    - `dt0`: initial step size; `None` lets the adaptive controller choose.
-    - `max_steps`: bound on solver steps (the reverse-mode adjoints size their
-        buffers by it). A solve that needs more raises an error naming `max_steps`.
-    - `throw`: if `True` (default) a failed solve raises; if `False` it returns, and
-        the caller must check `solve(...).result`.
+        for ONE unbatched sample. If it is an [`node_kit.AbstractVectorField`][], `y0` is
+        checked against its `data_size` and padded with zeros to its `state_size`.
+    - `settings`: a [`node_kit.SolveSettings`][] (solver, step-size controller, adjoint,
+        `dt0`, `max_steps`, `throw`); default `SolveSettings()`.
+    - `**solve_keywords`: instead of `settings`, its arguments as keywords
+        (`solver=...`, `adjoint="backsolve"`, ...), forwarded to `SolveSettings`.
     """
 
     vector_field: Callable
-    solver: diffrax.AbstractSolver
-    stepsize_controller: diffrax.AbstractStepSizeController
-    adjoint: diffrax.AbstractAdjoint
-    dt0: float | None = eqx.field(static=True)
-    max_steps: int | None = eqx.field(static=True)
-    throw: bool = eqx.field(static=True)
+    settings: SolveSettings
 
     def __init__(
-        self,
-        vector_field: Callable,
-        *,
-        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
-        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
-        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
-        dt0: float | None = None,
-        max_steps: int | None = 4096,
-        throw: bool = True,
+        self, vector_field: Callable, settings: SolveSettings | None = None, **solve_keywords
     ):
-        _check_config(solver, stepsize_controller, dt0, max_steps)
-        if isinstance(adjoint, str):
-            adjoint = adjoint_from_name(
-                adjoint, max_steps=max_steps, stepsize_controller=stepsize_controller
-            )
-        _check_adjoint(adjoint, max_steps)
         self.vector_field = vector_field
-        self.solver = solver
-        self.stepsize_controller = stepsize_controller
-        self.adjoint = adjoint
-        self.dt0 = dt0
-        self.max_steps = max_steps
-        self.throw = throw
+        self.settings = SolveSettings.of(settings, **solve_keywords)
+
+    def with_settings(self, settings: SolveSettings) -> "NeuralODE":
+        """The same field with other solve settings (e.g. `settings.with_adjoint(...)`)."""
+        return NeuralODE(self.vector_field, settings)
 
     def __call__(self, ts: Times, y0: State, args: Args = None) -> Trajectory:
         """Solve from `ts[0]` and return the states at `ts`.
@@ -118,11 +84,11 @@ class NeuralODE(eqx.Module):
 
         `sol.ys` are the states, `sol.stats["num_steps"]` the number of steps (NFE is
         about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage), and `sol.result` the outcome
-        (always successful when `throw=True`).
+        (always successful when `settings.throw`).
         """
         ts = check_times(ts)
-        y0 = self._initial_state(y0, batched=False)
-        return self._diffeqsolve(diffrax.ODETerm(self.vector_field), ts, y0, args)
+        y0 = self.initial_state(y0, batched=False)
+        return self.settings.solve(self.vector_field, ts, y0, args)
 
     def batched(
         self, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *, args_axis=None
@@ -155,100 +121,13 @@ class NeuralODE(eqx.Module):
         """Like [`node_kit.NeuralODE.batched`][] but returns the `diffrax.Solution`
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""
         ts = check_times(ts)
-        y0s = self._initial_state(y0s, batched=True)
-        term = diffrax.ODETerm(BatchedField(self.vector_field, args_axis))
-        return self._diffeqsolve(term, ts, y0s, args)
+        y0s = self.initial_state(y0s, batched=True)
+        return self.settings.solve(BatchedField(self.vector_field, args_axis), ts, y0s, args)
 
-    def _initial_state(self, y0, *, batched: bool):
-        data_size = getattr(self.vector_field, "data_size", None)
-        y0 = check_state(y0, data_size=data_size, batched=batched)
-        if isinstance(self.vector_field, AugmentedField):
-            y0 = self.vector_field.augment(y0)
-        return y0
+    def initial_state(self, y0, *, batched: bool):
+        """The checked initial state as the solver sees it (padded for an augmented field).
 
-    def _diffeqsolve(self, term, ts, y0, args) -> diffrax.Solution:
-        _check_field_output(term, ts, y0, args)
-        sol = diffrax.diffeqsolve(
-            term,
-            self.solver,
-            t0=ts[0],
-            t1=ts[-1],
-            dt0=self.dt0,
-            y0=y0,
-            args=args,
-            saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=self.stepsize_controller,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=False,
-        )
-        if self.throw:
-            sol = raise_if_failed(sol, ts, max_steps=self.max_steps)
-        return sol
-
-
-def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
-    if not isinstance(solver, diffrax.AbstractSolver):
-        raise ValueError(
-            f"`solver` must be a diffrax.AbstractSolver such as diffrax.Tsit5(); got "
-            f"{type(solver).__name__}."
-        )
-    if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
-        raise ValueError(
-            "`stepsize_controller` must be a diffrax.AbstractStepSizeController such as "
-            f"diffrax.PIDController(rtol=1e-3, atol=1e-6); got "
-            f"{type(stepsize_controller).__name__}."
-        )
-    if dt0 is not None and not (isinstance(dt0, (int, float)) and dt0 > 0):
-        raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
-    adaptive = isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
-    if dt0 is None and not adaptive:
-        raise ValueError(
-            "`dt0=None` needs an adaptive `stepsize_controller`; got "
-            f"{type(stepsize_controller).__name__}. Pass `dt0` (the fixed step size)."
-        )
-    if adaptive and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
-        raise ValueError(
-            f"`solver` {type(solver).__name__} has no error estimate, so it cannot be used "
-            f"with the adaptive {type(stepsize_controller).__name__}. Pass "
-            "`stepsize_controller=diffrax.ConstantStepSize()` and a `dt0`, or an adaptive "
-            "solver such as diffrax.Tsit5()."
-        )
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
-    ):
-        raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}.")
-
-
-def _check_adjoint(adjoint, max_steps) -> None:
-    if not isinstance(adjoint, diffrax.AbstractAdjoint):
-        raise ValueError(
-            "`adjoint` must be a diffrax.AbstractAdjoint or one of 'backsolve', "
-            f"'checkpoint', 'direct'; got {type(adjoint).__name__}."
-        )
-    if max_steps is None and isinstance(
-        adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint)
-    ):
-        raise ValueError(
-            f"`max_steps=None` cannot be used with {type(adjoint).__name__}: "
-            "reverse-mode differentiation through the solver must know how much "
-            "memory to allocate. Pass an integer `max_steps` (e.g. 4096), or use "
-            "adjoint='backsolve'."
-        )
-
-
-def _check_field_output(term, ts, y0, args) -> None:
-    try:
-        out = jax.eval_shape(term.vector_field, ts[0], y0, args)
-    except Exception as error:  # any failure to trace the field on this y0
-        raise ValueError(
-            f"`y0` of shape {tuple(y0.shape)} does not fit the vector field: calling "
-            f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the shape the "
-            "field expects for one sample (batch with `model.batched` or jax.vmap)."
-        ) from error
-    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == y0.shape):
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"the vector field must return dy/dt with the shape of `y0` "
-            f"{tuple(y0.shape)}; it returned {got}."
-        )
+        **Arguments:** `y0` of one sample, or a batch `(batch, *state)` if `batched`.
+        """
+        y0 = check_state(y0, data_size=field_sizes(self.vector_field)[0], batched=batched)
+        return pad_to_state(self.vector_field, y0)

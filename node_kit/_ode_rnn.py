@@ -22,20 +22,21 @@ fraction of each gap, not an absolute time.
 import abc
 from collections.abc import Callable
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
+from ._checks import check_ints
 from ._custom_types import Args
 from ._irregular import check_series
-from ._neural_ode import DEFAULT_ADJOINT, DEFAULT_CONTROLLER, DEFAULT_SOLVER, NeuralODE
-from ._vector_field import MLPField, _check_sizes
+from ._neural_ode import NeuralODE
+from ._solve import SolveSettings
+from ._vector_field import AbstractVectorField, field_sizes, MLPField
 
 
-class GapField(eqx.Module):
+class GapField(AbstractVectorField):
     """A field rescaled to one gap: `dh/ds = gap * f(t_start + s * gap, h, args)` on `s in [0, 1]`.
 
     Solving it from `s = 0` to `1` with `args = (t_start, gap, field_args)` is solving
@@ -51,8 +52,13 @@ class GapField(eqx.Module):
 
     @property
     def data_size(self) -> int | None:
+        """The wrapped field's data size, if it declares one."""
+        return field_sizes(self.field)[0]
+
+    @property
+    def state_size(self) -> int | None:
         """The wrapped field's state size, if it declares one."""
-        return getattr(self.field, "data_size", None)
+        return field_sizes(self.field)[1]
 
     def __call__(self, s, h: Float[Array, " hidden"], args: Args) -> Float[Array, " hidden"]:
         t_start, gap, field_args = args
@@ -148,6 +154,17 @@ class AbstractIrregularRNN(eqx.Module):
         ts, values, observed = check_series(
             ts, values, mask, data_size=self.data_size, strict=False
         )
+        return self.scan(ts, values, observed)
+
+    def scan(self, ts, values, observed):
+        """The scan over a series already checked by `check_series` (no checks again).
+
+        **Arguments:** `ts`, `values` and the bool mask `observed` as `check_series`
+        returns them.
+
+        **Returns:** `((h_last, t_last), (before, after), num_steps)`, see
+        `scan_observations`.
+        """
         # One dtype for the carried state: float32 data with float64 parameters (or back).
         dtype = jnp.result_type(values.dtype, self.readout.weight.dtype)
         h0 = jnp.zeros(self.hidden_size, dtype)
@@ -221,8 +238,8 @@ class ODERNN(AbstractIrregularRNN):
     The hidden state is zero until the first observation. Between time points it follows
     `dh/dt = f(t, h)` (a [`node_kit.MLPField`][] with `tanh` output, solved per gap by a
     [`node_kit.NeuralODE`][] around a [`node_kit.GapField`][]); at a time point with any
-    observed channel a `GRUCell` reads `concat(values * mask, mask)`. Swap the field with
-    `eqx.tree_at(lambda m: m.ode.vector_field.field, model, field)`.
+    observed channel a `GRUCell` reads `concat(values * mask, mask)`. Change the solve
+    with [`node_kit.ODERNN.with_settings`][].
 
     **Arguments:**
 
@@ -230,8 +247,9 @@ class ODERNN(AbstractIrregularRNN):
     - `hidden_size`: size of the hidden state.
     - `width_size`, `depth`: the ODE field's MLP.
     - `readout_size`: outputs of the linear readout (default `data_size`).
-    - `solver`, `stepsize_controller`, `adjoint`, `dt0`, `max_steps`: for the per-gap
-        `NeuralODE`, on `s in [0, 1]` (so a fixed `dt0=0.25` is four steps per gap).
+    - `settings`: the [`node_kit.SolveSettings`][] of the per-gap `NeuralODE`, on
+        `s in [0, 1]` (so a fixed `dt0=0.25` is four steps per gap); or its arguments as
+        keywords (`solver=...`, `adjoint=...`).
     - `key`: a `jax.random` key, keyword-only.
     """
 
@@ -249,29 +267,23 @@ class ODERNN(AbstractIrregularRNN):
         depth: int,
         *,
         readout_size: int | None = None,
-        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
-        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
-        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
-        dt0: float | None = None,
-        max_steps: int | None = 4096,
+        settings: SolveSettings | None = None,
         key: PRNGKeyArray,
+        **solve_keywords,
     ):
         readout_size = data_size if readout_size is None else readout_size
-        _check_sizes(data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
+        check_ints(1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
         field_key, cell_key, readout_key = jr.split(key, 3)
         field = MLPField(hidden_size, width_size, depth, final_activation=jnp.tanh, key=field_key)
-        self.ode = NeuralODE(
-            GapField(field),
-            solver=solver,
-            stepsize_controller=stepsize_controller,
-            adjoint=adjoint,
-            dt0=dt0,
-            max_steps=max_steps,
-        )
+        self.ode = NeuralODE(GapField(field), SolveSettings.of(settings, **solve_keywords))
         self.cell = eqx.nn.GRUCell(2 * data_size, hidden_size, key=cell_key)
         self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
         self.data_size = data_size
         self.hidden_size = hidden_size
+
+    def with_settings(self, settings: SolveSettings) -> "ODERNN":
+        """The same model (parameters included) with other solve settings for its gaps."""
+        return eqx.tree_at(lambda m: m.ode, self, self.ode.with_settings(settings))
 
     def evolve_counted(
         self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
@@ -325,7 +337,7 @@ class GRUDelta(AbstractIrregularRNN):
         key: PRNGKeyArray,
     ):
         readout_size = data_size if readout_size is None else readout_size
-        _check_sizes(data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
+        check_ints(1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
         cell_key, readout_key = jr.split(key)
         self.cell = eqx.nn.GRUCell(2 * data_size + 1, hidden_size, key=cell_key)
         self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)

@@ -12,6 +12,8 @@ trace estimator has already computed, so they cost no extra network passes.
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._checks import check_choice, check_real
+
 REGULARISER_NAMES = ("kinetic_energy", "jacobian_norm")
 
 
@@ -46,14 +48,9 @@ def check_coefficients(**coefficients: float) -> dict[str, float]:
     """
     checked = {}
     for name, value in coefficients.items():
-        if name not in REGULARISER_NAMES:
-            raise ValueError(
-                f"unknown regulariser {name!r}; expected one of {', '.join(REGULARISER_NAMES)}."
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(
-                f"`{name}` must be a non-negative Python float (a config-level weight, "
-                f"0.0 to switch it off); got {value!r}."
-            )
-        checked[name] = float(value)
+        check_choice("regulariser", name, REGULARISER_NAMES)
+        checked[name] = check_real(
+            name, value, non_negative=True,
+            expected="a non-negative Python float (a config-level weight, 0.0 to switch it off)",
+        )
     return checked

@@ -15,6 +15,8 @@ import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
+from ._io import atomic_write_bytes
+
 LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Array]]]
 """`loss_fn(model, batch, key) -> (loss, aux)`, `aux` a dict of scalars to log."""
 
@@ -59,8 +61,6 @@ class Checkpoint(eqx.Module):
 
 def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> None:
     """Write the state and a JSON header atomically (temp file + rename)."""
-    from .experiments._cli import atomic_write_bytes
-
     buffer = io.BytesIO()
     header = json.dumps({**meta, "step": state.step}).encode()
     buffer.write(len(header).to_bytes(8, "little") + header)

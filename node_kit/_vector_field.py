@@ -1,5 +1,12 @@
-"""Vector fields `f(t, y, args) -> dy/dt` for ONE unbatched sample."""
+"""Vector fields `f(t, y, args) -> dy/dt` for ONE unbatched sample.
 
+Any callable with that signature is a vector field. One that also knows its sizes
+subclasses [`node_kit.AbstractVectorField`][]: the models then check `y0` against
+`data_size` and pad it with zeros up to `state_size` (an augmented field), by size and
+never by type.
+"""
+
+import abc
 from collections.abc import Callable
 
 import equinox as eqx
@@ -8,10 +15,46 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, Real
 
+from ._checks import check_int, check_ints
 from ._custom_types import Args
 
 
-class MLPField(eqx.Module):
+class AbstractVectorField(eqx.Module):
+    """A vector field `f(t, y, args)` for ONE sample that declares its sizes.
+
+    Subclasses provide `data_size` and `state_size` (as fields or properties) and
+    `__call__`. A field that knows no size (a wrapper around an arbitrary callable) may
+    give `None` for both.
+
+    - `data_size`: the size of the data `y0` a model is given, shape `(data_size,)`.
+    - `state_size`: the size of the ODE state the field acts on: `data_size`, or more
+        for an augmented field, whose extra entries start at zero.
+    """
+
+    data_size: eqx.AbstractVar[int | None]
+    state_size: eqx.AbstractVar[int | None]
+
+    @abc.abstractmethod
+    def __call__(self, t: Real[Array, ""], y: Float[Array, " state"], args: Args):
+        """`dy/dt` at `(t, y)`, the shape of `y`."""
+
+
+def field_sizes(field: Callable) -> tuple[int | None, int | None]:
+    """`(data_size, state_size)` of a field, `(None, None)` if it declares none."""
+    if isinstance(field, AbstractVectorField):
+        return field.data_size, field.state_size
+    return None, None
+
+
+def pad_to_state(field: Callable, y: Float[Array, "*batch data"]) -> Float[Array, "*batch state"]:
+    """Pad `y` with zeros along its last axis from the field's `data_size` to `state_size`."""
+    data_size, state_size = field_sizes(field)
+    if data_size is None or state_size is None or state_size == data_size:
+        return y
+    return jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, state_size - data_size)])
+
+
+class MLPField(AbstractVectorField):
     """A multilayer perceptron on `[t, y]`: time concatenated to the state.
 
     **Arguments:**
@@ -37,7 +80,8 @@ class MLPField(eqx.Module):
         final_activation: Callable = lambda x: x,
         key: PRNGKeyArray,
     ):
-        _check_sizes(data_size=data_size, width_size=width_size, depth=depth)
+        check_ints(1, data_size=data_size, width_size=width_size)
+        check_ints(0, depth=depth)
         self.data_size = data_size
         self.mlp = eqx.nn.MLP(
             in_size=data_size + 1,
@@ -55,6 +99,11 @@ class MLPField(eqx.Module):
         del args
         t = jnp.asarray(t, dtype=y.dtype)
         return self.mlp(jnp.concatenate([t[None], y])).astype(y.dtype)
+
+    @property
+    def state_size(self) -> int:
+        """The state is the data: `data_size`."""
+        return self.data_size
 
 
 class ConcatSquashLinear(eqx.Module):
@@ -75,7 +124,7 @@ class ConcatSquashLinear(eqx.Module):
         return self.linear(y) * jax.nn.sigmoid(self.gate(t)) + self.hyper_bias(t)
 
 
-class ConcatSquashField(eqx.Module):
+class ConcatSquashField(AbstractVectorField):
     """FFJORD's vector field: a stack of [`node_kit.ConcatSquashLinear`][] layers.
 
     Time enters every layer through a sigmoid gate and a bias, so the field can
@@ -102,7 +151,8 @@ class ConcatSquashField(eqx.Module):
         activation: Callable = jnp.tanh,
         key: PRNGKeyArray,
     ):
-        _check_sizes(data_size=data_size, width_size=width_size, depth=depth)
+        check_ints(1, data_size=data_size, width_size=width_size)
+        check_ints(0, depth=depth)
         sizes = [data_size] + [width_size] * depth + [data_size]
         keys = jr.split(key, len(sizes) - 1)
         self.layers = tuple(
@@ -120,43 +170,49 @@ class ConcatSquashField(eqx.Module):
             h = self.activation(layer(t, h))
         return self.layers[-1](t, h).astype(y.dtype)
 
+    @property
+    def state_size(self) -> int:
+        """The state is the data: `data_size`."""
+        return self.data_size
 
-class AugmentedField(eqx.Module):
+
+class AugmentedField(AbstractVectorField):
     """Augmented neural ODE (ANODE, Dupont et al. 2019): extra zero-initialised dimensions.
 
     Wraps a field on the augmented state of size `data_size + augment_size`.
-    [`node_kit.NeuralODE`][] accepts `y0` of size `data_size` and pads it with zeros;
-    the returned states are augmented (a classifier head may use the extra
-    dimensions); [`node_kit.AugmentedField.project`][] drops them.
+    [`node_kit.NeuralODE`][] accepts `y0` of size `data_size` and pads it with zeros
+    (because `state_size > data_size`); the returned states are augmented (a classifier
+    head may use the extra dimensions); [`node_kit.AugmentedField.project`][] drops them.
 
     **Arguments:**
 
-    - `field`: a vector field whose `data_size` is the augmented size.
+    - `field`: an [`node_kit.AbstractVectorField`][] whose `data_size` is the augmented size.
     - `augment_size`: number of extra dimensions, a positive integer.
     """
 
-    field: Callable
+    field: AbstractVectorField
     augment_size: int = eqx.field(static=True)
     data_size: int = eqx.field(static=True)
 
-    def __init__(self, field: Callable, augment_size: int):
-        state_size = getattr(field, "data_size", None)
+    def __init__(self, field: AbstractVectorField, augment_size: int):
+        state_size = field_sizes(field)[0]
         if state_size is None:
             raise ValueError(
                 "`field` must expose `data_size` (the augmented state size) so the "
                 f"padding can be checked; got {type(field).__name__} without it. Use "
-                "MLPField or ConcatSquashField with data_size = data + augment_size."
+                "MLPField or ConcatSquashField with data_size = data + augment_size, or "
+                "subclass node_kit.AbstractVectorField."
             )
-        if isinstance(augment_size, bool) or not isinstance(augment_size, int) or not (
-            0 < augment_size < state_size
-        ):
-            raise ValueError(
-                f"`augment_size` must be an int in [1, {state_size - 1}] (the field's "
-                f"state has {state_size} dims); got {augment_size!r}."
-            )
+        check_int("augment_size", augment_size, minimum=1, maximum=state_size - 1,
+                  fix=f"The field's state has {state_size} dims.")
         self.field = field
         self.augment_size = augment_size
         self.data_size = state_size - augment_size
+
+    @property
+    def state_size(self) -> int:
+        """`data_size + augment_size`, the wrapped field's size."""
+        return self.data_size + self.augment_size
 
     def __call__(
         self, t: Real[Array, ""], y: Float[Array, " state"], args: Args
@@ -165,16 +221,8 @@ class AugmentedField(eqx.Module):
 
     def augment(self, y: Float[Array, "*batch data_size"]) -> Float[Array, "*batch state"]:
         """Pad `y` with `augment_size` zeros along its last axis."""
-        pad = [(0, 0)] * (y.ndim - 1) + [(0, self.augment_size)]
-        return jnp.pad(y, pad)
+        return pad_to_state(self, y)
 
     def project(self, ys: Float[Array, "*batch state"]) -> Float[Array, "*batch data_size"]:
         """Drop the augmented dimensions (the last `augment_size` entries)."""
         return ys[..., : self.data_size]
-
-
-def _check_sizes(**sizes: int) -> None:
-    for name, value in sizes.items():
-        minimum = 0 if name == "depth" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")

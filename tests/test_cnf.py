@@ -11,6 +11,7 @@ import scipy.linalg
 from jax.scipy.linalg import expm
 from jaxtyping import Array, Float
 
+import node_kit as nk
 from node_kit import ADJOINT_NAMES, AugmentedField, ConcatSquashField, MLPField
 from node_kit._cnf import CNF, cnf_loss
 from node_kit._trace import AbstractTraceEstimator, ExactTrace, HutchinsonTrace
@@ -23,11 +24,15 @@ TIGHT = diffrax.PIDController(rtol=1e-10, atol=1e-10)
 GAUSS_NODES, GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(20)
 
 
-class LinearField(eqx.Module):
+class LinearField(nk.AbstractVectorField):
     """`dz/dt = A z`: every CNF quantity has a closed form."""
 
     matrix: Float[Array, "d d"]
     data_size: int = eqx.field(static=True)
+
+    @property
+    def state_size(self):
+        return self.data_size
 
     def __call__(self, t, y, args):
         return self.matrix @ y
@@ -84,6 +89,30 @@ def test_linear_log_prob_and_grad_match_closed_form(adjoint):
     expected_grad = jax.grad(lambda a: closed_form_log_prob(a, X, jnp.trace(a)))(MATRIX)
     np.testing.assert_allclose(log_prob, expected, rtol=0, atol=1e-8)
     np.testing.assert_allclose(grads.vector_field.matrix, expected_grad, rtol=0, atol=1e-7)
+
+
+class UndeclaredLinearField(eqx.Module):
+    """`dz/dt = A z` as a plain module: no `data_size`, so the CNF takes it from the data."""
+
+    matrix: Float[Array, "d d"]
+
+    def __call__(self, t, y, args):
+        return self.matrix @ y
+
+
+@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint"])
+def test_field_without_declared_size_matches_closed_form(adjoint, getkey):
+    cnf = CNF(UndeclaredLinearField(MATRIX), stepsize_controller=TIGHT, adjoint=adjoint,
+              t1=T1, max_steps=512)
+    assert cnf.data_size is None
+    log_prob, grads = log_prob_value_and_grad(cnf, X)
+    expected_grad = jax.grad(lambda a: closed_form_log_prob(a, X, jnp.trace(a)))(MATRIX)
+    np.testing.assert_allclose(log_prob, closed_form_log_prob(MATRIX, X, jnp.trace(MATRIX)),
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(grads.vector_field.matrix, expected_grad, rtol=0, atol=1e-6)
+    sized = CNF(UndeclaredLinearField(MATRIX), stepsize_controller=TIGHT, t1=T1, data_size=3)
+    x, sample_log_prob = sized.sample_and_log_prob(key=getkey())
+    np.testing.assert_allclose(sample_log_prob, sized.log_prob(x), rtol=0, atol=1e-7)
 
 
 def test_batched_hutchinson_backsolve_loss_matches_closed_form(getkey):
@@ -227,8 +256,10 @@ def test_bad_configuration_raises(getkey):
         CNF(field, trace_estimator="hutchinson")
     with pytest.raises(ValueError, match="`t1` must be a positive Python float; got -1.0"):
         CNF(field, t1=-1.0)
-    with pytest.raises(ValueError, match="must have an int `data_size` attribute"):
-        CNF(lambda t, y, args: y)
+    with pytest.raises(ValueError, match="`data_size`=3 disagrees with the vector field's data_size=2"):
+        CNF(field, data_size=3)
+    with pytest.raises(ValueError, match="sampling needs the data dimension"):
+        CNF(lambda t, y, args: -y).sample(key=getkey())
     with pytest.raises(ValueError, match="cannot be an AugmentedField"):
         CNF(AugmentedField(MLPField(3, 4, 1, key=getkey()), 1))
     cnf = CNF(field, trace_estimator=HutchinsonTrace())

@@ -1,5 +1,6 @@
 """Tests for node_kit.datasets: builders, ground-truth densities, preprocessing, batching."""
 
+import dataclasses
 import math
 import pathlib
 import socket
@@ -117,6 +118,67 @@ def test_stale_split_size_is_an_error(tmp_path):
     builder = _load._node_kit_builder("rings", 0, (8, 4, 4), str(tmp_path))
     with pytest.raises(RuntimeError, match="holds 8 examples but its config says 9"):
         _load._read_split(builder, "train", expected=9)
+
+
+def _sine_spec(name: str = "tiny_sine") -> nkd.DatasetSpec:
+    def generate(sizes, seed):
+        phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, (sum(sizes), 1))
+        t = np.tile(np.array([0.0, 0.5, 1.0], np.float32), (sum(sizes), 1))
+        x = np.sin(2 * np.pi * t + phase).astype(np.float32)[..., None]
+        return nkd.Generated(nkd.split_rows({"t": t, "x": x}, sizes), metadata={"points": 3})
+
+    return nkd.DatasetSpec(
+        name=name,
+        default_sizes=(4, 2, 2),
+        features={"t": nkd.Feature((3,), np.float32), "x": nkd.Feature((3, 1), np.float32)},
+        generate=generate,
+        description="Sines at three times.",
+        metadata_keys=("points",),
+        series=nkd.SeriesPreparation(),
+    )
+
+
+def test_a_registered_spec_loads_through_the_public_api(tmp_path):
+    spec = _sine_spec()
+    with nkd.register(spec):
+        assert "tiny_sine" in nkd.names() and nkd.get_spec("tiny_sine") is spec
+        assert "tiny_sine" in nkd.available(data_dir=tmp_path)
+        splits = {s: nkd.load("tiny_sine", s, data_dir=tmp_path, seed=3) for s in nkd.SPLITS}
+        assert nkd.metadata("tiny_sine", data_dir=tmp_path, seed=3) == {"points": 3}
+        with pytest.raises(ValueError, match="'tiny_sine' is already registered"):
+            nkd.register(_sine_spec())
+    assert "tiny_sine" not in nkd.names()
+    assert (tmp_path / "node_kit_tiny_sine" / "seed3-4-2-2" / "1.0.0").is_dir()
+    expected = spec.generate((4, 2, 2), 3).splits
+    for split, size in zip(nkd.SPLITS, (4, 2, 2)):
+        t, x = splits[split]["t"], splits[split]["x"]
+        assert t.shape == (size, 3) and x.shape == (size, 3, 1) and x.dtype == np.float32
+        np.testing.assert_array_equal(_sorted_rows(x), _sorted_rows(expected[split]["x"]))
+    np.testing.assert_array_equal(splits["train"]["t"][0], [0.0, 0.5, 1.0])
+    registration = nkd.register(spec)
+    registration.unregister()
+    assert "tiny_sine" not in nkd.names()
+
+
+def test_a_generator_that_breaks_its_spec_is_an_error(tmp_path):
+    spec = _sine_spec("bad_sine")
+    wrong = dataclasses.replace(spec, features={"x": nkd.Feature((4, 1), np.float32)})
+    with nkd.register(wrong):
+        with pytest.raises(RuntimeError, match=r"'bad_sine' returned features \['t', 'x'\]"):
+            nkd.load("bad_sine", "train", data_dir=tmp_path)
+
+
+def test_no_spec_is_registered_twice_and_every_spec_is_complete():
+    specs = nkd.specs()
+    assert len({spec.name for spec in specs}) == len(specs) == len(nkd.names())
+    for spec in specs:
+        assert spec.split_sizes(None) == spec.default_sizes
+        assert spec.builder_name.startswith("node_kit_") and spec.description
+    assert nkd.get_spec("japanese_vowels").series.standardise
+    hopper = nkd.get_spec("hopper").series
+    assert hopper.unit_times and not hopper.standardise
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        nkd.get_spec("nope")
 
 
 # --- Errors: names, arguments, stock TFDS, scikit-learn ----------------------------------

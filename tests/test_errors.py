@@ -118,7 +118,12 @@ def test_bad_construction_arguments():
     with pytest.raises(ValueError, match="`solver` Euler has no error estimate"):
         nk.NeuralODE(field, solver=diffrax.Euler())
     with pytest.raises(ValueError, match="`solver` Euler has no error estimate"):
+        nk.LatentODE(2, 2, 4, 4, 1, encoder_settings=nk.SolveSettings(diffrax.Euler()),
+                     key=jr.key(0))
+    with pytest.raises(ValueError, match="unknown solve setting.* encoder_solver; expected some of"):
         nk.LatentODE(2, 2, 4, 4, 1, encoder_solver=diffrax.Euler(), key=jr.key(0))
+    with pytest.raises(ValueError, match="pass either `settings` or the solve keywords"):
+        nk.NeuralODE(field, nk.SolveSettings(), max_steps=8)
     with pytest.raises(ValueError, match="`width_size` must be an int >= 1; got 0"):
         nk.MLPField(2, 0, 1, key=jr.key(0))
     with pytest.raises(ValueError, match=r"`augment_size` must be an int in \[1, 1\]"):

@@ -12,6 +12,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+import node_kit as nk
 from node_kit._latent_ode import (
     LatentODE,
     gaussian_kl,
@@ -287,34 +288,34 @@ def test_loss_with_target_mask_is_the_mean_of_per_series_elbos(model, batch):
 
 
 # Encoder: fixed Euler steps of half a gap (two per evolve); decoder: fixed Heun steps of 0.25.
-SPLIT = dict(
+DECODER = nk.SolveSettings(
     solver=diffrax.Heun(),
     stepsize_controller=diffrax.ConstantStepSize(),
     dt0=0.25,
     max_steps=16,
     adjoint="direct",
-    encoder_solver=diffrax.Euler(),
-    encoder_stepsize_controller=diffrax.ConstantStepSize(),
-    encoder_dt0=0.5,
+)
+SPLIT = dict(
+    settings=DECODER,
+    encoder_settings=DECODER.replace(solver=diffrax.Euler(), dt0=0.5),
 )
 
 
-def test_encoder_solver_overrides_reach_the_encoder_only():
+def test_encoder_settings_reach_the_encoder_only():
     split = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **SPLIT)
-    assert type(split.encoder.ode.solver) is diffrax.Euler
-    assert type(split.decoder.solver) is diffrax.Heun
-    assert split.encoder.ode.dt0 == 0.5 and split.decoder.dt0 == 0.25
-    assert split.encoder.ode.max_steps == split.decoder.max_steps == 16
-    # Without overrides the encoder takes the decoder's settings, defaults included.
-    inherit = dict(SPLIT, encoder_solver=None, encoder_stepsize_controller=None, encoder_dt0=None)
-    for settings in (inherit, {}):
+    assert type(split.encoder.ode.settings.solver) is diffrax.Euler
+    assert type(split.decoder.settings.solver) is diffrax.Heun
+    assert split.encoder.ode.settings.dt0 == 0.5 and split.decoder.settings.dt0 == 0.25
+    assert split.encoder.ode.settings.max_steps == split.decoder.settings.max_steps == 16
+    # Without encoder settings the encoder takes the decoder's, defaults included.
+    for settings in ({"settings": DECODER}, {}):
         same = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **settings)
-        assert same.encoder.ode.solver is same.decoder.solver
-        assert same.encoder.ode.stepsize_controller is same.decoder.stepsize_controller
-        assert same.encoder.ode.dt0 == same.decoder.dt0
-    assert type(same.decoder.solver) is not diffrax.Euler  # the library default
-    heun = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), **dict(SPLIT, encoder_solver=None))
-    assert type(heun.encoder.ode.solver) is diffrax.Heun and heun.encoder.ode.dt0 == 0.5
+        assert same.encoder.ode.settings is same.decoder.settings
+    assert type(same.decoder.settings.solver) is not diffrax.Euler  # the library default
+    keywords = LatentODE(2, 2, 3, 4, 1, key=jr.key(0), solver=diffrax.Heun(),
+                         stepsize_controller=diffrax.ConstantStepSize(), dt0=0.5)
+    assert type(keywords.encoder.ode.settings.solver) is diffrax.Heun
+    assert keywords.encoder.ode.settings.dt0 == 0.5
 
 
 @eqx.filter_jit

@@ -16,7 +16,7 @@ TOL = dict(rtol=1e-8, atol=1e-8)
 TS = jnp.linspace(0.0, 1.0, 6)
 
 
-class LinearField(eqx.Module):
+class LinearField(nk.AbstractVectorField):
     """dy/dt = A y, with A a parameter."""
 
     A: jax.Array
@@ -25,6 +25,10 @@ class LinearField(eqx.Module):
     def __init__(self, A):
         self.A = jnp.asarray(A)
         self.data_size = self.A.shape[0]
+
+    @property
+    def state_size(self):
+        return self.data_size
 
     def __call__(self, t, y, args):
         return self.A @ y

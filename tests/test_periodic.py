@@ -5,7 +5,7 @@ import pytest
 
 import node_kit.datasets as nkd
 from node_kit.datasets._periodic import PERIODIC_NUM_POINTS, PERIODIC_T_MAX, sample_periodic
-from node_kit.datasets._registry import PERIODIC_SPLIT_SIZES
+from node_kit.datasets._periodic import PERIODIC_SPLIT_SIZES
 
 SMALL = (12, 5, 3)
 

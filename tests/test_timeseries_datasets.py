@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import node_kit.datasets as nkd
-from node_kit.datasets import _available, _hopper, _load
+from node_kit.datasets import _hopper, _load
 from node_kit.datasets._uea import japanese_vowels_path
 
 HOPPER_SMALL = (6, 2, 2)
@@ -162,7 +162,7 @@ def test_broken_dm_control_install_gives_install_hint(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"AttributeError: .*node_kit\[hopper\]"):
         nkd.load("hopper", "train", data_dir=tmp_path, split_sizes=HOPPER_SMALL)
     versions = {"dm_control": "1.0.50", "mujoco": "4.0.0"}
-    monkeypatch.setattr(_available, "_installed", versions.get)
+    monkeypatch.setattr(_hopper, "installed_version", versions.get)
     reason = nkd.unavailable(data_dir=tmp_path)["hopper"]
     assert "mujoco 4.0.0" in reason and "mujoco==3.17.0" in reason
 

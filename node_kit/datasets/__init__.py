@@ -5,9 +5,10 @@
 `"length"`).
 TensorFlow-Datasets is imported only when a dataset is built or read, so importing this package
 stays fast.
+
+Each dataset is described by one `DatasetSpec` in its own file; `register(spec)` adds one.
 """
 
-from ._available import available as available, unavailable as unavailable
 from ._batching import (
     batch_at as batch_at,
     batch_indices as batch_indices,
@@ -20,14 +21,21 @@ from ._density import (
     log_density as log_density,
 )
 from ._entropy import true_entropy as true_entropy
+from ._digits import DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES
 from ._hopper import (
     HOPPER_NUM_STEPS as HOPPER_NUM_STEPS,
+    HOPPER_SPLIT_SIZES as HOPPER_SPLIT_SIZES,
     HOPPER_STATE_DIM as HOPPER_STATE_DIM,
     normalise_min_max as normalise_min_max,
     require_dm_control as require_dm_control,
     sample_hopper as sample_hopper,
 )
-from ._load import load as load, metadata as metadata
+from ._load import (
+    available as available,
+    load as load,
+    metadata as metadata,
+    unavailable as unavailable,
+)
 from ._preprocess import (
     DEFAULT_ALPHA as DEFAULT_ALPHA,
     DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,
@@ -39,26 +47,39 @@ from ._preprocess import (
 )
 from ._periodic import (
     PERIODIC_NUM_POINTS as PERIODIC_NUM_POINTS,
+    PERIODIC_SPLIT_SIZES as PERIODIC_SPLIT_SIZES,
     PERIODIC_T_MAX as PERIODIC_T_MAX,
     sample_periodic as sample_periodic,
 )
 from ._registry import (
     DATA_DIR_ENV as DATA_DIR_ENV,
-    PERIODIC_SPLIT_SIZES as PERIODIC_SPLIT_SIZES,
     TIME_SERIES_NAMES as TIME_SERIES_NAMES,
-    DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES,
-    HOPPER_SPLIT_SIZES as HOPPER_SPLIT_SIZES,
-    JAPANESE_VOWELS_SPLIT_SIZES as JAPANESE_VOWELS_SPLIT_SIZES,
-    SPLITS as SPLITS,
-    TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,
+    Registration as Registration,
+    get_spec as get_spec,
     names as names,
+    register as register,
     resolve_data_dir as resolve_data_dir,
+    specs as specs,
 )
-from ._toy2d import TOY2D_NAMES as TOY2D_NAMES, sample_toy2d as sample_toy2d
+from ._series import SeriesPreparation as SeriesPreparation
+from ._spec import (
+    SPLITS as SPLITS,
+    DatasetSpec as DatasetSpec,
+    Feature as Feature,
+    Generated as Generated,
+    Requirement as Requirement,
+    split_rows as split_rows,
+)
+from ._toy2d import (
+    TOY2D_NAMES as TOY2D_NAMES,
+    TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,
+    sample_toy2d as sample_toy2d,
+)
 from ._uea import (
     JAPANESE_VOWELS_MAX_LENGTH as JAPANESE_VOWELS_MAX_LENGTH,
     JAPANESE_VOWELS_NUM_CHANNELS as JAPANESE_VOWELS_NUM_CHANNELS,
     JAPANESE_VOWELS_NUM_CLASSES as JAPANESE_VOWELS_NUM_CLASSES,
+    JAPANESE_VOWELS_SPLIT_SIZES as JAPANESE_VOWELS_SPLIT_SIZES,
     read_japanese_vowels as read_japanese_vowels,
     read_ts as read_ts,
 )

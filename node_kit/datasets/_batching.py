@@ -14,15 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-
-def _check_positive_int(value: int, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive int; got {argument}={value!r}.")
-
-
-def _check_non_negative_int(value: int, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"`{argument}` must be a non-negative int; got {argument}={value!r}.")
+from .._checks import check_int
 
 
 def num_batches(num_examples: int, batch_size: int) -> int:
@@ -37,8 +29,8 @@ def num_batches(num_examples: int, batch_size: int) -> int:
 
     `num_examples // batch_size`, at least 1.
     """
-    _check_positive_int(num_examples, "num_examples")
-    _check_positive_int(batch_size, "batch_size")
+    check_int("num_examples", num_examples, show_name=True)
+    check_int("batch_size", batch_size, show_name=True)
     if batch_size > num_examples:
         raise ValueError(
             f"`batch_size` must be at most the number of examples; got batch_size={batch_size} "
@@ -69,8 +61,8 @@ def batch_indices(num_examples: int, *, batch_size: int, seed: int, step: int) -
     An int64 array of shape `(batch_size,)`, without repeats; one epoch's batches together
     cover `num_batches * batch_size` distinct examples.
     """
-    _check_non_negative_int(seed, "seed")
-    _check_non_negative_int(step, "step")
+    check_int("seed", seed, minimum=0, show_name=True)
+    check_int("step", step, minimum=0, show_name=True)
     per_epoch = num_batches(num_examples, batch_size)
     epoch, position = divmod(int(step), per_epoch)
     permutation = _epoch_permutation(int(num_examples), int(seed), epoch)
@@ -123,8 +115,8 @@ def batches(data: Any, *, batch_size: int, seed: int, epoch: int) -> Iterator[An
 
     An iterator of `num_batches(len(data), batch_size)` batches, each shaped like `batch_at`'s.
     """
-    _check_non_negative_int(epoch, "epoch")
-    _check_non_negative_int(seed, "seed")
+    check_int("epoch", epoch, minimum=0, show_name=True)
+    check_int("seed", seed, minimum=0, show_name=True)
     per_epoch = num_batches(_num_examples(data), batch_size)
     steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
     return (batch_at(data, step, batch_size=batch_size, seed=seed) for step in steps)

@@ -1,6 +1,10 @@
 """The 8x8 handwritten digits that scikit-learn ships, split deterministically from a seed."""
 
+import importlib.util
+
 import numpy as np
+
+from ._spec import SPLITS, DatasetSpec, Feature, Generated, Requirement
 
 SKLEARN_HINT = 'pip install "node_kit[data]"'
 
@@ -55,3 +59,53 @@ def split_indices(sizes: tuple[int, int, int], *, seed: int) -> tuple[np.ndarray
     permutation = np.random.default_rng(seed).permutation(sum(sizes))
     boundaries = np.cumsum(sizes)[:-1]
     return tuple(np.split(permutation, boundaries))
+
+
+DIGITS_NUM_EXAMPLES = 1797
+"""Images in `sklearn.datasets.load_digits`."""
+
+DIGITS_SPLIT_SIZES: tuple[int, int, int] = (1257, 270, 270)
+"""Default (train, validation, test) sizes of `digits`: 70% / 15% / 15% of the 1797 images."""
+
+_CITATION = """@misc{alpaydin1998optical,
+  title={Optical Recognition of Handwritten Digits},
+  author={Alpaydin, E. and Kaynak, C.},
+  howpublished={UCI Machine Learning Repository},
+  year={1998}
+}"""
+
+
+def _check_sizes(sizes: tuple[int, int, int]) -> None:
+    if sum(sizes) != DIGITS_NUM_EXAMPLES:
+        raise ValueError(
+            f"`split_sizes` for 'digits' must add up to its {DIGITS_NUM_EXAMPLES} images; got "
+            f"{sizes} (sum {sum(sizes)}). The default is {DIGITS_SPLIT_SIZES}."
+        )
+
+
+def _generate(sizes: tuple[int, int, int], seed: int) -> Generated:
+    pixels, labels = raw_digits()
+    indices = dict(zip(SPLITS, split_indices(sizes, seed=seed)))
+    splits = {s: {"x": pixels[i], "label": labels[i]} for s, i in indices.items()}
+    return Generated(splits, keys=indices)  # Keyed by image: the stored order stays as before.
+
+
+def _problem() -> str | None:
+    return None if importlib.util.find_spec("sklearn") else "scikit-learn is not installed"
+
+
+DIGITS = DatasetSpec(
+    name="digits",
+    default_sizes=DIGITS_SPLIT_SIZES,
+    features={"x": Feature((64,), np.uint8), "label": Feature((), np.int64, num_classes=10)},
+    generate=_generate,
+    description="The 8x8 digits scikit-learn ships: raw pixels 0..16 under `x` (uint8, 64), "
+    "`label` 0..9.",
+    homepage="https://archive.ics.uci.edu/dataset/80",
+    citation=_CITATION,
+    release_notes="sklearn.datasets.load_digits, seeded permutation split.",
+    check_sizes=_check_sizes,
+    requirement=Requirement("scikit-learn", SKLEARN_HINT, require_sklearn, _problem),
+    supervised_keys=("x", "label"),
+)
+"""The `digits` dataset: 1797 images, split by a seeded permutation."""

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .._checks import check_int
 from ._density import check_analytic_name, log_density
 from ._toy2d import sample_toy2d
 
@@ -26,11 +27,13 @@ def true_entropy(name: str, *, num_samples: int = 100_000, seed: int = 0) -> tup
 
     `(estimate, standard_error)` as Python floats, both in nats.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(
-            f"`num_samples` must be an int of at least 2 (the standard error needs two); "
-            f"got num_samples={num_samples!r}."
-        )
+    check_int(
+        "num_samples",
+        num_samples,
+        minimum=2,
+        expected="an int of at least 2 (the standard error needs two)",
+        show_name=True,
+    )
     check_analytic_name(name)
     samples = sample_toy2d(name, num_samples, seed=seed)
     neg_log_p = -np.asarray(log_density(name, samples), dtype=np.float64)

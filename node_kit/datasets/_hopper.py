@@ -26,11 +26,16 @@ matter: see `require_dm_control`.
 """
 
 import importlib.metadata
+import importlib.util
 import warnings
 from typing import Any
 
 import numpy as np
 
+from .._checks import check_int
+from ._periodic import LATENT_ODE_CITATION
+from ._series import SeriesPreparation
+from ._spec import DatasetSpec, Feature, Generated, Requirement, split_rows
 from ._toy2d import check_seed
 
 HOPPER_NUM_STEPS = 200
@@ -55,7 +60,8 @@ HOPPER_VERSIONS = {"dm_control": "1.0.50", "mujoco": "3.17.0"}
 """The dm_control and mujoco versions `hopper` is built and tested with."""
 
 
-def _installed(distribution: str) -> str:
+def installed_version(distribution: str) -> str:
+    """The installed version of a pip distribution, or `"not installed"`."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -72,7 +78,7 @@ def _hopper_physics() -> Any:
 
 
 def _dependency_error(error: BaseException) -> ImportError:
-    installed = ", ".join(f"{name} {_installed(name)}" for name in HOPPER_VERSIONS)
+    installed = ", ".join(f"{name} {installed_version(name)}" for name in HOPPER_VERSIONS)
     return ImportError(
         "The 'hopper' dataset is simulated with dm_control's MuJoCo hopper, which could not be "
         f"loaded ({type(error).__name__}: {error}; found {installed}). Install it with "
@@ -94,11 +100,6 @@ def require_dm_control() -> None:
         _hopper_physics()
     except Exception as error:  # Any failure here means a missing or mismatched install.
         raise _dependency_error(error) from error
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {name}={value!r}.")
 
 
 def _rollout(physics: Any, rng: np.random.Generator, out: np.ndarray) -> None:
@@ -140,8 +141,8 @@ def sample_hopper(
         an `ImportError` saying so otherwise. About 5 ms per series on one CPU core (50 s for
         the default 10,000 series).
     """
-    _check_positive_int("num_series", num_series)
-    _check_positive_int("num_steps", num_steps)
+    check_int("num_series", num_series, show_name=True)
+    check_int("num_steps", num_steps, show_name=True)
     check_seed(seed)
     try:
         physics = _hopper_physics()
@@ -179,3 +180,63 @@ def normalise_min_max(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     scale = np.where(maximum > minimum, maximum - minimum, 1.0)
     normalised = (x - minimum) / scale  # In [0, 1] exactly: x - minimum <= scale.
     return normalised.astype(np.float32), minimum, maximum
+
+
+HOPPER_SPLIT_SIZES: tuple[int, int, int] = (8000, 1000, 1000)
+"""Default (train, validation, test) sizes of `hopper`: the paper's 10,000 simulated series."""
+
+_DM_CONTROL_CITATION = """@article{tassa2018deepmind,
+  title={DeepMind Control Suite},
+  author={Tassa, Yuval and Doron, Yotam and Muldal, Alistair and Erez, Tom and Li, Yazhe and
+          de Las Casas, Diego and Budden, David and Abdolmaleki, Abbas and Merel, Josh and
+          Lefrancq, Andrew and Lillicrap, Timothy and Riedmiller, Martin},
+  journal={arXiv preprint arXiv:1801.00690},
+  year={2018}
+}"""
+
+
+def _problem() -> str | None:
+    missing = [name for name in HOPPER_VERSIONS if importlib.util.find_spec(name) is None]
+    if missing:
+        problem = f"{' and '.join(missing)} not installed"
+    else:
+        found = {name: installed_version(name) for name in HOPPER_VERSIONS}
+        if found == HOPPER_VERSIONS:
+            return None
+        problem = "found " + ", ".join(f"{name} {version}" for name, version in found.items())
+    return (
+        f"{problem}; it needs exactly dm_control==1.0.50 and mujoco==3.17.0 (other mujoco "
+        "releases break dm_control 1.0.50)"
+    )
+
+
+def _generate(sizes: tuple[int, int, int], seed: int) -> Generated:
+    raw = sample_hopper(sum(sizes), seed=seed)
+    x, minimum, maximum = normalise_min_max(raw["x"])
+    metadata = {"min": minimum.tolist(), "max": maximum.tolist()}
+    return Generated(split_rows({"t": raw["t"], "x": x}, sizes), metadata=metadata)
+
+
+HOPPER = DatasetSpec(
+    name="hopper",
+    default_sizes=HOPPER_SPLIT_SIZES,
+    features={
+        "t": Feature((HOPPER_NUM_STEPS,), np.float32),
+        "x": Feature((HOPPER_NUM_STEPS, HOPPER_STATE_DIM), np.float32),
+    },
+    generate=_generate,
+    description="MuJoCo hopper (dm_control) from random states: `t` (200,), `x` (200, 14) in "
+    "[0, 1].\n\n`x` is `concat(qpos, qvel)` min-max normalised per feature over all generated "
+    "series; the `min` and `max` used are in the metadata (`metadata.json`). See "
+    "`node_kit.datasets._hopper`.",
+    homepage="https://github.com/YuliaRubanova/latent_ode",
+    citation=LATENT_ODE_CITATION + "\n\n" + _DM_CONTROL_CITATION,
+    config_description="Seed {seed}, (train, validation, test) = {sizes} series.",
+    release_notes="dm_control 1.0.50, mujoco 3.17.0; seeded numpy Generator.",
+    requirement=Requirement(
+        "dm_control 1.0.50 and mujoco 3.17.0", HOPPER_HINT, require_dm_control, _problem
+    ),
+    metadata_keys=("min", "max"),
+    series=SeriesPreparation(unit_times=True),
+)
+"""The `hopper` dataset: `sample_hopper` min-max normalised over all series, then split."""

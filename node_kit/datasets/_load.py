@@ -9,6 +9,7 @@ network.
 
 import contextlib
 import difflib
+import glob
 import logging
 import os
 from collections.abc import Iterator
@@ -16,17 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._digits import require_sklearn
-from ._hopper import require_dm_control
-from ._registry import (
-    SPLITS,
-    check_split,
-    check_split_sizes,
-    names,
-    resolve_data_dir,
-)
+from ._registry import check_split, find_spec, names, resolve_data_dir, specs
+from ._spec import SPLITS, DatasetSpec
 from ._toy2d import check_seed
-from ._uea import require_aeon
 
 
 def _tfds() -> Any:
@@ -51,19 +44,11 @@ def _quiet_tfds_warnings() -> Iterator[None]:
 def _node_kit_builder(
     name: str, seed: int, split_sizes: tuple[int, int, int], data_dir: str
 ) -> Any:
-    from . import _tfds_builders as builders
+    from ._tfds_builders import builder_class, spec_config
 
-    own = {
-        "digits": (builders.NodeKitDigits, builders.digits_config),
-        "periodic": (builders.NodeKitPeriodic, builders.periodic_config),
-        "hopper": (builders.NodeKitHopper, builders.hopper_config),
-        "japanese_vowels": (builders.NodeKitJapaneseVowels, builders.japanese_vowels_config),
-    }
-    if name in own:
-        cls, make_config = own[name]
-        config = make_config(seed, split_sizes)
-    else:
-        cls, config = builders.NodeKitToy2d, builders.toy2d_config(name, seed, split_sizes)
+    spec = find_spec(name)
+    cls = builder_class(spec)
+    config = spec_config(spec, seed, split_sizes)
     # TFDS refuses a config object that shares its name with a predefined one; pass the name.
     if config.name in cls.builder_configs:
         config = config.name
@@ -71,22 +56,32 @@ def _node_kit_builder(
         return cls(config=config, data_dir=data_dir)
 
 
-def _prepare(builder: Any, name: str) -> None:
+def _prepare(builder: Any) -> None:
     with _quiet_tfds_warnings():
         prepared = builder.is_prepared()
     if prepared:
         return
     # Optional dependencies are checked before TFDS starts, so the error names the fix.
-    if name == "digits":
-        require_sklearn()
-    elif name == "hopper":
-        require_dm_control()
-    elif name == "japanese_vowels":
-        require_aeon()
+    if builder.SPEC.requirement is not None:
+        builder.SPEC.requirement.require()
     tfds = _tfds()
     download_config = tfds.download.DownloadConfig(try_download_gcs=False)
     with _quiet_tfds_warnings():
         builder.download_and_prepare(file_format="array_record", download_config=download_config)
+
+
+def _spec_builder(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    seed: int | None,
+    split_sizes: tuple[int, int, int] | None,
+) -> Any:
+    """The prepared builder of a node_kit dataset, its arguments checked; built if needed."""
+    seed = check_seed(0 if seed is None else seed)
+    sizes = find_spec(name).split_sizes(split_sizes)
+    builder = _node_kit_builder(name, seed, sizes, resolve_data_dir(data_dir))
+    _prepare(builder)
+    return builder
 
 
 def _stack(records: list[Any]) -> Any:
@@ -108,15 +103,11 @@ def _read_split(builder: Any, split: str, expected: int | None) -> dict[str, np.
     return _stack(source.__getitems__(list(range(len(source)))))
 
 
-def _own_names() -> tuple[str, ...]:
-    return names()
-
-
 def _unknown_name_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, _own_names(), n=3)
+    close = difflib.get_close_matches(name, names(), n=3)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ValueError(
-        f"`name` must be a node_kit dataset, one of {list(_own_names())}, or a TensorFlow-Datasets "
+        f"`name` must be a node_kit dataset, one of {list(names())}, or a TensorFlow-Datasets "
         f"dataset prepared in the data directory; got name={name!r}.{hint}"
     )
 
@@ -212,22 +203,17 @@ def load(
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a string; got {name!r}.")
-    data_dir = resolve_data_dir(data_dir)
-    if name not in _own_names():
+    if find_spec(name) is None:
         if seed is not None or split_sizes is not None:
             raise ValueError(
                 "`seed` and `split_sizes` apply only to node_kit datasets "
-                f"{list(_own_names())}; got name={name!r}. Drop them for other TFDS datasets."
+                f"{list(names())}; got name={name!r}. Drop them for other TFDS datasets."
             )
-        return _load_tfds(name, split, data_dir)
-    seed = 0 if seed is None else seed
-    check_seed(seed)
+        return _load_tfds(name, split, resolve_data_dir(data_dir))
     check_split(name, split)
-    sizes = check_split_sizes(name, split_sizes)
-    builder = _node_kit_builder(name, int(seed), sizes, data_dir)
-    _prepare(builder, name)
+    builder = _spec_builder(name, data_dir, seed, split_sizes)
+    sizes = builder.builder_config.split_sizes
     return _read_split(builder, split, expected=sizes[SPLITS.index(split)])
-
 
 
 def metadata(
@@ -241,7 +227,8 @@ def metadata(
 
     `hopper` stores the per-feature `"min"` and `"max"` (14 each) of its min-max
     normalisation, so values can be mapped back to physical units or to the paper's
-    scale; the other datasets store nothing (an empty dict).
+    scale; the other datasets store nothing (an empty dict). A spec lists what its dataset
+    stores in `metadata_keys`.
 
     **Arguments:** `name`, `data_dir`, `seed`, `split_sizes` as for `load`.
 
@@ -249,11 +236,75 @@ def metadata(
 
     A dict of JSON values.
     """
-    if name not in _own_names():
+    if find_spec(name) is None:
         raise _unknown_name_error(name)
-    seed = 0 if seed is None else seed
-    check_seed(seed)
-    sizes = check_split_sizes(name, split_sizes)
-    builder = _node_kit_builder(name, int(seed), sizes, resolve_data_dir(data_dir))
-    _prepare(builder, name)
+    builder = _spec_builder(name, data_dir, seed, split_sizes)
     return dict(builder.info.metadata or {})
+
+
+# --- available / unavailable: found without importing TFDS ------------------------------------
+
+
+def _prepared_variants(dataset_dir: str) -> list[str]:
+    pattern = os.path.join(glob.escape(dataset_dir), "**", "dataset_info.json")
+    return [
+        os.path.dirname(info)
+        for info in glob.glob(pattern, recursive=True)
+        if glob.glob(os.path.join(glob.escape(os.path.dirname(info)), "*.array_record*"))
+    ]
+
+
+def _is_built(spec: DatasetSpec, data_dir: str) -> bool:
+    """Whether some variant (any seed and sizes) of `spec`'s dataset is built in `data_dir`."""
+    builder_dir = os.path.join(data_dir, spec.builder_name)
+    variants = _prepared_variants(builder_dir)
+    configs = [os.path.relpath(variant, builder_dir).split(os.sep)[0] for variant in variants]
+    return any(config.startswith(f"{spec.config_prefix}seed") for config in configs)
+
+
+def unavailable(*, data_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The node_kit datasets that `load` cannot build here, each with the reason and the fix.
+
+    **Arguments:**
+
+    - `data_dir`: the data directory to inspect (same default as `load`).
+
+    **Returns:**
+
+    A dict from dataset name to a sentence naming the missing package and the `pip install`
+    command. A dataset already built in `data_dir` is not listed: it loads without the package.
+    """
+    data_dir = resolve_data_dir(data_dir)
+    reasons = {}
+    for spec in specs():
+        reason = None if spec.requirement is None else spec.requirement.reason()
+        if reason is not None and not _is_built(spec, data_dir):
+            reasons[spec.name] = reason
+    return reasons
+
+
+def available(*, data_dir: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+    """Names that `load` can serve right now, offline, without starting a download.
+
+    **Arguments:**
+
+    - `data_dir`: the data directory to inspect (same default as `load`).
+
+    **Returns:**
+
+    A sorted tuple: the node_kit datasets without a requirement (the 2-D toys, `"periodic"`:
+    they are generated); those with one (`"digits"`, `"hopper"`, `"japanese_vowels"`) when its
+    package is installed (scikit-learn; dm_control and mujoco; aeon) or the dataset is already
+    built in `data_dir`; and every other TFDS dataset prepared as array_record in `data_dir`.
+    `unavailable` says why a node_kit dataset is missing.
+    """
+    data_dir = resolve_data_dir(data_dir)
+    missing = unavailable(data_dir=data_dir)
+    found = [name for name in names() if name not in missing]
+    own_dirs = {spec.builder_name for spec in specs()}
+    entries = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
+    for entry in entries:
+        skip = entry == "downloads" or entry in own_dirs
+        if not skip and _prepared_variants(os.path.join(data_dir, entry)):
+            found.append(entry)
+    return tuple(sorted(found))

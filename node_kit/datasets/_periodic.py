@@ -9,6 +9,9 @@ increase strictly.
 
 import numpy as np
 
+from .._checks import check_int
+from ._series import SeriesPreparation
+from ._spec import DatasetSpec, Feature, Generated, split_rows
 from ._toy2d import check_seed
 
 PERIODIC_NUM_POINTS = 100
@@ -55,9 +58,8 @@ def sample_periodic(
     `{"t": (num_series, num_points), "x": (num_series, num_points, 1)}`, float32, with the
     times of every series strictly increasing (also after rounding to float32).
     """
-    for name, value in (("num_series", num_series), ("num_points", num_points)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int; got {name}={value!r}.")
+    check_int("num_series", num_series, show_name=True)
+    check_int("num_points", num_points, show_name=True)
     check_seed(seed)
     rng = np.random.default_rng(seed)
     t = _sorted_unique_times(rng, int(num_series), int(num_points))
@@ -67,3 +69,37 @@ def sample_periodic(
     clean = amplitude * np.sin(2 * np.pi * frequency * t.astype(np.float64) + phase)
     x = clean + PERIODIC_NOISE_STD * rng.standard_normal(clean.shape)
     return {"t": t, "x": x[..., None].astype(np.float32)}
+
+
+PERIODIC_SPLIT_SIZES: tuple[int, int, int] = (1000, 100, 100)
+"""Default (train, validation, test) sizes of `periodic`: the paper's 1000 training series."""
+
+LATENT_ODE_CITATION = """@inproceedings{rubanova2019latent,
+  title={Latent Ordinary Differential Equations for Irregularly-Sampled Time Series},
+  author={Rubanova, Yulia and Chen, Ricky T. Q. and Duvenaud, David},
+  booktitle={Advances in Neural Information Processing Systems},
+  year={2019}
+}"""
+
+
+def _generate(sizes: tuple[int, int, int], seed: int) -> Generated:
+    return Generated(split_rows(sample_periodic(sum(sizes), seed=seed), sizes))
+
+
+PERIODIC = DatasetSpec(
+    name="periodic",
+    default_sizes=PERIODIC_SPLIT_SIZES,
+    features={
+        "t": Feature((PERIODIC_NUM_POINTS,), np.float32),
+        "x": Feature((PERIODIC_NUM_POINTS, 1), np.float32),
+    },
+    generate=_generate,
+    description="Noisy 1-D sinusoids at random irregular times: `t` (100,) and `x` (100, 1), "
+    "float32.",
+    homepage="https://github.com/YuliaRubanova/latent_ode",
+    citation=LATENT_ODE_CITATION,
+    config_description="Seed {seed}, (train, validation, test) = {sizes} series.",
+    release_notes="Random frequency, amplitude and phase; seeded numpy Generator.",
+    series=SeriesPreparation(),
+)
+"""The `periodic` dataset: `sample_periodic` cut into consecutive splits."""

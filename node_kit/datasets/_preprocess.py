@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from .._checks import check_int, is_real
+
 DIGITS_NUM_LEVELS = 17
 """Grey levels of `sklearn.datasets.load_digits` pixels (integers 0..16)."""
 
@@ -34,16 +36,11 @@ DEFAULT_ALPHA = 0.05
 
 
 def _check_alpha(alpha: float) -> None:
-    if isinstance(alpha, (int, float)) and not 0.0 <= alpha < 0.5:
+    if is_real(alpha) and not 0.0 <= alpha < 0.5:  # A traced alpha is not checked.
         raise ValueError(
             f"`alpha` must satisfy 0 <= alpha < 0.5 (the logit input is alpha + (1 - 2 alpha) u); "
             f"got alpha={alpha}."
         )
-
-
-def _check_num_levels(num_levels: int) -> None:
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        raise ValueError(f"`num_levels` must be an int of at least 2; got {num_levels!r}.")
 
 
 def dequantize(
@@ -64,7 +61,7 @@ def dequantize(
 
     Floats in `[0, 1)` of `x`'s shape (default float dtype).
     """
-    _check_num_levels(num_levels)
+    check_int("num_levels", num_levels, minimum=2, expected="an int of at least 2")
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     return (x + jr.uniform(key, x.shape, dtype=x.dtype)) / num_levels
 
@@ -156,6 +153,5 @@ def bits_per_dim(
 
     Bits per dimension, per sample.
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"`dim` must be a positive int; got dim={dim!r}.")
+    check_int("dim", dim, show_name=True)
     return (jnp.asarray(nll_logit) - jnp.asarray(log_det)) / (dim * math.log(2.0))

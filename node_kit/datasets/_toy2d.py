@@ -9,9 +9,13 @@ counts differ by at most one. The points are shuffled at the end, so any contigu
 i.i.d.-like sample (FFJORD's 2spirals comes out arm by arm).
 """
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
+
+from .._checks import check_int
+from ._spec import DatasetSpec, Feature, Generated, split_rows
 
 _EIGHT_GAUSSIANS_SCALE = 4.0
 _EIGHT_GAUSSIANS_STD = 0.5
@@ -128,17 +132,9 @@ _GENERATORS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
 TOY2D_NAMES: tuple[str, ...] = tuple(sorted(_GENERATORS))
 
 
-def _check_num_samples(num_samples: int) -> None:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
-        raise ValueError(f"`num_samples` must be an int; got {num_samples!r}.")
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be at least 1; got num_samples={num_samples}.")
-
-
-def check_seed(seed: int) -> None:
+def check_seed(seed: int) -> int:
     """Raise a `ValueError` unless `seed` is a non-negative int (what NumPy seeds accept)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int; got seed={seed!r}.")
+    return check_int("seed", seed, minimum=0, show_name=True)
 
 
 def sample_toy2d(name: str, num_samples: int, *, seed: int) -> np.ndarray:
@@ -162,8 +158,46 @@ def sample_toy2d(name: str, num_samples: int, *, seed: int) -> np.ndarray:
         raise ValueError(
             f"`name` must be one of the 2-D toys {list(TOY2D_NAMES)}; got name={name!r}."
         )
-    _check_num_samples(num_samples)
+    check_int("num_samples", num_samples, expected="at least 1 and an int", show_name=True)
     check_seed(seed)
     rng = np.random.default_rng(seed)
     points = _GENERATORS[name](int(num_samples), rng)
     return points[rng.permutation(len(points))].astype(np.float64)
+
+
+TOY2D_SPLIT_SIZES: tuple[int, int, int] = (50_000, 10_000, 10_000)
+"""Default (train, validation, test) sizes of the 2-D toys (about 3 s to build, 2 s to read)."""
+
+_FFJORD_CITATION = """@inproceedings{grathwohl2019ffjord,
+  title={FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models},
+  author={Grathwohl, Will and Chen, Ricky T. Q. and Bettencourt, Jesse and Sutskever, Ilya
+          and Duvenaud, David},
+  booktitle={International Conference on Learning Representations},
+  year={2019}
+}"""
+
+
+def _generate(toy: str, sizes: tuple[int, int, int], seed: int) -> Generated:
+    points = sample_toy2d(toy, sum(sizes), seed=seed).astype(np.float32)
+    return Generated(split_rows({"x": points}, sizes))
+
+
+def _spec(toy: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=toy,
+        default_sizes=TOY2D_SPLIT_SIZES,
+        features={"x": Feature((2,), np.float32)},
+        generate=functools.partial(_generate, toy),
+        description="FFJORD's 2-D toy densities, generated locally from a seed (float32 points "
+        "under `x`).",
+        homepage="https://github.com/rtqichen/ffjord",
+        citation=_FFJORD_CITATION,
+        builder_name="node_kit_toy2d",
+        config_prefix=f"{toy}-",
+        config_description=f"FFJORD's {toy}, seed {{seed}}, (train, validation, test) = {{sizes}}.",
+        release_notes="FFJORD toy_data definitions, seeded numpy.random.Generator.",
+    )
+
+
+TOY2D_SPECS: tuple[DatasetSpec, ...] = tuple(_spec(toy) for toy in TOY2D_NAMES)
+"""One spec per toy; they share the TFDS builder `node_kit_toy2d`."""

@@ -25,6 +25,9 @@ import os
 
 import numpy as np
 
+from ._series import SeriesPreparation
+from ._spec import DatasetSpec, Feature, Generated, Requirement
+
 UEA_HINT = 'pip install "node_kit[uea]"'
 """The install command for the UEA datasets' optional dependency (aeon)."""
 
@@ -153,3 +156,82 @@ def read_japanese_vowels(part: str) -> dict[str, np.ndarray]:
     padded = _pad(series)
     padded["label"] = np.array([classes.index(label) for label in labels], dtype=np.int64)
     return padded
+
+
+JAPANESE_VOWELS_SPLIT_SIZES: tuple[int, int, int] = (240, 30, 370)
+"""Default (train, validation, test) sizes of `japanese_vowels`: train + validation = 270."""
+
+
+def _check_sizes(sizes: tuple[int, int, int]) -> None:
+    train, validation, test = sizes
+    num_train, num_test = JAPANESE_VOWELS_NUM_SERIES["train"], JAPANESE_VOWELS_NUM_SERIES["test"]
+    if train + validation != num_train or test != num_test:
+        raise ValueError(
+            "`split_sizes` for 'japanese_vowels' must split the UEA training file's "
+            f"{num_train} series into train + validation and keep its {num_test} test series "
+            f"as test; got {sizes} (train + validation = {train + validation}, test = {test}). "
+            f"The default is {JAPANESE_VOWELS_SPLIT_SIZES}."
+        )
+
+
+def _generate(sizes: tuple[int, int, int], seed: int) -> Generated:
+    train, test = read_japanese_vowels("train"), read_japanese_vowels("test")
+    order = np.random.default_rng(seed).permutation(len(train["label"]))
+    parts = {"train": order[: sizes[0]], "validation": order[sizes[0] :]}
+    splits = {s: {k: v[rows] for k, v in train.items()} for s, rows in parts.items()}
+    return Generated({**splits, "test": test})
+
+
+def _problem() -> str | None:
+    try:
+        require_aeon()
+    except ImportError:
+        return "aeon, whose copy of the UEA archive it reads, is not installed"
+    return None
+
+
+_CITATION = """@article{kudo1999multidimensional,
+  title={Multidimensional curve classification using passing-through regions},
+  author={Kudo, Mineichi and Toyama, Jun and Shimbo, Masaru},
+  journal={Pattern Recognition Letters},
+  volume={20},
+  number={11--13},
+  pages={1103--1111},
+  year={1999}
+}
+
+@article{bagnall2018uea,
+  title={The {UEA} multivariate time series classification archive, 2018},
+  author={Bagnall, Anthony and Dau, Hoang Anh and Lines, Jason and Flynn, Michael and
+          Large, James and Bostrom, Aaron and Southam, Paul and Keogh, Eamonn},
+  journal={arXiv preprint arXiv:1811.00075},
+  year={2018}
+}"""
+
+_N, _D = JAPANESE_VOWELS_MAX_LENGTH, JAPANESE_VOWELS_NUM_CHANNELS
+
+JAPANESE_VOWELS = DatasetSpec(
+    name="japanese_vowels",
+    default_sizes=JAPANESE_VOWELS_SPLIT_SIZES,
+    features={
+        "t": Feature((_N,), np.float32),
+        "x": Feature((_N, _D), np.float32),
+        "mask": Feature((_N, _D), np.bool_),
+        "length": Feature((), np.int64),
+        "label": Feature((), np.int64, num_classes=JAPANESE_VOWELS_NUM_CLASSES),
+    },
+    generate=_generate,
+    description="UEA JapaneseVowels padded to 29 frames: `t`, `x` (29, 12), `mask`, `length`, "
+    "`label` 0..8.\n\nRows keep their order: test is the UEA test file in file order, train and "
+    "validation the UEA training file in the order of a seeded permutation. See "
+    "`node_kit.datasets._uea`.",
+    homepage="https://www.timeseriesclassification.com/description.php?Dataset=JapaneseVowels",
+    citation=_CITATION,
+    config_description="Seed {seed}, (train, validation, test) = {sizes} series.",
+    release_notes="aeon's JapaneseVowels_TRAIN/TEST.ts, seeded train/validation.",
+    check_sizes=_check_sizes,
+    requirement=Requirement("aeon>=1.0", UEA_HINT, require_aeon, _problem),
+    keep_order=True,  # The test split stays in the UEA file order.
+    series=SeriesPreparation(standardise=True, unit_times=True),
+)
+"""The `japanese_vowels` dataset: the UEA files, train and validation split by a seed."""

@@ -1,0 +1,127 @@
+"""Every argument check in one place: integers, reals, booleans and choices.
+
+Each check raises a `ValueError` that names the argument, says what was expected and
+what was given, and ends with the fix where there is one. NumPy scalars count as
+numbers (`np.int64(3)` is an int); `bool` never does (`True` is not the integer 1 here).
+Times and states of a solve are checked in `_solve.py`, series in `_irregular.py`.
+"""
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+
+def is_int(value: Any) -> bool:
+    """`True` for a Python or NumPy integer that is not a `bool`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """`True` for a Python or NumPy real number (int or float) that is not a `bool`."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _int_phrase(minimum: int) -> str:
+    if minimum == 1:
+        return "a positive int"
+    if minimum == 0:
+        return "a non-negative int"
+    return f"an int >= {minimum}"
+
+
+def _fail(name: str, expected: str, value: Any, *, show_name: bool, fix: str) -> None:
+    shown = f"{name}={value!r}" if show_name else repr(value)
+    fix = f" {fix}" if fix else ""
+    raise ValueError(f"`{name}` must be {expected}; got {shown}.{fix}")
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    expected: str | None = None,
+    show_name: bool = False,
+    fix: str = "",
+) -> int:
+    """Check that `value` is an int in `[minimum, maximum]`; return it as a Python int.
+
+    **Arguments:**
+
+    - `name`: the argument's name, as the user wrote it (`"width_size"`, `"--steps"`).
+    - `value`: what was given.
+    - `minimum`, `maximum`: the allowed range (`maximum=None`: unbounded).
+    - `expected`: the phrase after "must be" (default: "a positive int",
+        "a non-negative int" or "an int >= m").
+    - `show_name`: write "got name=value" instead of "got value".
+    - `fix`: a sentence appended to the message, telling the user what to pass.
+    """
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        if expected is None:
+            expected = _int_phrase(minimum)
+            if maximum is not None:
+                expected = f"an int in [{minimum}, {maximum}]"
+        _fail(name, expected, value, show_name=show_name, fix=fix)
+    return int(value)
+
+
+def check_optional_int(name: str, value: Any, **kwargs) -> int | None:
+    """Like [`check_int`][] but `None` passes through."""
+    return None if value is None else check_int(name, value, **kwargs)
+
+
+def check_ints(minimum: int = 1, /, **values: Any) -> None:
+    """Check several ints against one minimum, e.g. `check_ints(width_size=w, depth=d)`."""
+    for name, value in values.items():
+        check_int(name, value, minimum=minimum, expected=f"an int >= {minimum}")
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    non_negative: bool = False,
+    upper: float | None = None,
+    expected: str | None = None,
+    show_name: bool = False,
+    fix: str = "",
+) -> float:
+    """Check a real number (optionally `> 0`, `>= 0`, or `<= upper`); return it as a float.
+
+    Arguments as for [`check_int`][]; NaN always fails.
+    """
+    ok = is_real(value) and value == value
+    if ok and positive:
+        ok = value > 0
+    if ok and non_negative:
+        ok = value >= 0
+    if ok and upper is not None:
+        ok = value <= upper
+    if not ok:
+        if expected is None:
+            expected = "a positive float" if positive else (
+                "a non-negative float" if non_negative else "a real number"
+            )
+        _fail(name, expected, value, show_name=show_name, fix=fix)
+    return float(value)
+
+
+def check_bool(name: str, value: Any, *, why: str = "") -> bool:
+    """Check a Python `bool` (not a traced or NumPy array)."""
+    if not isinstance(value, bool):
+        why = f" ({why})" if why else ""
+        raise ValueError(f"`{name}` must be a Python bool{why}; got {type(value).__name__}.")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str], *, what: str = "") -> str:
+    """Check that `value` is one of `choices` (strings, listed in the message)."""
+    choices = tuple(choices)
+    if value not in choices:
+        what = f" {what}" if what else ""
+        raise ValueError(
+            f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}."
+        )
+    return value

@@ -1,0 +1,330 @@
+"""The solve settings: one Module that owns THE `diffrax.diffeqsolve` call of node_kit.
+
+[`node_kit.SolveSettings`][] carries the choices every model shares (solver, step-size
+controller, adjoint, `dt0`, `max_steps`, `throw`), checks them once when it is built, and
+runs every solve of [`node_kit.NeuralODE`][], [`node_kit.CNF`][], [`node_kit.ODERNN`][] and
+[`node_kit.LatentODE`][] through [`node_kit.SolveSettings.solve`][], with the same failure
+check. A changed copy comes from [`node_kit.SolveSettings.replace`][] or
+[`node_kit.SolveSettings.with_adjoint`][], never from `eqx.tree_at`.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._adjoint import adjoint_from_name
+from ._checks import check_bool, check_optional_int, is_real
+from ._custom_types import Args
+
+DEFAULT_SOLVER = diffrax.Tsit5()
+DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
+DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
+
+
+class SolveSettings(eqx.Module):
+    """How to solve an ODE: solver, step sizes, adjoint and limits, checked once.
+
+    Every model of node_kit holds one (`model.settings`) and hands its field to
+    [`node_kit.SolveSettings.solve`][]; the models' constructors also accept these
+    arguments as keywords and forward them here.
+
+    **Arguments:**
+
+    - `solver`: a `diffrax.AbstractSolver`, default `diffrax.Tsit5()`.
+    - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-3, atol=1e-6)`;
+        use `diffrax.ConstantStepSize()` with `dt0` for fixed steps.
+    - `adjoint`: any `diffrax.AbstractAdjoint`, or a mode name (`"backsolve"`,
+        `"checkpoint"`, `"direct"`, see [`node_kit.adjoint_from_name`][]). Default:
+        `checkpoint` with diffrax's default number of checkpoints.
+    - `dt0`: initial step size; `None` lets the adaptive controller choose.
+    - `max_steps`: bound on solver steps (the reverse-mode adjoints size their
+        buffers by it). A solve that needs more raises an error naming `max_steps`.
+    - `throw`: if `True` (default) a failed solve raises; if `False` it returns, and
+        the caller must check the solution's `result`.
+    """
+
+    solver: diffrax.AbstractSolver
+    stepsize_controller: diffrax.AbstractStepSizeController
+    adjoint: diffrax.AbstractAdjoint
+    dt0: float | None = eqx.field(static=True)
+    max_steps: int | None = eqx.field(static=True)
+    throw: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+        stepsize_controller: diffrax.AbstractStepSizeController = DEFAULT_CONTROLLER,
+        adjoint: diffrax.AbstractAdjoint | str = DEFAULT_ADJOINT,
+        dt0: float | None = None,
+        max_steps: int | None = 4096,
+        throw: bool = True,
+    ):
+        _check_config(solver, stepsize_controller, dt0, max_steps)
+        if isinstance(adjoint, str):
+            adjoint = adjoint_from_name(
+                adjoint, max_steps=max_steps, stepsize_controller=stepsize_controller
+            )
+        _check_adjoint(adjoint, max_steps)
+        self.solver = solver
+        self.stepsize_controller = stepsize_controller
+        self.adjoint = adjoint
+        self.dt0 = None if dt0 is None else float(dt0)
+        self.max_steps = None if max_steps is None else int(max_steps)
+        self.throw = check_bool("throw", throw)
+
+    @classmethod
+    def of(cls, settings: "SolveSettings | None", **keywords: Any) -> "SolveSettings":
+        """`settings`, or new settings from `keywords`: what model constructors accept.
+
+        Passing both is an error (it would be ambiguous which wins).
+        """
+        if settings is None:
+            _check_names(keywords)
+            return cls(**keywords)
+        if not isinstance(settings, cls):
+            raise ValueError(
+                f"`settings` must be a node_kit.SolveSettings; got {type(settings).__name__}. "
+                "Build one with nk.SolveSettings(solver=..., adjoint=...)."
+            )
+        if keywords:
+            raise ValueError(
+                f"pass either `settings` or the solve keywords ({', '.join(keywords)}), not "
+                "both; change a setting with settings.replace(...)."
+            )
+        return settings
+
+    def replace(self, **changes: Any) -> "SolveSettings":
+        """A copy with some settings changed (checked again), e.g. `replace(max_steps=64)`.
+
+        The keywords are those of the constructor; `adjoint` may be a mode name.
+        """
+        names = _check_names(changes)
+        return SolveSettings(**{n: changes.get(n, getattr(self, n)) for n in names})
+
+    def with_adjoint(self, adjoint: diffrax.AbstractAdjoint | str) -> "SolveSettings":
+        """A copy with another adjoint (an object or a mode name)."""
+        return self.replace(adjoint=adjoint)
+
+    def solve(self, vector_field: Callable, ts, y0, args: Args = None) -> diffrax.Solution:
+        """Solve `dy/dt = vector_field(t, y, args)` from `ts[0]`, saving at `ts`.
+
+        The one `diffrax.diffeqsolve` call of node_kit. `ts` must already be valid
+        output times (see [`node_kit.NeuralODE.solve`][], which checks them); the
+        field's output shape is checked against `y0` when tracing. With `throw=True` a
+        failed solve raises an error naming `max_steps` and where it stopped.
+
+        **Returns:**
+
+        The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
+        """
+        term = diffrax.ODETerm(vector_field)
+        _check_field_output(term, ts, y0, args)
+        sol = diffrax.diffeqsolve(
+            term,
+            self.solver,
+            t0=ts[0],
+            t1=ts[-1],
+            dt0=self.dt0,
+            y0=y0,
+            args=args,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=self.stepsize_controller,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            throw=False,
+        )
+        if self.throw:
+            sol = raise_if_failed(sol, ts, max_steps=self.max_steps)
+        return sol
+
+
+
+def _check_names(keywords) -> list[str]:
+    names = [f.name for f in dataclasses.fields(SolveSettings)]
+    unknown = sorted(set(keywords) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown solve setting(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(names)}. A LatentODE's encoder takes `encoder_settings=`."
+        )
+    return names
+
+
+def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(
+            f"`solver` must be a diffrax.AbstractSolver such as diffrax.Tsit5(); got "
+            f"{type(solver).__name__}."
+        )
+    if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
+        raise ValueError(
+            "`stepsize_controller` must be a diffrax.AbstractStepSizeController such as "
+            f"diffrax.PIDController(rtol=1e-3, atol=1e-6); got "
+            f"{type(stepsize_controller).__name__}."
+        )
+    if dt0 is not None and not (is_real(dt0) and dt0 > 0):
+        raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
+    adaptive = isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
+    if dt0 is None and not adaptive:
+        raise ValueError(
+            "`dt0=None` needs an adaptive `stepsize_controller`; got "
+            f"{type(stepsize_controller).__name__}. Pass `dt0` (the fixed step size)."
+        )
+    if adaptive and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        raise ValueError(
+            f"`solver` {type(solver).__name__} has no error estimate, so it cannot be used "
+            f"with the adaptive {type(stepsize_controller).__name__}. Pass "
+            "`stepsize_controller=diffrax.ConstantStepSize()` and a `dt0`, or an adaptive "
+            "solver such as diffrax.Tsit5()."
+        )
+    check_optional_int("max_steps", max_steps, expected="a positive int or None")
+
+
+def _check_adjoint(adjoint, max_steps) -> None:
+    if not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise ValueError(
+            "`adjoint` must be a diffrax.AbstractAdjoint or one of 'backsolve', "
+            f"'checkpoint', 'direct'; got {type(adjoint).__name__}."
+        )
+    if max_steps is None and isinstance(
+        adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint)
+    ):
+        raise ValueError(
+            f"`max_steps=None` cannot be used with {type(adjoint).__name__}: "
+            "reverse-mode differentiation through the solver must know how much "
+            "memory to allocate. Pass an integer `max_steps` (e.g. 4096), or use "
+            "adjoint='backsolve'."
+        )
+
+
+def _check_field_output(term, ts, y0, args) -> None:
+    try:
+        out = jax.eval_shape(term.vector_field, ts[0], y0, args)
+    except Exception as error:  # any failure to trace the field on this y0
+        raise ValueError(
+            f"`y0` of shape {tuple(y0.shape)} does not fit the vector field: calling "
+            f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the shape the "
+            "field expects for one sample (batch with `model.batched` or jax.vmap)."
+        ) from error
+    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == y0.shape):
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"the vector field must return dy/dt with the shape of `y0` "
+            f"{tuple(y0.shape)}; it returned {got}."
+        )
+
+
+def check_times(ts) -> jax.Array:
+    """Check output times: 1-D, non-empty, strictly increasing; return a float array.
+
+    Concrete `ts` are checked now with a `ValueError`; traced `ts` (inside `jit`)
+    are checked at run time with `eqx.error_if`.
+    """
+    ts = jnp.asarray(ts)
+    if ts.ndim != 1:
+        raise ValueError(
+            f"`ts` must be 1-D (the output times); got shape {tuple(ts.shape)}. "
+            "For a batch with its own times per sample, use jax.vmap(model)."
+        )
+    if ts.shape[0] == 0:
+        raise ValueError(
+            "`ts` must contain at least one time (the first is the initial time); "
+            "got an empty array."
+        )
+    if not jnp.issubdtype(ts.dtype, jnp.floating):
+        ts = ts.astype(jnp.result_type(float))
+    if isinstance(ts, jax.core.Tracer):
+        bad = jnp.any(jnp.diff(ts) <= 0)
+        return eqx.error_if(
+            ts, bad, "`ts` must be strictly increasing; sort the times and drop duplicates."
+        )
+    diffs = np.diff(np.asarray(ts))
+    if np.any(diffs <= 0):
+        i = int(np.argmax(diffs <= 0))
+        raise ValueError(
+            f"`ts` must be strictly increasing; got ts[{i + 1}]={float(ts[i + 1])} <= "
+            f"ts[{i}]={float(ts[i])}. Sort the times and drop duplicates."
+        )
+    return ts
+
+
+def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
+    """Check an initial state's dtype, shape and values (NaN/inf raise at run time)."""
+    y0 = jnp.asarray(y0)
+    name = "y0s" if batched else "y0"
+    if not jnp.issubdtype(y0.dtype, jnp.floating):
+        raise ValueError(
+            f"`{name}` must be a floating-point array; got dtype {y0.dtype}. "
+            f"Convert it, e.g. `{name}.astype(jnp.float32)`."
+        )
+    if batched and y0.ndim < 1:
+        raise ValueError(
+            f"`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
+            "for one sample."
+        )
+    if data_size is not None:
+        expected = (y0.shape[0], data_size) if batched and y0.ndim >= 1 else (data_size,)
+        if y0.shape != expected:
+            what = "(batch, data_size)" if batched else "(data_size,)"
+            raise ValueError(
+                f"`{name}` must have shape {what} = {expected} for this vector field "
+                f"(data_size={data_size}); got {tuple(y0.shape)}."
+            )
+    bad = jnp.any(~jnp.isfinite(y0))
+    return eqx.error_if(y0, bad, f"`{name}` contains NaN or inf; check the data.")
+
+
+def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diffrax.Solution:
+    """Raise an error naming `max_steps` and where the solve stopped, if it failed.
+
+    diffrax fills the outputs after a failure with `inf`, so the number of finite
+    output times tells how far the solve got. A solve that "succeeds" with NaN or inf
+    states (possible with a fixed step size) is an error too. `eqx.branched_error_if` picks one of
+    the pre-written messages, so this works under `jit`, `vmap` and `grad`.
+    """
+    n = ts.shape[0]
+    reached = jnp.sum(jnp.isfinite(sol.ts), axis=-1)
+    solved = sol.result == diffrax.RESULTS.successful
+    hit_max = sol.result == diffrax.RESULTS.max_steps_reached
+    # A fixed-step solve reports success even when the state turns NaN: check it too.
+    finite_at = jnp.all(jnp.isfinite(sol.ys), axis=tuple(range(1, sol.ys.ndim)))
+    first_bad = jnp.argmin(finite_at)
+    kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
+    position = jnp.where(solved, first_bad, jnp.clip(reached, 1, n) - 1)
+    index = kind * n + position
+    failed = ~solved | ~jnp.all(finite_at)
+    return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps))
+
+
+def _failure_messages(ts, max_steps) -> list[str]:
+    n = ts.shape[0]
+    values = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
+
+    def where(i: int) -> str:
+        if i >= n - 1:
+            return "it stopped after the last output time"
+        at = f" (t={values[i]:.6g} and t={values[i + 1]:.6g})" if values is not None else ""
+        return f"it stopped between ts[{i}] and ts[{i + 1}]{at}"
+
+    hit_max = [
+        f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
+        "loosen rtol/atol, or regularise the dynamics." for i in range(n)
+    ]
+    other = [
+        f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
+        f"{where(i)}. Check the inputs and parameters for NaN." for i in range(n)
+    ]
+    nonfinite = [
+        f"the solution became NaN or inf at ts[{i}]"
+        + (f" (t={values[i]:.6g})" if values is not None else "")
+        + " although the solver reported success (a fixed step size does not "
+        "check this). Use a smaller `dt0` or an adaptive controller, and check the "
+        "inputs and parameters for NaN." for i in range(n)
+    ]
+    return hit_max + other + nonfinite
