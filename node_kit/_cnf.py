@@ -142,10 +142,7 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats(x, key=key)[0]
 
     def log_prob_and_stats(
-        self,
-        x: Float[Array, " data_size"],
-        *,
-        key: PRNGKeyArray | None = None,
+        self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, ""], _Stats]:
         """Like [`node_kit.CNF.log_prob`][], with the solve's statistics.
@@ -187,10 +184,7 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats_batched(xs, key=key)[0]
 
     def log_prob_and_stats_batched(
-        self,
-        xs: Float[Array, "batch data_size"],
-        *,
-        key: PRNGKeyArray | None = None,
+        self, xs: Float[Array, "batch data_size"], *, key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, " batch"], _Stats]:
         """Like [`node_kit.CNF.log_prob_batched`][], with the solve's statistics.

@@ -83,12 +83,7 @@ class LatentODE(eqx.Module):
     obs_std: float = eqx.field(static=True)
 
     def __init__(
-        self,
-        data_size: int,
-        latent_size: int,
-        hidden_size: int,
-        width_size: int,
-        depth: int,
+        self, data_size: int, latent_size: int, hidden_size: int, width_size: int, depth: int,
         *,
         num_classes: int | None = None,
         obs_std: float = 0.01,
@@ -193,14 +188,7 @@ class LatentODE(eqx.Module):
         return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
 
     def elbo(
-        self,
-        ts,
-        values,
-        mask,
-        *,
-        key: PRNGKeyArray,
-        num_samples: int = 1,
-        target_mask=None,
+        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
         """The evidence lower bound of one series, averaged over `num_samples` draws of `z0`.
 
@@ -228,14 +216,7 @@ class LatentODE(eqx.Module):
         return self._elbo(ts, values, mask, key, num_samples, target_mask)[:2]
 
     def elbo_and_logits(
-        self,
-        ts,
-        values,
-        mask,
-        *,
-        key: PRNGKeyArray,
-        num_samples: int = 1,
-        target_mask=None,
+        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]], Float[Array, "samples classes"]]:
         """`elbo(...)` and the classifier's logits at each `z0` draw, from one encoder pass.
 

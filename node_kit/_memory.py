@@ -91,13 +91,8 @@ def default_loss(ys: Float[Array, "batch times ..."]) -> Float[Array, ""]:
 
 
 def compile_gradient(
-    model: NeuralODE,
-    ts: Times,
-    y0s: Float[Array, "batch ..."],
-    args: Args = None,
-    *,
-    batched: bool = True,
-    loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
+    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
 ) -> CompiledGradient:
     """Compile the gradient of `loss(solve(model))` with respect to the parameters.
 
@@ -221,13 +216,8 @@ class CheckpointMemoryModel:
 
 
 def checkpoint_memory_model(
-    model: NeuralODE,
-    ts: Times,
-    y0s: Float[Array, "batch ..."],
-    args: Args = None,
-    *,
-    batched: bool = True,
-    loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
+    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
 ) -> CheckpointMemoryModel:
     """Measure the memory of checkpointed gradients for this solve: up to three compiles.
 
@@ -286,14 +276,8 @@ def _checkpoint_bytes(
 
 
 def checkpoint_adjoint_for_budget(
-    memory_budget_bytes: int,
-    *,
-    model: NeuralODE,
-    ts: Times,
-    y0s: Float[Array, "batch ..."],
-    args: Args = None,
-    batched: bool = True,
-    loss: Callable[[Array], Array] = default_loss,
+    memory_budget_bytes: int, *, model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."],
+    args: Args = None, batched: bool = True, loss: Callable[[Array], Array] = default_loss,
     verify: bool = True,
 ) -> diffrax.RecursiveCheckpointAdjoint:
     """The checkpointed adjoint with as many checkpoints as a memory budget allows.

@@ -71,11 +71,7 @@ class MLPField(AbstractVectorField):
     data_size: int = eqx.field(static=True)
 
     def __init__(
-        self,
-        data_size: int,
-        width_size: int,
-        depth: int,
-        *,
+        self, data_size: int, width_size: int, depth: int, *,
         activation: Callable = jax.nn.softplus,
         final_activation: Callable = lambda x: x,
         key: PRNGKeyArray,
@@ -143,11 +139,7 @@ class ConcatSquashField(AbstractVectorField):
     data_size: int = eqx.field(static=True)
 
     def __init__(
-        self,
-        data_size: int,
-        width_size: int,
-        depth: int,
-        *,
+        self, data_size: int, width_size: int, depth: int, *,
         activation: Callable = jnp.tanh,
         key: PRNGKeyArray,
     ):

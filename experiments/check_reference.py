@@ -1,0 +1,103 @@
+"""Check that short runs of the commands still give the numbers of a reference commit.
+
+    python experiments/check_reference.py             # compare with experiments/reference.json
+    python experiments/check_reference.py --record    # write it from the code on PYTHONPATH
+
+Each check runs a command (`python -m node_kit.experiments.cnf --steps 30`, `...timeseries
+--steps 20`) with a fixed seed into a temporary directory, then compares every column of
+its history.csv except the wall time, and the final test metrics of its results.json, with
+the reference. The comparison is exact unless `--rtol` is given. The reference was
+recorded from commit 84400dc (before the structure issue) with
+
+    git worktree add /tmp/base 84400dc
+    PYTHONPATH=/tmp/base python experiments/check_reference.py --record
+
+Exits 1 and prints the differing values if anything differs.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REFERENCE = Path(__file__).with_name("reference.json")
+CHECKS = {
+    "cnf": (["--steps", "30"], ["test_nll", "test_nll_se", "eval_num_steps", "kl_gap"]),
+    "timeseries": (
+        ["--steps", "20"],
+        ["test_mse", "baseline_linear_interpolation_mse", "eval_num_steps"],
+    ),
+}
+
+
+def run(command: str, argv: list[str], out: Path, data_dir: str | None) -> dict:
+    """Run one command and return its history rows (without `time`) and metrics."""
+    flags = [*argv, "--out", str(out), "--no-progress"]
+    if data_dir:
+        flags += ["--data-dir", data_dir]
+    subprocess.run(
+        [sys.executable, "-m", f"node_kit.experiments.{command}", *flags],
+        check=True, env=os.environ.copy(),
+    )
+    with open(out / "history.csv", newline="") as f:
+        history = [
+            {k: float(v) for k, v in row.items() if k != "time"} for row in csv.DictReader(f)
+        ]
+    results = json.loads((out / "results.json").read_text())
+    return {"argv": argv, "history": history,
+            "metrics": {k: results[k] for k in CHECKS[command][1] if k in results}}
+
+
+def differences(reference: dict, got: dict, rtol: float) -> list[str]:
+    """Human-readable lines for every value that differs (empty: the same)."""
+    lines = []
+    if len(reference["history"]) != len(got["history"]):
+        return [f"history has {len(got['history'])} rows, reference {len(reference['history'])}"]
+    pairs = [
+        (f"history step {want['step']:.0f} {key}", want[key], have.get(key))
+        for want, have in zip(reference["history"], got["history"]) for key in want
+    ]
+    pairs += [(f"results {k}", v, got["metrics"].get(k)) for k, v in reference["metrics"].items()]
+    for where, want, have in pairs:
+        if have is None or not math.isclose(want, have, rel_tol=rtol, abs_tol=0.0):
+            lines.append(f"{where}: reference {want!r}, now {have!r}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", action="store_true", help="write the reference file")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (0: exact)")
+    parser.add_argument("--data-dir", default="", help="datasets directory (default: node_kit's)")
+    args = parser.parse_args(argv)
+    reference = {} if args.record else json.loads(REFERENCE.read_text())["checks"]
+    got, failed = {}, False
+    with tempfile.TemporaryDirectory() as tmp:
+        for command, (flags, _) in CHECKS.items():
+            got[command] = run(command, flags, Path(tmp) / command, args.data_dir)
+            if args.record:
+                continue
+            lines = differences(reference[command], got[command], args.rtol)
+            failed |= bool(lines)
+            status = "DIFFERS" if lines else "same"
+            print(f"{command} {' '.join(flags)}: {status}", *lines, sep="\n  ")
+    if args.record:
+        import node_kit
+
+        package = Path(node_kit.__file__).parent
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        source = {"commit": commit, "python": sys.version.split()[0]}
+        text = json.dumps({"source": source, "checks": got}, indent=2)
+        REFERENCE.write_text(text + "\n")
+        print(f"wrote {REFERENCE}")
+    return int(failed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
