@@ -104,6 +104,7 @@ def check_real(
             expected = "a positive float" if positive else (
                 "a non-negative float" if non_negative else "a real number"
             )
+            expected += "" if upper is None else f" <= {upper}"
         _fail(name, expected, value, show_name=show_name, fix=fix)
     return float(value)
 
