@@ -30,6 +30,7 @@ from ._latent_ode import (
     gaussian_kl as gaussian_kl,
     LatentODE as LatentODE,
     latent_ode_loss as latent_ode_loss,
+    latent_ode_terms as latent_ode_terms,
 )
 from ._ode_rnn import (
     AbstractIrregularRNN as AbstractIrregularRNN,

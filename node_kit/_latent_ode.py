@@ -306,6 +306,45 @@ class LatentODE(eqx.Module):
         return jax.vmap(lambda z0: self._decode(ts_query, z0)[0])(z0s)
 
 
+def latent_ode_terms(
+    model: LatentODE,
+    batch: dict[str, Array],
+    key: PRNGKeyArray,
+    *,
+    num_samples: int = 1,
+    logits: bool = False,
+) -> dict[str, Array]:
+    """The ELBO terms of every series of a batch: what a latent ODE loss is built from.
+
+    [`node_kit.latent_ode_loss`][] averages them over the series; a loss that weighs them
+    otherwise (per observed entry, or with a classifier) starts from the same terms.
+
+    **Arguments:**
+
+    - `model`, `batch`, `key`, `num_samples`: as for [`node_kit.latent_ode_loss`][]; `key`
+        is split into one key per series, `jr.split(key, batch_size)`.
+    - `logits`: also return the classifier's logits at each `z0` draw (the model needs
+        `num_classes`), from the same encoder pass ([`node_kit.LatentODE.elbo_and_logits`][]).
+
+    **Returns:**
+
+    A dict of per-series arrays: `"log_likelihood"`, `"kl"`, `"num_steps"`, each
+    `(batch,)`, and with `logits`, `"logits"` of shape `(batch, num_samples, num_classes)`.
+    """
+    mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
+    target = batch.get("target_mask", mask)
+    keys = jr.split(key, jnp.shape(batch["x"])[0])
+
+    def one(t, x, m, target_m, k):
+        options = dict(key=k, num_samples=num_samples, target_mask=target_m)
+        if logits:
+            _, aux, class_logits = model.elbo_and_logits(t, x, m, **options)
+            return {**aux, "logits": class_logits}
+        return model.elbo(t, x, m, **options)[1]
+
+    return jax.vmap(one)(batch["t"], batch["x"], mask, target, keys)
+
+
 def latent_ode_loss(
     model: LatentODE,
     batch: dict[str, Array],
@@ -332,14 +371,7 @@ def latent_ode_loss(
     `(loss, aux)`: `loss = -mean(log_likelihood - kl_weight * kl)` over the batch, and the
     batch means `"log_likelihood"`, `"kl"`, `"num_steps"` and `"elbo"`.
     """
-    mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
-    target = batch.get("target_mask", mask)
-    keys = jr.split(key, jnp.shape(batch["x"])[0])
-
-    def elbo(t, x, m, target_m, k):
-        return model.elbo(t, x, m, key=k, num_samples=num_samples, target_mask=target_m)[1]
-
-    aux = jax.vmap(elbo)(batch["t"], batch["x"], mask, target, keys)
+    aux = latent_ode_terms(model, batch, key, num_samples=num_samples)
     aux = {name: jnp.mean(value) for name, value in aux.items()}
     aux["elbo"] = aux["log_likelihood"] - aux["kl"]
     return -(aux["log_likelihood"] - kl_weight * aux["kl"]), aux

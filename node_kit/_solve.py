@@ -265,7 +265,7 @@ def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
         )
     if batched and y0.ndim < 1:
         raise ValueError(
-            f"`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
+            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
             "for one sample."
         )
     if data_size is not None:

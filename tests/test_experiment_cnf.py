@@ -10,6 +10,8 @@ import pytest
 import node_kit as nk
 from node_kit import datasets
 from node_kit.experiments import cnf as cnf_experiment
+from node_kit.experiments._choices import solver_from_name
+from node_kit.experiments._cli import run_meta
 
 TINY = ["--steps", "3", "--batch-size", "16", "--width", "8", "--depth", "1",
         "--eval-batch", "500", "--rtol", "1e-3", "--atol", "1e-3", "--no-progress"]
@@ -48,7 +50,7 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path, data_dir):
     nk.save_checkpoint(tmp_path / "checkpoint.eqx", nk.Checkpoint({}, {}, 3),
-                       cnf_experiment.run_meta(_config(tmp_path, data_dir)))
+                       run_meta(_config(tmp_path, data_dir)))
     other = _config(tmp_path, data_dir, "--width", "16", "--resume")
     with pytest.raises(ValueError, match=r"from another config \(width: checkpoint 8 vs now 16\)"):
         cnf_experiment.main(other)
@@ -75,7 +77,7 @@ def test_unknown_names_are_refused_by_the_library():
     with pytest.raises(ValueError, match="uniform"):
         nk.trace_estimator_from_name("hutchinson", "uniform")
     with pytest.raises(ValueError, match="unknown solver 'rk4'; expected one of tsit5"):
-        cnf_experiment.solver_from_name("rk4")
+        solver_from_name("rk4", adaptive=True)
 
 
 def test_data_with_wrong_dimension_or_nan(tmp_path, data_dir):

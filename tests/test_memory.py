@@ -9,7 +9,6 @@ import csv
 import dataclasses
 import json
 
-import equinox as eqx
 import jax.numpy as jnp
 import pytest
 
@@ -20,16 +19,9 @@ from node_kit._memory import (
     checkpoint_adjoint_for_budget,
     compile_gradient,
 )
-from node_kit.experiments.memory import (
-    MemoryConfig,
-    build_problem,
-    checkpoints_used,
-    command_line,
-    fit_exponents,
-    main,
-    parse_args,
-    parse_mode,
-)
+from node_kit.experiments._choices import parse_mode
+from node_kit.experiments._memory_sweep import build_problem, checkpoints_used, fit_exponents
+from node_kit.experiments.memory import MemoryConfig, command_line, main, parse_args
 
 # Euler compiles fastest; the state (128 x 16 float32 = 8 KiB) dominates the floor.
 SMALL = MemoryConfig(dim=16, batch=128, width=16, depth=1, solver="euler")
@@ -70,7 +62,7 @@ def test_budget_chooser_fits_its_budget(compiled):
     budget = compiled("direct", 128).memory.total_bytes // 2
     adjoint = checkpoint_adjoint_for_budget(budget, model=model, ts=ts, y0s=y0s)
     assert 1 < adjoint.checkpoints < 128
-    chosen = eqx.tree_at(lambda m: m.adjoint, model, adjoint)
+    chosen = model.with_settings(model.settings.with_adjoint(adjoint))
     measured = compile_gradient(chosen, ts, y0s).memory.total_bytes
     assert budget * 0.9 <= measured <= budget
 
@@ -130,7 +122,7 @@ def test_budget_must_be_a_positive_int(budget):
 
 def test_budget_needs_max_steps(getkey):
     model = NeuralODE(MLPField(2, 4, 1, key=getkey()), adjoint="backsolve", max_steps=None)
-    with pytest.raises(ValueError, match=r"`model.max_steps` must be an int .* got None"):
+    with pytest.raises(ValueError, match=r"`model.settings.max_steps` must be an int .* got None"):
         checkpoint_adjoint_for_budget(2**20, model=model, ts=jnp.array([0.0, 1.0]),
                                       y0s=jnp.zeros((3, 2)))
 

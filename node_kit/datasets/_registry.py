@@ -7,7 +7,6 @@ call to `register` from outside the package).
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
 
 from ._digits import DIGITS
 from ._hopper import HOPPER

@@ -9,7 +9,6 @@ beside it: their gap is the KL divergence from the data to the model. Writes
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import equinox as eqx
@@ -21,17 +20,17 @@ import optax
 import node_kit as nk
 from node_kit import datasets
 
-from ._cli import (
-    SOLVER_NAMES,
-    environment,
-    parse_config,
-    plt,
-    run_meta,
-    save_figure,
-    solver_from_name,
-    write_history,
-    write_json,
+from ._choices import (
+    ADAPTIVE_SOLVER_NAMES,
+    ADJOINT_NAMES,
+    PROBE_NAMES,
+    solve_settings,
+    TRACE_ESTIMATOR_NAMES,
+    trace_estimator_from_name,
 )
+from ._cli import parse_config
+from ._outputs import plt
+from ._run import recent_mean, Run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,17 +63,12 @@ class Config:
 
 def build_cnf(config: Config, data_size: int, key) -> nk.CNF:
     """ConcatSquash field, solver and adjoint from the config."""
-    import diffrax
-
     field = nk.ConcatSquashField(data_size, config.width, config.depth, key=key)
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
     return nk.CNF(
         field,
-        trace_estimator=nk.trace_estimator_from_name(config.trace, config.probe),
-        solver=solver_from_name(config.solver),
-        stepsize_controller=controller,
-        adjoint=config.adjoint,
+        trace_estimator=trace_estimator_from_name(config.trace, config.probe),
         t1=config.t1,
+        settings=solve_settings(config.solver, config.adjoint, rtol=config.rtol, atol=config.atol),
     )
 
 
@@ -172,7 +166,7 @@ def gaussian_baseline(data: Data, key) -> dict:
 
 def summarise(config: Config, cnf: nk.CNF, data: Data, key) -> dict:
     """Test NLL with the exact trace (and Hutchinson for images), truth and baselines."""
-    exact = eqx.tree_at(lambda c: c.trace_estimator, cnf, nk.ExactTrace())
+    exact = cnf.with_trace_estimator(nk.ExactTrace())
     test = evaluate_nll(exact, data, data.test, batch=config.eval_batch, key=key)
     dim = data.train.shape[1]
     summary = {
@@ -189,9 +183,7 @@ def summarise(config: Config, cnf: nk.CNF, data: Data, key) -> dict:
 
 
 def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
-    hutchinson = eqx.tree_at(
-        lambda c: c.trace_estimator, cnf, nk.HutchinsonTrace(config.probe)
-    )
+    hutchinson = cnf.with_trace_estimator(nk.HutchinsonTrace(config.probe))
     estimates = [
         evaluate_nll(hutchinson, data, data.test, batch=config.eval_batch,
                      key=key, probe_key=jr.fold_in(key, 100 + i))["nll"]
@@ -211,37 +203,24 @@ def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
 
 def main(config: Config) -> dict:
     """Train, evaluate, plot; returns the results dict also written to `results.json`."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_key, train_key, eval_key, plot_key = jr.split(jr.key(config.seed), 4)
+    run = Run(config, keys=("model", "train", "eval", "plot"))
     data = load_data(config)
-    cnf = build_cnf(config, data.train.shape[1], model_key)
+    cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.05)
-    start = time.perf_counter()
-    cnf, history = nk.fit(
+    cnf, history = run.fit(
         cnf, make_loss(config, data), optax.adamw(schedule, weight_decay=1e-5),
         lambda step: datasets.batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
-        config.steps, key=train_key, checkpoint_path=out / "checkpoint.eqx",
-        resume=config.resume, meta=run_meta(config), progress=config.progress,
     )
-    train_seconds = time.perf_counter() - start
-    results = {
-        "config": dataclasses.asdict(config),
-        "environment": environment(),
-        **summarise(config, cnf, data, eval_key),
-        "train_num_steps_last_100": _recent_mean(history, "num_steps"),
-        "train_seconds_this_run": train_seconds,
-    }
-    write_json(out / "results.json", results)
-    write_history(out / "history.csv", history, resumed=config.resume)
-    plot(out / f"{config.dataset}.png", cnf, data, plot_key, results)
-    _print_summary(results, out)
+    results = run.results(
+        **summarise(config, cnf, data, run.keys["eval"]),
+        train_num_steps_last_100=recent_mean(history, "num_steps"),
+        train_seconds_this_run=run.train_seconds,
+    )
+    run.write(results, history)
+    figure = plot(config.dataset, cnf, data, run.keys["plot"], results)
+    run.save_figure(figure, f"{config.dataset}.png")
+    _print_summary(results, run.out)
     return results
-
-
-def _recent_mean(history: list[dict], key: str) -> float | None:
-    values = [h[key] for h in history[-10:] if key in h]
-    return float(np.mean(values)) if values else None
 
 
 def _print_summary(results: dict, out: Path) -> None:
@@ -254,16 +233,19 @@ def _print_summary(results: dict, out: Path) -> None:
     print(f"{line}\nwrote {out}/results.json")
 
 
-def plot(path: Path, cnf: nk.CNF, data: Data, key, results: dict) -> None:
-    """Data, model density and samples side by side (a sample grid for images)."""
+def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
+    """Data, model density and samples side by side (a sample grid for images): the figure.
+
+    `name` titles the toy picture (the dataset's name).
+    """
     if data.images:
-        return _plot_images(path, cnf, data, key)
+        return _plot_images(cnf, data, key)
     pyplot = plt()
     lim = float(np.quantile(np.abs(data.test), 0.999)) * 1.1
     grid = np.linspace(-lim, lim, 100)
     xx, yy = np.meshgrid(grid, grid)
     points = np.stack([xx.ravel(), yy.ravel()], -1)
-    exact = eqx.tree_at(lambda c: c.trace_estimator, cnf, nk.ExactTrace())
+    exact = cnf.with_trace_estimator(nk.ExactTrace())
     density = np.exp(-evaluate_nll(exact, data, points, batch=2000, key=key)["per_sample"])
     samples = np.asarray(eqx.filter_jit(lambda c, k: c.sample_batched(10_000, key=k))(cnf, key))
     fig, axes = pyplot.subplots(1, 3, figsize=(12, 4.2))
@@ -274,11 +256,11 @@ def plot(path: Path, cnf: nk.CNF, data: Data, key, results: dict) -> None:
     titles = ["data (test split)", f"model density (test NLL {results['test_nll']:.3f})", "samples"]
     for ax, title in zip(axes, titles):
         ax.set(title=title, xticks=[], yticks=[], aspect="equal")
-    fig.suptitle(path.stem)
-    save_figure(fig, path)
+    fig.suptitle(name)
+    return fig
 
 
-def _plot_images(path: Path, cnf: nk.CNF, data: Data, key) -> None:
+def _plot_images(cnf: nk.CNF, data: Data, key):
     pyplot = plt()
     ys = eqx.filter_jit(lambda c, k: c.sample_batched(64, key=k))(cnf, key)
     pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
@@ -287,7 +269,7 @@ def _plot_images(path: Path, cnf: nk.CNF, data: Data, key) -> None:
         tiles = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
         ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1)
         ax.set(title=title, xticks=[], yticks=[])
-    save_figure(fig, path)
+    return fig
 
 
 def parse_args(argv=None) -> Config:
@@ -295,8 +277,8 @@ def parse_args(argv=None) -> Config:
     return parse_config(
         Config, argv, description=__doc__.splitlines()[0],
         choices={
-            "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": nk.ADJOINT_NAMES,
-            "trace": nk.TRACE_ESTIMATOR_NAMES, "probe": nk.PROBE_NAMES, "solver": SOLVER_NAMES,
+            "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": ADJOINT_NAMES,
+            "trace": TRACE_ESTIMATOR_NAMES, "probe": PROBE_NAMES, "solver": ADAPTIVE_SOLVER_NAMES,
         },
     )
 

@@ -11,7 +11,6 @@ Writes `cnf_overhead.json` and `cnf_overhead.png` to `--out`.
 
 import dataclasses
 import time
-from pathlib import Path
 
 import diffrax
 import equinox as eqx
@@ -23,7 +22,10 @@ import optax
 
 import node_kit as nk
 
-from ._cli import environment, parse_config, plt, save_figure, write_json
+from ._choices import solve_settings
+from ._cli import parse_config
+from ._outputs import plt
+from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +79,15 @@ def node_kit_loss(cnf, xs, key):
     return nk.cnf_loss(cnf, xs, key=key)
 
 
-def setup(config: Config):
-    """The two `(model, loss)` pairs over the same field, a batch and an optimiser."""
-    model_key, data_key = jr.split(jr.key(config.seed))
-    field = nk.ConcatSquashField(config.data_size, config.width, config.depth, key=model_key)
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
-    cnf = nk.CNF(field, stepsize_controller=controller, adjoint="checkpoint", max_steps=4096)
-    xs = jr.normal(data_key, (config.batch_size, config.data_size)) * 2.0
+def setup(config: Config, keys: dict):
+    """The two `(model, loss)` pairs over the same field, and a batch.
+
+    `keys["model"]` draws the field, `keys["data"]` the batch.
+    """
+    field = nk.ConcatSquashField(config.data_size, config.width, config.depth, key=keys["model"])
+    settings = solve_settings("tsit5", "checkpoint", rtol=config.rtol, atol=config.atol)
+    cnf = nk.CNF(field, settings=settings)
+    xs = jr.normal(keys["data"], (config.batch_size, config.data_size)) * 2.0
     raw = lambda f, x, k: raw_loss(f, x, k, config=config)  # noqa: E731
     return {"node_kit": (cnf, node_kit_loss), "raw_diffrax": (field, raw)}, xs
 
@@ -104,7 +108,8 @@ def main(config: Config) -> dict:
     """Compile both, then alternate timed rounds; write and return the summary."""
     from tqdm.auto import tqdm
 
-    pairs, xs = setup(config)
+    run = Run(config, keys=("model", "data"))
+    pairs, xs = setup(config, run.keys)
     optimizer = optax.adam(1e-3)
     compile_s, check = {}, {}
     for name, (model, loss) in pairs.items():
@@ -117,34 +122,32 @@ def main(config: Config) -> dict:
     for _ in tqdm(range(config.rounds), disable=not config.progress, desc="rounds"):
         for name, (model, loss) in pairs.items():
             samples[name] += time_steps(model, loss, optimizer, xs, config.steps_per_round)
-    return _report(config, samples, compile_s, check)
+    return _report(run, samples, compile_s, check)
 
 
-def _report(config, samples, compile_s, check) -> dict:
+def _report(run: Run, samples, compile_s, check) -> dict:
     medians = {name: float(np.median(t)) for name, t in samples.items()}
     ratio = medians["node_kit"] / medians["raw_diffrax"]
-    result = {
-        "config": dataclasses.asdict(config), "environment": environment(),
-        "median_step_seconds": medians, "overhead_ratio": ratio,
-        "overhead_percent": 100 * (ratio - 1), "compile_seconds": compile_s,
-        "first_step": check, "timed_steps_each": len(samples["node_kit"]),
-    }
-    out = Path(config.out)
-    write_json(out / "cnf_overhead.json", result)
-    _plot(out / "cnf_overhead.png", samples, ratio)
+    result = run.results(
+        median_step_seconds=medians, overhead_ratio=ratio,
+        overhead_percent=100 * (ratio - 1), compile_seconds=compile_s,
+        first_step=check, timed_steps_each=len(samples["node_kit"]),
+    )
+    run.write(result, name="cnf_overhead.json")
+    run.save_figure(plot(samples, ratio), "cnf_overhead.png")
     print(f"median step: node_kit {medians['node_kit'] * 1e3:.2f} ms, raw diffrax "
           f"{medians['raw_diffrax'] * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.1f}% "
           f"(solver steps {check['node_kit']['num_steps']} vs {check['raw_diffrax']['num_steps']})")
     return result
 
 
-def _plot(path: Path, samples: dict, ratio: float) -> None:
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(5, 3.5))
+def plot(samples: dict, ratio: float):
+    """A box plot of the step times of both ways: the figure."""
+    fig, ax = plt().subplots(figsize=(5, 3.5))
     ax.boxplot([np.array(t) * 1e3 for t in samples.values()], showfliers=False)
     ax.set_xticks([1, 2], list(samples))
     ax.set(ylabel="training step (ms)", title=f"CNF step time; node_kit / raw = {ratio:.3f}")
-    save_figure(fig, path)
+    return fig
 
 
 def parse_args(argv=None) -> Config:

@@ -8,20 +8,20 @@ whole time span from the initial point alone. Writes `results.json`, `history.cs
 """
 
 import dataclasses
-import time
-from pathlib import Path
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 import optax
 
 import node_kit as nk
 
-from ._cli import environment, parse_config, plt, run_meta, save_figure, write_history, write_json
+from ._choices import ADJOINT_NAMES, solve_settings
+from ._cli import parse_config
+from ._outputs import plt
+from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +64,9 @@ def true_trajectory(config: Config) -> tuple[np.ndarray, np.ndarray]:
 def build_model(config: Config, key) -> nk.NeuralODE:
     """MLP field (tanh) solved with Tsit5 at the configured tolerances and adjoint."""
     field = nk.MLPField(2, config.width, config.depth, activation=jnp.tanh, key=key)
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
-    return nk.NeuralODE(field, stepsize_controller=controller, adjoint=config.adjoint)
+    return nk.NeuralODE(
+        field, solve_settings("tsit5", config.adjoint, rtol=config.rtol, atol=config.atol)
+    )
 
 
 def window_sampler(ts, ys, config: Config):
@@ -97,47 +98,39 @@ def loss_fn(model: nk.NeuralODE, batch, key):
 
 def main(config: Config) -> dict:
     """Train, evaluate on the whole trajectory, write results; returns the results dict."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_key, train_key = jr.split(jr.key(config.seed))
+    run = Run(config, keys=("model", "train"))
     ts, ys = true_trajectory(config)
-    model = build_model(config, model_key)
-    start = time.perf_counter()
-    model, history = nk.fit(
-        model, loss_fn, optax.adam(optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)), window_sampler(ts, ys, config), config.steps,
-        key=train_key, checkpoint_path=out / "checkpoint.eqx", resume=config.resume,
-        meta=run_meta(config), progress=config.progress,
-    )
-    train_time = time.perf_counter() - start
+    model = build_model(config, run.keys["model"])
+    schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)
+    model, history = run.fit(model, loss_fn, optax.adam(schedule), window_sampler(ts, ys, config))
     predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
-    results = {
-        "config": dataclasses.asdict(config),
-        "environment": environment(),
-        "trajectory_mae": float(np.mean(np.abs(predicted - ys))),
-        "trajectory_mae_first_tenth": float(np.mean(np.abs(predicted - ys)[: len(ts) // 10])),
-        "final_train_loss": history[-1]["loss"] if history else None,
-        "train_seconds_this_run": train_time,
-    }
-    write_json(out / "results.json", results)
-    write_history(out / "history.csv", history, resumed=config.resume)
-    _plot(out / "spiral.png", ys, predicted)
-    print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; wrote {out}/results.json, spiral.png")
+    results = run.results(
+        trajectory_mae=float(np.mean(np.abs(predicted - ys))),
+        trajectory_mae_first_tenth=float(np.mean(np.abs(predicted - ys)[: len(ts) // 10])),
+        final_train_loss=history[-1]["loss"] if history else None,
+        train_seconds_this_run=run.train_seconds,
+    )
+    run.write(results, history)
+    run.save_figure(plot(ys, predicted), "spiral.png", dpi=120)
+    print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; "
+          f"wrote {run.out}/results.json, spiral.png")
     return results
 
 
-def _plot(path: Path, true: np.ndarray, predicted: np.ndarray) -> None:
+def plot(true: np.ndarray, predicted: np.ndarray):
+    """The true trajectory and the one integrated from `y(0)`: the figure."""
     fig, ax = plt().subplots(figsize=(5, 5))
     ax.plot(true[:, 0], true[:, 1], "k-", lw=1.5, label="true trajectory")
     ax.plot(predicted[:, 0], predicted[:, 1], "C1--", lw=1.5, label="neural ODE from y(0)")
     ax.set(xlabel="y1", ylabel="y2", title="Spiral: learned dynamics")
     ax.legend(loc="upper right")
-    save_figure(fig, path, dpi=120)
+    return fig
 
 
 def parse_args(argv=None) -> Config:
     """Command-line flags, one per `Config` field."""
     return parse_config(
-        Config, argv, description=__doc__.splitlines()[0], choices={"adjoint": nk.ADJOINT_NAMES}
+        Config, argv, description=__doc__.splitlines()[0], choices={"adjoint": ADJOINT_NAMES}
     )
 
 

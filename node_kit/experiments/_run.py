@@ -1,0 +1,130 @@
+"""The shared runner of the training commands: out dir, named keys, fit, results, pictures.
+
+A command keeps what differs (data, model, loss, metrics, picture) and hands the rest
+to one [`Run`][]:
+
+```python
+def main(config: Config) -> dict:
+    run = Run(config, keys=("model", "train", "eval", "plot"))  # out dir made, seed split
+    model = build_model(config, key=run.keys["model"])
+    model, history = run.fit(model, loss, optimizer, batch_at)  # checkpoint, resume, timed
+    results = run.results(                                      # {"config", "environment", ...}
+        **evaluate(model, key=run.keys["eval"]),
+        train_seconds_this_run=run.train_seconds,
+    )
+    run.write(results, history)                # results.json and history.csv (kept on resume)
+    fig = draw(model, key=run.keys["plot"])
+    run.save_figure(fig, "picture.png")        # atomic PNG in the out dir
+    return results
+```
+
+The config is a frozen dataclass with at least `seed`, `out`, `steps`, `resume` and
+`progress`. The keys are `jr.split(jr.key(config.seed), len(keys))` in the order named,
+so a command keeps its random numbers when it moves onto the runner. The checkpoint is
+`<out>/checkpoint.eqx`; it carries [`run_meta`][]`(config)` and resuming from another
+config is refused.
+"""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax.random as jr
+import numpy as np
+
+import node_kit as nk
+
+from ._cli import run_meta
+from ._outputs import environment, save_figure, write_history, write_json
+
+
+def split_keys(seed: int, names: Sequence[str]) -> dict[str, Any]:
+    """`{name: key}`: `jr.split(jr.key(seed), len(names))`, one key per name in order."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"key names must be distinct; got {tuple(names)}.")
+    return dict(zip(names, jr.split(jr.key(seed), len(names))))
+
+
+class Run:
+    """One run of a command: its config, output folder and named keys.
+
+    **Arguments:**
+
+    - `config`: the command's frozen config dataclass (`seed`, `out`; `steps`, `resume`
+        and `progress` for [`Run.fit`][]).
+    - `keys`: names for the keys split from `config.seed` (`run.keys["model"]`).
+    """
+
+    def __init__(self, config, *, keys: Sequence[str]):
+        self.config = config
+        self.out = Path(config.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.keys = split_keys(config.seed, keys)
+        self.train_seconds: float | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """`<out>/checkpoint.eqx`, written during [`Run.fit`][]."""
+        return self.out / "checkpoint.eqx"
+
+    def fit(self, model, loss: Callable, optimizer, batch_at: Callable, **fit_options):
+        """[`node_kit.fit`][] for `config.steps` steps with the key `keys["train"]`.
+
+        Checkpoints go to `<out>/checkpoint.eqx` with `run_meta(config)`; `--resume`
+        continues from it. `fit_options` go to `nk.fit` (`checkpoint_every`, ...).
+        The wall time of the call is kept as `run.train_seconds`.
+
+        **Returns:**
+
+        `(model, history)` as from `nk.fit`.
+        """
+        config = self.config
+        start = time.perf_counter()
+        model, history = nk.fit(
+            model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
+            checkpoint_path=self.checkpoint_path, resume=config.resume,
+            meta=run_meta(config), progress=config.progress, **fit_options,
+        )
+        self.train_seconds = time.perf_counter() - start
+        return model, history
+
+    def earlier_train_seconds(self) -> float:
+        """Training seconds of the runs this one resumes (from their `results.json`).
+
+        Call it before [`Run.write`][] replaces that file; 0 for a fresh run.
+        """
+        path = self.out / "results.json"
+        if not self.config.resume or not path.exists():
+            return 0.0
+        earlier = json.loads(path.read_text())
+        return float(earlier.get("train_seconds_total", earlier.get("train_seconds_this_run", 0.0)))
+
+    def results(self, **fields) -> dict:
+        """`{"config": ..., "environment": ..., **fields}`: the start of every results.json."""
+        return {"config": dataclasses.asdict(self.config), "environment": environment(), **fields}
+
+    def write(
+        self, results: dict, history: list[dict] | None = None, *, name: str = "results.json"
+    ) -> None:
+        """Write `<out>/<name>` (`results.json`) and, given a history, `<out>/history.csv`.
+
+        On `--resume` the history rows logged before this run are kept.
+        """
+        write_json(self.out / name, results)
+        if history is not None:
+            write_history(self.out / "history.csv", history, resumed=self.config.resume)
+
+    def save_figure(self, fig, name: str, **options) -> Path:
+        """Save `fig` as `<out>/<name>` (atomic PNG; `options` go to `save_figure`)."""
+        path = self.out / name
+        save_figure(fig, path, **options)
+        return path
+
+
+def recent_mean(history: list[dict], key: str) -> float | None:
+    """Mean of `key` over the last ten logged rows of a history (`None` if never logged)."""
+    values = [h[key] for h in history[-10:] if key in h]
+    return float(np.mean(values)) if values else None
