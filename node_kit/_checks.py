@@ -32,7 +32,8 @@ def _int_phrase(minimum: int) -> str:
 def _fail(name: str, expected: str, value: Any, *, show_name: bool, fix: str) -> None:
     shown = f"{name}={value!r}" if show_name else repr(value)
     fix = f" {fix}" if fix else ""
-    raise ValueError(f"`{name}` must be {expected}; got {shown}.{fix}")
+    quoted = name if name.startswith("--") else f"`{name}`"  # a flag, as the user typed it
+    raise ValueError(f"{quoted} must be {expected}; got {shown}.{fix}")
 
 
 def check_int(
@@ -49,7 +50,8 @@ def check_int(
 
     **Arguments:**
 
-    - `name`: the argument's name, as the user wrote it (`"width_size"`, `"--steps"`).
+    - `name`: the argument's name, as the user wrote it (`"width_size"`, or a flag
+        `"--steps"`, which the message shows without backticks).
     - `value`: what was given.
     - `minimum`, `maximum`: the allowed range (`maximum=None`: unbounded).
     - `expected`: the phrase after "must be" (default: "a positive int",

@@ -41,3 +41,5 @@ def test_check_real_bool_and_choice_messages():
     with pytest.raises(ValueError, match=r"^unknown adjoint 'x'; expected one of a, b\.$"):
         check_choice("adjoint", "x", ("a", "b"))
     assert check_choice("adjoint", "a", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match=r"^--steps must be a positive int; got 0\.$"):
+        check_int("--steps", 0)

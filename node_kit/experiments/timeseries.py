@@ -29,6 +29,8 @@ import optax
 
 from node_kit import datasets
 
+from .._checks import check_int, is_real
+
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
 from ._cli import parse_config
 from ._run import Run, recent_mean
@@ -101,19 +103,14 @@ def check_config(config: Config) -> None:
                 f"unknown {name} {value!r} (--{name.replace('_', '-')}); expected one of "
                 f"{', '.join(choices)}."
             )
-    observed = config.observed
-    if isinstance(observed, bool) or not isinstance(observed, (int, float)) or not 0 < observed <= 1:
+    if not (is_real(config.observed) and 0 < config.observed <= 1):
         raise ValueError(
             "--observed (the share of time points the model reads) must be in (0, 1]; got "
-            f"{observed!r}. For '30% dropped' pass --observed 0.7."
+            f"{config.observed!r}. For '30% dropped' pass --observed 0.7."
         )
     for name in ("steps", "batch_size", "latent", "hidden", "width", "eval_batch",
                  "eval_samples", "encoder_steps", "window"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be a positive int; got {value!r}."
-            )
+        check_int("--" + name.replace("_", "-"), getattr(config, name))
     if config.train_size < 0:
         raise ValueError(f"--train-size must be >= 0 (0: all); got {config.train_size}.")
     task = TASKS[config.task]
