@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The time-series runs committed under experiments/results/timeseries/ (README and docs quote them).
-# Every run passes --resume: rerun this script after an interruption and each run continues
-# from its last checkpoint (finished runs only re-evaluate). Two queues run side by side
+# A run with a checkpoint passes --resume: rerun this script after an interruption and each
+# run continues from its last checkpoint (finished runs only re-evaluate). Two queues run side by side
 # (2 CPU cores); pass a queue name (a or b) to run one of them.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=experiments/results/timeseries
 run() { name=$1; shift; mkdir -p "$out/$name"
-  "$py" -m node_kit.experiments.timeseries --out "$out/$name" --resume --no-progress "$@" > "$out/$name.log" 2>&1; }
+  resume=(); [ -f "$out/$name/checkpoint.eqx" ] && resume=(--resume)
+  "$py" -m node_kit.experiments.timeseries --out "$out/$name" "${resume[@]}" --no-progress "$@" > "$out/$name.log" 2>&1; }
 hopper=(--dataset hopper --steps 1500)
 vowels=(--dataset japanese_vowels --task classification --batch-size 32 --steps 1000)
 queue_a() {

@@ -7,11 +7,13 @@ from ._adjoint import (
     checkpoint_adjoint as checkpoint_adjoint,
     direct_adjoint as direct_adjoint,
 )
+from ._io import CheckpointError as CheckpointError
 from ._training import (
     Checkpoint as Checkpoint,
     fit as fit,
     load_checkpoint as load_checkpoint,
     make_step as make_step,
+    resume_checkpoint as resume_checkpoint,
     save_checkpoint as save_checkpoint,
     TrainingDiverged as TrainingDiverged,
 )

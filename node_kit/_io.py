@@ -1,15 +1,18 @@
-"""Atomic file writes: a file is either the old one or the whole new one, never half."""
+"""Atomic file writes and the checkpoint file format (header, checksum, previous copy)."""
 
 import os
 import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, *, keep_previous: str | os.PathLike | None = None
+) -> None:
     """Write `data` to `path` via a temporary file, `fsync` and a rename.
 
     The parent directory is created if needed; on any error the temporary file is
-    removed and `path` keeps its old contents.
+    removed and `path` keeps its old contents. With `keep_previous`, an existing `path`
+    is first renamed there (after the new data is safely on disk).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,7 +25,87 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+#
+# A checkpoint file is MAGIC, an 8-byte little-endian header length, a JSON header (the run's
+# config `meta`, the step, the SHA-256 of the payload), then the payload written by
+# `eqx.tree_serialise_leaves`. Files written before the magic existed (header length first,
+# no checksum) are still read.
+
+MAGIC = b"NODE_KIT_CHECKPOINT\x00v2\n"
+_HEADER_LIMIT = 1 << 24  # 16 MiB of JSON is no header node_kit writes
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: missing, not a checkpoint, damaged, or from another run.
+
+    The message names the file, what is wrong with it and what to do.
+    """
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint before the latest one is kept: `<path>.prev`."""
+    path = Path(path)
+    return path.with_name(path.name + ".prev")
+
+
+def write_checkpoint_bytes(path: str | os.PathLike, header: dict, payload: bytes) -> None:
+    """Write a checkpoint atomically, keeping the one it replaces as `<path>.prev`."""
+    import hashlib
+    import json
+
+    header = {**header, "sha256": hashlib.sha256(payload).hexdigest()}
+    text = json.dumps(header).encode()
+    data = MAGIC + len(text).to_bytes(8, "little") + text + payload
+    atomic_write_bytes(path, data, keep_previous=previous_path(path))
+
+
+def read_checkpoint_bytes(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """`(header, payload)` of a checkpoint, checked: a `CheckpointError` says what is wrong."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"no checkpoint at {path}. Train without resuming to start fresh, or pass the "
+            "output folder of the run to continue."
+        ) from None
+    legacy = not data.startswith(MAGIC)
+    start = 0 if legacy else len(MAGIC)
+    size = int.from_bytes(data[start : start + 8], "little") if len(data) >= start + 8 else -1
+    end = start + 8 + size
+    if not 0 < size <= _HEADER_LIMIT or end > len(data):
+        what = "it is truncated" if not legacy else "it is not a node_kit checkpoint"
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: {what} ({len(data)} bytes). Resume from "
+            f"{previous_path(path).name} if it exists, or start fresh without resuming."
+        )
+    try:
+        header = json.loads(data[start + 8 : end])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: its header is not valid JSON (not a node_kit "
+            "checkpoint, or damaged). Start fresh without resuming."
+        )
+    payload = data[end:]
+    digest = header.get("sha256")
+    if not legacy and digest != hashlib.sha256(payload).hexdigest():
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents do not match the checksum in its "
+            f"header (a flipped or missing byte). Resume from {previous_path(path).name} "
+            "(node_kit falls back to it when resuming), or start fresh."
+        )
+    return header, payload

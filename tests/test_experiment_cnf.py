@@ -102,3 +102,27 @@ def test_nan_in_dataset_is_reported(tmp_path, data_dir, monkeypatch):
     monkeypatch.setattr(datasets, "load", poisoned)
     with pytest.raises(ValueError, match="dataset '8gaussians' split 'train' contains NaN or inf"):
         cnf_experiment.load_data(_config(tmp_path, data_dir))
+
+
+def test_training_flags_are_checked_before_anything_runs(tmp_path, data_dir):
+    for flags, match in ((["--lr", "0"], r"--lr must be a positive float; got 0\.0\. E\.g\."),
+                         (["--lr", "-1"], "--lr must be a positive float"),
+                         (["--checkpoint-every", "0"], "--checkpoint-every must be a positive int"),
+                         (["--clip-norm", "-1"], "--clip-norm must be a non-negative float")):
+        with pytest.raises(ValueError, match=match):
+            cnf_experiment.main(_config(tmp_path, data_dir, *flags))
+    with pytest.raises(nk.CheckpointError, match="--resume found no checkpoint in .*; drop --resume"):
+        cnf_experiment.main(_config(tmp_path / "empty", data_dir, "--resume"))
+
+
+def test_divergence_ends_the_command_with_its_message(tmp_path, data_dir, capsys):
+    from node_kit.experiments._run import run_command
+
+    config = _config(tmp_path, data_dir, "--lr", "1e30", "--steps", "20", "--checkpoint-every", "2")
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(cnf_experiment.main, lambda: config)
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err  # may start with the dataset build's progress bars
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "; training stopped. " in message, message
+    assert "Traceback" not in stderr

@@ -72,7 +72,8 @@ def test_resume_continues_exactly(getkey, tmp_path):
     resumed, history = fit(20, tmp_path / "b.eqx", True)
     assert history[0]["step"] == 13
     assert tree_allclose(resumed, straight, rtol=0, atol=0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eqx", "b.eqx"]  # no temp files
+    # No temp files; each checkpoint keeps the one before it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eqx", "a.eqx.prev", "b.eqx", "b.eqx.prev"]
 
 
 def test_checkpoint_from_another_config_is_refused(getkey, tmp_path):
@@ -118,3 +119,193 @@ def test_spiral_command_end_to_end_and_resume(tmp_path):
     assert nk.load_checkpoint(
         out / "checkpoint.eqx", nk.Checkpoint(spiral.build_model(more, jr.key(0)), None, 0), {}
     ).step == 6
+
+
+# ---------------------------------------------------------------- divergence guard
+
+
+def _fit(model, loss, batch_at, steps, path, *, lr=1e-2, resume=False, **kwargs):
+    return nk.fit(model, loss, optax.adam(lr), batch_at, steps, key=jr.key(0),
+                  checkpoint_path=path, checkpoint_every=2, resume=resume, progress=False,
+                  **kwargs)
+
+
+def _load(path, getkey):
+    return nk.load_checkpoint(path, nk.Checkpoint(_model(getkey()), None, 0), {})
+
+
+def _params_finite(model) -> bool:
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+
+
+def test_nan_gradient_with_finite_loss_keeps_the_parameters_that_gave_it(getkey, tmp_path):
+    def loss(model, batch, key):
+        value, aux = _loss(model, batch, key)
+        bias = model.vector_field.mlp.layers[0].bias
+        # 0 * sqrt(b - b + eps) adds 0 to the loss; its gradient is 0 * inf = NaN where
+        # eps = 0 (step 4, marked by the batch) and 0 elsewhere.
+        eps = jnp.where(batch[0][0, 0] > 100.0, 0.0, 1.0)
+        poison = 0.0 * jnp.sqrt(bias[0] - bias[0] + eps)
+        return value + poison, aux
+
+    def batch_at(step):
+        y0s, targets = _batch_at(step)
+        return y0s.at[0, 0].set(1000.0 if step == 3 else 0.0), targets
+
+    path = tmp_path / "grad.eqx"
+    with pytest.raises(nk.TrainingDiverged, match=r"^the gradient became NaN or inf at step 4 "
+                       r"\(the loss was .*\); training stopped\. The last good checkpoint is kept"):
+        _fit(_model(getkey()), loss, batch_at, 10, path)
+    # Step 4's loss was finite, so the parameters after step 2 (checkpointed) are good.
+    assert _load(path, getkey).step == 2
+
+
+def test_exploding_update_never_reaches_the_kept_checkpoint(getkey, tmp_path):
+    """lr 1e30: the update makes parameters huge; the checkpoint holds only parameters that
+    gave a finite loss, and resuming from it with a sane learning rate trains."""
+    path = tmp_path / "explode.eqx"
+    with pytest.raises(nk.TrainingDiverged, match="training stopped") as info:
+        _fit(_model(getkey()), _loss, _batch_at, 10, path, lr=1e30)
+    message = str(info.value)
+    assert "The last good checkpoint is kept" in message or "No checkpoint was written" in message
+    if path.exists():
+        kept = _load(path, getkey)
+        assert _params_finite(kept.model)
+        assert np.isfinite(float(_loss(kept.model, _batch_at(0), jr.key(0))[0]))
+    else:  # diverged before the first checkpoint could be verified: start fresh
+        _fit(_model(getkey()), _loss, _batch_at, 2, path)
+    model, history = _fit(_model(getkey()), _loss, _batch_at, 12, path, resume=True)
+    assert all(np.isfinite(h["loss"]) for h in history)
+
+
+def test_failed_solve_inside_a_step_is_divergence(getkey, tmp_path):
+    def loss(model, batch, key):
+        y0s, targets, span = batch  # fixed steps of 0.125 and max_steps=4 cover [0, 0.5]
+        return jnp.mean((model.batched(TS * span, y0s) - targets) ** 2), {}
+
+    def batch_at(step):
+        return (*_batch_at(step), jnp.asarray(10.0 if step == 4 else 1.0))
+
+    path = tmp_path / "solve.eqx"
+    with pytest.raises(nk.TrainingDiverged, match=r"^a solve failed inside step 5 \(diffeqsolve "
+                       r"hit max_steps=4.*\); training stopped\. The last good checkpoint"):
+        _fit(_model(getkey()), loss, batch_at, 10, path)
+    # The parameters after step 4 never gave a successful solve: the kept ones are step 2's.
+    assert _load(path, getkey).step == 2
+
+
+def test_fit_argument_checks(getkey, tmp_path):
+    model = _model(getkey())
+    for name, value in (("num_steps", 0), ("checkpoint_every", 0), ("log_every", -1)):
+        kwargs = {"num_steps": 3, name: value}
+        steps = kwargs.pop("num_steps")
+        with pytest.raises(ValueError, match=f"`{name}` must be a positive int; got {value}"):
+            nk.fit(model, _loss, optax.adam(1e-2), _batch_at, steps, key=getkey(),
+                   progress=False, **kwargs)
+    with pytest.raises(ValueError, match="`resume=True` needs the `checkpoint_path`"):
+        nk.fit(model, _loss, optax.adam(1e-2), _batch_at, 3, key=getkey(), resume=True)
+    with pytest.raises(nk.CheckpointError, match="no checkpoint at .*missing.eqx. Train without resuming"):
+        _fit(model, _loss, _batch_at, 3, tmp_path / "missing.eqx", resume=True)
+
+
+# ---------------------------------------------------------------- verified checkpoints
+
+
+def test_damaged_checkpoints_raise_one_clear_error(getkey, tmp_path):
+    path = tmp_path / "ok.eqx"
+    _fit(_model(getkey()), _loss, _batch_at, 2, path)
+    data = path.read_bytes()
+    cases = {
+        "garbage": (b"\x07" * 100, "cannot be read"),
+        "empty": (b"", r"cannot be read: it is not a node_kit checkpoint \(0 bytes\)"),
+        "truncated": (data[: len(data) // 2], "damaged|truncated"),
+        "header_only": (data[:40], "truncated"),
+        "flipped": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "is damaged: its contents "
+                    "do not match the checksum"),
+    }
+    for name, (content, match) in cases.items():
+        bad = tmp_path / f"{name}.eqx"
+        bad.write_bytes(content)
+        with pytest.raises(nk.CheckpointError, match=match) as info:
+            _load(bad, getkey)
+        assert str(bad) in str(info.value)
+    other_optimizer = nk.Checkpoint(_model(getkey()), optax.sgd(1e-2).init(
+        eqx.filter(_model(getkey()), eqx.is_inexact_array)), 0)
+    with pytest.raises(nk.CheckpointError, match="does not fit this model and optimizer"):
+        nk.load_checkpoint(path, other_optimizer, {})
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(getkey, tmp_path):
+    path = tmp_path / "run.eqx"
+    init = _model(getkey())
+    straight, _ = _fit(init, _loss, _batch_at, 8, tmp_path / "straight.eqx")
+    _fit(init, _loss, _batch_at, 6, path)  # run.eqx at step 6, run.eqx.prev at step 4
+    data = path.read_bytes()
+    path.write_bytes(data[:-3] + bytes([data[-3] ^ 255]) + data[-2:])
+    with pytest.warns(UserWarning, match=r"resuming from the previous checkpoint .*run.eqx.prev "
+                      r"\(step 4\): checkpoint .* is damaged"):
+        resumed, history = _fit(init, _loss, _batch_at, 8, path, resume=True, log_every=1)
+    assert history[0]["step"] == 5
+    assert tree_allclose(resumed, straight, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- crash-safe history
+
+_KILL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import jax.random as jr, optax, node_kit as nk
+from test_training import _model, _loss, _batch_at
+
+def batch_at(step):
+    time.sleep({sleep})
+    return _batch_at(step)
+
+resume = sys.argv[1] == "resume"
+nk.fit(_model(jr.key(1)), _loss, optax.adam(1e-2), batch_at, 12, key=jr.key(0),
+       checkpoint_path={path!r}, checkpoint_every=3, resume=resume, progress=False,
+       log_every=1, history_path={history!r})
+print("finished", flush=True)
+"""
+
+
+def _history_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_history(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    def script(name, sleep):
+        text = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), sleep=sleep,
+                                   path=str(tmp_path / f"{name}.eqx"),
+                                   history=str(tmp_path / f"{name}.csv"))
+        (tmp_path / f"{name}.py").write_text(text)
+        return [sys.executable, str(tmp_path / f"{name}.py")]
+
+    subprocess.run(script("straight", 0.0) + ["fresh"], check=True, capture_output=True)
+    expected = _history_rows(tmp_path / "straight.csv")
+    assert [int(r["step"]) for r in expected] == list(range(1, 13))
+    for rows_before_kill in (5, 9):  # checkpoints at steps 3 and 6 exist by then
+        name = f"killed{rows_before_kill}"
+        command = script(name, 0.3)
+        process = subprocess.Popen(command + ["fresh"], stdout=subprocess.PIPE)
+        history = tmp_path / f"{name}.csv"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if history.exists() and len(history.read_text().splitlines()) > rows_before_kill:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        done = subprocess.run(command + ["resume"], capture_output=True, text=True)
+        assert "finished" in done.stdout, done.stderr
+        assert _history_rows(history) == expected

@@ -61,7 +61,11 @@ def _flag_type(hint) -> tuple[type, bool]:
     return (hint if isinstance(hint, type) else str), False
 
 
-def run_meta(config, *, ignore=("out", "resume", "progress", "steps", "lr")) -> dict:
+def run_meta(
+    config,
+    *,
+    ignore=("out", "resume", "progress", "steps", "lr", "checkpoint_every", "clip_norm"),
+) -> dict:
     """The part of a config that must match to resume a checkpoint.
 
     The step count and learning rate may change on resume (to train longer, or to

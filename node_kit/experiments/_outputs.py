@@ -79,16 +79,6 @@ def write_csv(path: str | os.PathLike, rows: list[dict], *, lineterminator: str 
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def write_history(path: str | os.PathLike, history: list[dict], *, resumed: bool) -> None:
-    """Write the training history CSV; a resumed run keeps the rows logged before it."""
-    path = Path(path)
-    earlier: list[dict] = []
-    if resumed and path.exists() and history:
-        with open(path, newline="") as f:
-            earlier = [row for row in csv.DictReader(f) if int(row["step"]) < history[0]["step"]]
-    write_csv(path, earlier + history)
-
-
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110, **layout) -> None:
     """Lay out `fig`, write it as PNG atomically (never half a file), and close it.
 

@@ -12,7 +12,7 @@ def main(config: Config) -> dict:
         **evaluate(model, key=run.keys["eval"]),
         train_seconds_this_run=run.train_seconds,
     )
-    run.write(results, history)                # results.json and history.csv (kept on resume)
+    run.write(results)                         # results.json, atomically
     fig = draw(model, key=run.keys["plot"])
     run.save_figure(fig, "picture.png")        # atomic PNG in the out dir
     return results
@@ -27,6 +27,7 @@ config is refused.
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,11 +35,14 @@ from typing import Any
 
 import jax.random as jr
 import numpy as np
+import optax
 
 import node_kit as nk
 
+from .._checks import check_int, check_real
+from .._io import CheckpointError, previous_path
 from ._cli import run_meta
-from ._outputs import environment, save_figure, write_history, write_json
+from ._outputs import environment, save_figure, write_json
 
 
 def split_keys(seed: int, names: Sequence[str]) -> dict[str, Any]:
@@ -56,11 +60,22 @@ class Run:
     - `config`: the command's frozen config dataclass (`seed`, `out`; `steps`, `resume`
         and `progress` for [`Run.fit`][]).
     - `keys`: names for the keys split from `config.seed` (`run.keys["model"]`).
+    - `training`: the command trains: its training flags (`steps`, `batch_size`, `lr`,
+        `checkpoint_every`, `clip_norm`, those it has) are checked now, before any work.
     """
 
-    def __init__(self, config, *, keys: Sequence[str]):
+    def __init__(self, config, *, keys: Sequence[str], training: bool = True):
+        if training:
+            check_training_flags(config)
         self.config = config
         self.out = Path(config.out)
+        if getattr(config, "resume", False) and not (
+            self.checkpoint_path.exists() or previous_path(self.checkpoint_path).exists()
+        ):
+            raise CheckpointError(
+                f"--resume found no checkpoint in {self.out} (no checkpoint.eqx); drop --resume "
+                "to start a fresh run there, or pass the --out of the run to continue."
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         self.keys = split_keys(config.seed, keys)
         self.train_seconds: float | None = None
@@ -74,7 +89,10 @@ class Run:
         """[`node_kit.fit`][] for `config.steps` steps with the key `keys["train"]`.
 
         Checkpoints go to `<out>/checkpoint.eqx` with `run_meta(config)`; `--resume`
-        continues from it. `fit_options` go to `nk.fit` (`checkpoint_every`, ...).
+        continues from it. The history is appended to `<out>/history.csv` as it is
+        logged (on resume, the rows after the checkpoint's step are dropped and computed
+        again). `fit_options` go to `nk.fit`; `config.checkpoint_every` is used if the
+        config has one.
         The wall time of the call is kept as `run.train_seconds`.
 
         **Returns:**
@@ -86,7 +104,9 @@ class Run:
         model, history = nk.fit(
             model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
             checkpoint_path=self.checkpoint_path, resume=config.resume,
-            meta=run_meta(config), progress=config.progress, **fit_options,
+            meta=run_meta(config), progress=config.progress,
+            history_path=self.out / "history.csv",
+            **{"checkpoint_every": getattr(config, "checkpoint_every", 100), **fit_options},
         )
         self.train_seconds = time.perf_counter() - start
         return model, history
@@ -106,22 +126,43 @@ class Run:
         """`{"config": ..., "environment": ..., **fields}`: the start of every results.json."""
         return {"config": dataclasses.asdict(self.config), "environment": environment(), **fields}
 
-    def write(
-        self, results: dict, history: list[dict] | None = None, *, name: str = "results.json"
-    ) -> None:
-        """Write `<out>/<name>` (`results.json`) and, given a history, `<out>/history.csv`.
-
-        On `--resume` the history rows logged before this run are kept.
-        """
+    def write(self, results: dict, *, name: str = "results.json") -> None:
+        """Write `<out>/<name>` (`results.json`) atomically."""
         write_json(self.out / name, results)
-        if history is not None:
-            write_history(self.out / "history.csv", history, resumed=self.config.resume)
 
     def save_figure(self, fig, name: str, **options) -> Path:
         """Save `fig` as `<out>/<name>` (atomic PNG; `options` go to `save_figure`)."""
         path = self.out / name
         save_figure(fig, path, **options)
         return path
+
+
+def check_training_flags(config) -> None:
+    """Check the training flags a config has: positive counts, a positive learning rate."""
+    for name in ("steps", "batch_size", "checkpoint_every"):
+        if hasattr(config, name):
+            check_int("--" + name.replace("_", "-"), getattr(config, name))
+    if hasattr(config, "lr"):
+        check_real("--lr", config.lr, positive=True, fix="E.g. --lr 1e-3.")
+    if hasattr(config, "clip_norm"):
+        check_real("--clip-norm", config.clip_norm, non_negative=True, fix="0 switches it off.")
+
+
+def with_clipping(optimizer: optax.GradientTransformation, clip_norm: float):
+    """`optimizer` after clipping the gradient's global norm to `clip_norm` (0: unclipped)."""
+    if clip_norm == 0:
+        return optimizer
+    return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+
+
+def run_command(main: Callable, parse_args: Callable) -> None:
+    """`main(parse_args())` for `python -m ...`: a divergence or an unusable checkpoint ends
+    the command with its message and exit status 1, not a traceback."""
+    try:
+        main(parse_args())
+    except (nk.TrainingDiverged, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def recent_mean(history: list[dict], key: str) -> float | None:

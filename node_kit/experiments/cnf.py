@@ -30,7 +30,7 @@ from ._choices import (
 )
 from ._cli import parse_config
 from ._outputs import plt
-from ._run import recent_mean, Run
+from ._run import recent_mean, Run, run_command, with_clipping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Config:
     jacobian_norm: float = 0.0
     eval_batch: int = 2000
     eval_probes: int = 4
+    clip_norm: float = dataclasses.field(default=0.0, metadata={"help": "clip the gradient's global norm to this (0: off)"})
+    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "steps between checkpoints (one is always written at the end)"})
     seed: int = 0
     data_dir: str = ""
     out: str = "runs/cnf"
@@ -208,7 +210,7 @@ def main(config: Config) -> dict:
     cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.05)
     cnf, history = run.fit(
-        cnf, make_loss(config, data), optax.adamw(schedule, weight_decay=1e-5),
+        cnf, make_loss(config, data), with_clipping(optax.adamw(schedule, weight_decay=1e-5), config.clip_norm),
         lambda step: datasets.batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
     )
     results = run.results(
@@ -216,7 +218,7 @@ def main(config: Config) -> dict:
         train_num_steps_last_100=recent_mean(history, "num_steps"),
         train_seconds_this_run=run.train_seconds,
     )
-    run.write(results, history)
+    run.write(results)
     figure = plot(config.dataset, cnf, data, run.keys["plot"], results)
     run.save_figure(figure, f"{config.dataset}.png")
     _print_summary(results, run.out)
@@ -284,4 +286,4 @@ def parse_args(argv=None) -> Config:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_command(main, parse_args)

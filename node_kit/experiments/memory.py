@@ -162,7 +162,7 @@ def main(config: MemoryConfig) -> dict:
     fresh = config.fresh_process
     if fresh is None:
         fresh = jax.default_backend() in ("gpu", "cuda", "rocm")
-    run = Run(config, keys=())
+    run = Run(config, keys=(), training=False)
     rows = run_sweep(config, fresh)
     exponents = fit_exponents(rows)
     budget_checks = check_budgets(config, rows) if config.budgets else []

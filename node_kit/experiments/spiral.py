@@ -21,7 +21,7 @@ import node_kit as nk
 from ._choices import ADJOINT_NAMES, solve_settings
 from ._cli import parse_config
 from ._outputs import plt
-from ._run import Run
+from ._run import Run, run_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def main(config: Config) -> dict:
         final_train_loss=history[-1]["loss"] if history else None,
         train_seconds_this_run=run.train_seconds,
     )
-    run.write(results, history)
+    run.write(results)
     run.save_figure(plot(ys, predicted), "spiral.png", dpi=120)
     print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; "
           f"wrote {run.out}/results.json, spiral.png")
@@ -135,4 +135,4 @@ def parse_args(argv=None) -> Config:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_command(main, parse_args)

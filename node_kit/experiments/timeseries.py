@@ -33,7 +33,7 @@ from .._checks import check_int, is_real
 
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
 from ._cli import parse_config
-from ._run import Run, recent_mean
+from ._run import recent_mean, Run, run_command, with_clipping
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
@@ -76,6 +76,8 @@ class Config:
     train_size: int = dataclasses.field(default=0, metadata={"help": "use the first N training series (0: all)"})
     eval_batch: int = 100
     eval_samples: int = dataclasses.field(default=16, metadata={"help": "latent ODE: z0 draws for the picture's uncertainty band"})
+    clip_norm: float = dataclasses.field(default=10.0, metadata={"help": "clip the gradient's global norm to this (0: off)"})
+    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "steps between checkpoints (one is always written at the end)"})
     seed: int = 0
     data_dir: str = ""
     out: str = dataclasses.field(default="runs/timeseries", metadata={"help": "output directory: results.json, history.csv, picture, checkpoint"})
@@ -209,9 +211,7 @@ def main(config: Config) -> dict:
     data = load_data(config, task)
     model = build_model(config, data.data_size, data.num_classes, run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.05)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(10.0), optax.adamw(schedule, weight_decay=1e-5)
-    )
+    optimizer = with_clipping(optax.adamw(schedule, weight_decay=1e-5), config.clip_norm)
     batch_size = min(config.batch_size, len(data.train.t))
     model, history = run.fit(
         model, make_loss(config), optimizer,
@@ -232,7 +232,7 @@ def main(config: Config) -> dict:
         normalisation=data.normalisation,
     )
     results |= _compare_with_paper(config, results)
-    run.write(results, history)
+    run.write(results)
     fig = task.picture(model, MODELS[config.model], config, data, results,
                        key=run.keys["plot"], mask_key=run.keys["eval"])
     run.save_figure(fig, f"{config.dataset}_{config.task}.png", dpi=100)
@@ -249,4 +249,4 @@ def parse_args(argv=None) -> Config:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_command(main, parse_args)
