@@ -73,10 +73,15 @@ def check_optional_int(name: str, value: Any, **kwargs) -> int | None:
     return None if value is None else check_int(name, value, **kwargs)
 
 
-def check_ints(minimum: int = 1, /, **values: Any) -> None:
-    """Check several ints against one minimum, e.g. `check_ints(width_size=w, depth=d)`."""
-    for name, value in values.items():
+def check_ints(minimum: int = 1, /, **values: Any) -> tuple[int, ...]:
+    """Check several ints against one minimum; return them as Python ints, in order.
+
+    E.g. `width, depth = check_ints(0, width_size=w, depth=d)`.
+    """
+    return tuple(
         check_int(name, value, minimum=minimum, expected=f"an int >= {minimum}")
+        for name, value in values.items()
+    )
 
 
 def check_real(
@@ -128,3 +133,24 @@ def check_choice(name: str, value: Any, choices: Iterable[str], *, what: str = "
             f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}."
         )
     return value
+
+
+def check_key(name: str, key: Any) -> Any:
+    """Check a JAX PRNG key: a typed key (`jax.random.key`) or a raw `uint32[..., 2]` one.
+
+    Works on traced keys too (it looks at the dtype and shape only).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and shape is not None and len(shape) >= 1 and shape[-1] == 2
+    if not (typed or raw):
+        shown = f"{type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}{tuple(shape)}"
+        raise ValueError(
+            f"`{name}` must be a JAX PRNG key; got {shown}. Make one with "
+            f"`jax.random.key(0)`, and split it for each use."
+        )
+    return key

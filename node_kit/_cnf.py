@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import check_bool, check_int, check_optional_int, check_real
+from ._checks import check_bool, check_int, check_key, check_optional_int, check_real
 from ._neural_ode import NeuralODE
 from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
 from ._solve import SolveSettings
@@ -280,6 +280,7 @@ class CNF(eqx.Module):
         return sol.ys[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:
+        check_key("key", key)
         if self.data_size is None:
             raise ValueError(
                 "sampling needs the data dimension, but the vector field does not declare "

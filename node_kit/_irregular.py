@@ -31,6 +31,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from ._checks import is_real
+from ._solve import check_finite_times
 
 
 def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " times"]:
@@ -49,6 +50,7 @@ def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " 
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         ts = ts.astype(jnp.result_type(float))
     order = "strictly increasing" if strict else "non-decreasing"
+    ts = check_finite_times(ts, name)
     if isinstance(ts, jax.core.Tracer):
         diffs = jnp.diff(ts)
         bad = jnp.any(diffs <= 0) if strict else jnp.any(diffs < 0)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ._checks import check_ints, check_real
+from ._checks import check_ints, check_key, check_real
 from ._irregular import check_series, check_series_times
 from ._neural_ode import NeuralODE
 from ._ode_rnn import ODERNN
@@ -92,13 +92,13 @@ class LatentODE(eqx.Module):
         key: PRNGKeyArray,
         **solve_keywords,
     ):
-        check_ints(1, data_size=data_size, latent_size=latent_size)
+        data_size, latent_size = check_ints(1, data_size=data_size, latent_size=latent_size)
         if num_classes is not None:
             check_ints(1, num_classes=num_classes)
         obs_std = check_real("obs_std", obs_std, positive=True, show_name=True)
         settings = SolveSettings.of(settings, **solve_keywords)
         encoder_settings = settings if encoder_settings is None else SolveSettings.of(encoder_settings)
-        k_enc, k_field, k_obs, k_cls = jr.split(key, 4)
+        k_enc, k_field, k_obs, k_cls = jr.split(check_key("key", key), 4)
         self.encoder = ODERNN(
             data_size,
             hidden_size,
@@ -185,6 +185,7 @@ class LatentODE(eqx.Module):
         return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):
+        check_key("key", key)
         return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
 
     def elbo(
@@ -333,7 +334,7 @@ def latent_ode_terms(
     """
     mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
     target = batch.get("target_mask", mask)
-    keys = jr.split(key, jnp.shape(batch["x"])[0])
+    keys = jr.split(check_key("key", key), jnp.shape(batch["x"])[0])
 
     def one(t, x, m, target_m, k):
         options = dict(key=k, num_samples=num_samples, target_mask=target_m)

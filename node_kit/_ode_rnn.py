@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ._checks import check_ints
+from ._checks import check_ints, check_key
 from ._custom_types import Args
 from ._irregular import check_series
 from ._neural_ode import NeuralODE
@@ -267,8 +267,10 @@ class ODERNN(AbstractIrregularRNN):
         **solve_keywords,
     ):
         readout_size = data_size if readout_size is None else readout_size
-        check_ints(1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
-        field_key, cell_key, readout_key = jr.split(key, 3)
+        data_size, hidden_size, readout_size = check_ints(
+            1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size
+        )
+        field_key, cell_key, readout_key = jr.split(check_key("key", key), 3)
         field = MLPField(hidden_size, width_size, depth, final_activation=jnp.tanh, key=field_key)
         self.ode = NeuralODE(GapField(field), SolveSettings.of(settings, **solve_keywords))
         self.cell = eqx.nn.GRUCell(2 * data_size, hidden_size, key=cell_key)
@@ -328,8 +330,10 @@ class GRUDelta(AbstractIrregularRNN):
         key: PRNGKeyArray,
     ):
         readout_size = data_size if readout_size is None else readout_size
-        check_ints(1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size)
-        cell_key, readout_key = jr.split(key)
+        data_size, hidden_size, readout_size = check_ints(
+            1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size
+        )
+        cell_key, readout_key = jr.split(check_key("key", key))
         self.cell = eqx.nn.GRUCell(2 * data_size + 1, hidden_size, key=cell_key)
         self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
         self.data_size = data_size

@@ -9,6 +9,7 @@ check. A changed copy comes from [`node_kit.SolveSettings.replace`][] or
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -111,6 +112,18 @@ class SolveSettings(eqx.Module):
         """A copy with another adjoint (an object or a mode name)."""
         return self.replace(adjoint=adjoint)
 
+    def _check_dt0_fits(self, ts) -> None:
+        if self.dt0 is None or isinstance(ts, jax.core.Tracer):
+            return
+        values = np.asarray(ts)  # concrete; jnp arithmetic here would be staged under jit
+        span = float(values[-1] - values[0])
+        if span > 0 and self.dt0 > span:
+            raise ValueError(
+                f"`dt0`={self.dt0} is longer than the whole solve (ts[-1] - ts[0] = {span:.6g}), "
+                "so it would take one step; pass a `dt0` of at most the interval, e.g. "
+                f"{span / 10:.3g} for ten steps."
+            )
+
     def solve(self, vector_field: Callable, ts, y0, args: Args = None) -> diffrax.Solution:
         """Solve `dy/dt = vector_field(t, y, args)` from `ts[0]`, saving at `ts`.
 
@@ -125,6 +138,7 @@ class SolveSettings(eqx.Module):
         """
         term = diffrax.ODETerm(vector_field)
         _check_field_output(term, ts, y0, args)
+        self._check_dt0_fits(ts)
         sol = diffrax.diffeqsolve(
             term,
             self.solver,
@@ -168,8 +182,9 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
             f"diffrax.PIDController(rtol=1e-3, atol=1e-6); got "
             f"{type(stepsize_controller).__name__}."
         )
-    if dt0 is not None and not (is_real(dt0) and dt0 > 0):
+    if dt0 is not None and not (is_real(dt0) and 0 < dt0 < math.inf):
         raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
+    _check_tolerances(stepsize_controller)
     adaptive = isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
     if dt0 is None and not adaptive:
         raise ValueError(
@@ -184,6 +199,36 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
             "solver such as diffrax.Tsit5()."
         )
     check_optional_int("max_steps", max_steps, expected="a positive int or None")
+
+
+def _check_tolerances(stepsize_controller) -> None:
+    """A PID controller's rtol and atol: finite, non-negative, not both zero."""
+    if not isinstance(stepsize_controller, diffrax.PIDController):
+        return
+    rtol, atol = stepsize_controller.rtol, stepsize_controller.atol
+    if isinstance(rtol, jax.core.Tracer) or isinstance(atol, jax.core.Tracer):
+        return
+    values = np.concatenate([np.ravel(np.asarray(rtol, float)), np.ravel(np.asarray(atol, float))])
+    if not (np.all(np.isfinite(values)) and np.all(values >= 0) and np.any(values > 0)):
+        raise ValueError(
+            "`stepsize_controller` tolerances must be finite and non-negative, and not both "
+            f"zero; got rtol={rtol!r}, atol={atol!r}. Pass e.g. "
+            "diffrax.PIDController(rtol=1e-3, atol=1e-6)."
+        )
+
+
+def check_finite_times(ts: jax.Array, name: str = "ts") -> jax.Array:
+    """Refuse NaN or inf in times: a `ValueError` now, or `eqx.error_if` when traced."""
+    if isinstance(ts, jax.core.Tracer):
+        return eqx.error_if(ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf).")
+    values = np.asarray(ts)
+    if not np.all(np.isfinite(values)):
+        i = int(np.argmax(~np.isfinite(values)))
+        raise ValueError(
+            f"`{name}` must be finite; got {name}[{i}]={float(values[i])}. Drop or fill the "
+            "missing times."
+        )
+    return ts
 
 
 def _check_adjoint(adjoint, max_steps) -> None:
@@ -239,6 +284,7 @@ def check_times(ts) -> jax.Array:
         )
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         ts = ts.astype(jnp.result_type(float))
+    ts = check_finite_times(ts)
     if isinstance(ts, jax.core.Tracer):
         bad = jnp.any(jnp.diff(ts) <= 0)
         return eqx.error_if(

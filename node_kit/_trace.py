@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import check_key
+
 PROBE_NAMES = ("rademacher", "gaussian")
 TRACE_ESTIMATOR_NAMES = ("exact", "hutchinson")
 
@@ -130,6 +132,7 @@ class HutchinsonTrace(AbstractTraceEstimator):
                 "HutchinsonTrace draws a random probe, so `key` is required; got "
                 "key=None. Pass `key=jax.random.key(...)` (a fresh key per step)."
             )
+        check_key("key", key)
         if self.probe == "rademacher":
             return jr.rademacher(key, shape, dtype=dtype)
         return jr.normal(key, shape, dtype=dtype)

@@ -17,7 +17,7 @@ import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
-from ._checks import check_int
+from ._checks import check_int, check_key
 from ._io import (
     atomic_write_bytes,
     CheckpointError,
@@ -219,6 +219,7 @@ def fit(
     becomes NaN or inf, or a solve fails inside a step; the last good checkpoint is kept.
     [`node_kit.CheckpointError`][] if `resume` finds no usable checkpoint.
     """
+    check_key("key", key)
     num_steps = check_int("num_steps", num_steps)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     log_every = check_int("log_every", log_every)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, Real
 
-from ._checks import check_int, check_ints
+from ._checks import check_int, check_ints, check_key
 from ._custom_types import Args
 
 
@@ -76,8 +76,9 @@ class MLPField(AbstractVectorField):
         final_activation: Callable = lambda x: x,
         key: PRNGKeyArray,
     ):
-        check_ints(1, data_size=data_size, width_size=width_size)
-        check_ints(0, depth=depth)
+        data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
+        (depth,) = check_ints(0, depth=depth)
+        check_key("key", key)
         self.data_size = data_size
         self.mlp = eqx.nn.MLP(
             in_size=data_size + 1,
@@ -143,8 +144,9 @@ class ConcatSquashField(AbstractVectorField):
         activation: Callable = jnp.tanh,
         key: PRNGKeyArray,
     ):
-        check_ints(1, data_size=data_size, width_size=width_size)
-        check_ints(0, depth=depth)
+        data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
+        (depth,) = check_ints(0, depth=depth)
+        check_key("key", key)
         sizes = [data_size] + [width_size] * depth + [data_size]
         keys = jr.split(key, len(sizes) - 1)
         self.layers = tuple(

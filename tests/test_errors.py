@@ -155,3 +155,63 @@ def test_fixed_step_nan_is_reported():
     ode = nk.NeuralODE(Blowup(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.25, max_steps=8)
     with pytest.raises(Exception, match=r"the solution became NaN or inf at ts\[1\] \(t=0.5\) although the solver reported success"):
         ode(TS, jnp.ones(2)).block_until_ready()
+
+
+def test_solve_values_are_checked():
+    field = nk.MLPField(2, 4, 1, key=jr.key(0))
+    fixed = diffrax.ConstantStepSize()
+    with pytest.raises(ValueError, match="`dt0` must be a positive float or None; got inf"):
+        nk.NeuralODE(field, stepsize_controller=fixed, dt0=float("inf"))
+    for rtol, atol in ((-1e-3, 1e-6), (1e-3, float("nan")), (0.0, 0.0)):
+        with pytest.raises(ValueError, match="`stepsize_controller` tolerances must be finite "
+                           "and non-negative, and not both zero"):
+            nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol))
+    nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=0.0, atol=1e-6))  # fine
+    long_step = nk.NeuralODE(field, stepsize_controller=fixed, dt0=2.0)
+    with pytest.raises(ValueError, match=r"`dt0`=2.0 is longer than the whole solve \(ts\[-1\] "
+                       r"- ts\[0\] = 1\)"):
+        long_step(jnp.linspace(0.0, 1.0, 3), jnp.ones(2))
+
+
+def test_times_must_be_finite():
+    model = nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)))
+    bad = jnp.array([0.0, jnp.nan, 1.0])
+    with pytest.raises(ValueError, match=r"`ts` must be finite; got ts\[1\]=nan"):
+        model(bad, jnp.ones(2))
+    with pytest.raises(Exception, match=r"`ts` must be finite \(no NaN or inf\)"):
+        jax.block_until_ready(eqx.filter_jit(model)(bad, jnp.ones(2)))
+    latent = nk.LatentODE(2, 2, 3, 4, 1, key=jr.key(0))
+    with pytest.raises(ValueError, match=r"`ts` must be finite; got ts\[1\]=inf"):
+        latent.elbo(jnp.array([0.0, jnp.inf, 1.0]), jnp.ones((3, 2)), jnp.ones((3, 2)),
+                    key=jr.key(1))
+
+
+def test_keys_must_be_prng_keys():
+    field = nk.MLPField(2, 4, 1, key=jr.PRNGKey(0))  # a raw uint32[2] key is still a key
+    match = r"`key` must be a JAX PRNG key; got int 0\. Make one with `jax.random.key\(0\)`"
+    for call in (
+        lambda: nk.MLPField(2, 4, 1, key=0),
+        lambda: nk.ODERNN(2, 3, 4, 1, key=0),
+        lambda: nk.LatentODE(2, 2, 3, 4, 1, key=0),
+        lambda: nk.CNF(field).sample(key=0),
+        lambda: nk.CNF(field, trace_estimator=nk.HutchinsonTrace()).log_prob(jnp.ones(2), key=0),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+    with pytest.raises(ValueError, match=r"`key` must be a JAX PRNG key; got an array of float32"):
+        nk.GRUDelta(2, 3, key=jnp.zeros(2, jnp.float32))
+
+
+def test_numpy_scalars_are_accepted_where_python_ones_are():
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "JAX array set as static" from a numpy size
+        field = nk.MLPField(np.int64(2), np.int32(4), np.int64(1), key=jr.key(0))
+        settings = nk.SolveSettings(stepsize_controller=diffrax.ConstantStepSize(),
+                                    dt0=np.float32(0.25), max_steps=np.int64(8))
+        rnn = nk.ODERNN(np.int64(2), np.int64(3), 4, 1, key=jr.key(0))
+    assert type(field.data_size) is int and type(rnn.hidden_size) is int
+    assert settings.max_steps == 8 and type(settings.dt0) is float
