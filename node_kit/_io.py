@@ -47,8 +47,14 @@ _HEADER_LIMIT = 1 << 24  # 16 MiB of JSON is no header node_kit writes
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: missing, not a checkpoint, damaged, or from another run.
 
-    The message names the file, what is wrong with it and what to do.
+    The message names the file, what is wrong with it and what to do. `damaged` is `True`
+    when the file itself is unusable (so an older copy may serve), `False` when it is
+    sound but belongs to another run.
     """
+
+    def __init__(self, message: str, *, damaged: bool = True):
+        super().__init__(message)
+        self.damaged = damaged
 
 
 def previous_path(path: str | os.PathLike) -> Path:

@@ -124,7 +124,8 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
         detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {meta[k]!r}" for k in differ)
         raise CheckpointError(
             f"checkpoint {path} is from another config ({detail}). Resume with the same "
-            "settings, or use a new output dir."
+            "settings, or use a new output dir.",
+            damaged=False,
         )
     stream = io.BytesIO(payload)
     try:
@@ -155,7 +156,7 @@ def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> 
         return load_checkpoint(path, like, meta)
     except CheckpointError as error:
         previous = previous_path(path)
-        if "from another config" in str(error) or not previous.exists():
+        if not error.damaged or not previous.exists():
             raise
         state = load_checkpoint(previous, like, meta)
         warnings.warn(

@@ -110,8 +110,9 @@ def check_config(config: Config) -> None:
             "--observed (the share of time points the model reads) must be in (0, 1]; got "
             f"{config.observed!r}. For '30% dropped' pass --observed 0.7."
         )
-    for name in ("steps", "batch_size", "latent", "hidden", "width", "eval_batch",
-                 "eval_samples", "encoder_steps", "window"):
+    # --steps, --batch-size, --lr, --clip-norm, --checkpoint-every: checked by Run.
+    for name in ("latent", "hidden", "width", "eval_batch", "eval_samples", "encoder_steps",
+                 "window"):
         check_int("--" + name.replace("_", "-"), getattr(config, name))
     if config.train_size < 0:
         raise ValueError(f"--train-size must be >= 0 (0: all); got {config.train_size}.")
