@@ -13,6 +13,7 @@ from ._training import (
     fit as fit,
     load_checkpoint as load_checkpoint,
     make_step as make_step,
+    read_history as read_history,
     resume_checkpoint as resume_checkpoint,
     save_checkpoint as save_checkpoint,
     TrainingDiverged as TrainingDiverged,

@@ -7,7 +7,7 @@ Strings are mapped to `diffrax.AbstractAdjoint` objects in exactly one place,
 import diffrax
 import equinox as eqx
 
-from ._checks import check_choice, check_int
+from ._checks import check_bool, check_choice, check_int
 
 ADJOINT_NAMES = ("backsolve", "checkpoint", "direct")
 
@@ -44,7 +44,7 @@ def backsolve_adjoint(
 
     A `diffrax.BacksolveAdjoint`.
     """
-    if not seminorm:
+    if not check_bool("seminorm", seminorm):
         return diffrax.BacksolveAdjoint()
     if not isinstance(stepsize_controller, diffrax.PIDController):
         raise ValueError(

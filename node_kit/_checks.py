@@ -6,6 +6,7 @@ numbers (`np.int64(3)` is an int); `bool` never does (`True` is not the integer 
 Times and states of a solve are checked in `_solve.py`, series in `_irregular.py`.
 """
 
+import math
 import numbers
 from collections.abc import Iterable
 from typing import Any
@@ -91,15 +92,19 @@ def check_real(
     positive: bool = False,
     non_negative: bool = False,
     upper: float | None = None,
+    finite: bool = True,
     expected: str | None = None,
     show_name: bool = False,
     fix: str = "",
 ) -> float:
     """Check a real number (optionally `> 0`, `>= 0`, or `<= upper`); return it as a float.
 
-    Arguments as for [`check_int`][]; NaN always fails.
+    Arguments as for [`check_int`][]; NaN always fails, and so does inf unless
+    `finite=False` (the message then adds "(not inf)").
     """
     ok = is_real(value) and value == value
+    infinite = ok and finite and math.isinf(value)
+    ok = ok and not infinite
     if ok and positive:
         ok = value > 0
     if ok and non_negative:
@@ -112,8 +117,41 @@ def check_real(
                 "a non-negative float" if non_negative else "a real number"
             )
             expected += "" if upper is None else f" <= {upper}"
+        if infinite:
+            expected += " (not inf)"
         _fail(name, expected, value, show_name=show_name, fix=fix)
     return float(value)
+
+
+def type_name(value: Any) -> str:
+    """How a message names what was given: its type, or a class passed instead of an instance."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} (pass an instance: {value.__name__}(...))"
+    return type(value).__name__
+
+
+def check_callable(name: str, value: Any, *, expected: str = "a callable") -> Any:
+    """Check that `value` can be called (a function, a module, `jax.nn.relu`, ...)."""
+    if not callable(value):
+        raise ValueError(f"`{name}` must be {expected}; got {type_name(value)} {value!r}.")
+    return value
+
+
+def as_array(name: str, value: Any, expected: str) -> Any:
+    """`jnp.asarray(value)`, or a `ValueError` naming `name` if it is no numeric array.
+
+    `None`, strings and ragged lists fail inside JAX with a message that names no
+    argument; this one says which argument and what it must be.
+    """
+    import jax.numpy as jnp
+
+    try:
+        array = jnp.asarray(value)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):
+        raise ValueError(f"`{name}` must be {expected}; got {type_name(value)} {value!r:.60}.")
+    return array
 
 
 def check_bool(name: str, value: Any, *, why: str = "") -> bool:

@@ -19,7 +19,16 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import check_bool, check_int, check_key, check_optional_int, check_real
+from ._checks import (
+    as_array,
+    check_bool,
+    check_callable,
+    check_int,
+    check_key,
+    check_optional_int,
+    check_real,
+    type_name,
+)
 from ._neural_ode import NeuralODE
 from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
 from ._solve import SolveSettings
@@ -290,7 +299,7 @@ class CNF(eqx.Module):
 
     def _check_data(self, x, *, batched: bool, name: str | None = None) -> Array:
         name = name or ("xs" if batched else "x")
-        x = jnp.asarray(x)
+        x = as_array(name, x, "a floating-point array")
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise ValueError(
                 f"`{name}` must be a floating-point array; got dtype {x.dtype}. "
@@ -357,6 +366,8 @@ def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*b
 
 
 def _check_field(vector_field, data_size) -> int | None:
+    check_callable("vector_field", vector_field,
+                   expected="a callable f(t, z, args) such as nk.ConcatSquashField")
     declared, state_size = field_sizes(vector_field)
     if declared is not None and state_size != declared:
         raise ValueError(
@@ -378,6 +389,6 @@ def _check_trace_estimator(trace_estimator) -> None:
     if not isinstance(trace_estimator, AbstractTraceEstimator):
         raise ValueError(
             "`trace_estimator` must be an AbstractTraceEstimator such as ExactTrace() or "
-            f"HutchinsonTrace(); got {type(trace_estimator).__name__}. Map a name with "
+            f"HutchinsonTrace(); got {type_name(trace_estimator)}. Map a name with "
             "trace_estimator_from_name('exact' | 'hutchinson')."
         )

@@ -1,6 +1,7 @@
 """Atomic file writes and the checkpoint file format (header, checksum, previous copy)."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ def atomic_write_bytes(
 
     The parent directory is created if needed; on any error the temporary file is
     removed and `path` keeps its old contents. With `keep_previous`, an existing `path`
-    is first renamed there (after the new data is safely on disk).
+    is first copied there (after the new data is safely on disk), so that `path` exists
+    at every moment and a kill leaves either the old or the new file in place.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,11 +28,23 @@ def atomic_write_bytes(
             f.flush()
             os.fsync(f.fileno())
         if keep_previous is not None and path.exists():
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
+            _copy_into_place(path, Path(keep_previous))
+        os.replace(tmp, path)  # `path` holds the old or the new data at every moment
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _copy_into_place(source: Path, target: Path) -> None:
+    """Make `target` a copy of `source` atomically: a hard link (or a copy where links are
+    not supported) under a temporary name, then a rename over `target`."""
+    staging = target.with_name(f".{target.name}.staging")
+    staging.unlink(missing_ok=True)  # left by a crash between the two steps below
+    try:
+        os.link(source, staging)
+    except OSError:
+        shutil.copyfile(source, staging)
+    os.replace(staging, target)
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -69,7 +83,14 @@ def write_checkpoint_bytes(path: str | os.PathLike, header: dict, payload: bytes
     import json
 
     header = {**header, "sha256": hashlib.sha256(payload).hexdigest()}
-    text = json.dumps(header).encode()
+    try:
+        text = json.dumps(header, allow_nan=False).encode()
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`meta` must hold JSON values only (str, int, finite float, bool, None, lists "
+            f"and dicts of them), so that a resumed run can compare it; got {error}. Convert "
+            "the value, e.g. with str(), or leave it out of `meta`."
+        ) from None
     data = MAGIC + len(text).to_bytes(8, "little") + text + payload
     atomic_write_bytes(path, data, keep_previous=previous_path(path))
 

@@ -30,7 +30,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
-from ._checks import is_real
+from ._checks import as_array, check_key, is_real
 from ._solve import check_finite_times
 
 
@@ -41,7 +41,7 @@ def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " 
     `strict=False` allows repeats (zero gaps). Concrete times raise a `ValueError`
     now; traced times (inside `jit`) are checked at run time with `eqx.error_if`.
     """
-    ts = jnp.asarray(ts)
+    ts = as_array(name, ts, "a 1-D array of times")
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise ValueError(
             f"`{name}` must be a non-empty 1-D array of times for ONE series; got shape "
@@ -99,7 +99,7 @@ def check_series(
     The float times, the values, and the mask as a bool array.
     """
     ts = check_series_times(ts, strict=strict)
-    values = jnp.asarray(values)
+    values = as_array("values", values, f"a float array of shape (len(ts), {data_size})")
     expected = (ts.shape[0], data_size)
     if values.shape != expected or not jnp.issubdtype(values.dtype, jnp.floating):
         hint = " Add a channel axis: values[:, None]." if values.ndim == 1 else ""
@@ -107,7 +107,7 @@ def check_series(
             f"`values` must be a float array of shape (len(ts), data_size) = {expected} for "
             f"this model (data_size={data_size}); got {values.dtype}{tuple(values.shape)}.{hint}"
         )
-    mask = jnp.asarray(mask)
+    mask = as_array("mask", mask, "a bool or 0/1 array of the shape of `values`")
     if mask.shape != values.shape:
         raise ValueError(
             f"`mask` must have the shape of `values` {expected} (1 = observed, 0 = missing); "
@@ -121,6 +121,30 @@ def check_series(
         "`values` holds NaN or inf at observed entries; fix them or set their mask to 0.",
     )
     return ts, values, observed
+
+
+def check_observed(observed, name: str = "mask") -> Bool[Array, "*batch times data_size"]:
+    """Refuse a series with nothing observed: every entry of its `observed` is `False`.
+
+    For the ELBO, where such a series has no likelihood term (its ELBO would be `-KL`,
+    silently). `observed` is one series `(n, data_size)` or a batch `(batch, n, data_size)`
+    of bool masks. Concrete masks raise a `ValueError` now (naming the series of a batch);
+    traced ones (inside `jit` or `vmap`) are checked at run time with `eqx.error_if`.
+    """
+    seen = jnp.any(observed, axis=(-2, -1))
+    fix = ("A series with no observed entry has no likelihood term (its ELBO would be -KL); "
+           "drop it, or fill a batch with copies of an observed series.")
+    if isinstance(seen, jax.core.Tracer):
+        message = f"`{name}` must observe at least one entry of every series. {fix}"
+        return eqx.error_if(observed, ~jnp.all(seen), message)
+    seen = np.asarray(seen)
+    if not seen.all():
+        where = f" (series {int(np.argmin(seen))} of the batch)" if seen.ndim else ""
+        raise ValueError(
+            f"`{name}` must observe at least one entry of every series; got a series with "
+            f"every entry 0{where}. {fix}"
+        )
+    return observed
 
 
 def _check_fraction(fraction) -> None:
@@ -152,7 +176,8 @@ def subsample_mask(
     A mask of the same shape and dtype, a subset of `mask`.
     """
     _check_fraction(fraction)
-    mask = jnp.asarray(mask)
+    check_key("key", key)
+    mask = as_array("mask", mask, "a bool or 0/1 array of shape (times, data_size)")
     if mask.ndim != 2:
         raise ValueError(
             f"`mask` must have shape (times, data_size) for ONE series; got "

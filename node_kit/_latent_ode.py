@@ -11,6 +11,7 @@ standard deviation `obs_std` and counts observed entries only.
 """
 
 import math
+from collections.abc import Mapping
 
 import equinox as eqx
 import jax
@@ -18,8 +19,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ._checks import check_ints, check_key, check_real
-from ._irregular import check_series, check_series_times
+from ._checks import as_array, check_ints, check_key, check_real, type_name
+from ._irregular import check_observed, check_series, check_series_times
 from ._neural_ode import NeuralODE
 from ._ode_rnn import ODERNN
 from ._solve import SolveSettings
@@ -201,11 +202,14 @@ class LatentODE(eqx.Module):
 
         **Arguments:**
 
-        - `ts`, `values`, `mask`: the series, as for `posterior`.
+        - `ts`, `values`, `mask`: the series, as for `posterior`. Without a `target_mask`,
+            `mask` must observe at least one entry (a series with none would have the
+            ELBO `-KL`: a `ValueError`, or an `eqx.EquinoxRuntimeError` at run time when
+            the mask is traced). With one, the encoder may read nothing.
         - `key`: draws the `z0` samples (`mu + sigma * jr.normal(key, (num_samples, latent))`).
         - `num_samples`: number of `z0` draws, a positive int.
         - `target_mask`: like `mask`; the entries the likelihood counts (their values
-            must be finite).
+            must be finite; at least one).
 
         **Returns:**
 
@@ -235,13 +239,15 @@ class LatentODE(eqx.Module):
 
     def _elbo(self, ts, values, mask, key, num_samples, target_mask):
         check_ints(1, num_samples=num_samples)
+        check_key("key", key)  # before the encoder runs, not after
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
         if target_mask is None:
-            target = observed
-        else:
+            target = observed = check_observed(observed, "mask")
+        else:  # the encoder may read nothing (a prior-like posterior); the likelihood may not
             _, values, target = check_series(
                 ts, values, target_mask, data_size=self.data_size, strict=True
             )
+            target = check_observed(target, "target_mask")
         mu, sigma, encoder_steps = self._posterior(ts, values, observed, ts[0])
         z0s = self._sample_z0(mu, sigma, key, num_samples)
         means, decoder_steps = jax.vmap(lambda z0: self._decode(ts, z0))(z0s)
@@ -269,6 +275,8 @@ class LatentODE(eqx.Module):
                 "this LatentODE has no classifier; construct it with `num_classes=` to use "
                 "`classify`."
             )
+        if key is not None:
+            check_key("key", key)
         mu, sigma = self.posterior(ts, values, mask)
         z0 = mu if key is None else self._sample_z0(mu, sigma, key, 1)[0]
         return self.classifier(z0)
@@ -301,6 +309,7 @@ class LatentODE(eqx.Module):
         Means `(num_samples, m, data_size)`; `.mean(0)` and `.std(0)` summarise them.
         """
         check_ints(1, num_samples=num_samples)
+        check_key("key", key)
         ts_query = check_series_times(ts_query, strict=True, name="ts_query")
         mu, sigma = self.posterior(ts, values, mask, t0=ts_query[0])
         z0s = self._sample_z0(mu, sigma, key, num_samples)
@@ -332,6 +341,7 @@ def latent_ode_terms(
     A dict of per-series arrays: `"log_likelihood"`, `"kl"`, `"num_steps"`, each
     `(batch,)`, and with `logits`, `"logits"` of shape `(batch, num_samples, num_classes)`.
     """
+    _check_batch(batch)
     mask = batch.get("mask", jnp.ones(jnp.shape(batch["x"]), bool))
     target = batch.get("target_mask", mask)
     keys = jr.split(check_key("key", key), jnp.shape(batch["x"])[0])
@@ -365,14 +375,53 @@ def latent_ode_loss(
     - `key`: split into one key per series.
     - `num_samples`: `z0` draws per series.
     - `kl_weight`: multiplies the KL term (anneal it from 0 to 1; 1 is the ELBO); a
-        Python float or a traced scalar (a schedule inside `jit`).
+        finite, non-negative Python float or a traced scalar (a schedule inside `jit`,
+        checked at run time).
 
     **Returns:**
 
     `(loss, aux)`: `loss = -mean(log_likelihood - kl_weight * kl)` over the batch, and the
     batch means `"log_likelihood"`, `"kl"`, `"num_steps"` and `"elbo"`.
     """
+    kl_weight = _check_kl_weight(kl_weight)
     aux = latent_ode_terms(model, batch, key, num_samples=num_samples)
     aux = {name: jnp.mean(value) for name, value in aux.items()}
     aux["elbo"] = aux["log_likelihood"] - aux["kl"]
     return -(aux["log_likelihood"] - kl_weight * aux["kl"]), aux
+
+
+def _check_batch(batch) -> None:
+    """A batch of series: a dict with `"t"` and `"x"`.
+
+    A concrete mask with nothing observed in some series is refused here with a
+    `ValueError` naming that series; a traced one is checked per series by `elbo`.
+    """
+    if not isinstance(batch, Mapping) or "t" not in batch or "x" not in batch:
+        got = f"a dict with the keys {sorted(batch)}" if isinstance(batch, Mapping) else (
+            type_name(batch))
+        raise ValueError(
+            '`batch` must be a dict with the times "t" (batch, n) and the values "x" '
+            '(batch, n, data_size), and optionally "mask" and "target_mask" like "x"; got '
+            f"{got}."
+        )
+    # The likelihood's mask must observe something: "target_mask", or "mask" without one.
+    name = "target_mask" if "target_mask" in batch else "mask"
+    if name in batch:
+        mask = as_array(name, batch[name], 'a bool or 0/1 array shaped like batch["x"]')
+        if mask.ndim == 3 and not isinstance(mask, jax.core.Tracer):
+            check_observed(mask != 0, name)
+
+
+def _check_kl_weight(kl_weight):
+    """A finite, non-negative KL weight: checked now if concrete, at run time if traced."""
+    if isinstance(kl_weight, jax.core.Tracer):
+        bad = ~jnp.isfinite(kl_weight) | (kl_weight < 0)
+        return eqx.error_if(kl_weight, bad, "`kl_weight` must be finite and non-negative.")
+    dtype = getattr(kl_weight, "dtype", None)
+    if dtype is not None and jnp.ndim(kl_weight) == 0 and jnp.issubdtype(dtype, jnp.floating):
+        kl_weight = float(kl_weight)  # a concrete 0-d array, NumPy or JAX
+    return check_real(
+        "kl_weight", kl_weight, non_negative=True,
+        expected="a non-negative float (or a traced scalar)",
+        fix="Anneal it from 0 to 1; 1 is the ELBO.",
+    )

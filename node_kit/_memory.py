@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from ._adjoint import checkpoint_adjoint
-from ._checks import check_int
+from ._checks import check_bool, check_callable, is_real, type_name
 from ._custom_types import Args, Times
 from ._neural_ode import BatchedField, NeuralODE
 
@@ -115,8 +115,9 @@ def compile_gradient(
     A [`node_kit.CompiledGradient`][] with its [`node_kit.CompiledMemory`][] and
     compile time (tracing included).
     """
-    if not isinstance(model, NeuralODE):
-        raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type(model).__name__}.")
+    _check_model(model)
+    check_bool("batched", batched)
+    check_callable("loss", loss, expected="a callable mapping the states to a scalar")
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def gradient(params, ts, y0s, args):
@@ -189,13 +190,13 @@ class CheckpointMemoryModel:
         """Predicted bytes when every step is stored (`checkpoints = max_steps`)."""
         return self.predict(self.max_steps)
 
-    def checkpoints_for(self, memory_budget_bytes: int) -> int:
+    def checkpoints_for(self, memory_budget_bytes: float) -> int:
         """The largest number of checkpoints (at most `max_steps`) predicted to fit.
 
         Storing every step is preferred whenever it fits (it also recomputes
         nothing). Raises `ValueError` if even one checkpoint does not fit.
         """
-        _check_budget(memory_budget_bytes)
+        memory_budget_bytes = _check_budget(memory_budget_bytes)
         if memory_budget_bytes < self.floor_bytes:
             raise ValueError(
                 f"`memory_budget_bytes`={memory_budget_bytes} ({_mib(memory_budget_bytes)}) "
@@ -275,7 +276,8 @@ def _checkpoint_bytes(
 
 
 def checkpoint_adjoint_for_budget(
-    memory_budget_bytes: int, *, model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."],
+    memory_budget_bytes: float, *, model: NeuralODE, ts: Times,
+    y0s: Float[Array, "batch ..."],
     args: Args = None, batched: bool = True, loss: Callable[[Array], Array] = default_loss,
     verify: bool = True,
 ) -> diffrax.RecursiveCheckpointAdjoint:
@@ -298,7 +300,8 @@ def checkpoint_adjoint_for_budget(
 
     **Arguments:**
 
-    - `memory_budget_bytes`: the budget in bytes, a positive int.
+    - `memory_budget_bytes`: the budget in bytes, an int or a float (`2.5e9`; rounded
+        down to whole bytes), at least 1.
     - `model`, `ts`, `y0s`, `args`, `batched`, `loss`: the solve to budget for, as
         [`node_kit.compile_gradient`][] takes them; `model.settings.max_steps` must be an int.
     - `verify`: compile the chosen count to check it (one more compile); `False`
@@ -314,7 +317,8 @@ def checkpoint_adjoint_for_budget(
     `ValueError` if the budget is below the one-checkpoint floor; the message gives
     the floor in bytes and MiB.
     """
-    _check_budget(memory_budget_bytes)
+    memory_budget_bytes = _check_budget(memory_budget_bytes)
+    check_bool("verify", verify)
     memory = checkpoint_memory_model(model, ts, y0s, args, batched=batched, loss=loss)
     checkpoints = memory.checkpoints_for(memory_budget_bytes)
     while verify and checkpoints > 1:
@@ -330,14 +334,25 @@ def checkpoint_adjoint_for_budget(
     return checkpoint_adjoint(checkpoints)
 
 
-def _check_budget(memory_budget_bytes) -> None:
-    check_int("memory_budget_bytes", memory_budget_bytes,
-              expected="a positive int (bytes, e.g. 512 * 2**20 for 512 MiB)")
+def _check_budget(memory_budget_bytes) -> int:
+    """A budget in bytes: an int or a float (`2.5e9`, NumPy scalars too), finite and at
+    least one byte; returned as a whole number of bytes (a float is rounded down)."""
+    value = memory_budget_bytes
+    if not (is_real(value) and math.isfinite(value) and value >= 1):
+        raise ValueError(
+            "`memory_budget_bytes` must be a finite number of bytes >= 1, an int or a float "
+            f"(e.g. 512 * 2**20 for 512 MiB, or 2.5e9); got {value!r}."
+        )
+    return math.floor(value)
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, NeuralODE):
+        raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type_name(model)}.")
 
 
 def _check_max_steps(model) -> None:
-    if not isinstance(model, NeuralODE):
-        raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type(model).__name__}.")
+    _check_model(model)
     if model.settings.max_steps is None:
         raise ValueError(
             "`model.settings.max_steps` must be an int to budget checkpoints (the buffers are "

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._checks import check_callable
 from ._custom_types import Args, State, Times, Trajectory
 from ._solve import check_state, check_times, SolveSettings
 from ._vector_field import field_sizes, pad_to_state
@@ -56,7 +57,9 @@ class NeuralODE(eqx.Module):
     def __init__(
         self, vector_field: Callable, settings: SolveSettings | None = None, **solve_keywords
     ):
-        self.vector_field = vector_field
+        self.vector_field = check_callable(
+            "vector_field", vector_field, expected="a callable f(t, y, args) such as nk.MLPField"
+        )
         self.settings = SolveSettings.of(settings, **solve_keywords)
 
     def with_settings(self, settings: SolveSettings) -> "NeuralODE":

@@ -109,6 +109,22 @@ def scan_observations(evolve: Callable, update: Callable, h0, ts, values, observ
     return (h_last, t_last), states, num_steps
 
 
+@eqx.filter_jit
+def _compiled_scan(model, ts, values, observed):
+    """`model.scan` as one compiled program.
+
+    Under an outer `jit` it is inlined. Called eagerly, the scan compiles once per shape,
+    and a check failing inside it (a failed solve) raises `eqx.EquinoxRuntimeError` as
+    every other model does, not the `JaxRuntimeError` of an eager `lax.scan`.
+    """
+    # One dtype for the carried state: float32 data with float64 parameters (or back).
+    dtype = jnp.result_type(values.dtype, model.readout.weight.dtype)
+    h0 = jnp.zeros(model.hidden_size, dtype)
+    return scan_observations(
+        model.evolve_counted, model.update, h0, ts.astype(dtype), values.astype(dtype), observed
+    )
+
+
 class AbstractIrregularRNN(eqx.Module):
     """A recurrent model of ONE irregular series: `evolve` between points, a GRU `update` at each.
 
@@ -165,12 +181,7 @@ class AbstractIrregularRNN(eqx.Module):
         **Returns:** `((h_last, t_last), (before, after), num_steps)`, see
         `scan_observations`.
         """
-        # One dtype for the carried state: float32 data with float64 parameters (or back).
-        dtype = jnp.result_type(values.dtype, self.readout.weight.dtype)
-        h0 = jnp.zeros(self.hidden_size, dtype)
-        return scan_observations(
-            self.evolve_counted, self.update, h0, ts.astype(dtype), values.astype(dtype), observed
-        )
+        return _compiled_scan(self, ts, values, observed)
 
     def states(
         self, ts: Real[ArrayLike, " times"], values: Float[ArrayLike, "times data_size"], mask

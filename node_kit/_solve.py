@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._adjoint import adjoint_from_name
-from ._checks import check_bool, check_optional_int, is_real
+from ._checks import as_array, check_bool, check_optional_int, is_real, type_name
 from ._custom_types import Args
 
 DEFAULT_SOLVER = diffrax.Tsit5()
@@ -90,7 +90,7 @@ class SolveSettings(eqx.Module):
             return cls(**keywords)
         if not isinstance(settings, cls):
             raise ValueError(
-                f"`settings` must be a node_kit.SolveSettings; got {type(settings).__name__}. "
+                f"`settings` must be a node_kit.SolveSettings; got {type_name(settings)}. "
                 "Build one with nk.SolveSettings(solver=..., adjoint=...)."
             )
         if keywords:
@@ -136,6 +136,7 @@ class SolveSettings(eqx.Module):
 
         The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
         """
+        vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
         term = diffrax.ODETerm(vector_field)
         _check_field_output(term, ts, y0, args)
         self._check_dt0_fits(ts)
@@ -159,6 +160,24 @@ class SolveSettings(eqx.Module):
 
 
 
+def _to_common_dtype(ts, tree):
+    """Cast the floating arrays of `tree` (field, `y0`, `args`) to one dtype, the widest.
+
+    diffrax solves in the dtype of `y0` and the times; a field whose parameters have
+    another dtype would get gradients in the solve's dtype from `backsolve` but in their
+    own from the other adjoints. Cast before the solve, the gradient of every adjoint
+    comes back through the cast in each parameter's own dtype. Arrays already of the
+    common dtype are left as they are.
+    """
+    floats = [x for x in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(x)]
+    dtype = jnp.result_type(ts, *floats)
+
+    def cast(x):
+        return x.astype(dtype) if eqx.is_inexact_array(x) and x.dtype != dtype else x
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
 def _check_names(keywords) -> list[str]:
     names = [f.name for f in dataclasses.fields(SolveSettings)]
     unknown = sorted(set(keywords) - set(names))
@@ -174,13 +193,13 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
     if not isinstance(solver, diffrax.AbstractSolver):
         raise ValueError(
             f"`solver` must be a diffrax.AbstractSolver such as diffrax.Tsit5(); got "
-            f"{type(solver).__name__}."
+            f"{type_name(solver)}."
         )
     if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
         raise ValueError(
             "`stepsize_controller` must be a diffrax.AbstractStepSizeController such as "
             f"diffrax.PIDController(rtol=1e-3, atol=1e-6); got "
-            f"{type(stepsize_controller).__name__}."
+            f"{type_name(stepsize_controller)}."
         )
     if dt0 is not None and not (is_real(dt0) and 0 < dt0 < math.inf):
         raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
@@ -235,7 +254,7 @@ def _check_adjoint(adjoint, max_steps) -> None:
     if not isinstance(adjoint, diffrax.AbstractAdjoint):
         raise ValueError(
             "`adjoint` must be a diffrax.AbstractAdjoint or one of 'backsolve', "
-            f"'checkpoint', 'direct'; got {type(adjoint).__name__}."
+            f"'checkpoint', 'direct'; got {type_name(adjoint)}."
         )
     if max_steps is None and isinstance(
         adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint)
@@ -271,7 +290,7 @@ def check_times(ts) -> jax.Array:
     Concrete `ts` are checked now with a `ValueError`; traced `ts` (inside `jit`)
     are checked at run time with `eqx.error_if`.
     """
-    ts = jnp.asarray(ts)
+    ts = as_array("ts", ts, "a 1-D array of increasing times")
     if ts.ndim != 1:
         raise ValueError(
             f"`ts` must be 1-D (the output times); got shape {tuple(ts.shape)}. "
@@ -302,8 +321,8 @@ def check_times(ts) -> jax.Array:
 
 def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
     """Check an initial state's dtype, shape and values (NaN/inf raise at run time)."""
-    y0 = jnp.asarray(y0)
     name = "y0s" if batched else "y0"
+    y0 = as_array(name, y0, "a floating-point array")
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise ValueError(
             f"`{name}` must be a floating-point array; got dtype {y0.dtype}. "

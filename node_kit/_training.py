@@ -17,7 +17,7 @@ import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
-from ._checks import check_int, check_key
+from ._checks import check_callable, check_int, check_key, type_name
 from ._io import (
     atomic_write_bytes,
     CheckpointError,
@@ -42,7 +42,20 @@ class TrainingDiverged(RuntimeError):
     """
 
 
+def _check_callables(*, loss_fn, optimizer, batch_at=None) -> None:
+    """The functions handed to training: a callable loss (and `batch_at`), an optax optimizer."""
+    check_callable("loss_fn", loss_fn, expected="a callable loss_fn(model, batch, key) -> (loss, aux)")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(
+            "`optimizer` must be an optax.GradientTransformation such as optax.adam(1e-3); "
+            f"got {type_name(optimizer)} {optimizer!r}."
+        )
+    if batch_at is not None:
+        check_callable("batch_at", batch_at, expected="a callable batch_at(step) -> batch")
+
+
 def _update(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
+    _check_callables(loss_fn=loss_fn, optimizer=optimizer)
     grad_fn = eqx.filter_value_and_grad(loss_fn, has_aux=True)
     (loss, aux), grads = grad_fn(model, batch, key)
     params = eqx.filter(model, eqx.is_inexact_array)
@@ -97,6 +110,13 @@ def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> N
     The checkpoint it replaces is kept as `<path>.prev`, so a damaged latest file still
     leaves one to resume from.
     """
+    if not isinstance(state, Checkpoint):
+        raise ValueError(
+            f"`state` must be a node_kit.Checkpoint(model, opt_state, step); got "
+            f"{type_name(state)}. Wrap it: nk.Checkpoint(model, opt_state, step)."
+        )
+    if not isinstance(meta, dict):
+        raise ValueError(f"`meta` must be a dict of JSON values; got {type_name(meta)}.")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
     write_checkpoint_bytes(path, {**meta, "step": state.step}, buffer.getvalue())
@@ -221,6 +241,7 @@ def fit(
     [`node_kit.CheckpointError`][] if `resume` finds no usable checkpoint.
     """
     check_key("key", key)
+    _check_callables(loss_fn=loss_fn, optimizer=optimizer, batch_at=batch_at)
     num_steps = check_int("num_steps", num_steps)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     log_every = check_int("log_every", log_every)
@@ -307,6 +328,27 @@ def _diverged_message(cause: str, checkpoint_path) -> str:
         else "No checkpoint was written before it."
     )
     return f"{cause}; training stopped. {kept} {_FIX}"
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a history CSV that [`node_kit.fit`][] appended to (`history_path`).
+
+    **Returns:**
+
+    A list of `{"step": int, "loss": float, **aux, "time": float}`, one per logged step,
+    oldest first; empty if the file does not exist. After a resume it holds the rows of
+    every run so far, not only those of the last call.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"`path` must be a str or os.PathLike; got {type_name(path)}.")
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 class _HistoryFile:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, Real
 
-from ._checks import check_int, check_ints, check_key
+from ._checks import check_callable, check_int, check_ints, check_key
 from ._custom_types import Args
 
 
@@ -78,6 +78,9 @@ class MLPField(AbstractVectorField):
     ):
         data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
         (depth,) = check_ints(0, depth=depth)
+        check_callable("activation", activation, expected="a callable such as jax.nn.softplus")
+        check_callable("final_activation", final_activation,
+                       expected="a callable such as jnp.tanh (or lambda x: x)")
         check_key("key", key)
         self.data_size = data_size
         self.mlp = eqx.nn.MLP(
@@ -111,7 +114,8 @@ class ConcatSquashLinear(eqx.Module):
     hyper_bias: eqx.nn.Linear
 
     def __init__(self, in_size: int, out_size: int, *, key: PRNGKeyArray):
-        k1, k2, k3 = jr.split(key, 3)
+        in_size, out_size = check_ints(1, in_size=in_size, out_size=out_size)
+        k1, k2, k3 = jr.split(check_key("key", key), 3)
         self.linear = eqx.nn.Linear(in_size, out_size, key=k1)
         self.gate = eqx.nn.Linear(1, out_size, key=k2)
         self.hyper_bias = eqx.nn.Linear(1, out_size, use_bias=False, key=k3)
@@ -146,6 +150,7 @@ class ConcatSquashField(AbstractVectorField):
     ):
         data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
         (depth,) = check_ints(0, depth=depth)
+        check_callable("activation", activation, expected="a callable such as jnp.tanh")
         check_key("key", key)
         sizes = [data_size] + [width_size] * depth + [data_size]
         keys = jr.split(key, len(sizes) - 1)

@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from node_kit._checks import check_bool, check_choice, check_int, check_real, is_int, is_real
+from node_kit._checks import (
+    as_array,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_real,
+    is_int,
+    is_real,
+    type_name,
+)
 
 
 def test_numpy_scalars_are_numbers_and_bools_are_not():
@@ -43,3 +53,16 @@ def test_check_real_bool_and_choice_messages():
     assert check_choice("adjoint", "a", ("a", "b")) == "a"
     with pytest.raises(ValueError, match=r"^--steps must be a positive int; got 0\.$"):
         check_int("--steps", 0)
+
+
+def test_inf_fails_unless_allowed_and_classes_are_named_as_classes():
+    with pytest.raises(ValueError, match=r"^`rate` must be a positive float \(not inf\); got inf\.$"):
+        check_real("rate", float("inf"), positive=True)
+    assert check_real("rate", float("inf"), positive=True, finite=False) == float("inf")
+    assert type_name(int) == "the class int (pass an instance: int(...))"
+    assert type_name(3) == "int"
+    with pytest.raises(ValueError, match=r"^`f` must be a callable; got str 'x'\.$"):
+        check_callable("f", "x")
+    with pytest.raises(ValueError, match=r"^`ts` must be times; got NoneType None\.$"):
+        as_array("ts", None, "times")
+    assert as_array("ts", [1, 2], "times").shape == (2,)

@@ -314,9 +314,9 @@ def test_eight_gaussians_entropy_matches_quadrature():
 
 
 def test_no_analytic_density_is_a_clear_error():
-    with pytest.raises(ValueError, match="'moons' has no analytic density"):
+    with pytest.raises(ValueError, match="got name='moons', a toy without one"):
         nkd.log_density("moons", np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="'swissroll' has no analytic density"):
+    with pytest.raises(ValueError, match="got name='swissroll', a toy without one"):
         nkd.true_entropy("swissroll", num_samples=10, seed=0)
     with pytest.raises(ValueError, match=r"`x` must have shape \(..., 2\)"):
         nkd.log_density("8gaussians", np.zeros((3, 3)))

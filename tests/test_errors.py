@@ -215,3 +215,35 @@ def test_numpy_scalars_are_accepted_where_python_ones_are():
         rnn = nk.ODERNN(np.int64(2), np.int64(3), 4, 1, key=jr.key(0))
     assert type(field.data_size) is int and type(rnn.hidden_size) is int
     assert settings.max_steps == 8 and type(settings.dt0) is float
+
+
+def _failing_settings():
+    # Tolerances no solve can meet in two steps: every model's solve hits max_steps.
+    return nk.SolveSettings(
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=2
+    )
+
+
+_SERIES = (jnp.linspace(0.0, 3.0, 4), jnp.ones((4, 2)), jnp.ones((4, 2)))
+_FAILING_CALLS = {
+    "NeuralODE": (lambda: nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)),
+                                       settings=_failing_settings()),
+                  lambda model: model(TS, jnp.ones(2))),
+    "CNF": (lambda: nk.CNF(nk.MLPField(2, 4, 1, key=jr.key(0)), settings=_failing_settings()),
+            lambda model: model.log_prob(jnp.ones(2))),
+    "ODERNN": (lambda: nk.ODERNN(2, 3, 4, 1, settings=_failing_settings(), key=jr.key(0)),
+               lambda model: model(*_SERIES)),
+    "LatentODE": (lambda: nk.LatentODE(2, 2, 3, 4, 1, settings=_failing_settings(),
+                                       key=jr.key(0)),
+                  lambda model: model.elbo(*_SERIES, key=jr.key(1))[0]),
+}
+
+
+@pytest.mark.parametrize("name", list(_FAILING_CALLS))
+def test_a_failed_solve_raises_one_type_eager_and_under_jit(name):
+    # docs/errors.md: `except eqx.EquinoxRuntimeError` catches it, jitted or not.
+    build, call = _FAILING_CALLS[name]
+    model = build()
+    for run in (call, eqx.filter_jit(call)):
+        with pytest.raises(eqx.EquinoxRuntimeError, match="diffeqsolve hit max_steps=2"):
+            jax.block_until_ready(run(model))

@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from node_kit import MLPField, NeuralODE
@@ -113,11 +114,18 @@ def test_budget_below_floor_names_the_floor_and_the_fix():
         memory.checkpoints_for(2**20)
 
 
-@pytest.mark.parametrize("budget", [0, -5, 1.5, True, "1GiB"])
-def test_budget_must_be_a_positive_int(budget):
+@pytest.mark.parametrize("budget", [0, -5, 0.5, float("nan"), float("inf"), True, "1GiB"])
+def test_budget_must_be_a_finite_number_of_bytes(budget):
     memory = CheckpointMemoryModel(floor_bytes=10, bytes_per_checkpoint=1, max_steps=10)
-    with pytest.raises(ValueError, match=r"`memory_budget_bytes` must be a positive int"):
+    with pytest.raises(ValueError, match=r"`memory_budget_bytes` must be a finite number of "
+                       r"bytes >= 1, an int or a float"):
         memory.checkpoints_for(budget)
+
+
+def test_float_budgets_are_whole_bytes():
+    memory = CheckpointMemoryModel(floor_bytes=10, bytes_per_checkpoint=1, max_steps=10)
+    assert memory.checkpoints_for(15.9) == memory.checkpoints_for(15) == 6
+    assert memory.checkpoints_for(np.float64(2.5e9)) == 10
 
 
 def test_budget_needs_max_steps(getkey):

@@ -139,6 +139,29 @@ def test_adjoints_agree_with_each_other(getkey):
     assert max_relative_error(grads["seminorm"], reference) < 1e-4
 
 
+def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
+    # A float32 field solved from a float64 y0 (x64 on): the solve runs in float64 and
+    # every adjoint returns float32 gradients for the float32 parameters, float64 for y0.
+    field = jax.tree.map(
+        lambda x: x.astype(jnp.float32) if eqx.is_inexact_array(x) else x,
+        nk.MLPField(2, 4, 1, key=getkey()),
+    )
+    y0 = jnp.array([0.5, -0.2])
+    ts = jnp.linspace(0.0, 1.0, 3)
+    grads = {}
+    for name in ("checkpoint", "direct", "backsolve"):
+        model = nk.NeuralODE(field, adjoint=name, stepsize_controller=diffrax.PIDController(**TOL))
+        grads[name], y0_grad = eqx.filter_grad(lambda my: jnp.sum(my[0](ts, my[1]) ** 2))(
+            (model, y0)
+        )
+        dtypes = {x.dtype for x in jax.tree.leaves(eqx.filter(grads[name], eqx.is_inexact_array))}
+        assert dtypes == {jnp.dtype(jnp.float32)}, (name, dtypes)
+        assert y0_grad.dtype == jnp.float64, name
+    reference = grads.pop("checkpoint")
+    for name, grad in grads.items():
+        assert max_relative_error(grad, reference) < 1e-4, name
+
+
 def test_checkpoint_count_does_not_change_gradient(getkey):
     field = _problems(getkey())["mlp"]
     y0 = jnp.array([0.7, -0.4, 0.3])

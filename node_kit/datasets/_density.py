@@ -66,8 +66,8 @@ def check_analytic_name(name: str) -> None:
         return
     if name in TOY2D_NAMES:
         raise ValueError(
-            f"Dataset {name!r} has no analytic density; `log_density` and `true_entropy` "
-            f"support {list(ANALYTIC_NAMES)}."
+            f"`name` must be a 2-D toy with an analytic density, one of {list(ANALYTIC_NAMES)}; "
+            f"got name={name!r}, a toy without one (`log_density` and `true_entropy` need it)."
         )
     raise ValueError(
         f"`name` must be a 2-D toy with an analytic density, one of {list(ANALYTIC_NAMES)}; "

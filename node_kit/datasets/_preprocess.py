@@ -22,11 +22,12 @@ and inside `jax.jit`.
 
 import math
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from .._checks import check_int, is_real
+from .._checks import check_int, check_key, is_real
 
 DIGITS_NUM_LEVELS = 17
 """Grey levels of `sklearn.datasets.load_digits` pixels (integers 0..16)."""
@@ -36,10 +37,12 @@ DEFAULT_ALPHA = 0.05
 
 
 def _check_alpha(alpha: float) -> None:
-    if is_real(alpha) and not 0.0 <= alpha < 0.5:  # A traced alpha is not checked.
+    if isinstance(alpha, jax.core.Tracer):  # A traced alpha is not checked.
+        return
+    if not (is_real(alpha) and 0.0 <= alpha < 0.5):
         raise ValueError(
             f"`alpha` must satisfy 0 <= alpha < 0.5 (the logit input is alpha + (1 - 2 alpha) u); "
-            f"got alpha={alpha}."
+            f"got alpha={alpha!r}. The default is {DEFAULT_ALPHA}."
         )
 
 
@@ -62,6 +65,7 @@ def dequantize(
     Floats in `[0, 1)` of `x`'s shape (default float dtype).
     """
     check_int("num_levels", num_levels, minimum=2, expected="an int of at least 2")
+    check_key("key", key)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     return (x + jr.uniform(key, x.shape, dtype=x.dtype)) / num_levels
 

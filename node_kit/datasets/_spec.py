@@ -129,6 +129,20 @@ class DatasetSpec:
     series: SeriesPreparation | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"`name` must be a non-empty string; got name={self.name!r}.")
+        if not isinstance(self.features, Mapping) or not all(
+            isinstance(feature, Feature) for feature in self.features.values()
+        ):
+            raise ValueError(
+                "`features` must map feature names to `Feature(shape, dtype)`; got "
+                f"features={self.features!r:.80}."
+            )
+        if not callable(self.generate):
+            raise ValueError(
+                "`generate` must be a function `generate(sizes, seed) -> Generated`; got "
+                f"{type(self.generate).__name__}."
+            )
         if not self.builder_name:
             object.__setattr__(self, "builder_name", f"node_kit_{self.name}")
         self.split_sizes(self.default_sizes)
@@ -137,7 +151,10 @@ class DatasetSpec:
         """Check `sizes` (three positive ints, then `check_sizes`); `None` gives the default."""
         if sizes is None:
             return self.default_sizes
-        values = tuple(sizes)
+        try:
+            values = tuple(sizes)
+        except TypeError:  # not a sequence: fails the length check below
+            values = ()
         if len(values) != 3 or not all(is_int(s) and s > 0 for s in values):
             raise ValueError(
                 "`split_sizes` must be three positive ints (train, validation, test); "

@@ -4,12 +4,18 @@ One flag per field (`--field-name`), typed from the field's annotation: booleans
 (also `bool | None`) are `--flag/--no-flag`, a `tuple[T, ...]` field takes one or more
 values (`--steps 10 100`). A field's `metadata` may give its `help` text, `aliases`
 (other flag names) and `nargs` (e.g. `"*"` where an empty list is allowed).
+
+The flag checks below ([`check_flags`][], [`check_tolerances`][], [`check_at_most`][]) raise
+a `ValueError` naming the flag as the user typed it (`--batch-size`); `run_command` prints it
+as `error: <message>` and exits with status 2, as argparse does for a malformed flag.
 """
 
 import argparse
 import dataclasses
 import types
 import typing
+
+from .._checks import check_int, check_real
 
 
 def parse_config(
@@ -72,3 +78,55 @@ def run_meta(
     recover from a divergence with a smaller rate); the model and data may not.
     """
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
+
+
+# ------------------------------------------------------------------------- flag checks
+
+
+def flag(name: str) -> str:
+    """The flag of a config field, as the user types it: `batch_size` -> `--batch-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def check_choices(config, choices: dict) -> None:
+    """Each named field of `config` is one of its choices (argparse checks typed flags; this
+    checks a config built in Python)."""
+    for name, options in choices.items():
+        value = getattr(config, name)
+        if value not in options:
+            raise ValueError(
+                f"unknown {name} {value!r} ({flag(name)}); expected one of {', '.join(options)}."
+            )
+
+
+def check_flags(config, *, ints=(), counts=(), positive=(), non_negative=()) -> None:
+    """Check numeric flags of `config`, each error naming the flag: `ints` positive ints,
+    `counts` non-negative ints, `positive` and `non_negative` finite reals."""
+    for name in ints:
+        check_int(flag(name), getattr(config, name))
+    for name in counts:
+        check_int(flag(name), getattr(config, name), minimum=0)
+    for name in positive:
+        check_real(flag(name), getattr(config, name), positive=True)
+    for name in non_negative:
+        check_real(flag(name), getattr(config, name), non_negative=True)
+
+
+def check_tolerances(config) -> None:
+    """`--rtol` and `--atol`: finite, non-negative and not both zero, as adaptive steps need."""
+    rtol = check_real("--rtol", config.rtol, non_negative=True, fix="E.g. --rtol 1e-3.")
+    atol = check_real("--atol", config.atol, non_negative=True, fix="E.g. --atol 1e-6.")
+    if rtol == 0 and atol == 0:
+        raise ValueError(
+            "--rtol and --atol must not both be 0 (no error would be small enough); got "
+            "--rtol 0 --atol 0. Pass e.g. --rtol 1e-3 --atol 1e-6."
+        )
+
+
+def check_at_most(name: str, value: int, available: int, what: str) -> None:
+    """A size flag no larger than the data it takes from: an error, never a silent clamp."""
+    if value > available:
+        raise ValueError(
+            f"{flag(name)} must be at most the number of {what} ({available}); got {value}. "
+            f"Pass {flag(name)} {available} or less."
+        )

@@ -26,6 +26,7 @@ config is refused.
 """
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -41,6 +42,7 @@ import node_kit as nk
 
 from .._checks import check_int, check_real
 from .._io import CheckpointError, previous_path
+from .._training import read_history
 from ._cli import run_meta
 from ._outputs import environment, save_figure, write_json
 
@@ -85,6 +87,11 @@ class Run:
         """`<out>/checkpoint.eqx`, written during [`Run.fit`][]."""
         return self.out / "checkpoint.eqx"
 
+    @property
+    def history_path(self) -> Path:
+        """`<out>/history.csv`, appended to during [`Run.fit`][]."""
+        return self.out / "history.csv"
+
     def fit(self, model, loss: Callable, optimizer, batch_at: Callable, **fit_options):
         """[`node_kit.fit`][] for `config.steps` steps with the key `keys["train"]`.
 
@@ -97,19 +104,21 @@ class Run:
 
         **Returns:**
 
-        `(model, history)` as from `nk.fit`.
+        `(model, history)`: the trained model and every row of `<out>/history.csv`, so
+        after a resume also the rows logged before the checkpoint (what an uninterrupted
+        run would have logged).
         """
         config = self.config
         start = time.perf_counter()
-        model, history = nk.fit(
+        model, _ = nk.fit(
             model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
             checkpoint_path=self.checkpoint_path, resume=config.resume,
             meta=run_meta(config), progress=config.progress,
-            history_path=self.out / "history.csv",
+            history_path=self.history_path,
             **{"checkpoint_every": getattr(config, "checkpoint_every", 100), **fit_options},
         )
         self.train_seconds = time.perf_counter() - start
-        return model, history
+        return model, read_history(self.history_path)
 
     def earlier_train_seconds(self) -> float:
         """Training seconds of the runs this one resumes (from their `results.json`).
@@ -148,6 +157,18 @@ def check_training_flags(config) -> None:
         check_real("--clip-norm", config.clip_norm, non_negative=True, fix="0 switches it off.")
 
 
+@functools.lru_cache(maxsize=16)
+def training_optimizer(lr: float, steps: int, clip_norm: float) -> optax.GradientTransformation:
+    """The commands' optimizer: AdamW (weight decay 1e-5) on a cosine schedule from `lr`
+    down to 5% of it over `steps`, after clipping the gradient's norm to `clip_norm` (0: off).
+
+    Cached: equal settings give the same object, so a second run in one process (a resume,
+    a test) reuses the compiled training step instead of compiling it again.
+    """
+    schedule = optax.cosine_decay_schedule(lr, steps, alpha=0.05)
+    return with_clipping(optax.adamw(schedule, weight_decay=1e-5), clip_norm)
+
+
 def with_clipping(optimizer: optax.GradientTransformation, clip_norm: float):
     """`optimizer` after clipping the gradient's global norm to `clip_norm` (0: unclipped)."""
     if clip_norm == 0:
@@ -156,13 +177,21 @@ def with_clipping(optimizer: optax.GradientTransformation, clip_norm: float):
 
 
 def run_command(main: Callable, parse_args: Callable) -> None:
-    """`main(parse_args())` for `python -m ...`: a divergence or an unusable checkpoint ends
-    the command with its message and exit status 1, not a traceback."""
+    """`main(parse_args())` for `python -m ...`, ending in `error: <message>` on stderr
+    without a traceback for what the user can fix.
+
+    A divergence or an unusable checkpoint exits with status 1; a bad value (a
+    `ValueError`, which node_kit's checks raise naming the flag) with status 2, as
+    argparse does for a malformed flag. Anything else keeps its traceback: it is a bug.
+    """
     try:
         main(parse_args())
     except (nk.TrainingDiverged, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def recent_mean(history: list[dict], key: str) -> float | None:

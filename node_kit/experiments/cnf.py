@@ -15,7 +15,6 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 import node_kit as nk
 from node_kit import datasets
@@ -28,9 +27,9 @@ from ._choices import (
     TRACE_ESTIMATOR_NAMES,
     trace_estimator_from_name,
 )
-from ._cli import parse_config
+from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
 from ._outputs import plt
-from ._run import recent_mean, Run, run_command, with_clipping
+from ._run import check_training_flags, recent_mean, Run, run_command, training_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +60,30 @@ class Config:
     out: str = "runs/cnf"
     resume: bool = False
     progress: bool = True
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    return {
+        "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": ADJOINT_NAMES,
+        "trace": TRACE_ESTIMATOR_NAMES, "probe": PROBE_NAMES, "solver": ADAPTIVE_SOLVER_NAMES,
+    }
+
+
+def check_config(config: Config) -> None:
+    """Raise a `ValueError` naming the flag for a value the command cannot run with.
+
+    Everything is checked before any data is loaded: the batch sizes against the sizes
+    of the dataset's splits (from its spec), so that a batch larger than the data is an
+    error, not a silent clamp.
+    """
+    check_choices(config, _choices())
+    check_training_flags(config)
+    check_flags(config, ints=("width", "eval_batch", "eval_probes"), counts=("depth", "seed"),
+                positive=("t1",), non_negative=("kinetic_energy", "jacobian_norm"))
+    check_tolerances(config)
+    train, _, test = datasets.get_spec(config.dataset).split_sizes(None)
+    check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training points")
+    check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test points")
 
 
 def build_cnf(config: Config, data_size: int, key) -> nk.CNF:
@@ -96,27 +119,40 @@ def load_data(config: Config) -> Data:
     return Data(train, test, images=config.dataset == "digits")
 
 
-def to_flow_space(data: Data, x, key):
+def to_flow_space(images: bool, x, key):
     """`(y, log_det)`: images are dequantized and logit-transformed; toys pass through."""
-    if data.images:
+    if images:
         return datasets.preprocess(x, key=key)
     x = jnp.asarray(x)
     return x, jnp.zeros(x.shape[:-1], x.dtype)
 
 
-def make_loss(config: Config, data: Data):
-    """`loss(cnf, batch, key)`: NLL in the flow's space plus the RNODE penalties."""
+class FlowLoss(eqx.Module):
+    """`loss(cnf, batch, key)`: NLL in the flow's space plus the RNODE penalties.
 
-    def loss(cnf, xs, key):
+    Its settings are static fields, so two equal losses are one jit cache entry: a second
+    run in the same process (a resume, a test) reuses the compiled training step.
+    """
+
+    images: bool = eqx.field(static=True)
+    kinetic_energy: float = eqx.field(static=True)
+    jacobian_norm: float = eqx.field(static=True)
+
+    def __call__(self, cnf, xs, key):
         noise_key, probe_key = jr.split(key)
-        ys, log_det = to_flow_space(data, xs, noise_key)
+        ys, log_det = to_flow_space(self.images, xs, noise_key)
         value, aux = nk.cnf_loss(
             cnf, ys.astype(jnp.result_type(float)), key=probe_key,
-            kinetic_energy=config.kinetic_energy, jacobian_norm=config.jacobian_norm,
+            kinetic_energy=self.kinetic_energy, jacobian_norm=self.jacobian_norm,
         )
         return value, {**aux, "nll": aux["nll"] - jnp.mean(log_det)}
 
-    return loss
+
+def make_loss(config: Config, data: Data) -> FlowLoss:
+    """The training loss of `config` on `data` (see [`FlowLoss`][])."""
+    return FlowLoss(data.images, config.kinetic_energy, config.jacobian_norm)
+
+
 
 
 def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, probe_key=None) -> dict:
@@ -125,14 +161,18 @@ def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, pro
     `key` draws the dequantization noise (images) and `probe_key` the Hutchinson
     probes, so several probe draws can be averaged over the same dequantized data.
     """
-    batch = min(batch, len(x))
+    if not 1 <= batch <= len(x):
+        raise ValueError(
+            f"`batch` must be in [1, {len(x)}] (the number of points to evaluate); got {batch}."
+        )
     probe_key = key if probe_key is None else probe_key
-    run = eqx.filter_jit(lambda c, xs, k, p: _batch_nll(c, data, xs, k, p))
     nll, steps = [], []
     for i, start in enumerate(range(0, len(x), batch)):
         chunk = x[start : start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), 0)])
-        values, num_steps = run(cnf, padded, jr.fold_in(key, i), jr.fold_in(probe_key, i))
+        values, num_steps = _batch_nll(
+            cnf, data.images, padded, jr.fold_in(key, i), jr.fold_in(probe_key, i)
+        )
         nll.append(np.asarray(values)[: len(chunk)])
         steps.append(int(num_steps))
     nll = np.concatenate(nll)
@@ -144,8 +184,9 @@ def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, pro
     }
 
 
-def _batch_nll(cnf, data, xs, noise_key, probe_key):
-    ys, log_det = to_flow_space(data, xs, noise_key)
+@eqx.filter_jit
+def _batch_nll(cnf, images: bool, xs, noise_key, probe_key):
+    ys, log_det = to_flow_space(images, xs, noise_key)
     log_prob, stats = cnf.log_prob_and_stats_batched(
         ys.astype(jnp.result_type(float)), key=probe_key
     )
@@ -154,8 +195,8 @@ def _batch_nll(cnf, data, xs, noise_key, probe_key):
 
 def gaussian_baseline(data: Data, key) -> dict:
     """A full-covariance Gaussian fitted on the same preprocessing; its test NLL."""
-    train, _ = to_flow_space(data, data.train, jr.fold_in(key, 0))
-    test, log_det = to_flow_space(data, data.test, jr.fold_in(key, 1))
+    train, _ = to_flow_space(data.images, data.train, jr.fold_in(key, 0))
+    test, log_det = to_flow_space(data.images, data.test, jr.fold_in(key, 1))
     train, test = np.asarray(train, np.float64), np.asarray(test, np.float64)
     mean = train.mean(0)
     cov = np.cov(train, rowvar=False) + 1e-6 * np.eye(train.shape[1])
@@ -205,12 +246,12 @@ def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
 
 def main(config: Config) -> dict:
     """Train, evaluate, plot; returns the results dict also written to `results.json`."""
+    check_config(config)
     run = Run(config, keys=("model", "train", "eval", "plot"))
     data = load_data(config)
     cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
-    schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.05)
     cnf, history = run.fit(
-        cnf, make_loss(config, data), with_clipping(optax.adamw(schedule, weight_decay=1e-5), config.clip_norm),
+        cnf, make_loss(config, data), training_optimizer(config.lr, config.steps, config.clip_norm),
         lambda step: datasets.batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
     )
     results = run.results(
@@ -249,7 +290,7 @@ def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
     points = np.stack([xx.ravel(), yy.ravel()], -1)
     exact = cnf.with_trace_estimator(nk.ExactTrace())
     density = np.exp(-evaluate_nll(exact, data, points, batch=2000, key=key)["per_sample"])
-    samples = np.asarray(eqx.filter_jit(lambda c, k: c.sample_batched(10_000, key=k))(cnf, key))
+    samples = np.asarray(_sample(cnf, 10_000, key))
     fig, axes = pyplot.subplots(1, 3, figsize=(12, 4.2))
     bins = [grid, grid]
     axes[0].hist2d(data.test[:, 0], data.test[:, 1], bins=bins, cmap="viridis")
@@ -262,9 +303,14 @@ def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
     return fig
 
 
+@eqx.filter_jit
+def _sample(cnf: nk.CNF, num_samples: int, key):
+    return cnf.sample_batched(num_samples, key=key)
+
+
 def _plot_images(cnf: nk.CNF, data: Data, key):
     pyplot = plt()
-    ys = eqx.filter_jit(lambda c, k: c.sample_batched(64, key=k))(cnf, key)
+    ys = _sample(cnf, 64, key)
     pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
     fig, axes = pyplot.subplots(1, 2, figsize=(9, 4.6))
     for ax, images, title in ((axes[0], data.test[:64] / 16.0, "data"), (axes[1], pixels, "samples")):
@@ -276,13 +322,7 @@ def _plot_images(cnf: nk.CNF, data: Data, key):
 
 def parse_args(argv=None) -> Config:
     """Command-line flags, one per `Config` field."""
-    return parse_config(
-        Config, argv, description=__doc__.splitlines()[0],
-        choices={
-            "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": ADJOINT_NAMES,
-            "trace": TRACE_ESTIMATOR_NAMES, "probe": PROBE_NAMES, "solver": ADAPTIVE_SOLVER_NAMES,
-        },
-    )
+    return parse_config(Config, argv, description=__doc__.splitlines()[0], choices=_choices())
 
 
 if __name__ == "__main__":

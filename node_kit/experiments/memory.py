@@ -40,7 +40,7 @@ from ._memory_sweep import (
     run_sweep,
     WORKER_TAG,
 )
-from ._run import Run
+from ._run import Run, run_command
 
 
 def _flag(default, text: str, **metadata):
@@ -100,10 +100,15 @@ class MemoryConfig:
 
 def _check_config(config: MemoryConfig) -> None:
     for name, minimum in (("dim", 1), ("batch", 1), ("width", 1), ("depth", 0),
-                          ("repeats", 1), ("budgets", 0)):
+                          ("repeats", 1), ("budgets", 0), ("seed", 0)):
         check_int(name, getattr(config, name), minimum=minimum, expected=f"an int >= {minimum}")
     check_real("time_limit_s", config.time_limit_s, positive=True,
                expected="a positive number of seconds")
+    if not isinstance(config.name, str) or not config.name or "/" in config.name:
+        raise ValueError(
+            f"`name` must be a file stem (non-empty, no '/'); got {config.name!r}. Put the "
+            "folder in --out."
+        )
     if config.solver not in SOLVER_NAMES:
         raise ValueError(
             f"`solver` must be one of {', '.join(SOLVER_NAMES)}; got {config.solver!r}."
@@ -220,9 +225,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[MemoryConfig | None, str 
     return config, None
 
 
+def run(parsed: tuple[MemoryConfig | None, str | None]) -> dict:
+    """What `python -m node_kit.experiments.memory` runs: the sweep, or one `--worker` job."""
+    config, worker = parsed
+    return run_worker(worker) if worker else main(config)
+
+
 if __name__ == "__main__":
-    config, worker = parse_args()
-    if worker:
-        run_worker(worker)
-    else:
-        main(config)
+    run_command(run, parse_args)

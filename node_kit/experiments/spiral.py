@@ -18,10 +18,11 @@ import optax
 
 import node_kit as nk
 
+from .._checks import check_int
 from ._choices import ADJOINT_NAMES, solve_settings
-from ._cli import parse_config
+from ._cli import check_choices, check_flags, check_tolerances, parse_config
 from ._outputs import plt
-from ._run import Run, run_command
+from ._run import Run, check_training_flags, run_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,19 @@ class Config:
 
 TRUE_A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 Y0 = np.array([2.0, 0.0])
+
+
+def check_config(config: Config) -> None:
+    """Raise a `ValueError` naming the flag for a value the command cannot run with."""
+    check_choices(config, {"adjoint": ADJOINT_NAMES})
+    check_training_flags(config)
+    check_flags(config, ints=("width",), counts=("depth", "seed"), positive=("t_end",))
+    check_tolerances(config)
+    check_int("--num-points", config.num_points, minimum=3,
+              fix="The trajectory is cut into training windows of --window points.")
+    check_int("--window", config.window, minimum=2, maximum=config.num_points - 1,
+              fix=f"A training window is shorter than the trajectory (--num-points "
+                  f"{config.num_points}).")
 
 
 def true_trajectory(config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +112,7 @@ def loss_fn(model: nk.NeuralODE, batch, key):
 
 def main(config: Config) -> dict:
     """Train, evaluate on the whole trajectory, write results; returns the results dict."""
+    check_config(config)
     run = Run(config, keys=("model", "train"))
     ts, ys = true_trajectory(config)
     model = build_model(config, run.keys["model"])

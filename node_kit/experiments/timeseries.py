@@ -25,15 +25,14 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 from node_kit import datasets
 
-from .._checks import check_int, is_real
+from .._checks import is_real
 
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
-from ._cli import parse_config
-from ._run import recent_mean, Run, run_command, with_clipping
+from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
+from ._run import check_training_flags, recent_mean, Run, run_command, training_optimizer
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
@@ -97,30 +96,44 @@ def _choices() -> dict[str, tuple[str, ...]]:
 
 
 def check_config(config: Config) -> None:
-    """Raise a `ValueError` naming the flag for a value the command cannot run with."""
-    for name, choices in _choices().items():
-        value = getattr(config, name)
-        if value not in choices:
-            raise ValueError(
-                f"unknown {name} {value!r} (--{name.replace('_', '-')}); expected one of "
-                f"{', '.join(choices)}."
-            )
+    """Raise a `ValueError` naming the flag for a value the command cannot run with.
+
+    Everything is checked before any data is loaded: the batch sizes and `--train-size`
+    against the sizes of the dataset's splits (from its spec), so that a batch larger than
+    the data is an error, not a silent clamp.
+    """
+    check_choices(config, _choices())
     if not (is_real(config.observed) and 0 < config.observed <= 1):
         raise ValueError(
             "--observed (the share of time points the model reads) must be in (0, 1]; got "
             f"{config.observed!r}. For '30% dropped' pass --observed 0.7."
         )
-    # --steps, --batch-size, --lr, --clip-norm, --checkpoint-every: checked by Run.
-    for name in ("latent", "hidden", "width", "eval_batch", "eval_samples", "encoder_steps",
-                 "window"):
-        check_int("--" + name.replace("_", "-"), getattr(config, name))
-    if config.train_size < 0:
-        raise ValueError(f"--train-size must be >= 0 (0: all); got {config.train_size}.")
+    check_training_flags(config)
+    check_flags(
+        config, ints=("latent", "hidden", "width", "eval_batch", "eval_samples",
+                      "encoder_steps", "window"),
+        counts=("depth", "kl_warmup", "train_size", "seed"),
+        positive=("obs_std",), non_negative=("ce_weight",),
+    )
+    check_tolerances(config)
     task = TASKS[config.task]
     if config.window < task.min_window:
         raise ValueError(
-            f"--task {task.name} needs at least {task.min_window} time points per series."
+            f"--window must be at least {task.min_window} for --task {task.name} (it needs "
+            f"that many time points per series); got {config.window}."
         )
+    spec = datasets.get_spec(config.dataset)
+    if task.needs_labels and "label" not in spec.features:
+        raise ValueError(
+            f"--task {task.name} needs a labelled dataset; {config.dataset!r} has no labels. "
+            "Use --dataset japanese_vowels, or --task interpolation / extrapolation."
+        )
+    train, _, test = spec.split_sizes(None)
+    check_at_most("train_size", config.train_size, train, f"{config.dataset} training series")
+    train = config.train_size or train
+    kept = " kept by --train-size" if config.train_size else ""
+    check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training series{kept}")
+    check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test series")
 
 
 def series_masks(task: str, observed: float, key, available, readable):
@@ -162,7 +175,9 @@ def evaluate(model, config: Config, split: Split, *, key) -> dict:
     """Test metrics with the fixed per-series masks of `key`; the posterior mean for `z0`."""
     task, series_model = TASKS[config.task], MODELS[config.model]
     n = len(split.t)
-    size = min(config.eval_batch, n)
+    size = config.eval_batch
+    if not 1 <= size <= n:
+        raise ValueError(f"--eval-batch must be in [1, {n}] (the test series); got {size}.")
 
     @eqx.filter_jit
     def run(model, t, x, available, readable, keys):
@@ -211,12 +226,9 @@ def main(config: Config) -> dict:
     run = Run(config, keys=("model", "train", "eval", "plot"))
     data = load_data(config, task)
     model = build_model(config, data.data_size, data.num_classes, run.keys["model"])
-    schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.05)
-    optimizer = with_clipping(optax.adamw(schedule, weight_decay=1e-5), config.clip_norm)
-    batch_size = min(config.batch_size, len(data.train.t))
     model, history = run.fit(
-        model, make_loss(config), optimizer,
-        lambda step: batch_at(data.train, step, batch_size=batch_size, seed=config.seed),
+        model, make_loss(config), training_optimizer(config.lr, config.steps, config.clip_norm),
+        lambda step: batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
     )
     earlier = run.earlier_train_seconds()
     start = time.perf_counter()
