@@ -50,6 +50,10 @@ from ._memory import (
     CompiledMemory as CompiledMemory,
 )
 from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
+from ._parallel import (
+    DataParallel as DataParallel,
+    initialize_distributed as initialize_distributed,
+)
 from ._solve import SolveSettings as SolveSettings
 from ._vector_field import (
     AbstractVectorField as AbstractVectorField,

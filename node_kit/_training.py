@@ -2,7 +2,6 @@
 
 import csv
 import io
-import math
 import os
 import time
 import warnings
@@ -18,6 +17,7 @@ import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ._checks import check_callable, check_int, check_key, type_name
+from ._parallel import DataParallel, is_main_process, local_value
 from ._io import (
     atomic_write_bytes,
     CheckpointError,
@@ -56,7 +56,10 @@ def _check_callables(*, loss_fn, optimizer, batch_at=None) -> None:
 
 def _update(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
     _check_callables(loss_fn=loss_fn, optimizer=optimizer)
-    grad_fn = eqx.filter_value_and_grad(loss_fn, has_aux=True)
+    # A per-device loss (nk.DataParallel) differentiates on each device itself.
+    grad_fn = getattr(loss_fn, "value_and_grad", None) or eqx.filter_value_and_grad(
+        loss_fn, has_aux=True
+    )
     (loss, aux), grads = grad_fn(model, batch, key)
     params = eqx.filter(model, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -89,11 +92,23 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
-@eqx.filter_jit
-def _guarded_step(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
-    """`make_step` plus whether the gradient and the updated parameters are finite."""
+_OK, _BAD_LOSS, _BAD_GRAD, _BAD_PARAMS = range(4)
+
+
+@eqx.filter_jit(donate="all-except-first")
+def _guarded_step(batch, model, opt_state, key, loss_fn: LossFn, optimizer):
+    """`make_step` plus a status code computed on the device, with no host round trip.
+
+    The code is `_OK`, or the first of: the loss, the gradient, the updated parameters
+    is not finite. `model`, `opt_state` and `key` are donated (their buffers are reused
+    for the outputs); `batch` comes first so that it is not.
+    """
     model, opt_state, loss, aux, grads = _update(model, opt_state, batch, key, loss_fn, optimizer)
-    return model, opt_state, loss, aux, (_all_finite(grads), _all_finite(model))
+    code = jnp.where(
+        ~jnp.isfinite(loss), _BAD_LOSS,
+        jnp.where(~_all_finite(grads), _BAD_GRAD, jnp.where(~_all_finite(model), _BAD_PARAMS, _OK)),
+    )
+    return model, opt_state, loss, aux, code
 
 
 class Checkpoint(eqx.Module):
@@ -201,6 +216,7 @@ def fit(
     progress: bool = True,
     log_every: int = 10,
     history_path: str | os.PathLike | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> tuple[PyTree, list[dict[str, float]]]:
     """Train `model` for `num_steps` steps; resumable, checkpointed, guarded against divergence.
 
@@ -228,6 +244,16 @@ def fit(
     - `history_path`: a CSV file the records are appended to as they are made (flushed
         to disk each time, so a crash loses none); on resume, rows after the checkpoint's
         step are dropped.
+    - `data_parallel`: a [`node_kit.DataParallel`][] to split each batch over devices
+        (and processes); `batch_at(step)` then returns this process's rows of the global
+        batch (all of it with one process). Only process 0 writes checkpoints and history.
+
+    The loop does not wait for the device at every step: each step's loss and status
+    stay on the device until the next log interval (or checkpoint), where they are
+    fetched together, so the host synchronises about `100 / log_every` times per 100
+    steps (plus twice per checkpoint). The next batch is built and sent while a step runs,
+    and the parameters and optimizer state are donated to the step (updated in place).
+    A divergence is found at that synchronisation and named by its step.
 
     **Returns:**
 
@@ -245,6 +271,11 @@ def fit(
     num_steps = check_int("num_steps", num_steps)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     log_every = check_int("log_every", log_every)
+    if data_parallel is not None and not isinstance(data_parallel, DataParallel):
+        raise ValueError(
+            "`data_parallel` must be a node_kit.DataParallel or None; got "
+            f"{type_name(data_parallel)}. E.g. data_parallel=nk.DataParallel(4)."
+        )
     meta = dict(meta or {})
     state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
     if resume:
@@ -254,62 +285,123 @@ def fit(
                 "the path, or resume=False to start fresh."
             )
         state = resume_checkpoint(checkpoint_path, state, meta)
+    main = is_main_process()  # with several processes, only process 0 writes files
+    checkpoint_writer = checkpoint_path if main else None
+    history_path = history_path if main else None
     history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
-    history: list[dict[str, float]] = []
-    bar = _progress_bar(state.step, num_steps, progress)
-    start = time.perf_counter()
-    model, opt_state, pending = state.model, state.opt_state, None
+    if data_parallel is None:
+        place, step_loss = jax.device_put, loss_fn
+        model, opt_state = _copy((state.model, state.opt_state))
+    else:
+        place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
+        model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
+    loop = _Loop(checkpoint_path=checkpoint_path, checkpoint_writer=checkpoint_writer, meta=meta,
+                 history_file=history_file, bar=_progress_bar(state.step, num_steps, progress))
     try:
+        next_batch = place(batch_at(state.step)) if state.step < num_steps else None
         for step in range(state.step, num_steps):
-            model, opt_state, record, problem = _checked_step(
-                model, opt_state, step, batch_at, key, loss_fn, optimizer, checkpoint_path
+            last = step + 1 == num_steps
+            try:
+                model, opt_state, loss, aux, code = _guarded_step(
+                    next_batch, model, opt_state, jr.fold_in(key, step), step_loss, optimizer
+                )
+            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
+                loop.solve_failed(error, step + 1)
+            if not last:  # the next batch is built and sent while this step runs
+                next_batch = place(batch_at(step + 1))
+            logged = (step + 1) % log_every == 0 or last
+            loop.unchecked.append((step + 1, code, loss, aux if logged else None))
+            loop.bar.update(1)
+            checkpoint_now = checkpoint_path is not None and (
+                (step + 1) % checkpoint_every == 0 or last
             )
-            if pending is not None:  # its parameters just gave a finite loss
-                save_checkpoint(checkpoint_path, pending, meta)
-                pending = None
-            if problem is not None:
-                raise TrainingDiverged(_diverged_message(problem, checkpoint_path))
-            _update_bar(bar, record)
-            if (step + 1) % log_every == 0 or step + 1 == num_steps:
-                history.append({**record, "time": time.perf_counter() - start})
-                if history_file is not None:
-                    history_file.append(history[-1])
-            if checkpoint_path is not None and (
-                (step + 1) % checkpoint_every == 0 or step + 1 == num_steps
-            ):
-                pending = Checkpoint(model, opt_state, step + 1)
-        if pending is not None:
-            save_checkpoint(checkpoint_path, pending, meta)
+            if logged or checkpoint_now or loop.pending is not None:
+                loop.sync()
+            if checkpoint_now:  # written once the next step shows its parameters good
+                loop.pending = Checkpoint(*_copy((model, opt_state)), step + 1)
+        loop.write_pending()  # the final one: the last step found its parameters finite
     finally:
-        bar.close()
-    return model, history
+        loop.bar.close()
+    return model, loop.history
 
 
-def _checked_step(model, opt_state, step, batch_at, key, loss_fn, optimizer, checkpoint_path):
-    """One guarded step: `(model, opt_state, record, problem)`.
+@eqx.filter_jit
+def _copy(tree):
+    """Fresh buffers with the same values and placement (the step donates its inputs)."""
+    return jax.tree_util.tree_map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, tree)
 
-    A failed solve or a non-finite loss raises `TrainingDiverged` at once: the parameters
-    the step started from are not good. A non-finite gradient or updated parameter is
-    returned as `problem` (a sentence), after the loss showed those parameters good.
+
+class _Loop:
+    """What `fit` keeps between host synchronisations.
+
+    The steps run ahead of the host: each leaves its loss, its logged `aux` and its
+    status code on the device (`unchecked`). `sync` fetches them all at once, at a log
+    interval or around a checkpoint, raises `TrainingDiverged` for the first step that
+    went wrong, appends the history rows, and writes the pending checkpoint once the
+    step after it has shown its parameters good.
     """
-    try:
-        new_model, new_opt_state, loss, aux, (grads_ok, params_ok) = _guarded_step(
-            model, opt_state, batch_at(step), jr.fold_in(key, step), loss_fn, optimizer
-        )
-        loss = float(loss)
-    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
-        cause = f"a solve failed inside step {step + 1} ({_runtime_message(error)})"
-        raise TrainingDiverged(_diverged_message(cause, checkpoint_path)) from error
-    if not math.isfinite(loss):
-        cause = f"loss became {loss} at step {step + 1}"
-        raise TrainingDiverged(_diverged_message(cause, checkpoint_path))
-    problem = None
-    if not bool(grads_ok):
-        problem = f"the gradient became NaN or inf at step {step + 1} (the loss was {loss:.6g})"
-    elif not bool(params_ok):
-        problem = f"the update of step {step + 1} made a parameter NaN or inf"
-    record = {"step": step + 1, "loss": loss, **{k: float(v) for k, v in aux.items()}}
-    return new_model, new_opt_state, record, problem
+
+    def __init__(self, *, checkpoint_path, checkpoint_writer, meta, history_file, bar):
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_writer = checkpoint_writer
+        self.meta = meta
+        self.history_file = history_file
+        self.bar = bar
+        self.unchecked: list = []
+        self.pending: Checkpoint | None = None
+        self.verified = 0  # the last step whose status was fetched
+        self.history: list[dict[str, float]] = []
+        self.start = time.perf_counter()
+
+    def sync(self) -> None:
+        """Fetch the unchecked steps' results; stop at the first bad one."""
+        unchecked, self.unchecked = self.unchecked, []
+        for step, code, loss, aux in unchecked:
+            try:
+                code = int(local_value(code))
+                loss_value = float(local_value(loss))
+            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
+                self.solve_failed(error, step)
+            if code == _BAD_LOSS:
+                self.diverged(f"loss became {loss_value} at step {step}")
+            self.write_pending()  # the step's loss from its parameters was finite
+            if code == _BAD_GRAD:
+                self.diverged(f"the gradient became NaN or inf at step {step} (the loss was "
+                              f"{loss_value:.6g})")
+            if code == _BAD_PARAMS:
+                self.diverged(f"the update of step {step} made a parameter NaN or inf")
+            self.verified = step
+            if aux is not None:
+                record = {"step": step, "loss": loss_value,
+                          **{k: float(local_value(v)) for k, v in aux.items()},
+                          "time": time.perf_counter() - self.start}
+                self.history.append(record)
+                if self.history_file is not None:
+                    self.history_file.append(record)
+                _update_bar(self.bar, record)
+
+    def write_pending(self) -> None:
+        if self.pending is not None:
+            if self.checkpoint_writer is not None:
+                save_checkpoint(self.checkpoint_writer, _on_host(self.pending), self.meta)
+            self.pending = None
+
+    def solve_failed(self, error: Exception, step: int) -> None:
+        where = f"step {step}" if step == self.verified + 1 else (
+            f"one of the steps {self.verified + 1} to {step}")
+        cause = f"a solve failed inside {where} ({_runtime_message(error)})"
+        raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
+
+    def diverged(self, cause: str) -> None:
+        raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path))
+
+
+def _on_host(state: Checkpoint) -> Checkpoint:
+    """The checkpoint's arrays as NumPy arrays of this process (replicated over processes)."""
+    model, opt_state = jax.tree_util.tree_map(
+        lambda x: local_value(x) if isinstance(x, jax.Array) else x, (state.model, state.opt_state)
+    )
+    return Checkpoint(model, opt_state, state.step)
 
 
 def _runtime_message(error: Exception) -> str:

@@ -82,7 +82,7 @@ def _num_examples(data: Any) -> int:
     return lengths.pop()
 
 
-def batch_at(data: Any, step: int, *, batch_size: int, seed: int) -> Any:
+def batch_at(data: Any, step: int, *, batch_size: int, seed: int, rows: slice | None = None) -> Any:
     """The batch for global step `step`, as a pure function of `(seed, step)`.
 
     **Arguments:**
@@ -92,12 +92,17 @@ def batch_at(data: Any, step: int, *, batch_size: int, seed: int) -> Any:
     - `step`: non-negative global step; epochs follow each other without a gap.
     - `batch_size`: examples per batch.
     - `seed`: non-negative int fixing the order of every epoch.
+    - `rows`: only these rows of the batch (e.g. one process's share of a global batch,
+        `nk.DataParallel.process_rows`); `None` for all.
 
     **Returns:**
 
-    `data`'s structure with every leaf indexed to shape `(batch_size, ...)`.
+    `data`'s structure with every leaf indexed to shape `(batch_size, ...)` (or the
+    length of `rows`).
     """
     index = batch_indices(_num_examples(data), batch_size=batch_size, seed=seed, step=step)
+    if rows is not None:
+        index = index[rows]
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[index], data)
 
 

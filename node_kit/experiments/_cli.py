@@ -70,12 +70,15 @@ def _flag_type(hint) -> tuple[type, bool]:
 def run_meta(
     config,
     *,
-    ignore=("out", "resume", "progress", "steps", "lr", "checkpoint_every", "clip_norm"),
+    ignore=("out", "resume", "progress", "steps", "lr", "checkpoint_every", "clip_norm",
+            "devices", "coordinator", "num_processes", "process_id", "distributed"),
 ) -> dict:
     """The part of a config that must match to resume a checkpoint.
 
     The step count and learning rate may change on resume (to train longer, or to
-    recover from a divergence with a smaller rate); the model and data may not.
+    recover from a divergence with a smaller rate), and so may the devices and processes
+    (a batch split over devices gives the numbers of one device up to the order of sums);
+    the model and data may not (nor `--per-device`, which solves differently).
     """
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
 

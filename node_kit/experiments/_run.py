@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.random as jr
 import numpy as np
 import optax
@@ -42,9 +43,28 @@ import node_kit as nk
 
 from .._checks import check_int, check_real
 from .._io import CheckpointError, previous_path
+from .._parallel import DataParallel, is_main_process
 from .._training import read_history
 from ._cli import run_meta
 from ._outputs import environment, save_figure, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """The flags every training command shares for devices and processes.
+
+    A command's `Config` subclasses it. `--devices N` splits each global batch over N
+    devices (0: all of them); `--per-device` solves each device's shard as its own ODE;
+    `--coordinator HOST:PORT --num-processes N --process-id I` join N processes (one per
+    host) into one run, and `--distributed` lets JAX detect the cluster (e.g. SLURM).
+    """
+
+    devices: int = dataclasses.field(default=0, metadata={"help": "devices to split each batch over (0: all)"})
+    per_device: bool = dataclasses.field(default=False, metadata={"help": "solve each device's shard as its own ODE (shard_map) instead of one solve over the global batch"})
+    coordinator: str = dataclasses.field(default="", metadata={"help": "HOST:PORT of process 0, for a run over several processes"})
+    num_processes: int = dataclasses.field(default=1, metadata={"help": "processes in the run (with --coordinator)"})
+    process_id: int = dataclasses.field(default=0, metadata={"help": "this process's index, 0 to --num-processes - 1"})
+    distributed: bool = dataclasses.field(default=False, metadata={"help": "join the processes JAX detects (SLURM, Open MPI, ...)"})
 
 
 def split_keys(seed: int, names: Sequence[str]) -> dict[str, Any]:
@@ -67,6 +87,7 @@ class Run:
     """
 
     def __init__(self, config, *, keys: Sequence[str], training: bool = True):
+        self.data_parallel = _start_parallel(config) if isinstance(config, ParallelConfig) else None
         if training:
             check_training_flags(config)
         self.config = config
@@ -110,6 +131,8 @@ class Run:
         """
         config = self.config
         start = time.perf_counter()
+        if self.data_parallel is not None:
+            fit_options = {"data_parallel": self.data_parallel, **fit_options}
         model, _ = nk.fit(
             model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
             checkpoint_path=self.checkpoint_path, resume=config.resume,
@@ -131,19 +154,55 @@ class Run:
         earlier = json.loads(path.read_text())
         return float(earlier.get("train_seconds_total", earlier.get("train_seconds_this_run", 0.0)))
 
+    def rows(self, batch_size: int) -> slice:
+        """The rows of each global batch this process builds (all of them with one process).
+
+        Checks that `batch_size` splits evenly over the devices (an error lists the
+        nearest sizes that do).
+        """
+        if self.data_parallel is None:
+            return slice(0, batch_size)
+        return self.data_parallel.process_rows(batch_size)
+
     def results(self, **fields) -> dict:
-        """`{"config": ..., "environment": ..., **fields}`: the start of every results.json."""
-        return {"config": dataclasses.asdict(self.config), "environment": environment(), **fields}
+        """`{"config": ..., "environment": ..., "devices", "processes", **fields}`: the start
+        of every results.json."""
+        parallel = {} if self.data_parallel is None else {
+            "devices": self.data_parallel.num_devices, "processes": jax.process_count(),
+        }
+        return {"config": dataclasses.asdict(self.config), "environment": environment(),
+                **parallel, **fields}
 
     def write(self, results: dict, *, name: str = "results.json") -> None:
-        """Write `<out>/<name>` (`results.json`) atomically."""
-        write_json(self.out / name, results)
+        """Write `<out>/<name>` (`results.json`) atomically (on process 0 only)."""
+        if is_main_process():
+            write_json(self.out / name, results)
 
     def save_figure(self, fig, name: str, **options) -> Path:
-        """Save `fig` as `<out>/<name>` (atomic PNG; `options` go to `save_figure`)."""
+        """Save `fig` as `<out>/<name>` (atomic PNG, on process 0 only; `options` go to
+        `save_figure`)."""
         path = self.out / name
-        save_figure(fig, path, **options)
+        if is_main_process():
+            save_figure(fig, path, **options)
         return path
+
+
+def _start_parallel(config: "ParallelConfig") -> DataParallel:
+    """Join the processes (if asked) and make the device mesh of a run's flags."""
+    check_int("--devices", config.devices, minimum=0, fix="0 uses every device.")
+    check_int("--num-processes", config.num_processes)
+    if config.coordinator or config.num_processes > 1:
+        if not config.coordinator:
+            raise ValueError(
+                f"--num-processes {config.num_processes} needs --coordinator HOST:PORT (process "
+                "0's host and a free port), or --distributed to let JAX detect the cluster."
+            )
+        check_int("--process-id", config.process_id, minimum=0,
+                  maximum=config.num_processes - 1)
+        nk.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
+    elif config.distributed:
+        nk.initialize_distributed()
+    return DataParallel(config.devices or None, per_device=config.per_device)
 
 
 def check_training_flags(config) -> None:

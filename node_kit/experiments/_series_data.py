@@ -102,12 +102,13 @@ def _windows(t, x, available, window, *, seed):
     return t[rows, cols], x[rows, cols], available[rows, cols]
 
 
-def batch_at(split: Split, step: int, *, batch_size: int, seed: int) -> dict:
-    """The training batch of `step`: a pure function of `(seed, step)` (see `datasets.batch_at`)."""
+def batch_at(split: Split, step: int, *, batch_size: int, seed: int, rows: slice | None = None) -> dict:
+    """The training batch of `step`: a pure function of `(seed, step)` (see `datasets.batch_at`;
+    `rows`: this process's share of it)."""
     arrays = {"t": split.t, "x": split.x, "available": split.available, "readable": split.readable}
     if split.label is not None:
         arrays["label"] = split.label
-    batch = datasets.batch_at(arrays, step, batch_size=batch_size, seed=seed)
+    batch = datasets.batch_at(arrays, step, batch_size=batch_size, seed=seed, rows=rows)
     return {**batch, "step": np.int32(step)}
 
 

@@ -8,16 +8,19 @@ beside it: their gap is the KL divergence from the data to the model. Writes
 """
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
 import node_kit as nk
 from node_kit import datasets
+from node_kit._parallel import local_value as nk_local
 
 from ._choices import (
     ADAPTIVE_SOLVER_NAMES,
@@ -29,11 +32,18 @@ from ._choices import (
 )
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
 from ._outputs import plt
-from ._run import check_training_flags, recent_mean, Run, run_command, training_optimizer
+from ._run import (
+    check_training_flags,
+    ParallelConfig,
+    recent_mean,
+    Run,
+    run_command,
+    training_optimizer,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(ParallelConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
     dataset: str = "8gaussians"
@@ -155,26 +165,35 @@ def make_loss(config: Config, data: Data) -> FlowLoss:
 
 
 
-def evaluate_nll(cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, probe_key=None) -> dict:
+def evaluate_nll(
+    cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, probe_key=None,
+    data_parallel: nk.DataParallel | None = None,
+) -> dict:
     """Per-sample test NLL (data space) with the CNF's estimator; padded fixed-size batches.
 
     `key` draws the dequantization noise (images) and `probe_key` the Hutchinson
-    probes, so several probe draws can be averaged over the same dequantized data.
+    probes, so several probe draws can be averaged over the same dequantized data. With a
+    `data_parallel` of several devices in one process, each batch (padded to a multiple of
+    the device count) is split over them.
     """
     if not 1 <= batch <= len(x):
         raise ValueError(
             f"`batch` must be in [1, {len(x)}] (the number of points to evaluate); got {batch}."
         )
     probe_key = key if probe_key is None else probe_key
+    size, place = batch, (lambda xs: xs)
+    if data_parallel is not None and data_parallel.num_devices > 1 and jax.process_count() == 1:
+        size = -(-batch // data_parallel.num_devices) * data_parallel.num_devices
+        place = data_parallel.put_batch
     nll, steps = [], []
     for i, start in enumerate(range(0, len(x), batch)):
         chunk = x[start : start + batch]
-        padded = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), 0)])
+        padded = np.concatenate([chunk, np.repeat(chunk[:1], size - len(chunk), 0)])
         values, num_steps = _batch_nll(
-            cnf, data.images, padded, jr.fold_in(key, i), jr.fold_in(probe_key, i)
+            cnf, data.images, place(padded), jr.fold_in(key, i), jr.fold_in(probe_key, i)
         )
-        nll.append(np.asarray(values)[: len(chunk)])
-        steps.append(int(num_steps))
+        nll.append(np.asarray(nk_local(values))[: len(chunk)])
+        steps.append(int(nk_local(num_steps)))
     nll = np.concatenate(nll)
     return {
         "nll": float(nll.mean()),
@@ -207,10 +226,11 @@ def gaussian_baseline(data: Data, key) -> dict:
     return {"nll": float(nll.mean()), "nll_se": float(nll.std(ddof=1) / math.sqrt(len(nll)))}
 
 
-def summarise(config: Config, cnf: nk.CNF, data: Data, key) -> dict:
+def summarise(config: Config, cnf: nk.CNF, data: Data, key, data_parallel=None) -> dict:
     """Test NLL with the exact trace (and Hutchinson for images), truth and baselines."""
     exact = cnf.with_trace_estimator(nk.ExactTrace())
-    test = evaluate_nll(exact, data, data.test, batch=config.eval_batch, key=key)
+    test = evaluate_nll(exact, data, data.test, batch=config.eval_batch, key=key,
+                        data_parallel=data_parallel)
     dim = data.train.shape[1]
     summary = {
         "test_nll": test["nll"], "test_nll_se": test["nll_se"],
@@ -252,10 +272,11 @@ def main(config: Config) -> dict:
     cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
     cnf, history = run.fit(
         cnf, make_loss(config, data), training_optimizer(config.lr, config.steps, config.clip_norm),
-        lambda step: datasets.batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
+        functools.partial(datasets.batch_at, data.train, batch_size=config.batch_size,
+                          seed=config.seed, rows=run.rows(config.batch_size)),
     )
     results = run.results(
-        **summarise(config, cnf, data, run.keys["eval"]),
+        **summarise(config, cnf, data, run.keys["eval"], run.data_parallel),
         train_num_steps_last_100=recent_mean(history, "num_steps"),
         train_seconds_this_run=run.train_seconds,
     )
@@ -290,7 +311,7 @@ def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
     points = np.stack([xx.ravel(), yy.ravel()], -1)
     exact = cnf.with_trace_estimator(nk.ExactTrace())
     density = np.exp(-evaluate_nll(exact, data, points, batch=2000, key=key)["per_sample"])
-    samples = np.asarray(_sample(cnf, 10_000, key))
+    samples = np.asarray(nk_local(_sample(cnf, 10_000, key)))
     fig, axes = pyplot.subplots(1, 3, figsize=(12, 4.2))
     bins = [grid, grid]
     axes[0].hist2d(data.test[:, 0], data.test[:, 1], bins=bins, cmap="viridis")
@@ -310,7 +331,7 @@ def _sample(cnf: nk.CNF, num_samples: int, key):
 
 def _plot_images(cnf: nk.CNF, data: Data, key):
     pyplot = plt()
-    ys = _sample(cnf, 64, key)
+    ys = nk_local(_sample(cnf, 64, key))
     pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
     fig, axes = pyplot.subplots(1, 2, figsize=(9, 4.6))
     for ax, images, title in ((axes[0], data.test[:64] / 16.0, "data"), (axes[1], pixels, "samples")):

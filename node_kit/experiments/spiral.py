@@ -22,11 +22,11 @@ from .._checks import check_int
 from ._choices import ADJOINT_NAMES, solve_settings
 from ._cli import check_choices, check_flags, check_tolerances, parse_config
 from ._outputs import plt
-from ._run import Run, check_training_flags, run_command
+from ._run import ParallelConfig, Run, check_training_flags, run_command
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(ParallelConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
     steps: int = 2000
@@ -83,13 +83,14 @@ def build_model(config: Config, key) -> nk.NeuralODE:
     )
 
 
-def window_sampler(ts, ys, config: Config):
-    """`step -> (window_ts, y0s, targets)`: a pure function of the step (resumable)."""
+def window_sampler(ts, ys, config: Config, rows: slice | None = None):
+    """`step -> (window_ts, y0s, targets)`: a pure function of the step (resumable); `rows`:
+    this process's share of each batch."""
     last_start = len(ts) - config.window
 
     def batch_at(step: int):
         rng = np.random.default_rng([config.seed, step])
-        starts = rng.integers(0, last_start, size=config.batch_size)
+        starts = rng.integers(0, last_start, size=config.batch_size)[rows or slice(None)]
         window_ts = np.stack([ts[s : s + config.window] for s in starts])
         windows = np.stack([ys[s : s + config.window] for s in starts])
         return jnp.asarray(window_ts), jnp.asarray(windows[:, 0]), jnp.asarray(windows)
@@ -117,7 +118,7 @@ def main(config: Config) -> dict:
     ts, ys = true_trajectory(config)
     model = build_model(config, run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)
-    model, history = run.fit(model, loss_fn, optax.adam(schedule), window_sampler(ts, ys, config))
+    model, history = run.fit(model, loss_fn, optax.adam(schedule), window_sampler(ts, ys, config, run.rows(config.batch_size)))
     predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
     results = run.results(
         trajectory_mae=float(np.mean(np.abs(predicted - ys))),

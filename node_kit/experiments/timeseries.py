@@ -18,6 +18,7 @@ predicts the label. Training targets are all available points for both regressio
 """
 
 import dataclasses
+import functools
 import time
 
 import equinox as eqx
@@ -32,7 +33,14 @@ from .._checks import is_real
 
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
-from ._run import check_training_flags, recent_mean, Run, run_command, training_optimizer
+from ._run import (
+    check_training_flags,
+    ParallelConfig,
+    recent_mean,
+    Run,
+    run_command,
+    training_optimizer,
+)
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
@@ -48,7 +56,7 @@ ENCODER_SOLVER_NAMES = SOLVER_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(ParallelConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
     dataset: str = "periodic"
@@ -228,7 +236,8 @@ def main(config: Config) -> dict:
     model = build_model(config, data.data_size, data.num_classes, run.keys["model"])
     model, history = run.fit(
         model, make_loss(config), training_optimizer(config.lr, config.steps, config.clip_norm),
-        lambda step: batch_at(data.train, step, batch_size=config.batch_size, seed=config.seed),
+        functools.partial(batch_at, data.train, batch_size=config.batch_size, seed=config.seed,
+                          rows=run.rows(config.batch_size)),
     )
     earlier = run.earlier_train_seconds()
     start = time.perf_counter()

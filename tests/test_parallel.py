@@ -1,0 +1,76 @@
+"""Data parallelism: one device vs four, per-device solves vs each shard alone, two processes
+vs one process with two devices, an uneven batch. Each run is a subprocess
+(`tests/parallel_runs.py`): the device count is fixed when JAX starts."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import node_kit as nk
+
+RUNS = str(Path(__file__).with_name("parallel_runs.py"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("devices")
+    done = subprocess.run([sys.executable, RUNS, "devices", str(out)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "devices.json").read_text())
+
+
+def test_cnf_command_on_four_devices_matches_one(four_devices):
+    one, four = four_devices["cnf1"], four_devices["cnf4"]
+    assert (one["devices"], four["devices"], four["processes"]) == (1, 4, 1)
+    assert len(one["losses"]) == len(four["losses"]) == 2  # steps 10 and 20
+    assert abs(four["losses"][0] - one["losses"][0]) <= 1e-5 * abs(one["losses"][0])
+    assert abs(four["test_nll"] - one["test_nll"]) <= 1e-3
+
+
+def test_per_device_solves_each_shard_alone(four_devices):
+    result = four_devices["per_device"]
+    assert result["loss"] == pytest.approx(result["mean_of_shards"], rel=1e-5)
+    # The shards' scales differ, so each takes its own number of steps; one solve over the
+    # global batch takes one shared count (its error norm is over the whole batch).
+    assert len(set(result["shard_steps"])) == 4
+    assert result["global_steps"] not in result["shard_steps"]
+
+
+def test_uneven_global_batch_lists_the_nearest_sizes(four_devices):
+    message = four_devices["uneven"]
+    assert "error: `batch_size`=10 does not split evenly over 4 devices; pass a multiple of 4, " \
+           "e.g. 8 or 12" in message, message
+    assert "Traceback" not in message
+
+
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+    port = _free_port()
+    processes = [
+        subprocess.Popen([sys.executable, RUNS, "fit", "2", str(i), str(port), str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    alone = subprocess.run([sys.executable, RUNS, "fit", "1", "0", "0", str(tmp_path)],
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+    expected = json.loads((tmp_path / "fit1-0.json").read_text())
+    for i in range(2):
+        losses = json.loads((tmp_path / f"fit2-{i}.json").read_text())
+        assert losses == pytest.approx(expected, rel=1e-5)
+    # Only process 0 wrote the history and the checkpoint, and they are complete.
+    assert [row["step"] for row in nk.read_history(tmp_path / "fit2.csv")] == [1, 2, 3, 4]
+    assert nk.load_checkpoint(tmp_path / "fit2.eqx", nk.Checkpoint({}, None, 0), {}).step == 4
