@@ -14,7 +14,9 @@ Two ways to solve a batch that is split over devices:
 - `per_device=True`: `jax.shard_map`: each device solves its shard as its own ODE with
   its own step sizes, with no collective inside the solve; the losses and gradients are
   averaged over devices once per step. The numbers equal solving each shard alone (the
-  shard `i` gets the key `jr.fold_in(key, i)`).
+  shard `i` gets the key `jr.fold_in(key, i)`). It needs `adjoint="backsolve"`: the
+  checkpointing adjoints' loop (equinox 0.13) cannot be differentiated inside
+  `shard_map`, which is reported as a `ValueError` saying so.
 """
 
 from collections.abc import Callable, Sequence
@@ -158,7 +160,18 @@ class _PerDeviceLoss(eqx.Module):
 
     def value_and_grad(self, model, batch, key):
         grad_fn = eqx.filter_value_and_grad(self.loss_fn, has_aux=True)
-        return self._map(grad_fn, model, batch, key)
+        try:
+            return self._map(grad_fn, model, batch, key)
+        except ValueError as error:
+            if "Closure-converted function called with different" not in str(error):
+                raise
+            raise ValueError(
+                "`per_device=True` cannot differentiate a solve with a checkpointing "
+                "adjoint (adjoint='checkpoint' or 'direct', diffrax.RecursiveCheckpointAdjoint"
+                " or DirectAdjoint): equinox's checkpointed loop fails under jax.shard_map. "
+                "Use adjoint='backsolve' for per-device training, or per_device=False (one "
+                "solve over the global batch, which works with every adjoint)."
+            ) from None
 
     def _map(self, fn, model, batch, key):
         params, static = eqx.partition(model, eqx.is_array)

@@ -74,3 +74,43 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     # Only process 0 wrote the history and the checkpoint, and they are complete.
     assert [row["step"] for row in nk.read_history(tmp_path / "fit2.csv")] == [1, 2, 3, 4]
     assert nk.load_checkpoint(tmp_path / "fit2.eqx", nk.Checkpoint({}, None, 0), {}).step == 4
+
+
+def test_per_device_needs_backsolve_and_says_so():
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    ts = jnp.linspace(0.0, 1.0, 3)
+    batch = np.ones((4, 2), np.float32)
+
+    def loss(m, b, k):
+        return jnp.mean(m.batched(ts, b) ** 2), {}
+
+    parallel = nk.DataParallel(1, per_device=True)
+    for adjoint in ("checkpoint", "backsolve"):
+        model = nk.NeuralODE(nk.MLPField(2, 4, 1, key=jr.key(0)), adjoint=adjoint)
+        step = eqx.filter_jit(parallel.loss(loss).value_and_grad)
+        args = parallel.replicate(model), parallel.put_batch(batch), jr.key(0)
+        if adjoint == "checkpoint":
+            with pytest.raises(ValueError, match=r"`per_device=True` cannot differentiate a "
+                               r"solve with a checkpointing adjoint.*Use adjoint='backsolve'"):
+                step(*args)
+        else:
+            (value, _), _ = step(*args)
+            assert float(value) == pytest.approx(float(loss(model, batch, None)[0]), rel=1e-6)
+
+
+def test_bad_device_arguments_name_what_to_pass():
+    import jax
+
+    count = len(jax.devices())
+    with pytest.raises(ValueError, match=rf"`devices` must be an int in \[1, {count}\] .*; got "
+                       rf"{count + 1}\. On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count"):
+        nk.DataParallel(count + 1)
+    with pytest.raises(ValueError, match=r"`devices` must be None \(all devices\), a number"):
+        nk.DataParallel("gpu")
+    with pytest.raises(ValueError, match=r"pass all of `coordinator` \('host:port'\), "
+                       r"`num_processes` and `process_id`, or none"):
+        nk.initialize_distributed("127.0.0.1:1234")
