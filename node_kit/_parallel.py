@@ -118,6 +118,8 @@ class DataParallel(eqx.Module):
         rows (`process_rows`) and the global batch is assembled from all of them.
         """
         def put(x):
+            if not eqx.is_array(x):  # a Python number or other static leaf: as it is
+                return x
             sharding = self.batch_sharding if np.ndim(x) else self.replicated  # a scalar: copied
             if jax.process_count() == 1:
                 if np.ndim(x):

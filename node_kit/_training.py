@@ -290,7 +290,7 @@ def fit(
     history_path = history_path if main else None
     history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
     if data_parallel is None:
-        place, step_loss = jax.device_put, loss_fn
+        place, step_loss = _put, loss_fn
         model, opt_state = _copy((state.model, state.opt_state))
     else:
         place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
@@ -323,6 +323,12 @@ def fit(
     finally:
         loop.bar.close()
     return model, loop.history
+
+
+def _put(batch):
+    """The batch's arrays sent to the default device now (asynchronously); other leaves,
+    which `jit` treats as static, as they are."""
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x) if eqx.is_array(x) else x, batch)
 
 
 @eqx.filter_jit
