@@ -28,6 +28,7 @@ import jax.random as jr
 import numpy as np
 
 from node_kit import datasets
+from node_kit._parallel import local_value
 
 from .._checks import is_real
 
@@ -179,8 +180,12 @@ def make_loss(config: Config):
     return loss
 
 
-def evaluate(model, config: Config, split: Split, *, key) -> dict:
-    """Test metrics with the fixed per-series masks of `key`; the posterior mean for `z0`."""
+def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) -> dict:
+    """Test metrics with the fixed per-series masks of `key`; the posterior mean for `z0`.
+
+    With a `data_parallel` of several devices in one process, each batch of series (padded
+    to a multiple of the device count) is split over them.
+    """
     task, series_model = TASKS[config.task], MODELS[config.model]
     n = len(split.t)
     size = config.eval_batch
@@ -198,12 +203,17 @@ def evaluate(model, config: Config, split: Split, *, key) -> dict:
         return jax.vmap(task.score)(outputs, x, metric), steps, inputs, metric
 
     keys = jr.split(key, n)
+    padded, place = size, (lambda arrays: arrays)
+    if data_parallel is not None and data_parallel.num_devices > 1 and jax.process_count() == 1:
+        padded = -(-size // data_parallel.num_devices) * data_parallel.num_devices
+        place = data_parallel.put_batch
     parts = []
     for start in range(0, n, size):
-        index = np.arange(start, start + size) % n  # wrap around: fixed shapes
-        out = run(model, split.t[index], split.x[index], split.available[index],
-                  split.readable[index], keys[index])
-        parts.append([np.asarray(part)[: min(size, n - start)] for part in out])
+        index = np.arange(start, start + padded) % n  # wrap around: fixed shapes
+        arrays = place((split.t[index], split.x[index], split.available[index],
+                        split.readable[index], keys[index]))
+        out = run(model, *arrays)
+        parts.append([np.asarray(local_value(part))[: min(size, n - start)] for part in out])
     scored, steps, inputs, metric = (np.concatenate(column) for column in zip(*parts))
     result = {"eval_num_steps": float(np.mean(steps))}
     result["observed_share"] = float(inputs.any(-1).sum() / split.available.any(-1).sum())
@@ -241,7 +251,8 @@ def main(config: Config) -> dict:
     )
     earlier = run.earlier_train_seconds()
     start = time.perf_counter()
-    metrics = evaluate(model, config, data.test, key=run.keys["eval"])
+    metrics = evaluate(model, config, data.test, key=run.keys["eval"],
+                       data_parallel=run.data_parallel)
     results = run.results(
         **metrics,
         train_series=len(data.train.t),
