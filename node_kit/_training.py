@@ -495,5 +495,4 @@ def _update_bar(bar, record: dict[str, float]) -> None:
     postfix = {"loss": f"{record['loss']:.4f}"}
     if "num_steps" in record:
         postfix["solver steps"] = f"{record['num_steps']:.0f}"
-    bar.set_postfix(postfix, refresh=False)
-    bar.update(1)
+    bar.set_postfix(postfix)

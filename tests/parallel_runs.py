@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # forced CPU devices, also on a GPU host
+
 
 def devices_checks(out: str) -> None:
     """Global split over 4 devices vs 1, per-device vs each shard alone, an uneven batch."""
