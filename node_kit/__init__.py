@@ -8,14 +8,16 @@ from ._adjoint import (
     direct_adjoint as direct_adjoint,
 )
 from ._io import CheckpointError as CheckpointError
-from ._training import (
+from ._checkpoint import (
     Checkpoint as Checkpoint,
-    fit as fit,
     load_checkpoint as load_checkpoint,
-    make_step as make_step,
-    read_history as read_history,
     resume_checkpoint as resume_checkpoint,
     save_checkpoint as save_checkpoint,
+)
+from ._history import read_history as read_history
+from ._training import (
+    fit as fit,
+    make_step as make_step,
     TrainingDiverged as TrainingDiverged,
 )
 from ._cnf import CNF as CNF, cnf_loss as cnf_loss

@@ -1,10 +1,7 @@
 """Training: one jitted step, a resumable loop with verified checkpoints and a divergence guard."""
 
-import csv
-import io
 import os
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,15 +13,10 @@ import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
+from ._checkpoint import Checkpoint, resume_checkpoint, save_checkpoint
 from ._checks import check_callable, check_int, check_key, type_name
+from ._history import _HistoryFile
 from ._parallel import DataParallel, is_main_process, local_value
-from ._io import (
-    atomic_write_bytes,
-    CheckpointError,
-    previous_path,
-    read_checkpoint_bytes,
-    write_checkpoint_bytes,
-)
 
 LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Array]]]
 """`loss_fn(model, batch, key) -> (loss, aux)`, `aux` a dict of scalars to log."""
@@ -109,96 +101,6 @@ def _guarded_step(batch, model, opt_state, key, loss_fn: LossFn, optimizer):
         jnp.where(~_all_finite(grads), _BAD_GRAD, jnp.where(~_all_finite(model), _BAD_PARAMS, _OK)),
     )
     return model, opt_state, loss, aux, code
-
-
-class Checkpoint(eqx.Module):
-    """Where a run is: model, optimizer state and the number of steps taken."""
-
-    model: PyTree
-    opt_state: PyTree
-    step: int = eqx.field(static=True)
-
-
-def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> None:
-    """Write the state, its config `meta` and a checksum atomically.
-
-    The checkpoint it replaces is kept as `<path>.prev`, so a damaged latest file still
-    leaves one to resume from.
-    """
-    if not isinstance(state, Checkpoint):
-        raise ValueError(
-            f"`state` must be a node_kit.Checkpoint(model, opt_state, step); got "
-            f"{type_name(state)}. Wrap it: nk.Checkpoint(model, opt_state, step)."
-        )
-    if not isinstance(meta, dict):
-        raise ValueError(f"`meta` must be a dict of JSON values; got {type_name(meta)}.")
-    buffer = io.BytesIO()
-    eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
-    write_checkpoint_bytes(path, {**meta, "step": state.step}, buffer.getvalue())
-
-
-def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The checked JSON header of a checkpoint (its config and step)."""
-    return read_checkpoint_bytes(path)[0]
-
-
-def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Checkpoint:
-    """Load a checkpoint into the structure of `like`, after checking it and its config.
-
-    **Raises:**
-
-    [`node_kit.CheckpointError`][] (a `ValueError`) naming the file, what is wrong and
-    what to do: it is missing, not a checkpoint, truncated, damaged (the checksum does not
-    match), from a run with another config (the keys of `meta` that differ), or does not
-    fit `like` (another model size or another optimizer's state). A `like` whose
-    `opt_state` is `None` reads the model only.
-    """
-    saved, payload = read_checkpoint_bytes(path)
-    differ = sorted(k for k in meta if saved.get(k) != meta[k])
-    if differ:
-        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {meta[k]!r}" for k in differ)
-        raise CheckpointError(
-            f"checkpoint {path} is from another config ({detail}). Resume with the same "
-            "settings, or use a new output dir.",
-            damaged=False,
-        )
-    stream = io.BytesIO(payload)
-    try:
-        model, opt_state = eqx.tree_deserialise_leaves(stream, (like.model, like.opt_state))
-        # Everything must be read, unless `like` asks for the model only (opt_state None).
-        unread = len(payload) - stream.tell()
-        problem = None if unread == 0 or like.opt_state is None else (
-            f"{unread} bytes of it were not read"
-        )
-    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
-        problem = f"{type(error).__name__}: {error}"
-    if problem is not None:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model and optimizer (another model size, "
-            f"or another optimizer's state; {problem}). Resume with the settings it was "
-            "written with, or use a new output dir."
-        )
-    return Checkpoint(model, opt_state, int(saved["step"]))
-
-
-def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Checkpoint:
-    """[`node_kit.load_checkpoint`][], falling back to `<path>.prev` if the latest is unusable.
-
-    A fallback is announced with a warning naming both files and the reason. A
-    checkpoint from another config is never skipped over: that error is raised as is.
-    """
-    try:
-        return load_checkpoint(path, like, meta)
-    except CheckpointError as error:
-        previous = previous_path(path)
-        if not error.damaged or not previous.exists():
-            raise
-        state = load_checkpoint(previous, like, meta)
-        warnings.warn(
-            f"resuming from the previous checkpoint {previous} (step {state.step}): {error}",
-            stacklevel=2,
-        )
-        return state
 
 
 def fit(
@@ -426,61 +328,6 @@ def _diverged_message(cause: str, checkpoint_path) -> str:
         else "No checkpoint was written before it."
     )
     return f"{cause}; training stopped. {kept} {_FIX}"
-
-
-def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
-    """The rows of a history CSV that [`node_kit.fit`][] appended to (`history_path`).
-
-    **Returns:**
-
-    A list of `{"step": int, "loss": float, **aux, "time": float}`, one per logged step,
-    oldest first; empty if the file does not exist. After a resume it holds the rows of
-    every run so far, not only those of the last call.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"`path` must be a str or os.PathLike; got {type_name(path)}.")
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
-
-
-class _HistoryFile:
-    """A history CSV appended row by row, each row flushed and synced to disk.
-
-    On resume the rows up to `keep_until` (the checkpoint's step) are kept and later ones,
-    which the resumed run computes again, are dropped.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, keep_until: int):
-        self.path = Path(path)
-        self.fields: list[str] | None = None
-        rows: list[dict] = []
-        if keep_until > 0 and self.path.exists():
-            with open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if float(r["step"]) <= keep_until]
-        buffer = io.StringIO()
-        if self.fields:
-            writer = csv.DictWriter(buffer, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        atomic_write_bytes(self.path, buffer.getvalue().encode())
-
-    def append(self, record: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields or list(record))
-            if self.fields is None:
-                self.fields = list(record)
-                writer.writeheader()
-            writer.writerow(record)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _progress_bar(initial: int, total: int, enabled: bool):

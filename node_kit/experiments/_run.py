@@ -44,7 +44,7 @@ import node_kit as nk
 from .._checks import check_int, check_real
 from .._io import CheckpointError, previous_path
 from .._parallel import DataParallel, is_main_process
-from .._training import read_history
+from .._history import read_history
 from ._cli import run_meta
 from ._outputs import environment, save_figure, write_json
 

@@ -1,0 +1,101 @@
+"""Checkpoints of a training run: the state, saved with its config and checked when loaded."""
+
+import io
+import os
+import warnings
+
+import equinox as eqx
+from jaxtyping import PyTree
+
+from ._checks import type_name
+from ._io import CheckpointError, previous_path, read_checkpoint_bytes, write_checkpoint_bytes
+
+
+class Checkpoint(eqx.Module):
+    """Where a run is: model, optimizer state and the number of steps taken."""
+
+    model: PyTree
+    opt_state: PyTree
+    step: int = eqx.field(static=True)
+
+
+def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> None:
+    """Write the state, its config `meta` and a checksum atomically.
+
+    The checkpoint it replaces is kept as `<path>.prev`, so a damaged latest file still
+    leaves one to resume from.
+    """
+    if not isinstance(state, Checkpoint):
+        raise ValueError(
+            f"`state` must be a node_kit.Checkpoint(model, opt_state, step); got "
+            f"{type_name(state)}. Wrap it: nk.Checkpoint(model, opt_state, step)."
+        )
+    if not isinstance(meta, dict):
+        raise ValueError(f"`meta` must be a dict of JSON values; got {type_name(meta)}.")
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
+    write_checkpoint_bytes(path, {**meta, "step": state.step}, buffer.getvalue())
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """The checked JSON header of a checkpoint (its config and step)."""
+    return read_checkpoint_bytes(path)[0]
+
+
+def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Checkpoint:
+    """Load a checkpoint into the structure of `like`, after checking it and its config.
+
+    **Raises:**
+
+    [`node_kit.CheckpointError`][] (a `ValueError`) naming the file, what is wrong and
+    what to do: it is missing, not a checkpoint, truncated, damaged (the checksum does not
+    match), from a run with another config (the keys of `meta` that differ), or does not
+    fit `like` (another model size or another optimizer's state). A `like` whose
+    `opt_state` is `None` reads the model only.
+    """
+    saved, payload = read_checkpoint_bytes(path)
+    differ = sorted(k for k in meta if saved.get(k) != meta[k])
+    if differ:
+        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {meta[k]!r}" for k in differ)
+        raise CheckpointError(
+            f"checkpoint {path} is from another config ({detail}). Resume with the same "
+            "settings, or use a new output dir.",
+            damaged=False,
+        )
+    stream = io.BytesIO(payload)
+    try:
+        model, opt_state = eqx.tree_deserialise_leaves(stream, (like.model, like.opt_state))
+        # Everything must be read, unless `like` asks for the model only (opt_state None).
+        unread = len(payload) - stream.tell()
+        problem = None if unread == 0 or like.opt_state is None else (
+            f"{unread} bytes of it were not read"
+        )
+    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
+        problem = f"{type(error).__name__}: {error}"
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model and optimizer (another model size, "
+            f"or another optimizer's state; {problem}). Resume with the settings it was "
+            "written with, or use a new output dir."
+        )
+    return Checkpoint(model, opt_state, int(saved["step"]))
+
+
+def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Checkpoint:
+    """[`node_kit.load_checkpoint`][], falling back to `<path>.prev` if the latest is unusable.
+
+    A fallback is announced with a warning naming both files and the reason. A
+    checkpoint from another config is never skipped over: that error is raised as is.
+    """
+    try:
+        return load_checkpoint(path, like, meta)
+    except CheckpointError as error:
+        previous = previous_path(path)
+        if not error.damaged or not previous.exists():
+            raise
+        state = load_checkpoint(previous, like, meta)
+        warnings.warn(
+            f"resuming from the previous checkpoint {previous} (step {state.step}): {error}",
+            stacklevel=2,
+        )
+        return state

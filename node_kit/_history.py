@@ -1,0 +1,64 @@
+"""The history of a training run: a CSV appended row by row, kept consistent with resumes."""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from ._checks import type_name
+from ._io import atomic_write_bytes
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a history CSV that [`node_kit.fit`][] appended to (`history_path`).
+
+    **Returns:**
+
+    A list of `{"step": int, "loss": float, **aux, "time": float}`, one per logged step,
+    oldest first; empty if the file does not exist. After a resume it holds the rows of
+    every run so far, not only those of the last call.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"`path` must be a str or os.PathLike; got {type_name(path)}.")
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+class _HistoryFile:
+    """A history CSV appended row by row, each row flushed and synced to disk.
+
+    On resume the rows up to `keep_until` (the checkpoint's step) are kept and later ones,
+    which the resumed run computes again, are dropped.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, keep_until: int):
+        self.path = Path(path)
+        self.fields: list[str] | None = None
+        rows: list[dict] = []
+        if keep_until > 0 and self.path.exists():
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or []) or None
+                rows = [r for r in reader if float(r["step"]) <= keep_until]
+        buffer = io.StringIO()
+        if self.fields:
+            writer = csv.DictWriter(buffer, fieldnames=self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        atomic_write_bytes(self.path, buffer.getvalue().encode())
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields or list(record))
+            if self.fields is None:
+                self.fields = list(record)
+                writer.writeheader()
+            writer.writerow(record)
+            f.flush()
+            os.fsync(f.fileno())
