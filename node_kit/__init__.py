@@ -31,9 +31,8 @@ from ._trace import (
     trace_estimator_from_name as trace_estimator_from_name,
 )
 from ._irregular import subsample_mask as subsample_mask, union_grid as union_grid
-from ._latent_ode import (
-    gaussian_kl as gaussian_kl,
-    LatentODE as LatentODE,
+from ._latent_ode import gaussian_kl as gaussian_kl, LatentODE as LatentODE
+from ._latent_ode_loss import (
     latent_ode_loss as latent_ode_loss,
     latent_ode_terms as latent_ode_terms,
 )

@@ -716,7 +716,7 @@ def test_float_budget_is_rounded_down_to_whole_bytes():
 
 
 def test_concrete_kl_weights_of_every_kind_are_accepted():
-    from node_kit._latent_ode import _check_kl_weight
+    from node_kit._latent_ode_loss import _check_kl_weight
 
     for weight in (0, 0.5, np.float32(0.5), jnp.array(1.0)):
         assert _check_kl_weight(weight) == float(weight)
