@@ -64,4 +64,7 @@ from ._vector_field import (
     MLPField as MLPField,
 )
 
+from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
+from ._fixed_point import AndersonAcceleration as AndersonAcceleration, Broyden as Broyden
+
 __version__ = "0.1.0"

@@ -1,0 +1,202 @@
+"""Fixed-point solvers optimistix does not have: Anderson acceleration and Broyden.
+
+Both are `optimistix.AbstractFixedPointSolver`s, so `optimistix.fixed_point` runs them
+with any of its adjoints, like its own `optimistix.FixedPointIteration`. They work on
+the flattened state (one vector, however the state is structured) and keep a history of
+`memory` vectors in fixed-size buffers, so a solve compiles once whatever its length.
+
+Both stop when the residual `f(y) - y` is small at every entry,
+`max |f(y) - y| / (atol + rtol |f(y)|) < 1`, as `optimistix.FixedPointIteration` does
+with its default norm.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, Int, Scalar
+
+from ._checks import check_int, check_real
+
+
+def _residual_error(y_flat, fy_flat, rtol: float, atol: float) -> Scalar:
+    """`max |f(y) - y| / (atol + rtol |f(y)|)`: below 1 means converged."""
+    scale = atol + rtol * jnp.abs(fy_flat)
+    return jnp.max(jnp.abs(fy_flat - y_flat) / scale)
+
+
+def _evaluate(fn, y, args):
+    """`(y_flat, f(y)_flat, aux, unravel)` of one evaluation of `fn` at `y`."""
+    y_flat, unravel = ravel_pytree(y)
+    fy, aux = fn(y, args)
+    fy_flat, _ = ravel_pytree(fy)
+    return y_flat, fy_flat.astype(y_flat.dtype), aux, unravel
+
+
+def _check_tolerances(solver) -> None:
+    check_real("rtol", solver.rtol, non_negative=True, fix="E.g. rtol=1e-5.")
+    check_real("atol", solver.atol, non_negative=True, fix="E.g. atol=1e-6.")
+    check_int("memory", solver.memory, fix="E.g. memory=5 (past iterates kept).")
+
+
+class _AndersonState(eqx.Module):
+    iterates: Float[Array, "memory size"]
+    values: Float[Array, "memory size"]
+    count: Int[Array, ""]
+    error: Scalar
+
+
+class AndersonAcceleration(optx.AbstractFixedPointSolver):
+    """Anderson acceleration (type II) for `y = f(y)`.
+
+    Each step mixes the last `memory` values `f(y_i)` with weights `alpha` that minimise
+    `|sum_i alpha_i (f(y_i) - y_i)|` subject to `sum_i alpha_i = 1` (a small
+    `(memory + 1)`-square linear system, regularised by `regularisation` times the mean
+    squared residual), then steps to
+    `y = mixing * sum alpha_i f(y_i) + (1 - mixing) * sum alpha_i y_i`.
+
+    **Arguments:**
+
+    - `rtol`, `atol`: stop when `max |f(y) - y| / (atol + rtol |f(y)|) < 1`.
+    - `memory`: how many past iterates are mixed (5 is typical).
+    - `mixing`: the weight `beta` of the values against the iterates, in `(0, 1]`.
+    - `regularisation`: Tikhonov weight of the mixing problem, relative to its scale.
+    """
+
+    rtol: float
+    atol: float
+    memory: int = eqx.field(static=True, default=5)
+    mixing: float = 1.0
+    regularisation: float = 1e-8
+    norm: Callable = optx.max_norm
+
+    def __check_init__(self):
+        _check_tolerances(self)
+        check_real("mixing", self.mixing, positive=True, upper=1.0,
+                   fix="E.g. mixing=1.0 (no damping) or 0.5.")
+        check_real("regularisation", self.regularisation, non_negative=True,
+                   fix="E.g. regularisation=1e-8.")
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _AndersonState:
+        del fn, args, options, f_struct, aux_struct, tags
+        y_flat, _ = ravel_pytree(y)
+        buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
+        return _AndersonState(buffer, buffer, jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+
+    def step(self, fn, y, args, options, state: _AndersonState, tags):
+        del options, tags
+        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
+        slot = state.count % self.memory
+        iterates = state.iterates.at[slot].set(y_flat)
+        values = state.values.at[slot].set(fy_flat)
+        valid = jnp.arange(self.memory) < jnp.minimum(state.count + 1, self.memory)
+        alpha = self._weights(values - iterates, valid)
+        mixed = self.mixing * (alpha @ values) + (1 - self.mixing) * (alpha @ iterates)
+        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
+        new_state = _AndersonState(iterates, values, state.count + 1, error)
+        return unravel(mixed), new_state, aux
+
+    def _weights(self, residuals, valid: Bool[Array, " memory"]) -> Float[Array, " memory"]:
+        """The constrained least-squares weights over the valid rows (zero elsewhere)."""
+        m = self.memory
+        gram = residuals @ residuals.T
+        pair = valid[:, None] & valid[None, :]
+        scale = jnp.sum(jnp.where(valid, jnp.diag(gram), 0)) / jnp.sum(valid)
+        ridge = self.regularisation * scale + jnp.finfo(residuals.dtype).tiny
+        gram = jnp.where(pair, gram, 0) + jnp.diag(jnp.where(valid, ridge, 1.0))
+        ones = valid.astype(residuals.dtype)
+        system = jnp.block([[jnp.zeros((1, 1), residuals.dtype), ones[None, :]],
+                           [ones[:, None], gram]])
+        rhs = jnp.zeros(m + 1, residuals.dtype).at[0].set(1.0)
+        return jnp.linalg.solve(system, rhs)[1:]
+
+    def terminate(self, fn, y, args, options, state: _AndersonState, tags):
+        return _terminate(state.error, state.count)
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
+
+
+class _BroydenState(eqx.Module):
+    previous_y: Float[Array, " size"]
+    previous_g: Float[Array, " size"]
+    us: Float[Array, "memory size"]
+    vs: Float[Array, "memory size"]
+    count: Int[Array, ""]
+    error: Scalar
+
+
+class Broyden(optx.AbstractFixedPointSolver):
+    """Limited-memory ("good") Broyden's method on `g(y) = f(y) - y`, as in deep
+    equilibrium models (Bai et al. 2019).
+
+    The inverse Jacobian of `g` starts at `-I` (exact when `f` is constant) and gets a
+    rank-one update per step, `J^-1 += (s - J^-1 dg) (s^T J^-1) / (s^T J^-1 dg)`; the
+    last `memory` updates are kept (the oldest is overwritten). The step is the
+    quasi-Newton step `y -= J^-1 g(y)`.
+
+    **Arguments:**
+
+    - `rtol`, `atol`: stop when `max |f(y) - y| / (atol + rtol |f(y)|) < 1`.
+    - `memory`: how many rank-one updates are kept.
+    """
+
+    rtol: float
+    atol: float
+    memory: int = eqx.field(static=True, default=20)
+    norm: Callable = optx.max_norm
+
+    def __check_init__(self):
+        _check_tolerances(self)
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _BroydenState:
+        del fn, args, options, f_struct, aux_struct, tags
+        y_flat, _ = ravel_pytree(y)
+        buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
+        return _BroydenState(jnp.zeros_like(y_flat), jnp.zeros_like(y_flat), buffer, buffer,
+                             jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+
+    def step(self, fn, y, args, options, state: _BroydenState, tags):
+        del options, tags
+        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
+        g = fy_flat - y_flat
+        us, vs = jax.lax.cond(state.count > 0, self._update, lambda *a: (a[0], a[1]),
+                              state.us, state.vs, y_flat - state.previous_y,
+                              g - state.previous_g, state.count)
+        new_y = y_flat - _apply_inverse(us, vs, g)
+        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
+        return unravel(new_y), _BroydenState(y_flat, g, us, vs, state.count + 1, error), aux
+
+    def _update(self, us, vs, s, dg, count):
+        """Add the rank-one update of this step in the oldest slot."""
+        inverse_dg = _apply_inverse(us, vs, dg)
+        s_inverse = -s + (us @ s) @ vs
+        denominator = jnp.dot(s_inverse, dg)
+        safe = jnp.abs(denominator) > jnp.finfo(s.dtype).tiny
+        u = jnp.where(safe, (s - inverse_dg) / jnp.where(safe, denominator, 1.0), 0.0)
+        slot = (count - 1) % self.memory
+        return us.at[slot].set(u), vs.at[slot].set(jnp.where(safe, s_inverse, 0.0))
+
+    def terminate(self, fn, y, args, options, state: _BroydenState, tags):
+        return _terminate(state.error, state.count)
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
+
+
+def _apply_inverse(us, vs, x) -> Float[Array, " size"]:
+    """`J^-1 x` for `J^-1 = -I + sum_i u_i v_i^T` (`us`, `vs` rows; zero rows unused)."""
+    return -x + (vs @ x) @ us
+
+
+def _terminate(error: Scalar, count) -> tuple[Bool[Array, ""], Any]:
+    """Converged below 1; a non-finite residual (after the first step, before which it is
+    inf) is a divergence, reported at once."""
+    finite = jnp.isfinite(error) | (count == 0)
+    result = optx.RESULTS.where(finite, optx.RESULTS.successful,
+                                optx.RESULTS.nonlinear_divergence)
+    return (error < 1) | ~finite, result
