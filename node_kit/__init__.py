@@ -65,6 +65,10 @@ from ._vector_field import (
 )
 
 from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
-from ._fixed_point import AndersonAcceleration as AndersonAcceleration, Broyden as Broyden
+from ._fixed_point import (
+    AndersonAcceleration as AndersonAcceleration,
+    Broyden as Broyden,
+    FixedPointIteration as FixedPointIteration,
+)
 
 __version__ = "0.1.0"

@@ -66,7 +66,7 @@ class DEQ(eqx.Module):
     - `state_shape`: the shape of `z` for one sample (an int for a vector).
     - `solver`: any optimistix fixed-point solver or root finder, e.g.
         [`node_kit.AndersonAcceleration`][] (default, `rtol=1e-5, atol=1e-6`),
-        [`node_kit.Broyden`][], `optimistix.FixedPointIteration`, `optimistix.Newton`.
+        [`node_kit.Broyden`][], [`node_kit.FixedPointIteration`][], `optimistix.Newton`.
     - `backward`: `"implicit"` (default), `"unrolled"` or `"phantom"`, see the module.
     - `max_steps`: the most forward iterations. `"unrolled"` stores this many.
     - `linear_solver`: the lineax solver of the implicit backward pass (default
@@ -124,7 +124,7 @@ class DEQ(eqx.Module):
             raise ValueError(
                 f"`solver` must be an optimistix fixed-point solver or root finder (e.g. "
                 f"nk.AndersonAcceleration(rtol=1e-5, atol=1e-6), nk.Broyden(...), "
-                f"optimistix.FixedPointIteration(...)); got {type_name(self.solver)}."
+                f"nk.FixedPointIteration(...)); got {type_name(self.solver)}."
             )
         if not isinstance(self.linear_solver, lx.AbstractLinearSolver):
             raise ValueError(
@@ -181,7 +181,7 @@ class DEQ(eqx.Module):
             raise ValueError(
                 f"`residual_history` steps a fixed-point solver; this DEQ's `solver` is a "
                 f"{type_name(self.solver)}. Use nk.AndersonAcceleration, nk.Broyden or "
-                "optimistix.FixedPointIteration."
+                "nk.FixedPointIteration."
             )
         layer = _Layer(self.f, batched=batched)
         z0 = self.initial_state(x, z0, batch=_batch_size(x) if batched else None)

@@ -1,13 +1,16 @@
-"""Fixed-point solvers optimistix does not have: Anderson acceleration and Broyden.
+"""Fixed-point solvers for DEQs: Anderson acceleration and Broyden, which optimistix
+does not have, and plain (damped) iteration.
 
-Both are `optimistix.AbstractFixedPointSolver`s, so `optimistix.fixed_point` runs them
-with any of its adjoints, like its own `optimistix.FixedPointIteration`. They work on
-the flattened state (one vector, however the state is structured) and keep a history of
-`memory` vectors in fixed-size buffers, so a solve compiles once whatever its length.
+All three are `optimistix.AbstractFixedPointSolver`s, so `optimistix.fixed_point` runs
+them with any of its adjoints. They work on the flattened state (one vector, however the
+state is structured); Anderson and Broyden keep a history of `memory` vectors in
+fixed-size buffers, so a solve compiles once whatever its length.
 
-Both stop when the residual `f(y) - y` is small at every entry,
+All stop when the residual `f(y) - y` is small at every entry,
 `max |f(y) - y| / (atol + rtol |f(y)|) < 1`, as `optimistix.FixedPointIteration` does
-with its default norm.
+with its default norm, and stop at once, reporting a divergence, when it is inf or NaN.
+Their state keeps the state's dtype (`optimistix.FixedPointIteration` 0.1.0 keeps its
+error in the default float dtype, which breaks a float32 solve with float64 enabled).
 """
 
 from collections.abc import Callable
@@ -24,9 +27,12 @@ from ._checks import check_int, check_real
 
 
 def _residual_error(y_flat, fy_flat, rtol: float, atol: float) -> Scalar:
-    """`max |f(y) - y| / (atol + rtol |f(y)|)`: below 1 means converged."""
+    """`max |f(y) - y| / (atol + rtol |f(y)|)`: below 1 means converged. NaN when the
+    residual is not finite (a divergence); +inf when both tolerances are 0."""
+    residual = jnp.abs(fy_flat - y_flat)
     scale = atol + rtol * jnp.abs(fy_flat)
-    return jnp.max(jnp.abs(fy_flat - y_flat) / scale)
+    error = jnp.max(jnp.where(residual == 0, 0.0, residual / scale))
+    return jnp.where(jnp.all(jnp.isfinite(residual)), error, jnp.nan)
 
 
 def _evaluate(fn, y, args):
@@ -41,6 +47,49 @@ def _check_tolerances(solver) -> None:
     check_real("rtol", solver.rtol, non_negative=True, fix="E.g. rtol=1e-5.")
     check_real("atol", solver.atol, non_negative=True, fix="E.g. atol=1e-6.")
     check_int("memory", solver.memory, fix="E.g. memory=5 (past iterates kept).")
+
+
+class _IterationState(eqx.Module):
+    count: Int[Array, ""]
+    error: Scalar
+
+
+class FixedPointIteration(optx.AbstractFixedPointSolver):
+    """Plain fixed-point iteration `y <- (1 - damping) f(y) + damping y`.
+
+    **Arguments:**
+
+    - `rtol`, `atol`: stop when `max |f(y) - y| / (atol + rtol |f(y)|) < 1`; with both
+        0 it runs exactly `max_steps` iterations (then pass `throw=False`).
+    - `damping`: the weight kept on the old iterate, in `[0, 1)`.
+    """
+
+    rtol: float
+    atol: float
+    damping: float = 0.0
+    norm: Callable = optx.max_norm
+
+    def __check_init__(self):
+        check_real("rtol", self.rtol, non_negative=True, fix="E.g. rtol=1e-5.")
+        check_real("atol", self.atol, non_negative=True, fix="E.g. atol=1e-6.")
+        check_real("damping", self.damping, non_negative=True, upper=0.999,
+                   fix="E.g. damping=0.0 (none) or 0.5.")
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _IterationState:
+        y_flat, _ = ravel_pytree(y)
+        return _IterationState(jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+
+    def step(self, fn, y, args, options, state: _IterationState, tags):
+        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
+        new_y = (1 - self.damping) * fy_flat + self.damping * y_flat
+        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
+        return unravel(new_y), _IterationState(state.count + 1, error), aux
+
+    def terminate(self, fn, y, args, options, state: _IterationState, tags):
+        return _terminate(state.error, state.count)
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
 
 
 class _AndersonState(eqx.Module):
@@ -194,9 +243,10 @@ def _apply_inverse(us, vs, x) -> Float[Array, " size"]:
 
 
 def _terminate(error: Scalar, count) -> tuple[Bool[Array, ""], Any]:
-    """Converged below 1; a non-finite residual (after the first step, before which it is
-    inf) is a divergence, reported at once."""
-    finite = jnp.isfinite(error) | (count == 0)
+    """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
+    once. (`count` is kept for the solvers' signatures.)"""
+    del count
+    finite = ~jnp.isnan(error)
     result = optx.RESULTS.where(finite, optx.RESULTS.successful,
                                 optx.RESULTS.nonlinear_divergence)
     return (error < 1) | ~finite, result

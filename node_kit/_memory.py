@@ -83,6 +83,15 @@ class CompiledGradient:
     def __call__(self) -> PyTree[Array]:
         return self.compiled(*self.inputs)
 
+    @classmethod
+    def of(cls, gradient: Callable, *inputs) -> "CompiledGradient":
+        """`jax.jit(gradient)` compiled for `inputs`, with its memory and compile time
+        (tracing included). The inputs are arguments, not constants."""
+        start = time.perf_counter()
+        compiled = jax.jit(gradient).lower(*inputs).compile()
+        seconds = time.perf_counter() - start
+        return cls(compiled, inputs, CompiledMemory.of(compiled), seconds)
+
 
 def default_loss(ys: Float[Array, "batch times ..."]) -> Float[Array, ""]:
     """Mean square of the final states: `mean(ys[:, -1] ** 2)`."""
@@ -131,11 +140,7 @@ def compile_gradient(
 
         return jax.grad(scalar_loss)(params)
 
-    inputs = (params, jnp.asarray(ts), jnp.asarray(y0s), args)
-    start = time.perf_counter()
-    compiled = jax.jit(gradient).lower(*inputs).compile()
-    seconds = time.perf_counter() - start
-    return CompiledGradient(compiled, inputs, CompiledMemory.of(compiled), seconds)
+    return CompiledGradient.of(gradient, params, jnp.asarray(ts), jnp.asarray(y0s), args)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from conftest import max_relative_error
 N, M = 5, 3
 TIGHT = dict(rtol=1e-12, atol=1e-12)
 SOLVERS = {
-    "iteration": optx.FixedPointIteration(**TIGHT),
+    "iteration": nk.FixedPointIteration(**TIGHT),
     "anderson": nk.AndersonAcceleration(**TIGHT),
     "broyden": nk.Broyden(**TIGHT),
 }
@@ -153,7 +153,7 @@ def test_residual_history_falls_and_anderson_beats_iteration(nonlinear):
 
 def _forced_iterations_memory(f, x, c, backward, k):
     """Temp bytes of the gradient through exactly `k` forward iterations (tol 0)."""
-    deq = nk.DEQ(f, N, solver=optx.FixedPointIteration(rtol=0.0, atol=0.0),
+    deq = nk.DEQ(f, N, solver=nk.FixedPointIteration(rtol=0.0, atol=0.0),
                  backward=backward, max_steps=k, throw=False)
     loss = lambda f: c @ eqx.tree_at(lambda d: d.f, deq, f)(x)  # noqa: E731
     compiled = jax.jit(jax.grad(loss)).lower(f).compile()
@@ -196,7 +196,7 @@ def test_f_without_a_fixed_point_gives_a_clear_error(solver):
 def test_exploding_iterates_are_reported_as_divergence():
     f = Linear(1e3 * jnp.eye(N), jnp.ones((N, M)))
     with pytest.raises(eqx.EquinoxRuntimeError, match="diverged"):
-        nk.DEQ(f, N, solver=optx.FixedPointIteration(**TIGHT), max_steps=500)(jnp.ones(M))
+        nk.DEQ(f, N, solver=nk.FixedPointIteration(**TIGHT), max_steps=500)(jnp.ones(M))
 
 
 @pytest.mark.parametrize(

@@ -223,3 +223,43 @@ def test_fresh_process_matches_in_process(tmp_path):
     for key in ("temp_bytes", "argument_bytes", "output_bytes"):
         assert fresh[key] == local[key]
     assert fresh["grad_rel_error"] == pytest.approx(local["grad_rel_error"])
+
+
+def test_deq_family_memory_and_errors(tmp_path):
+    """Implicit and phantom stay flat in K, unrolled stores every iteration; all three
+    are compared with the exact equilibrium's float64 gradient."""
+    config = MemoryConfig(family="deq", dim=4, batch=2, steps=(5, 40), repeats=1,
+                          out=str(tmp_path))
+    assert config.modes == ("implicit", "unrolled", "phantom") and config.name == "memory_deq"
+    results = main(config)
+    rows = {(r["mode"], r["steps"]): r for r in results["rows"]}
+    for mode in ("implicit", "phantom"):
+        assert rows[mode, 40]["temp_bytes"] == rows[mode, 5]["temp_bytes"]
+    # At least the 4 float32 states of the batch (2 x 4) per extra stored iteration.
+    per_iteration = (rows["unrolled", 40]["temp_bytes"] - rows["unrolled", 5]["temp_bytes"]) / 35
+    assert per_iteration >= 0.9 * 2 * 4 * 4
+    exponents = {e["mode"]: e["exponent"] for e in results["exponents"]}
+    assert exponents["unrolled"] > 0.3 and abs(exponents["implicit"]) < 1e-9
+    # Converged at K = 40: the exact modes agree with the equilibrium; phantom does not.
+    assert rows["implicit", 40]["grad_rel_error"] < 1e-4
+    assert rows["unrolled", 40]["grad_rel_error"] < 1e-4
+    assert rows["phantom", 40]["grad_rel_error"] > 1e-2
+    assert (tmp_path / "memory_deq.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "memory_deq.json").read_text())["rows"] == results["rows"]
+    assert command_line(config) == (
+        "python -m node_kit.experiments.memory --family deq --dim 4 --batch 2 --steps 5 40 "
+        f"--repeats 1 --out {tmp_path}")
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"family": "sde"}, r"`family` must be one of ode, deq, inner; got 'sde'"),
+        ({"family": "deq", "modes": ("backsolve",)},
+         r"`modes` entry 'backsolve' is not a deq mode; expected some of implicit, unrolled, "
+         r"phantom, e.g. --modes implicit unrolled phantom"),
+    ],
+)
+def test_bad_family_config_raises(changes, match):
+    with pytest.raises(ValueError, match=match):
+        MemoryConfig(**changes)

@@ -58,7 +58,11 @@ def write_outputs(run: Run, name: str, results: dict) -> None:
 
 
 def plot(results: dict):
-    """A 2x2 figure: memory, time and gradient error against N; the budget check."""
+    """A 2x2 figure: memory, time and gradient error against N; the budget check.
+
+    For the implicit-layer families, the first three panels only, against K."""
+    if results["config"].get("family", "ode") != "ode":
+        return _plot_family(results)
     fig, axes = plt().subplots(2, 2, figsize=(12, 9.5))
     rows = results["rows"]
     _plot_against_steps(axes[0, 0], rows, "temp_bytes", 1 / MIB, "XLA temp memory (MiB)",
@@ -80,7 +84,27 @@ def plot(results: dict):
     return fig
 
 
-def _plot_against_steps(ax, rows, key, scale, label, title) -> None:
+def _plot_family(results: dict):
+    from ._memory_families import FAMILIES
+
+    cfg, env = results["config"], results["environment"]
+    family = FAMILIES[cfg["family"]]
+    fig, axes = plt().subplots(1, 3, figsize=(16, 5))
+    rows = results["rows"]
+    panels = [("temp_bytes", 1 / MIB, "XLA temp memory (MiB)", "compiled memory"),
+              ("time_s", 1e3, "median time per gradient (ms)", "time after warm-up"),
+              ("grad_rel_error", 1.0, "relative L2 error", "error vs float64 reference")]
+    for ax, (key, scale, label, title) in zip(axes, panels):
+        _plot_against_steps(ax, rows, key, scale, label, title, xlabel=family.axis)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.suptitle(f"{family.title} against {family.axis}: dim {cfg['dim']}, batch "
+                 f"{cfg['batch']}, float32; jax {env['jax']}, {env['device']}")
+    return fig
+
+
+def _plot_against_steps(ax, rows, key, scale, label, title, *,
+                        xlabel: str = "solver steps N") -> None:
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     styles = {"batched": ("-", "o"), "vmap": ("--", "s")}
     for i, mode in enumerate(modes):
@@ -93,7 +117,7 @@ def _plot_against_steps(ax, rows, key, scale, label, title) -> None:
                         marker=marker, color=f"C{i}", label=f"{mode} ({layout})",
                         markersize=max(9 - 2 * i, 3), linewidth=max(3 - 0.7 * i, 1))
     steps = sorted({r["steps"] for r in rows})
-    ax.set(xscale="log", yscale="log", xlabel="solver steps N", ylabel=label, title=title)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=label, title=title)
     ax.set_xticks(steps, [str(n) for n in steps])
     ax.set_xticks([], minor=True)
     ax.grid(True, which="both", alpha=0.3)

@@ -171,6 +171,8 @@ def run_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
     """Every (N, layout, mode), with a progress bar; references computed once per N."""
     from tqdm.auto import tqdm
 
+    if config.family != "ode":
+        return _run_family_sweep(config, fresh_process)
     jobs = [(n, layout, mode) for n in config.steps for layout in config.layouts
             for mode in config.modes]
     rows, references = [], {}
@@ -183,6 +185,28 @@ def run_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
             if config.reference and n not in references:
                 references[n] = reference_gradient(config, n)
             rows.append(measure(config, mode, layout, n, references.get(n)))
+    return rows
+
+
+def _run_family_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
+    """Every (K, mode) of an implicit-layer family; its reference computed once per K."""
+    from tqdm.auto import tqdm
+
+    from ._memory_families import FAMILIES, measure_family
+
+    family = FAMILIES[config.family]
+    jobs = [(n, mode) for n in config.steps for mode in config.modes]
+    rows, references = [], {}
+    with tqdm(jobs, desc=f"memory sweep ({family.name})", unit="config",
+              file=sys.stderr) as bar:
+        for n, mode in bar:
+            bar.set_postfix_str(f"K={n} {mode}")
+            if fresh_process:
+                rows.append(measure_in_fresh_process(config, mode, family.layout, n))
+                continue
+            if config.reference and n not in references:
+                references[n] = family.reference(config, n)
+            rows.append(measure_family(config, mode, n, references.get(n)))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""Memory and time of a neural ODE's gradient against the number of steps, per adjoint.
+"""Memory and time of a gradient against the number of steps, per method: neural ODE
+adjoints, DEQ backward passes, meta-learning.
 
 ```
 python -m node_kit.experiments.memory    # default sweep: about 4 minutes on 2 CPU cores
@@ -17,6 +18,17 @@ reference on the same steps. It fits the growth exponent of memory in N, checks
 [`node_kit.checkpoint_adjoint_for_budget`][]'s prediction against compiled memory,
 prints a table, and writes `<out>/<name>.csv`, `.json` (with versions, backend, device
 and machine) and `.png`.
+
+`--family` picks the gradients (see `_memory_families.py`): `ode` (the above, the
+default), `deq` (a DEQ layer's `implicit`, `unrolled` and `phantom` backward passes
+against K forward iterations) or `inner` (MAML, first-order MAML and iMAML
+meta-gradients against K inner steps); `--steps` is then K, `--modes` the methods,
+and the files are `memory_<family>.*`:
+
+```
+python -m node_kit.experiments.memory --family deq     # K = 10, 100, 1000
+python -m node_kit.experiments.memory --family inner
+```
 """
 
 import argparse
@@ -30,6 +42,7 @@ import jax
 from .._checks import check_int, check_real
 from ._choices import MODES_HELP, parse_mode, SOLVER_NAMES
 from ._cli import parse_config
+from ._memory_families import FAMILIES, measure_family
 from ._memory_report import format_report, write_outputs
 from ._memory_sweep import (
     check_budgets,
@@ -52,12 +65,16 @@ def _flag(default, text: str, **metadata):
 class MemoryConfig:
     """One sweep of the memory benchmark.
 
+    - `family`: `ode`, `deq` or `inner` (see the module); the ODE-only settings
+        (`solver`, `layouts`, budgets) apply to `ode`.
     - `dim`, `batch`, `width`, `depth`: state size, batch size and the MLP field's
-        hidden width and depth.
+        hidden width and depth (`deq`: the layer's size and the batch; `inner`: the
+        meta-batch of tasks and the regression network's width and depth).
     - `solver`: a solver name (`tsit5`, `dopri5`, `euler`, ...), run with fixed steps.
     - `steps`: the numbers of fixed solver steps N, each >= 1.
     - `modes`: adjoint modes, from: backsolve, checkpoint (diffrax's default count),
-        checkpoint:K (K checkpoints), direct (store every step).
+        checkpoint:K (K checkpoints), direct (store every step); for `deq` the
+        backward passes (implicit, unrolled, phantom), for `inner` maml, fomaml, imaml.
     - `layouts`: `batched` (the batch is one ODE state, `model.batched`) and/or
         `vmap` (`jax.vmap(model)`, one solve per sample).
     - `repeats`, `time_limit_s`: up to `repeats` timed gradients after one warm-up,
@@ -71,9 +88,12 @@ class MemoryConfig:
         row's error against it.
     - `fresh_process`: measure each configuration in its own process, so that device
         peaks do not carry over; `None` does so on a GPU only.
-    - `seed`, `out`, `name`: seed, output folder, and the stem of the output files.
+    - `seed`, `out`, `name`: seed, output folder, and the stem of the output files
+        (`memory`, or `memory_<family>` for the other families).
     """
 
+    family: str = _flag("ode", "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
+                        "forward iterations; inner: MAML/iMAML vs inner steps")
     dim: int = _flag(32, "state size", aliases=("--dims",))
     batch: int = 32
     width: int = _flag(32, "MLP hidden width")
@@ -95,10 +115,28 @@ class MemoryConfig:
     def __post_init__(self):
         for field in ("steps", "modes", "layouts", "budget_layouts"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
+        if self.family in FAMILIES and self.family != "ode":
+            for field, default in _family_defaults(self.family).items():
+                if getattr(self, field) == _ODE_DEFAULTS[field]:
+                    object.__setattr__(self, field, default)
         _check_config(self)
 
 
+_ODE_DEFAULTS = {"modes": ("backsolve", "checkpoint", "direct"), "name": "memory"}
+
+
+def _family_defaults(family: str) -> dict:
+    """The defaults that differ by family: its modes and its file stem."""
+    if family == "ode":
+        return _ODE_DEFAULTS
+    return {"modes": FAMILIES[family].default_modes, "name": f"memory_{family}"}
+
+
 def _check_config(config: MemoryConfig) -> None:
+    if config.family not in FAMILIES:
+        raise ValueError(
+            f"`family` must be one of {', '.join(FAMILIES)}; got {config.family!r}."
+        )
     for name, minimum in (("dim", 1), ("batch", 1), ("width", 1), ("depth", 0),
                           ("repeats", 1), ("budgets", 0), ("seed", 0)):
         check_int(name, getattr(config, name), minimum=minimum, expected=f"an int >= {minimum}")
@@ -124,11 +162,22 @@ def _check_config(config: MemoryConfig) -> None:
     for n in config.steps:
         check_int("steps", n, minimum=1, expected="an int >= 1",
                   fix="Pass the number of fixed solver steps N, e.g. --steps 10 100.")
-    for mode in config.modes:
-        parse_mode(mode)
+    _check_modes(config)
     for name in ("layouts", "budget_layouts"):
         for layout in getattr(config, name):
             _check_layout(name, layout)
+
+
+def _check_modes(config: MemoryConfig) -> None:
+    family = FAMILIES[config.family]
+    for mode in config.modes:
+        if config.family == "ode":
+            parse_mode(mode)
+        elif mode not in family.modes:
+            raise ValueError(
+                f"`modes` entry {mode!r} is not a {config.family} mode; expected some of "
+                f"{', '.join(family.modes)}, e.g. --modes {' '.join(family.default_modes)}."
+            )
 
 
 def _check_layout(name: str, layout: str) -> None:
@@ -150,8 +199,13 @@ def run_worker(payload: str) -> dict:
     jax.config.update("jax_enable_x64", job["x64"])
     config = MemoryConfig(**{**job["config"], "fresh_process": False})
     n = job["steps"]
-    reference = (lambda: reference_gradient(config, n)) if config.reference else None
-    row = measure(config, job["mode"], job["layout"], n, reference)
+    if config.family != "ode":
+        reference = FAMILIES[config.family].reference
+        reference = (lambda: reference(config, n)) if config.reference else None
+        row = measure_family(config, job["mode"], n, reference)
+    else:
+        reference = (lambda: reference_gradient(config, n)) if config.reference else None
+        row = measure(config, job["mode"], job["layout"], n, reference)
     print(WORKER_TAG + json.dumps(row), flush=True)
     return row
 
@@ -170,7 +224,8 @@ def main(config: MemoryConfig) -> dict:
     run = Run(config, keys=(), training=False)
     rows = run_sweep(config, fresh)
     exponents = fit_exponents(rows)
-    budget_checks = check_budgets(config, rows) if config.budgets else []
+    ode = config.family == "ode"
+    budget_checks = check_budgets(config, rows) if config.budgets and ode else []
     results = {
         "command": command_line(config),
         **run.results(),
@@ -196,9 +251,11 @@ def _cpu_seconds() -> float:
 def command_line(config: MemoryConfig) -> str:
     """The command that reproduces `config` (flags only where it differs from the default)."""
     parts = ["python -m node_kit.experiments.memory"]
+    defaults = _family_defaults(config.family)
     for field in dataclasses.fields(MemoryConfig):
         value = getattr(config, field.name)
-        if value == field.default or field.name == "fresh_process" and value is None:
+        if value == defaults.get(field.name, field.default) or (
+                field.name == "fresh_process" and value is None):
             continue
         flag = "--" + field.name.replace("_", "-")
         if isinstance(value, bool):
@@ -220,7 +277,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[MemoryConfig | None, str 
     config = parse_config(
         MemoryConfig, rest, description=__doc__.splitlines()[0],
         prog="python -m node_kit.experiments.memory",
-        choices={"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS},
+        choices={"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
+                 "family": tuple(FAMILIES)},
     )
     return config, None
 
