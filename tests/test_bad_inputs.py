@@ -529,6 +529,47 @@ _add("memory", "mem", [
 ])
 
 
+# --- implicit layers ---------------------------------------------------------------------
+
+def _deq_layer(z, x):
+    return jnp.tanh(0.5 * z + x)
+
+
+def _deq(**changes) -> nk.DEQ:
+    return nk.DEQ(changes.pop("f", _deq_layer), changes.pop("state_shape", 2), **changes)
+
+
+_add("DEQ", "deq", [
+    ("f-not-callable", lambda: _deq(f="tanh"), V, r"`f` must be a callable f\(z, x\) -> z .*; got str 'tanh'"),
+    ("state-shape-zero", lambda: _deq(state_shape=0), V, r"`state_shape` must be a positive int or a tuple of positive ints .*; got 0"),
+    ("state-shape-string", lambda: _deq(state_shape="2"), V, r"`state_shape` must be a positive int .*; got '2'"),
+    ("backward-unknown", lambda: _deq(backward="adjoint"), V, r"unknown DEQ backward 'adjoint'; expected one of implicit, unrolled, phantom"),
+    ("max-steps-zero", lambda: _deq(max_steps=0), V, r"`max_steps` must be a positive int; got 0"),
+    ("solver-string", lambda: _deq(solver="anderson"), V, r"`solver` must be an optimistix fixed-point solver or root finder .*; got str"),
+    ("solver-optax", lambda: _deq(solver=optax.adam(1e-3)), V, r"`solver` must be an optimistix fixed-point solver"),
+    ("linear-solver-string", lambda: _deq(linear_solver="gmres"), V, r"`linear_solver` must be a lineax solver .*; got str"),
+    ("phantom-steps-zero", lambda: _deq(phantom_steps=0), V, r"`phantom_steps` must be a positive int; got 0"),
+    ("phantom-damping-above-one", lambda: _deq(phantom_damping=1.5), V, r"`phantom_damping` must be a positive float <= 1\.0; got 1\.5"),
+    ("throw-int", lambda: _deq(throw=1), V, r"`throw` must be a Python bool; got int"),
+    ("z0-shape", lambda: _deq()(jnp.ones(2), jnp.zeros(3)), V, r"`z0` must have shape \(2,\) .*; got \(3,\)"),
+    ("output-shape", lambda: _deq(f=lambda z, x: z[:1])(jnp.ones(2)), V, r"`f\(z, x\)` must return an array of the state's shape \(2,\); got \(1,\)"),
+    ("x-shape", lambda: _deq()(jnp.ones(3)), V, r"`f\(z, x\)` failed for z of the state's shape \(2,\)"),
+    ("batched-no-batch-axis", lambda: _deq().batched(jnp.float32(1.0)), V, r"`xs` must hold arrays with a leading batch axis"),
+    ("z0s-shape", lambda: _deq().batched(jnp.ones((3, 2)), jnp.zeros((2, 2))), V, r"`z0s` must have shape \(3, 2\)"),
+    ("history-steps-zero", lambda: _deq().residual_history(jnp.ones(2), steps=0), V, r"`steps` must be a positive int; got 0"),
+    ("history-root-finder", lambda: _deq(solver=__import__("optimistix").Newton(1e-5, 1e-5)).residual_history(jnp.ones(2)), V, r"`residual_history` steps a fixed-point solver; this DEQ's `solver` is a Newton"),
+    ("anderson-rtol-negative", lambda: nk.AndersonAcceleration(rtol=-1.0, atol=1e-6), V, r"`rtol` must be a non-negative float; got -1\.0"),
+    ("anderson-memory-zero", lambda: nk.AndersonAcceleration(rtol=1e-5, atol=1e-6, memory=0), V, r"`memory` must be a positive int; got 0"),
+    ("anderson-mixing-zero", lambda: nk.AndersonAcceleration(rtol=1e-5, atol=1e-6, mixing=0.0), V, r"`mixing` must be a positive float <= 1\.0; got 0\.0"),
+    ("broyden-atol-nan", lambda: nk.Broyden(rtol=1e-5, atol=NAN), V, r"`atol` must be a non-negative float; got nan"),
+    ("iteration-damping-one", lambda: nk.FixedPointIteration(rtol=1e-5, atol=1e-6, damping=1.0), V, r"`damping` must be a non-negative float <= 0\.999; got 1\.0"),
+])
+_add("DEQ", "deq-run", [
+    ("no-fixed-point", lambda: _deq(f=lambda z, x: jnp.exp(z) + x, solver=nk.FixedPointIteration(1e-6, 1e-6), max_steps=50)(jnp.ones(2)), RT, r"DEQ forward solve (diverged|did not converge)"),
+    ("not-converged", lambda: _deq(solver=nk.FixedPointIteration(0.0, 0.0), max_steps=3)(jnp.ones(2)), RT, r"DEQ forward solve did not converge in max_steps=3 iterations"),
+])
+
+
 # --- commands ------------------------------------------------------------------------------
 
 _WORK = {"cnf": "load_data", "timeseries": "load_data", "spiral": "true_trajectory",
@@ -654,7 +695,8 @@ _commands("memory command", "memory", [
     ("modes-zero-checkpoints", ["--modes", "checkpoint:0"], 2, ERROR + r"`modes` entry 'checkpoint:0' is not a mode.*K a positive int"),
     ("budgets-negative", ["--budgets", "-1"], 2, ERROR + r"`budgets` must be an int >= 0; got -1\."),
     ("seed-negative", ["--seed", "-3"], 2, ERROR + r"`seed` must be an int >= 0; got -3\."),
-    ("name-with-folder", ["--name", "a/b"], 2, ERROR + r"`name` must be a file stem \(non-empty, no '/'\); got 'a/b'\. Put the folder in --out"),
+    ("name-with-folder", ["--name", "a/b"], 2, ERROR + r"`name` must be a file stem \(non-empty, no '/'\); got 'a/b'\. Put the folder in --out"),    ("family-unknown", ["--family", "sde"], 2, USAGE + r"--family: invalid choice: 'sde'"),
+    ("deq-mode-unknown", ["--family", "deq", "--modes", "backsolve"], 2, ERROR + r"`modes` entry 'backsolve' is not a deq mode; expected some of implicit, unrolled, phantom"),
 ])
 
 
@@ -734,9 +776,10 @@ def test_concrete_kl_weights_of_every_kind_are_accepted():
         ("timeseries", ["--dataset", "hopper", "--task", "extrapolation", "--observed", "0.1"]),
         ("spiral", []),
         ("memory", []),
+        ("memory", ["--family", "deq"]),
     ],
     ids=["cnf", "cnf-digits", "timeseries", "timeseries-vowels", "timeseries-hopper",
-         "spiral", "memory"],
+         "spiral", "memory", "memory-deq"],
 )
 def test_good_flags_reach_the_work(name, argv):
     """The defaults and the committed configs (experiments/*_runs.sh) pass every check, and
