@@ -3,6 +3,7 @@
     python experiments/tables.py cnf        # experiments/results/cnf/*/results.json
     python experiments/tables.py overhead   # experiments/results/cnf_overhead.json
     python experiments/tables.py timeseries # experiments/results/timeseries/*/results.json
+    python experiments/tables.py implicit   # experiments/results/memory{,_deq,_inner}.json
 """
 
 import json
@@ -121,6 +122,45 @@ def timeseries_table() -> str:
     return "\n".join(out)
 
 
+FAMILY_FILES = {
+    "ode": ("memory.json", "solver steps N", "batched"),
+    "deq": ("memory_deq.json", "forward iterations K", "batched"),
+    "inner": ("memory_inner.json", "inner steps K", None),
+}
+
+
+def _exponent(p: float) -> str:
+    return f"{0.0 if abs(p) < 5e-3 else p:.2f}"
+
+
+def implicit_table() -> str:
+    """Temp memory of one gradient per family and method, and its growth exponent."""
+    out = [
+        "| family | method | steps | temp MiB at each | p (two largest) | p (sweep) | "
+        "error vs float64 reference at the largest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family, (name, axis, layout) in FAMILY_FILES.items():
+        path = RESULTS / name
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        rows = [row for row in r["rows"] if layout is None or row["layout"] == layout]
+        for e in r["exponents"]:
+            if layout is not None and e["layout"] != layout:
+                continue
+            mine = sorted((row for row in rows if row["mode"] == e["mode"]),
+                          key=lambda row: row["steps"])
+            steps = " / ".join(str(row["steps"]) for row in mine)
+            temps = " / ".join(f"{row['temp_bytes'] / 2**20:.3f}" for row in mine)
+            error = mine[-1]["grad_rel_error"]
+            error = "–" if error is None else f"{error:.1e}"
+            out.append(f"| {family} | {e['mode']} | {axis} = {steps} | {temps} | "
+                       f"{_exponent(e['local_exponent'])} | {_exponent(e['exponent'])} | {error} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    tables = {"cnf": cnf_table, "overhead": overhead_table, "timeseries": timeseries_table}
+    tables = {"cnf": cnf_table, "overhead": overhead_table, "timeseries": timeseries_table,
+              "implicit": implicit_table}
     print(tables[sys.argv[1]]())

@@ -69,8 +69,10 @@ class DEQ(eqx.Module):
         [`node_kit.Broyden`][], [`node_kit.FixedPointIteration`][], `optimistix.Newton`.
     - `backward`: `"implicit"` (default), `"unrolled"` or `"phantom"`, see the module.
     - `max_steps`: the most forward iterations. `"unrolled"` stores this many.
-    - `linear_solver`: the lineax solver of the implicit backward pass (default
-        `lineax.GMRES(rtol=1e-6, atol=1e-8, restart=20)`).
+    - `linear_solver`: the lineax solver of the implicit backward pass. Default
+        `lineax.GMRES(restart=20)` with tolerances for the state's dtype: `rtol=1e-4,
+        atol=1e-7` in float32 (tighter ones break down in float32 precision) and
+        `rtol=1e-8, atol=1e-10` in float64.
     - `phantom_steps`, `phantom_damping`: the phantom gradient's steps and damping
         `a` in `(0, 1]` (1 step at `a = 1` is the Jacobian-free gradient of `f(z*, x)`).
     - `throw`: if `True` (default) a solve that does not converge raises an
@@ -86,7 +88,7 @@ class DEQ(eqx.Module):
 
     f: Callable
     solver: Any
-    linear_solver: lx.AbstractLinearSolver
+    linear_solver: lx.AbstractLinearSolver | None
     state_shape: tuple[int, ...] = eqx.field(static=True)
     backward: str = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
@@ -110,8 +112,7 @@ class DEQ(eqx.Module):
         self.f = check_callable("f", f, expected="a callable f(z, x) -> z such as an eqx.Module")
         self.state_shape = _check_shape(state_shape)
         self.solver = AndersonAcceleration(rtol=1e-5, atol=1e-6) if solver is None else solver
-        self.linear_solver = (lx.GMRES(rtol=1e-6, atol=1e-8, restart=20)
-                              if linear_solver is None else linear_solver)
+        self.linear_solver = linear_solver
         self.backward = check_choice("backward", backward, BACKWARD_MODES, what="DEQ")
         self.max_steps = check_int("max_steps", max_steps, fix="E.g. max_steps=100.")
         self.phantom_steps = check_int("phantom_steps", phantom_steps, fix="E.g. 1.")
@@ -126,7 +127,7 @@ class DEQ(eqx.Module):
                 f"nk.AndersonAcceleration(rtol=1e-5, atol=1e-6), nk.Broyden(...), "
                 f"nk.FixedPointIteration(...)); got {type_name(self.solver)}."
             )
-        if not isinstance(self.linear_solver, lx.AbstractLinearSolver):
+        if not isinstance(self.linear_solver, (lx.AbstractLinearSolver, type(None))):
             raise ValueError(
                 f"`linear_solver` must be a lineax solver (e.g. lineax.GMRES(rtol=1e-6, "
                 f"atol=1e-8)); got {type_name(self.linear_solver)}."
@@ -214,9 +215,16 @@ class DEQ(eqx.Module):
         if self.backward == "unrolled":
             adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=self.max_steps)
         else:
-            adjoint = optx.ImplicitAdjoint(linear_solver=self.linear_solver)
+            adjoint = optx.ImplicitAdjoint(linear_solver=self._linear_solver(z0.dtype))
         return optx.fixed_point(_apply, self.solver, z0, args, max_steps=self.max_steps,
                                 adjoint=adjoint, throw=False)
+
+    def _linear_solver(self, dtype) -> lx.AbstractLinearSolver:
+        if self.linear_solver is not None:
+            return self.linear_solver
+        if jnp.finfo(dtype).bits >= 64:
+            return lx.GMRES(rtol=1e-8, atol=1e-10, restart=20)
+        return lx.GMRES(rtol=1e-4, atol=1e-7, restart=20)
 
     def _report(self, layer: "_Layer", x, sol: optx.Solution, value) -> DEQSolution:
         z = jax.lax.stop_gradient(sol.value)

@@ -128,3 +128,16 @@ def adjoint_from_mode(mode: str, *, max_steps: int):
     """The diffrax adjoint of an adjoint mode (`backsolve`, `checkpoint:16`, ...)."""
     name, count = parse_mode(mode)
     return adjoint_from_name(name, max_steps=max_steps, checkpoints=count)
+
+
+FIXED_POINT_SOLVER_NAMES = ("anderson", "broyden", "iteration")
+"""The fixed-point solvers of a [`node_kit.DEQ`][] a command can name."""
+
+
+def fixed_point_solver(name: str, *, rtol: float, atol: float):
+    """`anderson` -> [`node_kit.AndersonAcceleration`][], `broyden` -> [`node_kit.Broyden`][],
+    `iteration` -> [`node_kit.FixedPointIteration`][], each with `rtol` and `atol`."""
+    check_choice("solver", name, FIXED_POINT_SOLVER_NAMES, what="fixed-point")
+    make = {"anderson": nk.AndersonAcceleration, "broyden": nk.Broyden,
+            "iteration": nk.FixedPointIteration}[name]
+    return make(rtol=rtol, atol=atol)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
 import numpy as np
+import optimistix as optx
 
 import node_kit as nk
 
@@ -53,6 +54,7 @@ class Family:
     title: str
     problem: Callable | None = None
     reference: Callable | None = None
+    reference_per_mode: bool = False
 
 
 class TanhLayer(eqx.Module):
@@ -107,9 +109,9 @@ def deq_problem(config: "MemoryConfig", mode: str, k: int, dtype):
     return gradient, (params, xs)
 
 
-def deq_reference(config: "MemoryConfig", k: int) -> list[np.ndarray]:
-    """The exact equilibrium's gradient in float64 (the same for every K)."""
-    del k
+def deq_reference(config: "MemoryConfig", k: int, mode: str) -> list[np.ndarray]:
+    """The exact equilibrium's gradient in float64 (the same for every K and mode)."""
+    del k, mode
     with jax.enable_x64(True):
         layer, xs = _deq_inputs(config, jnp.float64)
         deq = nk.DEQ(layer, config.dim, solver=nk.Broyden(rtol=1e-12, atol=1e-12),
@@ -118,11 +120,71 @@ def deq_reference(config: "MemoryConfig", k: int) -> list[np.ndarray]:
         return [np.asarray(x) for x in jax.tree_util.tree_leaves(gradient(params, xs))]
 
 
+INNER_MODES = ("maml", "fomaml", "imaml")
+INNER_LR = 0.01
+IMAML_REG = 1.0
+SHOTS = 10
+
+
+def _inner_inputs(config: "MemoryConfig", dtype):
+    """Finn et al.'s regression network (`width` x `depth`, ReLU) and a meta-batch of
+    `batch` sinusoid tasks with 10 support and 10 query points, drawn in float32."""
+    from node_kit.datasets import sinusoid_tasks
+
+    keys = split_keys(config.seed, ("model", "data"))
+    with jax.enable_x64(False):
+        model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jax.nn.relu,
+                           key=keys["model"])
+        tasks = sinusoid_tasks(keys["data"], config.batch, SHOTS, SHOTS)
+    support = (tasks.support_x, tasks.support_y)
+    query = (tasks.query_x, tasks.query_y)
+    return _cast((model, support, query), dtype)
+
+
+def _mse(model, data):
+    x, y = data
+    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+
+def _inner_learner(mode: str, k: int):
+    """MAML / FOMAML with `k` SGD steps; iMAML with exactly `k` SGD steps on the proximal
+    problem (tolerances 0, so the step count is `k` as for MAML)."""
+    if mode in ("maml", "fomaml"):
+        return nk.MAML(k, INNER_LR, first_order=mode == "fomaml")
+    import optax
+
+    solver = optx.OptaxMinimiser(optax.sgd(INNER_LR), rtol=0.0, atol=0.0)
+    return nk.IMAML(IMAML_REG, solver=solver, max_steps=k, throw=False)
+
+
+def inner_problem(config: "MemoryConfig", mode: str, k: int, dtype):
+    """The meta-gradient over a meta-batch with `k` inner steps, and its inputs."""
+    model, support, query = _inner_inputs(config, dtype)
+    learner = _inner_learner(mode, k)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def gradient(params, support, query):
+        loss = lambda p: nk.meta_loss(learner, eqx.combine(p, static), _mse, support, query)  # noqa: E731
+        return jax.grad(loss)(params)
+
+    return gradient, (params, support, query)
+
+
+def inner_reference(config: "MemoryConfig", k: int, mode: str) -> list[np.ndarray]:
+    """The same meta-gradient in float64."""
+    with jax.enable_x64(True):
+        gradient, inputs = inner_problem(config, mode, k, jnp.float64)
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(gradient)(*inputs))]
+
+
 FAMILIES = {
     "ode": Family("ode", (), ("backsolve", "checkpoint", "direct"), "batched",
                   "solver steps N", "Neural ODE gradient"),
     "deq": Family("deq", nk.BACKWARD_MODES, nk.BACKWARD_MODES, "batched",
                   "forward iterations K", "DEQ gradient", deq_problem, deq_reference),
+    "inner": Family("inner", INNER_MODES, INNER_MODES, "tasks", "inner steps K",
+                    "Meta-gradient (sinusoid regression)", inner_problem, inner_reference,
+                    reference_per_mode=True),
 }
 """The families of the memory command, by name."""
 

@@ -189,7 +189,8 @@ def run_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
 
 
 def _run_family_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
-    """Every (K, mode) of an implicit-layer family; its reference computed once per K."""
+    """Every (K, mode) of an implicit-layer family; its reference computed once per K
+    (per K and mode where it depends on the mode)."""
     from tqdm.auto import tqdm
 
     from ._memory_families import FAMILIES, measure_family
@@ -204,9 +205,10 @@ def _run_family_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]
             if fresh_process:
                 rows.append(measure_in_fresh_process(config, mode, family.layout, n))
                 continue
-            if config.reference and n not in references:
-                references[n] = family.reference(config, n)
-            rows.append(measure_family(config, mode, n, references.get(n)))
+            key = (n, mode if family.reference_per_mode else None)
+            if config.reference and key not in references:
+                references[key] = family.reference(config, n, mode)
+            rows.append(measure_family(config, mode, n, references.get(key)))
     return rows
 
 

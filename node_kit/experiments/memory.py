@@ -201,7 +201,7 @@ def run_worker(payload: str) -> dict:
     n = job["steps"]
     if config.family != "ode":
         reference = FAMILIES[config.family].reference
-        reference = (lambda: reference(config, n)) if config.reference else None
+        reference = (lambda: reference(config, n, job["mode"])) if config.reference else None
         row = measure_family(config, job["mode"], n, reference)
     else:
         reference = (lambda: reference_gradient(config, n)) if config.reference else None
