@@ -4,6 +4,7 @@
     python experiments/tables.py overhead   # experiments/results/cnf_overhead.json
     python experiments/tables.py timeseries # experiments/results/timeseries/*/results.json
     python experiments/tables.py implicit   # experiments/results/memory{,_deq,_inner}.json
+    python experiments/tables.py deq        # experiments/results/deq/results.json
 """
 
 import json
@@ -160,7 +161,32 @@ def implicit_table() -> str:
     return "\n".join(out)
 
 
+def deq_table() -> str:
+    """The DEQ digits classifier beside the NeuralODE and the MLP, and its backward passes."""
+    r = json.loads((RESULTS / "deq" / "results.json").read_text())
+    out = [
+        "| model | parameters | test accuracy | forward iterations per batch (mean) | "
+        "gradient temp MiB | gradient ms (median) | training s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in r["models"].items():
+        it = m["forward_iterations"]
+        out.append(
+            f"| {name} | {m['parameters']} | {m['test_accuracy']:.4f} | "
+            f"{it['per_batch_mean']:.1f} {it['unit'].split(' (')[0]} | "
+            f"{m['gradient']['temp_bytes'] / 2**20:.2f} | "
+            f"{m['gradient']['seconds_median'] * 1e3:.1f} | {m['train_seconds_total']:.1f} |"
+        )
+    out += ["", "| DEQ backward | gradient temp MiB | gradient ms (median) |", "|---|---|---|"]
+    for name, g in r["deq_gradient_by_backward"].items():
+        out.append(f"| {name} | {g['temp_bytes'] / 2**20:.2f} | {g['seconds_median'] * 1e3:.1f} |")
+    cfg = r["config"]
+    out.append(f"\n{cfg['steps']} training steps, batch {cfg['batch_size']}, solver "
+               f"{cfg['solver']}, backward {cfg['backward']}; {r['environment']['device']}.")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     tables = {"cnf": cnf_table, "overhead": overhead_table, "timeseries": timeseries_table,
-              "implicit": implicit_table}
+              "implicit": implicit_table, "deq": deq_table}
     print(tables[sys.argv[1]]())

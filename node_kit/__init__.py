@@ -70,5 +70,18 @@ from ._fixed_point import (
     Broyden as Broyden,
     FixedPointIteration as FixedPointIteration,
 )
+from ._implicit import (
+    implicit_minimise as implicit_minimise,
+    proximal_loss as proximal_loss,
+)
+from ._meta import (
+    AbstractMetaLearner as AbstractMetaLearner,
+    IMAML as IMAML,
+    imaml_adapt as imaml_adapt,
+    MAML as MAML,
+    maml_adapt as maml_adapt,
+    meta_loss as meta_loss,
+    query_losses as query_losses,
+)
 
 __version__ = "0.1.0"

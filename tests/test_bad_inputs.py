@@ -573,7 +573,7 @@ _add("DEQ", "deq-run", [
 # --- commands ------------------------------------------------------------------------------
 
 _WORK = {"cnf": "load_data", "timeseries": "load_data", "spiral": "true_trajectory",
-         "memory": "run_sweep"}
+         "memory": "run_sweep", "deq": "load_data"}
 """Each command's first piece of work, replaced by a stub that raises `ReachedWork`."""
 
 
@@ -681,6 +681,19 @@ _commands("spiral command", "spiral", [
     ("steps-negative", ["--steps", "-5"], 2, ERROR + r"--steps must be a positive int; got -5\."),
 ])
 
+_commands("deq command", "deq", [
+    ("solver-unknown", ["--solver", "newton"], 2, USAGE + r"--solver: invalid choice: 'newton'"),
+    ("backward-unknown", ["--backward", "adjoint"], 2, USAGE + r"--backward: invalid choice: 'adjoint'"),
+    ("ode-adjoint-unknown", ["--ode-adjoint", "none"], 2, USAGE + r"--ode-adjoint: invalid choice: 'none'"),
+    ("radius-one", ["--radius", "1.0"], 2, ERROR + r"--radius must be in \(0, 1\) so that the DEQ's f is a contraction .*; got 1\.0"),
+    ("width-zero", ["--width", "0"], 2, ERROR + r"--width must be a positive int; got 0"),
+    ("max-iterations-zero", ["--max-iterations", "0"], 2, ERROR + r"--max-iterations must be a positive int; got 0"),
+    ("batch-size-too-large", ["--batch-size", "5000"], 2, ERROR + r"--batch-size .*5000"),
+    ("rtol-negative", ["--rtol", "-1"], 2, ERROR + r"--rtol must be a non-negative float; got -1\.0"),
+    ("mlp-width-negative", ["--mlp-width", "-2"], 2, ERROR + r"--mlp-width must be a non-negative int; got -2"),
+    ("steps-zero", ["--steps", "0"], 2, ERROR + r"--steps must be a positive int; got 0"),
+])
+
 _commands("memory command", "memory", [
     ("solver-unknown", ["--solver", "rk4"], 2, USAGE + r"--solver: invalid choice: 'rk4'"),
     ("layouts-unknown", ["--layouts", "diagonal"], 2, USAGE + r"--layouts: invalid choice: 'diagonal'"),
@@ -777,9 +790,10 @@ def test_concrete_kl_weights_of_every_kind_are_accepted():
         ("spiral", []),
         ("memory", []),
         ("memory", ["--family", "deq"]),
+        ("deq", []),
     ],
     ids=["cnf", "cnf-digits", "timeseries", "timeseries-vowels", "timeseries-hopper",
-         "spiral", "memory", "memory-deq"],
+         "spiral", "memory", "memory-deq", "deq"],
 )
 def test_good_flags_reach_the_work(name, argv):
     """The defaults and the committed configs (experiments/*_runs.sh) pass every check, and

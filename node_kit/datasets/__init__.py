@@ -62,6 +62,7 @@ from ._registry import (
     specs as specs,
 )
 from ._series import SeriesPreparation as SeriesPreparation
+from ._sinusoid import SinusoidTasks as SinusoidTasks, sinusoid as sinusoid, sinusoid_tasks as sinusoid_tasks
 from ._spec import (
     SPLITS as SPLITS,
     DatasetSpec as DatasetSpec,

@@ -12,6 +12,7 @@ as `error: <message>` and exits with status 2, as argparse does for a malformed 
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 
@@ -79,8 +80,11 @@ def run_meta(
     recover from a divergence with a smaller rate), and so may the devices and processes
     (a batch split over devices gives the numbers of one device up to the order of sums);
     the model and data may not (nor `--per-device`, which solves differently).
+    Values are as JSON gives them back (tuples become lists), so that a config with a
+    tuple field matches the checkpoint it wrote.
     """
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
+    kept = {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
+    return json.loads(json.dumps(kept))
 
 
 # ------------------------------------------------------------------------- flag checks

@@ -13,9 +13,9 @@ plots serve all three families.
     (float64, Broyden to 1e-12, implicit), so the error shows both the unconverged
     forward pass at small K and the phantom gradient's approximation.
 - `inner`: few-shot sinusoid regression, one meta-gradient over a meta-batch of tasks
-    with K inner steps; modes `maml` (second order, through the K steps), `fomaml`
-    and `imaml` (proximal inner problem, conjugate gradients). Reference: the same
-    mode's meta-gradient in float64.
+    with K inner SGD steps (lr 0.01); modes `maml` (second order, through the K steps),
+    `fomaml` and `imaml` (proximal inner problem, reg 5, exactly K SGD steps, then
+    conjugate gradients). Reference: the same mode's meta-gradient in float64.
 """
 
 import dataclasses
@@ -122,18 +122,19 @@ def deq_reference(config: "MemoryConfig", k: int, mode: str) -> list[np.ndarray]
 
 INNER_MODES = ("maml", "fomaml", "imaml")
 INNER_LR = 0.01
-IMAML_REG = 1.0
+IMAML_REG = 5.0
 SHOTS = 10
 
 
 def _inner_inputs(config: "MemoryConfig", dtype):
-    """Finn et al.'s regression network (`width` x `depth`, ReLU) and a meta-batch of
-    `batch` sinusoid tasks with 10 support and 10 query points, drawn in float32."""
+    """Finn et al.'s regression network (`width` x `depth`; tanh, as the meta command:
+    iMAML's inner problem needs a smooth loss) and a meta-batch of `batch` sinusoid tasks
+    with 10 support and 10 query points, drawn in float32."""
     from node_kit.datasets import sinusoid_tasks
 
     keys = split_keys(config.seed, ("model", "data"))
     with jax.enable_x64(False):
-        model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jax.nn.relu,
+        model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jnp.tanh,
                            key=keys["model"])
         tasks = sinusoid_tasks(keys["data"], config.batch, SHOTS, SHOTS)
     support = (tasks.support_x, tasks.support_y)
