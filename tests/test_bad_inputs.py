@@ -570,10 +570,52 @@ _add("DEQ", "deq-run", [
 ])
 
 
+def _sq(w, theta):
+    return jnp.sum((w - theta) ** 2)
+
+
+def _mse_task(model, data):
+    x, y = data
+    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+
+@functools.cache
+def _meta_model():
+    return eqx.nn.MLP(1, 1, 4, 1, activation=jnp.tanh, key=KEY)
+
+
+_TASKS = (jnp.ones((2, 3, 1)), jnp.ones((2, 3, 1)))
+
+_add("implicit_minimise", "argmin", [
+    ("loss-not-callable", lambda: nk.implicit_minimise("mse", jnp.zeros(2), 1.0), V, r"`loss` must be a callable loss\(w, theta\)"),
+    ("loss-not-scalar", lambda: nk.implicit_minimise(lambda w, t: w * t, jnp.zeros(2), 1.0), V, r"`loss` must return a floating-point scalar"),
+    ("w0-ints", lambda: nk.implicit_minimise(_sq, jnp.zeros(2, dtype=int), 1.0), V, r"`w0` must be a PyTree of floating-point arrays"),
+    ("w0-empty", lambda: nk.implicit_minimise(_sq, {}, 1.0), V, r"`w0` must be .* got no arrays"),
+    ("solver-string", lambda: nk.implicit_minimise(_sq, jnp.zeros(2), 1.0, solver="bfgs"), V, r"`solver` must be an optimistix\.AbstractMinimiser .*got str"),
+    ("solver-class", lambda: nk.implicit_minimise(_sq, jnp.zeros(2), 1.0, solver=__import__("optimistix").BFGS), V, r"got the class BFGS \(pass an instance"),
+    ("linear-solver-string", lambda: nk.implicit_minimise(_sq, jnp.zeros(2), 1.0, linear_solver="cg"), V, r"`linear_solver` must be a lineax\.AbstractLinearSolver"),
+    ("max-steps-zero", lambda: nk.implicit_minimise(_sq, jnp.zeros(2), 1.0, max_steps=0), V, r"`max_steps` must be a positive int; got 0"),
+    ("proximal-reg-zero", lambda: nk.proximal_loss(jnp.sum, 0.0), V, r"`reg` must be a positive float; got 0\.0"),
+])
+_add("meta-learning", "meta", [
+    ("maml-steps-negative", lambda: nk.MAML(-1), V, r"`inner_steps` must be a non-negative int; got -1"),
+    ("maml-lr-zero", lambda: nk.MAML(1, 0.0), V, r"`inner_lr` must be a positive float; got 0\.0"),
+    ("maml-first-order-string", lambda: nk.MAML(1, 0.01, first_order="yes"), V, r"`first_order` must be a Python bool"),
+    ("imaml-reg-negative", lambda: nk.IMAML(reg=-1.0), V, r"`reg` must be a positive float; got -1\.0"),
+    ("imaml-solver-string", lambda: nk.IMAML(solver="lbfgs"), V, r"`solver` must be an optimistix\.AbstractMinimiser"),
+    ("imaml-throw-int", lambda: nk.IMAML(throw=1), V, r"`throw` must be a Python bool"),
+    ("learner-string", lambda: nk.meta_loss("maml", _meta_model(), _mse_task, *_TASKS), V, r"`learner` must be a node_kit\.AbstractMetaLearner .*got str"),
+    ("tasks-mismatch", lambda: nk.meta_loss(nk.MAML(1), _meta_model(), _mse_task, _TASKS, (jnp.ones((3, 3, 1)),) * 2), V, r"`support` and `query` must stack the tasks along a leading axis"),
+    ("loss-not-scalar", lambda: nk.meta_loss(nk.MAML(1), _meta_model(), lambda m, d: jnp.ones(3), *_TASKS), V, r"`loss` must return a floating-point scalar for one task"),
+    ("sinusoid-shots-zero", lambda: datasets.sinusoid_tasks(KEY, 2, 0, 3), V, r"`shots` must be a positive int; got shots=0"),
+    ("sinusoid-key-int", lambda: datasets.sinusoid_tasks(0, 2, 3, 3), V, r"`key` must be a JAX PRNG key"),
+])
+
+
 # --- commands ------------------------------------------------------------------------------
 
 _WORK = {"cnf": "load_data", "timeseries": "load_data", "spiral": "true_trajectory",
-         "memory": "run_sweep", "deq": "load_data"}
+         "memory": "run_sweep", "deq": "load_data", "meta": "run_one"}
 """Each command's first piece of work, replaced by a stub that raises `ReachedWork`."""
 
 
@@ -694,6 +736,15 @@ _commands("deq command", "deq", [
     ("steps-zero", ["--steps", "0"], 2, ERROR + r"--steps must be a positive int; got 0"),
 ])
 
+_commands("meta command", "meta", [
+    ("method-unknown", ["--methods", "reptile"], 2, USAGE + r"--methods: invalid choice: 'reptile'"),
+    ("activation-relu-imaml", ["--activation", "relu"], 2, ERROR + r"--activation relu cannot train imaml"),
+    ("methods-repeated", ["--methods", "maml", "maml"], 2, ERROR + r"--methods must name distinct methods"),
+    ("shots-zero", ["--shots", "0"], 2, ERROR + r"--shots must be a positive int; got 0"),
+    ("reg-zero", ["--reg", "0"], 2, ERROR + r"--reg must be a positive float; got 0\.0"),
+    ("plot-tasks-too-many", ["--plot-tasks", "9", "--eval-tasks", "4"], 2, ERROR + r"--plot-tasks must be at most the number of test tasks"),
+])
+
 _commands("memory command", "memory", [
     ("solver-unknown", ["--solver", "rk4"], 2, USAGE + r"--solver: invalid choice: 'rk4'"),
     ("layouts-unknown", ["--layouts", "diagonal"], 2, USAGE + r"--layouts: invalid choice: 'diagonal'"),
@@ -791,9 +842,10 @@ def test_concrete_kl_weights_of_every_kind_are_accepted():
         ("memory", []),
         ("memory", ["--family", "deq"]),
         ("deq", []),
+        ("meta", []),
     ],
     ids=["cnf", "cnf-digits", "timeseries", "timeseries-vowels", "timeseries-hopper",
-         "spiral", "memory", "memory-deq", "deq"],
+         "spiral", "memory", "memory-deq", "deq", "meta"],
 )
 def test_good_flags_reach_the_work(name, argv):
     """The defaults and the committed configs (experiments/*_runs.sh) pass every check, and
