@@ -5,6 +5,7 @@
     python experiments/tables.py timeseries # experiments/results/timeseries/*/results.json
     python experiments/tables.py implicit   # experiments/results/memory{,_deq,_inner}.json
     python experiments/tables.py deq        # experiments/results/deq/results.json
+    python experiments/tables.py meta       # experiments/results/meta/results.json
 """
 
 import json
@@ -186,7 +187,31 @@ def deq_table() -> str:
     return "\n".join(out)
 
 
+def meta_table() -> str:
+    """Post-adaptation test MSE of each meta-learning method, with its costs."""
+    r = json.loads((RESULTS / "meta" / "results.json").read_text())
+    cfg = r["config"]
+    out = [
+        "| method | K shots | test MSE [95% interval] | MSE before adapting | inner steps | "
+        "meta-gradient ms (median) | compile s | meta-gradient temp MiB | training s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        lo, hi = row["test_mse_ci95"]
+        steps = (f"{row['inner_steps_mean']:.1f} mean, {row['inner_steps_max']} max (L-BFGS)"
+                 if row.get("inner_steps") is None else str(row["inner_steps"]))
+        out.append(
+            f"| {row['method']} | {row['shots']} | {row['test_mse']:.3f} [{lo:.3f}, {hi:.3f}] | "
+            f"{row['test_mse_before_adaptation']:.3f} | {steps} | "
+            f"{row['grad_median_seconds'] * 1e3:.2f} | {row['grad_compile_seconds']:.2f} | "
+            f"{row['grad_temp_bytes'] / 2**20:.2f} | {row['train_seconds_total']:.1f} |"
+        )
+    out.append(f"\n{cfg['steps']} meta-steps; {cfg['eval_tasks']} held-out tasks of "
+               f"{cfg['eval_points']} query points; {r['environment']['device']}.")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     tables = {"cnf": cnf_table, "overhead": overhead_table, "timeseries": timeseries_table,
-              "implicit": implicit_table, "deq": deq_table}
+              "implicit": implicit_table, "deq": deq_table, "meta": meta_table}
     print(tables[sys.argv[1]]())
