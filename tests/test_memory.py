@@ -263,3 +263,14 @@ def test_deq_family_memory_and_errors(tmp_path):
 def test_bad_family_config_raises(changes, match):
     with pytest.raises(ValueError, match=match):
         MemoryConfig(**changes)
+
+
+def test_inner_family_maml_grows_with_inner_steps_imaml_does_not(tmp_path):
+    config = MemoryConfig(family="inner", batch=2, width=4, depth=1, steps=(2, 16),
+                          repeats=1, reference=False, out=str(tmp_path))
+    assert config.modes == ("maml", "fomaml", "imaml") and config.name == "memory_inner"
+    rows = {(r["mode"], r["steps"]): r["temp_bytes"] for r in main(config)["rows"]}
+    assert rows["imaml", 16] == rows["imaml", 2] and rows["fomaml", 16] == rows["fomaml", 2]
+    # Second-order MAML keeps each step's parameters (2 tasks x 13 float32) at least.
+    assert (rows["maml", 16] - rows["maml", 2]) / 14 >= 2 * 13 * 4
+    assert (tmp_path / "memory_inner.json").exists()

@@ -107,8 +107,10 @@ def _plot_against_steps(ax, rows, key, scale, label, title, *,
                         xlabel: str = "solver steps N") -> None:
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     styles = {"batched": ("-", "o"), "vmap": ("--", "s")}
+    layouts = dict.fromkeys(r["layout"] for r in rows)
     for i, mode in enumerate(modes):
-        for layout, (line, marker) in styles.items():
+        for layout in layouts:
+            line, marker = styles.get(layout, ("-", "o"))
             points = sorted((r["steps"], r[key]) for r in rows
                             if (r["mode"], r["layout"]) == (mode, layout) and r[key])
             if points:
