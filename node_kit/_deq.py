@@ -133,6 +133,20 @@ class DEQ(eqx.Module):
                 f"atol=1e-8)); got {type_name(self.linear_solver)}."
             )
 
+    def replace(self, **changes) -> "DEQ":
+        """A copy with some constructor arguments changed (checked again), e.g.
+        `deq.replace(backward="unrolled")`."""
+        names = ("f", "state_shape", "solver", "backward", "max_steps", "linear_solver",
+                 "phantom_steps", "phantom_damping", "throw")
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ValueError(f"`DEQ.replace` got unknown arguments {unknown}; expected some "
+                             f"of {', '.join(names)}.")
+        current = {name: getattr(self, name) for name in names}
+        f, shape = changes.pop("f", current.pop("f")), changes.pop("state_shape",
+                                                                   current.pop("state_shape"))
+        return DEQ(f, shape, **{**current, **changes})
+
     def __call__(self, x: PyTree[Array], z0: Float[Array, "..."] | None = None):
         """The equilibrium `z*` for one input `x` (from `z0`, default zeros)."""
         return self.solve(x, z0).value

@@ -236,3 +236,15 @@ def test_bad_call_arguments(problem):
         nk.AndersonAcceleration(rtol=-1.0, atol=1e-6)
     with pytest.raises(ValueError, match="memory"):
         nk.Broyden(rtol=1e-6, atol=1e-6, memory=0)
+
+
+def test_replace_gives_a_checked_copy(problem):
+    f, _, _ = problem
+    deq = _deq(f)
+    unrolled = deq.replace(backward="unrolled", max_steps=7)
+    assert (unrolled.backward, unrolled.max_steps, unrolled.f) == ("unrolled", 7, f)
+    assert (deq.backward, deq.max_steps) == ("implicit", 300)
+    with pytest.raises(ValueError, match="unknown DEQ backward 'direct'"):
+        deq.replace(backward="direct")
+    with pytest.raises(ValueError, match=r"`DEQ.replace` got unknown arguments \['tol'\]"):
+        deq.replace(tol=1e-3)

@@ -125,13 +125,7 @@ class DEQClassifier(AbstractClassifier):
 
     def with_deq(self, **changes) -> "DEQClassifier":
         """The same parameters with other DEQ settings (`solver=`, `backward=`, `f=`...)."""
-        deq = self.deq
-        settings = {"f": deq.f, "state_shape": deq.state_shape, "solver": deq.solver,
-                    "backward": deq.backward, "max_steps": deq.max_steps,
-                    "linear_solver": deq.linear_solver, "phantom_steps": deq.phantom_steps,
-                    "phantom_damping": deq.phantom_damping, "throw": deq.throw}
-        new = nk.DEQ(**{**settings, **changes})
-        return eqx.tree_at(lambda m: m.deq, self, new)
+        return eqx.tree_at(lambda m: m.deq, self, self.deq.replace(**changes))
 
 
 class ODEClassifier(AbstractClassifier):
