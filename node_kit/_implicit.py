@@ -208,13 +208,19 @@ def _check_w0(w0) -> None:
 
 
 def _check_loss_output(loss: Callable, w0, theta) -> None:
-    out = eqx.filter_eval_shape(loss, w0, theta)
+    check_scalar_loss(loss, (w0, theta), what=", loss(w, theta)",
+                      fix="Reduce it, e.g. with jnp.mean or jnp.sum.")
+
+
+def check_scalar_loss(loss: Callable, args: tuple, *, what: str, fix: str) -> None:
+    """A `ValueError` unless `loss(*args)` is a floating-point scalar (traced abstractly);
+    `what` follows "a floating-point scalar" in the message (e.g. the signature)."""
+    out = eqx.filter_eval_shape(loss, *args)
     if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
             and jnp.issubdtype(out.dtype, jnp.floating)):
         shown = f"{out.dtype}{out.shape}" if hasattr(out, "shape") else type_name(out)
         raise ValueError(
-            f"`loss` must return a floating-point scalar, loss(w, theta) -> shape (); got "
-            f"{shown}. Reduce it, e.g. with jnp.mean or jnp.sum."
+            f"`loss` must return a floating-point scalar{what} -> shape (); got {shown}. {fix}"
         )
 
 

@@ -32,6 +32,7 @@ from jaxtyping import Array, Float, PyTree, Scalar
 
 from ._checks import check_bool, check_callable, check_int, check_real, type_name
 from ._implicit import (
+    check_scalar_loss,
     check_solvers,
     default_tolerance,
     implicit_minimise,
@@ -230,14 +231,8 @@ def meta_loss(
 
 def _check_loss(loss: Any, model: PyTree, support: PyTree) -> None:
     check_callable("loss", loss, expected="a callable loss(model, data) -> scalar")
-    out = eqx.filter_eval_shape(loss, model, support)
-    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
-            and jnp.issubdtype(out.dtype, jnp.floating)):
-        shown = f"{out.dtype}{out.shape}" if hasattr(out, "shape") else type_name(out)
-        raise ValueError(
-            f"`loss` must return a floating-point scalar for one task, loss(model, data) -> "
-            f"shape (); got {shown}. Reduce over the task's points, e.g. with jnp.mean."
-        )
+    check_scalar_loss(loss, (model, support), what=" for one task, loss(model, data)",
+                      fix="Reduce over the task's points, e.g. with jnp.mean.")
 
 
 def _check_tasks(support: PyTree, query: PyTree) -> None:

@@ -24,7 +24,30 @@ def _history_steps(path) -> list[str]:
     return [row.split(",")[0] for row in path.read_text().splitlines()[1:]]
 
 
-def test_command_compares_three_models_and_resumes(tmp_path):
+def test_command_compares_three_models(tmp_path):
+    _run_and_check(tmp_path)
+
+
+@pytest.mark.slow
+def test_command_resumes_each_model(tmp_path):
+    """Interrupt after step 2: the DEQ and the ODE back at their step-2 checkpoints (the
+    `.prev` files), the MLP never started. The resumed run ends where the first one did."""
+    config, models = _run_and_check(tmp_path)
+    for name in ("deq", "neural_ode"):
+        os.replace(tmp_path / name / "checkpoint.eqx.prev", tmp_path / name / "checkpoint.eqx")
+    shutil.rmtree(tmp_path / "mlp")
+    deq_experiment.main(dataclasses.replace(config, resume=True))
+    resumed = json.loads((tmp_path / "results.json").read_text())
+    assert resumed["config"]["resume"] is True
+    for name, summary in models.items():
+        assert _history_steps(tmp_path / name / "history.csv") == ["2", "4"], name
+        again = resumed["models"][name]
+        assert again["final_train_loss"] == summary["final_train_loss"], name
+        assert again["test_accuracy"] == summary["test_accuracy"], name
+
+
+def _run_and_check(tmp_path):
+    """Run the command with TINY flags and check its results; `(config, models)`."""
     config = deq_experiment.parse_args(TINY + ["--out", str(tmp_path)])
     deq_experiment.main(config)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -53,20 +76,7 @@ def test_command_compares_three_models_and_resumes(tmp_path):
     assert all(b < a for a, b in itertools.pairwise(iteration)), iteration
     assert residuals["anderson"][-1] < 0.5 * iteration[-1], residuals
     assert (tmp_path / "deq.png").stat().st_size > 10_000
-
-    # Interrupt after step 2: the DEQ and the ODE back at their step-2 checkpoints (the
-    # `.prev` files), the MLP never started. The resumed run ends where the first one did.
-    for name in ("deq", "neural_ode"):
-        os.replace(tmp_path / name / "checkpoint.eqx.prev", tmp_path / name / "checkpoint.eqx")
-    shutil.rmtree(tmp_path / "mlp")
-    deq_experiment.main(dataclasses.replace(config, resume=True))
-    resumed = json.loads((tmp_path / "results.json").read_text())
-    assert resumed["config"]["resume"] is True
-    for name, summary in models.items():
-        assert _history_steps(tmp_path / name / "history.csv") == ["2", "4"], name
-        again = resumed["models"][name]
-        assert again["final_train_loss"] == summary["final_train_loss"], name
-        assert again["test_accuracy"] == summary["test_accuracy"], name
+    return config, models
 
 
 def test_widths_are_matched_to_the_deq_parameter_count():

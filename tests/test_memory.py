@@ -265,6 +265,7 @@ def test_bad_family_config_raises(changes, match):
         MemoryConfig(**changes)
 
 
+@pytest.mark.slow  # test_meta.py checks MAML's growth in the default run
 def test_inner_family_maml_grows_with_inner_steps_imaml_does_not(tmp_path):
     config = MemoryConfig(family="inner", batch=2, width=4, depth=1, steps=(2, 16),
                           repeats=1, reference=False, out=str(tmp_path))
