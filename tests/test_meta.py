@@ -173,6 +173,7 @@ def test_meta_command_end_to_end(tmp_path):
     assert json.loads((tmp_path / "maml-k2" / "results.json").read_text())["test_mse"] == rows[("maml", 2)]["test_mse"]
 
 
+@pytest.mark.slow  # the shared runner's resume is tested by the cnf, timeseries and spiral commands
 def test_meta_command_resumes_each_method(tmp_path):
     flags = TINY + ["--out", str(tmp_path), "--methods", "fomaml"]
     first = meta_experiment.main(meta_experiment.parse_args(flags))["rows"][0]
