@@ -249,7 +249,7 @@ class DEQ(eqx.Module):
         result = optx.RESULTS.where(jnp.isfinite(residual), sol.result,
                                     optx.RESULTS.nonlinear_divergence)
         if self.throw:
-            value = eqx.error_if(value, ~jnp.isfinite(residual), _diverged_message(self))
+            value = eqx.error_if(value, ~jnp.isfinite(residual), _DIVERGED_MESSAGE)
             value = eqx.error_if(value, result != optx.RESULTS.successful,
                                  _not_converged_message(self))
         return DEQSolution(value, residual, relative, sol.stats["num_steps"], result)
@@ -331,12 +331,11 @@ def _float_dtype(x):
     return jnp.result_type(*floats) if floats else jnp.result_type(float)
 
 
-def _diverged_message(deq: DEQ) -> str:
-    return (
-        "DEQ forward solve diverged: the residual f(z, x) - z became inf or NaN. `f` is "
-        "probably not a contraction in z; keep its Jacobian's norm below 1 (e.g. smaller "
-        "weights on z, spectral normalisation, or damping) or try another `solver`."
-    )
+_DIVERGED_MESSAGE = (
+    "DEQ forward solve diverged: the residual f(z, x) - z became inf or NaN. `f` is "
+    "probably not a contraction in z; keep its Jacobian's norm below 1 (e.g. smaller "
+    "weights on z, spectral normalisation, or damping) or try another `solver`."
+)
 
 
 def _not_converged_message(deq: DEQ) -> str:

@@ -46,6 +46,10 @@ def _evaluate(fn, y, args):
 def _check_tolerances(solver) -> None:
     check_real("rtol", solver.rtol, non_negative=True, fix="E.g. rtol=1e-5.")
     check_real("atol", solver.atol, non_negative=True, fix="E.g. atol=1e-6.")
+
+
+def _check_tolerances_and_memory(solver) -> None:
+    _check_tolerances(solver)
     check_int("memory", solver.memory, fix="E.g. memory=5 (past iterates kept).")
 
 
@@ -70,8 +74,7 @@ class FixedPointIteration(optx.AbstractFixedPointSolver):
     norm: Callable = optx.max_norm
 
     def __check_init__(self):
-        check_real("rtol", self.rtol, non_negative=True, fix="E.g. rtol=1e-5.")
-        check_real("atol", self.atol, non_negative=True, fix="E.g. atol=1e-6.")
+        _check_tolerances(self)
         check_real("damping", self.damping, non_negative=True, upper=0.999,
                    fix="E.g. damping=0.0 (none) or 0.5.")
 
@@ -86,7 +89,7 @@ class FixedPointIteration(optx.AbstractFixedPointSolver):
         return unravel(new_y), _IterationState(state.count + 1, error), aux
 
     def terminate(self, fn, y, args, options, state: _IterationState, tags):
-        return _terminate(state.error, state.count)
+        return _terminate(state.error)
 
     def postprocess(self, fn, y, aux, args, options, state, tags, result):
         return y, aux, {}
@@ -124,7 +127,7 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
     norm: Callable = optx.max_norm
 
     def __check_init__(self):
-        _check_tolerances(self)
+        _check_tolerances_and_memory(self)
         check_real("mixing", self.mixing, positive=True, upper=1.0,
                    fix="E.g. mixing=1.0 (no damping) or 0.5.")
         check_real("regularisation", self.regularisation, non_negative=True,
@@ -164,7 +167,7 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
         return jnp.linalg.solve(system, rhs)[1:]
 
     def terminate(self, fn, y, args, options, state: _AndersonState, tags):
-        return _terminate(state.error, state.count)
+        return _terminate(state.error)
 
     def postprocess(self, fn, y, aux, args, options, state, tags, result):
         return y, aux, {}
@@ -200,7 +203,7 @@ class Broyden(optx.AbstractFixedPointSolver):
     norm: Callable = optx.max_norm
 
     def __check_init__(self):
-        _check_tolerances(self)
+        _check_tolerances_and_memory(self)
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _BroydenState:
         del fn, args, options, f_struct, aux_struct, tags
@@ -231,7 +234,7 @@ class Broyden(optx.AbstractFixedPointSolver):
         return us.at[slot].set(u), vs.at[slot].set(jnp.where(safe, s_inverse, 0.0))
 
     def terminate(self, fn, y, args, options, state: _BroydenState, tags):
-        return _terminate(state.error, state.count)
+        return _terminate(state.error)
 
     def postprocess(self, fn, y, aux, args, options, state, tags, result):
         return y, aux, {}
@@ -242,10 +245,9 @@ def _apply_inverse(us, vs, x) -> Float[Array, " size"]:
     return -x + (vs @ x) @ us
 
 
-def _terminate(error: Scalar, count) -> tuple[Bool[Array, ""], Any]:
+def _terminate(error: Scalar) -> tuple[Bool[Array, ""], Any]:
     """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
-    once. (`count` is kept for the solvers' signatures.)"""
-    del count
+    once."""
     finite = ~jnp.isnan(error)
     result = optx.RESULTS.where(finite, optx.RESULTS.successful,
                                 optx.RESULTS.nonlinear_divergence)
