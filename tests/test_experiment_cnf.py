@@ -38,7 +38,7 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir):
     assert written["test_nll"] == pytest.approx(results["test_nll"])
     assert np.isfinite(written["test_nll"]) and written["true_entropy"] > 2.5
     assert written["kl_gap"] == pytest.approx(written["test_nll"] - written["true_entropy"])
-    assert written["environment"]["diffrax"] and written["config"]["dataset"] == "8gaussians"
+    assert written["provenance"]["diffrax"] and written["config"]["dataset"] == "8gaussians"
     assert (tmp_path / "8gaussians.png").stat().st_size > 10_000
     assert _checkpoint_step(config) == 3
     resumed = dataclasses.replace(config, steps=5, resume=True)

@@ -40,7 +40,7 @@ def test_latent_ode_interpolation_writes_results(tmp_path, data_dir):
     # Half of the points are read: ceil(0.5 * 12) = 6 of 12 in every test series.
     assert written["observed_share"] == pytest.approx(0.5)
     assert written["eval_num_steps"] > 0 and written["train_num_steps_last_100"] > 0
-    assert written["environment"]["diffrax"] and written["config"]["model"] == "latent_ode"
+    assert written["provenance"]["diffrax"] and written["config"]["model"] == "latent_ode"
     assert (tmp_path / "periodic_interpolation.png").stat().st_size > 10_000
     assert _checkpoint_step(config) == 3
 

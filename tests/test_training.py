@@ -115,7 +115,7 @@ def test_spiral_command_end_to_end_and_resume(tmp_path):
     spiral.main(spiral.parse_args(args))
     results = json.loads((out / "results.json").read_text())
     assert np.isfinite(results["trajectory_mae"])
-    assert results["environment"]["diffrax"]
+    assert results["provenance"]["diffrax"]
     assert (out / "spiral.png").stat().st_size > 0 and (out / "checkpoint.eqx").exists()
     more = spiral.parse_args(args[:1] + ["6"] + args[2:] + ["--resume"])
     spiral.main(more)
@@ -275,3 +275,28 @@ def test_resume_keeps_the_history_up_to_the_checkpoint_and_recomputes_the_rest(g
     assert [{k: v for k, v in row.items() if k != "time"}
             for row in nk.read_history(history)] == expected
 
+
+
+def test_provenance_names_the_command_commit_and_versions(monkeypatch):
+    """results.json's provenance: `python -m <command> <flags>`, the checkout's commit."""
+    import subprocess
+    import sys
+    import types
+    from pathlib import Path
+
+    from node_kit.experiments._outputs import provenance
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="node_kit.experiments.cnf")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", ["cnf.py", "--out", "a run", "--steps", "3"])
+    record = provenance(wall_seconds=1.23456)
+    assert record["command"] == "python -m node_kit.experiments.cnf --out 'a run' --steps 3"
+    assert record["wall_seconds"] == 1.235 and record["node_kit"] == nk.__version__
+    root = Path(nk.__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        assert record["git_commit"] == head and isinstance(record["git_dirty"], bool)
+    else:
+        assert record["git_commit"] is None

@@ -76,10 +76,11 @@ def plot(results: dict):
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9,
                title="mode (layout): batched = the batch as one ODE state, vmap = jax.vmap")
     env, cfg = results["environment"], results["config"]
+    versions = results.get("provenance", env)  # results before provenance kept versions in environment
     fig.suptitle(
         f"Neural ODE gradient, {cfg['solver']} fixed steps, dim {cfg['dim']}, batch "
-        f"{cfg['batch']}, width {cfg['width']}x{cfg['depth']}, float32; jax {env['jax']}, "
-        f"diffrax {env['diffrax']}, {env['device']}"
+        f"{cfg['batch']}, width {cfg['width']}x{cfg['depth']}, float32; jax {versions['jax']}, "
+        f"diffrax {versions['diffrax']}, {env['device']}"
     )
     return fig
 

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import platform
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +18,89 @@ from .._io import atomic_write_bytes
 
 
 def environment() -> dict[str, Any]:
-    """Versions, backend, device and machine, for every results JSON."""
-    import diffrax
-    import equinox
+    """The machine a result was made on: backend, device, cores, float width."""
     import jax
-    import optax
 
     device = jax.devices()[0]
     return {
-        "jax": jax.__version__,
-        "jaxlib": _version("jaxlib"),
-        "equinox": equinox.__version__,
-        "diffrax": diffrax.__version__,
-        "optax": optax.__version__,
-        "node_kit": _version("node_kit"),
-        "python": platform.python_version(),
         "backend": jax.default_backend(),
         "device": getattr(device, "device_kind", str(device)),
         "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "x64": bool(jax.config.read("jax_enable_x64")),
     }
+
+
+def provenance(*, wall_seconds: float | None = None) -> dict[str, Any]:
+    """Where a result came from, for every results JSON.
+
+    `node_kit` (its version), `git_commit` and `git_dirty` (whether `node_kit/` or
+    `pyproject.toml` differ from that commit; both `None` outside a git checkout), the
+    versions of the libraries that decide the numbers, the device kind, `command` (the
+    command line that ran, as `python -m node_kit.experiments.<name> ...` for a command)
+    and `wall_seconds` (from the start of the run to this record).
+    """
+    import diffrax
+    import equinox
+    import jax
+    import lineax
+    import optax
+    import optimistix
+
+    import node_kit
+
+    commit, dirty = _git_state()
+    device = jax.devices()[0]
+    return {
+        "node_kit": node_kit.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "diffrax": diffrax.__version__,
+        "equinox": equinox.__version__,
+        "optax": optax.__version__,
+        "optimistix": optimistix.__version__,
+        "lineax": lineax.__version__,
+        "python": platform.python_version(),
+        "device": getattr(device, "device_kind", str(device)),
+        "command": command_line(),
+        "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 3),
+    }
+
+
+def command_line() -> str:
+    """The command line of this process; `python -m <module> ...` when run as a module."""
+    import sys
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    args = [shlex.quote(a) for a in sys.argv[1:]]
+    if spec is not None and spec.name:
+        return " ".join(["python", "-m", spec.name.removesuffix(".__main__"), *args])
+    return " ".join(["python", shlex.quote(sys.argv[0]) if sys.argv else "", *args]).strip()
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    """`(commit, dirty)` of the checkout node_kit is imported from, `(None, None)` if none."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None, None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+             "node_kit", "pyproject.toml"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, bool(changed)
 
 
 def _version(dist: str) -> str | None:

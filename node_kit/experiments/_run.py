@@ -46,7 +46,7 @@ from .._io import CheckpointError, previous_path
 from .._parallel import DataParallel, is_main_process
 from .._history import read_history
 from ._cli import run_meta
-from ._outputs import environment, save_figure, write_json
+from ._outputs import environment, provenance, save_figure, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.keys = split_keys(config.seed, keys)
         self.train_seconds: float | None = None
+        self.started = time.perf_counter()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -165,13 +166,15 @@ class Run:
         return self.data_parallel.process_rows(batch_size)
 
     def results(self, **fields) -> dict:
-        """`{"config": ..., "environment": ..., "devices", "processes", **fields}`: the start
-        of every results.json."""
+        """`{"config", "provenance", "environment", "devices", "processes", **fields}`: the
+        start of every results.json. `provenance` (versions, git commit, command line,
+        wall seconds since the run began) is described in [`provenance`][]."""
         parallel = {} if self.data_parallel is None else {
             "devices": self.data_parallel.num_devices, "processes": jax.process_count(),
         }
-        return {"config": dataclasses.asdict(self.config), "environment": environment(),
-                **parallel, **fields}
+        return {"config": dataclasses.asdict(self.config),
+                "provenance": provenance(wall_seconds=time.perf_counter() - self.started),
+                "environment": environment(), **parallel, **fields}
 
     def write(self, results: dict, *, name: str = "results.json") -> None:
         """Write `<out>/<name>` (`results.json`) atomically (on process 0 only)."""
