@@ -13,6 +13,7 @@ as `error: <message>` and exits with status 2, as argparse does for a malformed 
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 
@@ -28,7 +29,10 @@ def parse_config(
     values; `choices` maps a field name to its allowed values (for a tuple field, of
     each value; argparse then lists them on a bad value). A field's
     `metadata={"help": ...}` becomes its `--help` text, followed by its default.
+    The usage line names the command as it is run: `python -m <module of config_cls>`.
     """
+    if prog is None:
+        prog = f"python -m {_module_name(config_cls)}"
     parser = argparse.ArgumentParser(prog=prog, description=description)
     defaults = config_cls()
     hints = typing.get_type_hints(config_cls)
@@ -56,6 +60,13 @@ def parse_config(
     for name in tuples:
         values[name] = tuple(values[name])
     return config_cls(**values)
+
+
+def _module_name(config_cls) -> str:
+    """The importable name of the module defining `config_cls` (not `__main__` under -m)."""
+    module = sys.modules.get(config_cls.__module__)
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None and spec.name else config_cls.__module__
 
 
 def _flag_type(hint) -> tuple[type, bool]:
