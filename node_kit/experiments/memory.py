@@ -276,7 +276,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[MemoryConfig | None, str 
         return None, known.worker
     config = parse_config(
         MemoryConfig, rest, description=__doc__.splitlines()[0],
-        
         choices={"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
                  "family": tuple(FAMILIES)},
     )
