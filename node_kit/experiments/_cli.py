@@ -20,6 +20,33 @@ import typing
 from .._checks import check_int, check_real
 
 
+# Help for the fields every command shares; a field's own `metadata={"help": ...}` wins.
+COMMON_HELP = {
+    "seed": "seed of every random draw of the run (weights, batches, noise)",
+    "out": "folder the run writes to: results.json, history.csv, pictures, checkpoints",
+    "resume": "continue the run in --out from its checkpoint (same model and data flags)",
+    "progress": "show a progress bar",
+    "steps": "training steps",
+    "batch_size": "examples per training step (the global batch, split over the devices)",
+    "lr": "peak learning rate of the cosine schedule",
+    "data_dir": "folder of the built datasets (empty: the default, NODE_KIT_DATA_DIR or "
+                "~/.cache/node_kit/tensorflow_datasets)",
+    "rtol": "relative tolerance of the adaptive ODE solver",
+    "atol": "absolute tolerance of the adaptive ODE solver",
+    "width": "hidden width of the networks",
+    "depth": "hidden layers of the networks",
+    "adjoint": "how gradients flow through the ODE solve: backsolve (memory flat in steps), "
+               "checkpoint (exact, recomputes) or direct (exact, stores every step)",
+    "clip_norm": "clip the gradient's global norm to this (0: off)",
+    "checkpoint_every": "steps between checkpoints (one is always written at the end)",
+}
+
+
+def help_text(field: dataclasses.Field) -> str:
+    """A field's `--help` text: its own, else the shared one; `""` when it has none."""
+    return field.metadata.get("help", COMMON_HELP.get(field.name, ""))
+
+
 def parse_config(
     config_cls, argv=None, *, description: str, choices: dict | None = None, prog: str | None = None
 ):
@@ -40,7 +67,7 @@ def parse_config(
     for field in dataclasses.fields(config_cls):
         default = getattr(defaults, field.name)
         flags = ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
-        text = field.metadata.get("help", "")
+        text = help_text(field)
         text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
         kind, many = _flag_type(hints[field.name])
         if kind is bool:

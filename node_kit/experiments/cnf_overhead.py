@@ -32,16 +32,16 @@ from ._run import Run
 class Config:
     """What is timed."""
 
-    data_size: int = 2
-    width: int = 64
-    depth: int = 3
-    batch_size: int = 256
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    rounds: int = 15
-    steps_per_round: int = 10
+    data_size: int = dataclasses.field(default=2, metadata={"help": 'dimension of the data the flow models'})
+    width: int = dataclasses.field(default=64, metadata={"help": 'hidden width of the ConcatSquash field'})
+    depth: int = dataclasses.field(default=3, metadata={"help": 'hidden layers of the ConcatSquash field'})
+    batch_size: int = dataclasses.field(default=256, metadata={"help": 'points per timed training step'})
+    rtol: float = dataclasses.field(default=1e-5, metadata={"help": 'relative tolerance of the PID step-size controller'})
+    atol: float = dataclasses.field(default=1e-5, metadata={"help": 'absolute tolerance of the PID step-size controller'})
+    rounds: int = dataclasses.field(default=15, metadata={"help": 'alternating rounds of node_kit and raw diffrax (machine noise hits both)'})
+    steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed training steps per path in each round'})
     seed: int = 0
-    out: str = "experiments/results"
+    out: str = dataclasses.field(default="runs/cnf_overhead", metadata={"help": 'folder for cnf_overhead.json and cnf_overhead.png (the committed ones: --out experiments/results)'})
     progress: bool = True
 
 

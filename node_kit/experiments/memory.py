@@ -88,20 +88,20 @@ class MemoryConfig:
         row's error against it.
     - `fresh_process`: measure each configuration in its own process, so that device
         peaks do not carry over; `None` does so on a GPU only.
-    - `seed`, `out`, `name`: seed, output folder, and the stem of the output files
+    - `seed`, `out`, `name`: seed, output folder (default `runs/memory`), and the stem of the output files
         (`memory`, or `memory_<family>` for the other families).
     """
 
     family: str = _flag("ode", "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
                         "forward iterations; inner: MAML/iMAML vs inner steps")
     dim: int = _flag(32, "state size", aliases=("--dims",))
-    batch: int = 32
+    batch: int = dataclasses.field(default=32, metadata={"help": 'batch size (inner: tasks per meta-batch)'})
     width: int = _flag(32, "MLP hidden width")
     depth: int = _flag(2, "MLP hidden layers")
-    solver: str = "tsit5"
+    solver: str = dataclasses.field(default="tsit5", metadata={"help": 'ODE solver, run with fixed steps'})
     steps: tuple[int, ...] = _flag((10, 100, 1000), "numbers of fixed steps N")
     modes: tuple[str, ...] = _flag(("backsolve", "checkpoint", "direct"), MODES_HELP)
-    layouts: tuple[str, ...] = LAYOUTS
+    layouts: tuple[str, ...] = dataclasses.field(default=LAYOUTS, metadata={"help": 'batched: the batch as one ODE state; vmap: one solve per sample'})
     repeats: int = _flag(3, "timed gradients after one warm-up")
     time_limit_s: float = _flag(2.0, "stop timing a configuration after this many seconds")
     budgets: int = _flag(3, "memory budgets to check per budget layout (0 skips)")
@@ -109,7 +109,7 @@ class MemoryConfig:
     reference: bool = _flag(True, "float64 reference gradient")
     fresh_process: bool | None = _flag(None, "one process per configuration (unset: on a GPU only)")
     seed: int = 0
-    out: str = _flag("experiments/results", "output folder")
+    out: str = _flag("runs/memory", "output folder (the committed files: --out experiments/results)")
     name: str = _flag("memory", "stem of the output files")
 
     def __post_init__(self):

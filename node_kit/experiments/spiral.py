@@ -31,15 +31,15 @@ class Config(ParallelConfig):
 
     steps: int = 2000
     batch_size: int = 32
-    window: int = 20
+    window: int = dataclasses.field(default=20, metadata={"help": 'points per training window of the trajectory'})
     width: int = 64
     depth: int = 2
     lr: float = 1e-2
     adjoint: str = "checkpoint"
     rtol: float = 1e-4
     atol: float = 1e-6
-    num_points: int = 1000
-    t_end: float = 25.0
+    num_points: int = dataclasses.field(default=1000, metadata={"help": 'points of the observed trajectory'})
+    t_end: float = dataclasses.field(default=25.0, metadata={"help": 'end time of the observed trajectory'})
     seed: int = 0
     out: str = "runs/spiral"
     resume: bool = False
