@@ -76,7 +76,7 @@ def plot(results: dict):
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9,
                title="mode (layout): batched = the batch as one ODE state, vmap = jax.vmap")
     env, cfg = results["environment"], results["config"]
-    versions = results.get("provenance", env)  # results before provenance kept versions in environment
+    versions = _versions(results)
     fig.suptitle(
         f"Neural ODE gradient, {cfg['solver']} fixed steps, dim {cfg['dim']}, batch "
         f"{cfg['batch']}, width {cfg['width']}x{cfg['depth']}, float32; jax {versions['jax']}, "
@@ -85,10 +85,16 @@ def plot(results: dict):
     return fig
 
 
+def _versions(results: dict) -> dict:
+    """The library versions of a results file (in `environment` before provenance existed)."""
+    return results.get("provenance", results["environment"])
+
+
 def _plot_family(results: dict):
     from ._memory_families import FAMILIES
 
     cfg, env = results["config"], results["environment"]
+    versions = _versions(results)
     family = FAMILIES[cfg["family"]]
     fig, axes = plt().subplots(1, 3, figsize=(16, 5))
     rows = results["rows"]
@@ -100,7 +106,7 @@ def _plot_family(results: dict):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle(f"{family.title} against {family.axis}: dim {cfg['dim']}, batch "
-                 f"{cfg['batch']}, float32; jax {env['jax']}, {env['device']}")
+                 f"{cfg['batch']}, float32; jax {versions['jax']}, {env['device']}")
     return fig
 
 
