@@ -13,7 +13,9 @@ same machine gives the same bits; other CPUs may differ in the last digits). A r
 committed training took longer than `--max-minutes` is not re-run, and says so.
 
 Each re-run's outcome is recorded in experiments/results/reproduce.json with the commit
-of the code that produced it; the table prints every committed run as `reproduced`,
+of the code that produced it (from the re-run's provenance; run it from a clean checkout,
+e.g. `git worktree add /tmp/repro HEAD` and `PYTHONPATH=/tmp/repro python
+/tmp/repro/experiments/reproduce.py ...`, while the working tree has changes); the table prints every committed run as `reproduced`,
 `differs` (with the values) or `not re-run` (with the reason). A run trained in pieces
 (`--resume` across sessions) is marked: only a run from scratch on unchanged code counts.
 """
@@ -163,22 +165,24 @@ def rerun(run: Committed, rtol: float) -> dict:
         seconds = time.perf_counter() - start
         record = {"command": " ".join([f"python -m node_kit.experiments.{run.command}",
                                         *run.flags()]),
-                  "code_commit": _commit(), "date": datetime.date.today().isoformat(),
+                  "date": datetime.date.today().isoformat(),
                   "seconds": round(seconds, 1), "rtol": rtol,
                   "committed_in_pieces": run.pieces()}
         if done.returncode != 0:
             return {**record, "status": "failed", "error": done.stderr.strip().splitlines()[-3:]}
-        got = headline(run.command, json.loads(output_file(run, out).read_text()))
+        new = json.loads(output_file(run, out).read_text())
+        got = headline(run.command, new)
+        source = new.get("provenance", {})
+        record |= {"code_commit": source.get("git_commit"), "code_dirty": source.get("git_dirty")}
     expected = headline(run.command, run.results)
     bad = compare(expected, got, rtol)
     return {**record, "status": "differs" if bad else "reproduced", "differences": bad,
             "committed": expected, "now": got}
 
 
-def _commit() -> str | None:
-    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or None
+def _short(entry: dict) -> str:
+    commit = (entry.get("code_commit") or "unknown")[:7]
+    return commit + (" with uncommitted changes" if entry.get("code_dirty") else "")
 
 
 def table(runs: list[Committed], record: dict) -> str:
@@ -192,7 +196,7 @@ def table(runs: list[Committed], record: dict) -> str:
         else:
             status = entry["status"]
             detail = "; ".join(entry.get("differences") or entry.get("error") or []) or \
-                f"identical within rtol {entry['rtol']:g} (code {entry['code_commit']}, {entry['date']})"
+                f"identical within rtol {entry['rtol']:g} (code {_short(entry)}, {entry['date']})"
         if run.pieces():
             detail += f"; the committed run {run.pieces()}"
         lines.append(f"| {run.name} | {status} | {took} | {detail} |")
