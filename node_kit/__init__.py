@@ -15,6 +15,7 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._history import read_history as read_history
+from ._runs import load_run as load_run
 from ._training import (
     fit as fit,
     make_step as make_step,

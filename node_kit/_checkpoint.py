@@ -19,11 +19,22 @@ class Checkpoint(eqx.Module):
     step: int = eqx.field(static=True)
 
 
-def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    state: Checkpoint,
+    meta: dict,
+    *,
+    info: dict | None = None,
+    keep_previous: bool = True,
+) -> None:
     """Write the state, its config `meta` and a checksum atomically.
 
-    The checkpoint it replaces is kept as `<path>.prev`, so a damaged latest file still
-    leaves one to resume from.
+    The checkpoint it replaces is kept as `<path>.prev` (unless `keep_previous=False`),
+    so a damaged latest file still leaves one to resume from. A `state` whose
+    `opt_state` is `None` writes the model alone (the weights a finished run keeps);
+    [`node_kit.load_checkpoint`][] reads it back with `Checkpoint(like, None, 0)`.
+    `info` (JSON values, e.g. the command and full config of a run) is written into the
+    header as `"info"` and, unlike `meta`, never checked on resume.
     """
     if not isinstance(state, Checkpoint):
         raise ValueError(
@@ -32,9 +43,12 @@ def save_checkpoint(path: str | os.PathLike, state: Checkpoint, meta: dict) -> N
         )
     if not isinstance(meta, dict):
         raise ValueError(f"`meta` must be a dict of JSON values; got {type_name(meta)}.")
+    if info is not None and not isinstance(info, dict):
+        raise ValueError(f"`info` must be a dict of JSON values or None; got {type_name(info)}.")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
-    write_checkpoint_bytes(path, {**meta, "step": state.step}, buffer.getvalue())
+    header = {**meta, "step": state.step, **({} if info is None else {"info": info})}
+    write_checkpoint_bytes(path, header, buffer.getvalue(), keep_previous=keep_previous)
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:

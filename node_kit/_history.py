@@ -16,7 +16,9 @@ def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
 
     A list of `{"step": int, "loss": float, **aux, "time": float}`, one per logged step,
     oldest first; empty if the file does not exist. After a resume it holds the rows of
-    every run so far, not only those of the last call.
+    every run so far, not only those of the last call. A column that only some rows
+    have (a validation metric, logged every `evaluate_every` steps) is left out of the
+    others.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"`path` must be a str or os.PathLike; got {type_name(path)}.")
@@ -25,7 +27,7 @@ def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
         return []
     with open(path, newline="") as f:
         return [
-            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+            {k: int(v) if k == "step" else float(v) for k, v in row.items() if v != ""}
             for row in csv.DictReader(f)
         ]
 
@@ -34,7 +36,9 @@ class _HistoryFile:
     """A history CSV appended row by row, each row flushed and synced to disk.
 
     On resume the rows up to `keep_until` (the checkpoint's step) are kept and later ones,
-    which the resumed run computes again, are dropped.
+    which the resumed run computes again, are dropped. A row with a column the file does
+    not have yet (a validation metric) widens the file: it is rewritten with the new
+    column, blank in the rows before.
     """
 
     def __init__(self, path: str | os.PathLike, *, keep_until: int):
@@ -46,16 +50,25 @@ class _HistoryFile:
                 reader = csv.DictReader(f)
                 self.fields = list(reader.fieldnames or []) or None
                 rows = [r for r in reader if float(r["step"]) <= keep_until]
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
         buffer = io.StringIO()
         if self.fields:
-            writer = csv.DictWriter(buffer, fieldnames=self.fields)
+            writer = csv.DictWriter(buffer, fieldnames=self.fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
         atomic_write_bytes(self.path, buffer.getvalue().encode())
 
     def append(self, record: dict) -> None:
+        new = [k for k in record if k not in (self.fields or ())]
+        if self.fields is not None and new:
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fields = [*self.fields, *new]
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields or list(record))
+            writer = csv.DictWriter(f, fieldnames=self.fields or list(record), restval="")
             if self.fields is None:
                 self.fields = list(record)
                 writer.writeheader()

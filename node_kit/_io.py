@@ -77,8 +77,11 @@ def previous_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def write_checkpoint_bytes(path: str | os.PathLike, header: dict, payload: bytes) -> None:
-    """Write a checkpoint atomically, keeping the one it replaces as `<path>.prev`."""
+def write_checkpoint_bytes(
+    path: str | os.PathLike, header: dict, payload: bytes, *, keep_previous: bool = True
+) -> None:
+    """Write a checkpoint atomically, keeping the one it replaces as `<path>.prev` (unless
+    `keep_previous=False`)."""
     import hashlib
     import json
 
@@ -92,21 +95,25 @@ def write_checkpoint_bytes(path: str | os.PathLike, header: dict, payload: bytes
             "the value, e.g. with str(), or leave it out of `meta`."
         ) from None
     data = MAGIC + len(text).to_bytes(8, "little") + text + payload
-    atomic_write_bytes(path, data, keep_previous=previous_path(path))
+    atomic_write_bytes(path, data, keep_previous=previous_path(path) if keep_previous else None)
 
 
-def read_checkpoint_bytes(path: str | os.PathLike) -> tuple[dict, bytes]:
-    """`(header, payload)` of a checkpoint, checked: a `CheckpointError` says what is wrong."""
+def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) -> tuple[dict, bytes]:
+    """`(header, payload)` of a checkpoint, checked: a `CheckpointError` says what is wrong.
+
+    `fix` replaces the advice that ends each message (by default: how to resume).
+    """
     import hashlib
     import json
 
     path = Path(path)
+    previous = previous_path(path).name
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(
-            f"no checkpoint at {path}. Train without resuming to start fresh, or pass the "
-            "output folder of the run to continue."
+            f"no checkpoint at {path}. " + (fix or "Train without resuming to start fresh, or "
+                                             "pass the output folder of the run to continue.")
         ) from None
     legacy = not data.startswith(MAGIC)
     start = 0 if legacy else len(MAGIC)
@@ -115,8 +122,8 @@ def read_checkpoint_bytes(path: str | os.PathLike) -> tuple[dict, bytes]:
     if not 0 < size <= _HEADER_LIMIT or end > len(data):
         what = "it is truncated" if not legacy else "it is not a node_kit checkpoint"
         raise CheckpointError(
-            f"checkpoint {path} cannot be read: {what} ({len(data)} bytes). Resume from "
-            f"{previous_path(path).name} if it exists, or start fresh without resuming."
+            f"checkpoint {path} cannot be read: {what} ({len(data)} bytes). " + (
+                fix or f"Resume from {previous} if it exists, or start fresh without resuming.")
         )
     try:
         header = json.loads(data[start + 8 : end])
@@ -125,14 +132,15 @@ def read_checkpoint_bytes(path: str | os.PathLike) -> tuple[dict, bytes]:
     if not isinstance(header, dict):
         raise CheckpointError(
             f"checkpoint {path} cannot be read: its header is not valid JSON (not a node_kit "
-            "checkpoint, or damaged). Start fresh without resuming."
+            "checkpoint, or damaged). " + (fix or "Start fresh without resuming.")
         )
     payload = data[end:]
     digest = header.get("sha256")
     if not legacy and digest != hashlib.sha256(payload).hexdigest():
         raise CheckpointError(
             f"checkpoint {path} is damaged: its contents do not match the checksum in its "
-            f"header (a flipped or missing byte). Resume from {previous_path(path).name} "
-            "(node_kit falls back to it when resuming), or start fresh."
+            "header (a flipped or missing byte). " + (
+                fix or f"Resume from {previous} (node_kit falls back to it when resuming), "
+                "or start fresh.")
         )
     return header, payload

@@ -119,6 +119,9 @@ def fit(
     log_every: int = 10,
     history_path: str | os.PathLike | None = None,
     data_parallel: DataParallel | None = None,
+    info: dict | None = None,
+    evaluate: Callable[[PyTree, int], dict[str, float]] | None = None,
+    evaluate_every: int = 100,
 ) -> tuple[PyTree, list[dict[str, float]]]:
     """Train `model` for `num_steps` steps; resumable, checkpointed, guarded against divergence.
 
@@ -149,6 +152,15 @@ def fit(
     - `data_parallel`: a [`node_kit.DataParallel`][] to split each batch over devices
         (and processes); `batch_at(step)` then returns this process's rows of the global
         batch (all of it with one process). Only process 0 writes checkpoints and history.
+    - `info`: JSON-able facts written into every checkpoint's header (as `"info"`) and,
+        unlike `meta`, not checked on resume: e.g. the command and full config of a run.
+    - `evaluate`: `evaluate(model, step) -> {name: float}`, called after every
+        `evaluate_every`-th step and after the last one, once the step has shown the
+        model finite (on every process); its values join that step's history row (other
+        rows leave those columns blank). Use it for validation metrics, or to keep the
+        best model so far: the model's buffers are reused by the next step, so copy what
+        you keep (e.g. write it to disk). Its time counts in the rows' `time`.
+    - `evaluate_every`: steps between calls to `evaluate`.
 
     The loop does not wait for the device at every step: each step's loss and status
     stay on the device until the next log interval (or checkpoint), where they are
@@ -173,6 +185,9 @@ def fit(
     num_steps = check_int("num_steps", num_steps)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     log_every = check_int("log_every", log_every)
+    if evaluate is not None:
+        check_callable("evaluate", evaluate, expected="a callable evaluate(model, step) -> dict")
+        evaluate_every = check_int("evaluate_every", evaluate_every)
     if data_parallel is not None and not isinstance(data_parallel, DataParallel):
         raise ValueError(
             "`data_parallel` must be a node_kit.DataParallel or None; got "
@@ -198,7 +213,8 @@ def fit(
         place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
         model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
     loop = _Loop(checkpoint_path=checkpoint_path, checkpoint_writer=checkpoint_writer, meta=meta,
-                 history_file=history_file, bar=_progress_bar(state.step, num_steps, progress))
+                 info=info, history_file=history_file, evaluate=evaluate,
+                 bar=_progress_bar(state.step, num_steps, progress))
     try:
         next_batch = place(batch_at(state.step)) if state.step < num_steps else None
         for step in range(state.step, num_steps):
@@ -211,14 +227,15 @@ def fit(
                 loop.solve_failed(error, step + 1)
             if not last:  # the next batch is built and sent while this step runs
                 next_batch = place(batch_at(step + 1))
-            logged = (step + 1) % log_every == 0 or last
+            evaluate_now = evaluate is not None and ((step + 1) % evaluate_every == 0 or last)
+            logged = (step + 1) % log_every == 0 or last or evaluate_now
             loop.unchecked.append((step + 1, code, loss, aux if logged else None))
             loop.bar.update(1)
             checkpoint_now = checkpoint_path is not None and (
                 (step + 1) % checkpoint_every == 0 or last
             )
             if logged or checkpoint_now or loop.pending is not None:
-                loop.sync()
+                loop.sync(model if evaluate_now else None)
             if checkpoint_now:  # written once the next step shows its parameters good
                 loop.pending = Checkpoint(*_copy((model, opt_state)), step + 1)
         loop.write_pending()  # the final one: the last step found its parameters finite
@@ -249,10 +266,13 @@ class _Loop:
     step after it has shown its parameters good.
     """
 
-    def __init__(self, *, checkpoint_path, checkpoint_writer, meta, history_file, bar):
+    def __init__(self, *, checkpoint_path, checkpoint_writer, meta, info, history_file,
+                 evaluate, bar):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_writer = checkpoint_writer
         self.meta = meta
+        self.info = info
+        self.evaluate = evaluate
         self.history_file = history_file
         self.bar = bar
         self.unchecked: list = []
@@ -261,10 +281,14 @@ class _Loop:
         self.history: list[dict[str, float]] = []
         self.start = time.perf_counter()
 
-    def sync(self) -> None:
-        """Fetch the unchecked steps' results; stop at the first bad one."""
+    def sync(self, model=None) -> None:
+        """Fetch the unchecked steps' results; stop at the first bad one.
+
+        With a `model` (that of the last unchecked step), `evaluate` it once the step is
+        checked and add its values to the step's row.
+        """
         unchecked, self.unchecked = self.unchecked, []
-        for step, code, loss, aux in unchecked:
+        for index, (step, code, loss, aux) in enumerate(unchecked):
             try:
                 code = int(local_value(code))
                 loss_value = float(local_value(loss))
@@ -283,15 +307,26 @@ class _Loop:
                 record = {"step": step, "loss": loss_value,
                           **{k: float(local_value(v)) for k, v in aux.items()},
                           "time": time.perf_counter() - self.start}
+                if model is not None and index == len(unchecked) - 1:
+                    record |= self.evaluated(model, step)
                 self.history.append(record)
                 if self.history_file is not None:
                     self.history_file.append(record)
                 _update_bar(self.bar, record)
 
+    def evaluated(self, model, step: int) -> dict[str, float]:
+        """`evaluate(model, step)` as floats; a failed solve in it stops training."""
+        try:
+            return {k: float(v) for k, v in self.evaluate(model, step).items()}
+        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
+            cause = f"evaluating the model after step {step} failed ({_runtime_message(error)})"
+            raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
+
     def write_pending(self) -> None:
         if self.pending is not None:
             if self.checkpoint_writer is not None:
-                save_checkpoint(self.checkpoint_writer, _on_host(self.pending), self.meta)
+                save_checkpoint(self.checkpoint_writer, _on_host(self.pending), self.meta,
+                                info=self.info)
             self.pending = None
 
     def solve_failed(self, error: Exception, step: int) -> None:

@@ -3,15 +3,19 @@
 import dataclasses
 import json
 
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from conftest import tree_allclose
 
 import node_kit as nk
 from node_kit import datasets
+from node_kit._io import read_checkpoint_bytes
 from node_kit.experiments import cnf as cnf_experiment
 from node_kit.experiments._choices import solver_from_name
 from node_kit.experiments._cli import run_meta
+from node_kit.experiments._run import Run
 
 TINY = ["--steps", "3", "--batch-size", "16", "--width", "8", "--depth", "1",
         "--eval-batch", "500", "--rtol", "1e-3", "--atol", "1e-3", "--no-progress"]
@@ -31,8 +35,22 @@ def _checkpoint_step(config):
     return nk.load_checkpoint(f"{config.out}/checkpoint.eqx", like, {}).step
 
 
-def test_command_writes_results_and_resumes(tmp_path, data_dir):
-    config = _config(tmp_path, data_dir)
+def _trained_models(monkeypatch) -> list:
+    """The models `Run.fit` returns from now on: what training ended with."""
+    models, fit = [], Run.fit
+
+    def recording_fit(self, *args, **kwargs):
+        model, history = fit(self, *args, **kwargs)
+        models.append(model)
+        return model, history
+
+    monkeypatch.setattr(Run, "fit", recording_fit)
+    return models
+
+
+def test_command_writes_results_and_resumes(tmp_path, data_dir, monkeypatch):
+    trained = _trained_models(monkeypatch)
+    config = _config(tmp_path, data_dir, "--eval-every", "3")
     results = cnf_experiment.main(config)
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["test_nll"] == pytest.approx(results["test_nll"])
@@ -41,11 +59,49 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir):
     assert written["provenance"]["diffrax"] and written["config"]["dataset"] == "8gaussians"
     assert (tmp_path / "8gaussians.png").stat().st_size > 10_000
     assert _checkpoint_step(config) == 3
+    # The run loads as it ended, and is used without training.
+    model, loaded = nk.load_run(tmp_path, command="cnf")
+    assert loaded == config and tree_allclose(model, trained[-1], rtol=0, atol=0)
+    used = cnf_experiment.main(_config(tmp_path, data_dir, "--evaluate", "--sample", "500"))
+    assert used["test_nll"] == written["test_nll"]  # the same number, recomputed from model.eqx
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["test_nll"] == written["test_nll"] and evaluation["provenance"]["command"]
+    samples = np.load(tmp_path / "samples.npz")
+    assert samples["x"].shape == (500, 2) and samples["log_prob"].shape == (500,)
+    # The density of the sampling (backward) solve is the model's log-density at the samples
+    # (a forward solve) up to the solves' tolerance (1e-3). The trained model, equal to the
+    # loaded one, as float32 points: the test NLL's compiled solve is reused.
+    x = samples["x"].astype(np.float32)
+    exact = trained[-1].with_trace_estimator(nk.ExactTrace())
+    nll = cnf_experiment.evaluate_nll(exact, cnf_experiment.Data(x, x, images=False), x,
+                                      batch=500, key=jr.key(0))
+    np.testing.assert_allclose(samples["log_prob"], -nll["per_sample"], rtol=0, atol=2e-2)
+    with pytest.raises(ValueError, match=r"as it was trained; got --width 16 \(the run's: 8\)"):
+        cnf_experiment.main(_config(tmp_path, data_dir, "--evaluate", "--width", "16"))
     resumed = dataclasses.replace(config, steps=5, resume=True)
     cnf_experiment.main(resumed)
-    history = (tmp_path / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["3", "5"], history
+    history = nk.read_history(tmp_path / "history.csv")
+    assert [row["step"] for row in history] == [3, 5], history
     assert _checkpoint_step(resumed) == 5
+    # --eval-every 3: the validation NLL after the last step of each run (3, then 5); the
+    # best of both is kept, across the resume.
+    val = {row["step"]: row["val_nll"] for row in history}
+    best = json.loads((tmp_path / "results.json").read_text())["validation"]
+    assert best["best_step"] == min(val, key=val.get) and best["best_value"] == min(val.values())
+    assert read_checkpoint_bytes(tmp_path / "best.eqx")[0]["step"] == best["best_step"]
+    assert tree_allclose(nk.load_run(tmp_path)[0], trained[-1], rtol=0, atol=0)
+
+
+def test_sampled_pixels_carry_the_log_determinant():
+    """Digits: samples are the dequantized pixels v = 17 * u; log p(v) = log p(y) + log|dy/dv|."""
+    ys = jr.normal(jr.key(0), (4, 3))
+    v, log_det = cnf_experiment.from_flow_space(True, ys)
+    to_logit = lambda v: datasets.logit_transform(v / datasets.DIGITS_NUM_LEVELS)[0]
+    np.testing.assert_allclose(to_logit(v), ys, rtol=1e-5, atol=1e-5)
+    h = 1e-6  # the map is elementwise: its Jacobian is diagonal
+    slopes = (to_logit(v + h) - to_logit(v - h)) / (2 * h)
+    np.testing.assert_allclose(log_det, jnp.sum(jnp.log(slopes), -1), rtol=1e-6)
+    assert np.all(np.asarray(v) > 0) and np.all(np.asarray(v) < 17)
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path, data_dir):
@@ -102,6 +158,68 @@ def test_nan_in_dataset_is_reported(tmp_path, data_dir, monkeypatch):
     monkeypatch.setattr(datasets, "load", poisoned)
     with pytest.raises(ValueError, match="dataset '8gaussians' split 'train' contains NaN or inf"):
         cnf_experiment.load_data(_config(tmp_path, data_dir))
+
+
+def test_evaluation_tolerances_default_to_the_training_ones():
+    config = cnf_experiment.parse_args(TINY)
+    cnf = cnf_experiment.build_cnf(config, 2, jr.key(3))
+    assert cnf_experiment.evaluation_model(config, cnf) is cnf  # the committed numbers stay
+    tight = dataclasses.replace(config, eval_rtol=1e-7)
+    evaluated = cnf_experiment.evaluation_model(tight, cnf)
+    controller = evaluated.settings.stepsize_controller
+    assert (controller.rtol, controller.atol) == (1e-7, 1e-3)
+    assert tree_allclose(evaluated, cnf, rtol=0, atol=0)  # the same weights
+    with pytest.raises(ValueError, match=r"--eval-atol must be a non-negative float; got -1\.0\. "
+                       r"Leave it out to evaluate at the training tolerance \(--atol\)"):
+        cnf_experiment.check_config(dataclasses.replace(config, eval_atol=-1.0))
+    with pytest.raises(ValueError, match="the evaluation tolerances must not both be 0"):
+        cnf_experiment.check_config(dataclasses.replace(config, eval_rtol=0.0, eval_atol=0.0))
+
+
+def _weights_file(path, command, config=None, model=None):
+    info = {"command": command, "config": config or {}}
+    nk.save_checkpoint(path, nk.Checkpoint(model or {}, None, 3), {}, info=info)
+
+
+def test_bad_runs_give_clear_errors(tmp_path, data_dir):
+    with pytest.raises(ValueError, match=r"`run` must be the output folder .*'.*missing', which does not exist"):
+        nk.load_run(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"--sample must be a positive int; got 0\. It is the number"):
+        cnf_experiment.main(_config(tmp_path, data_dir, "--sample", "0"))
+    with pytest.raises(ValueError, match=r"holds no trained run \(no model.eqx or checkpoint.eqx\)\. "
+                       r"Train one there \(python -m node_kit.experiments.cnf --out"):
+        cnf_experiment.main(_config(tmp_path, data_dir, "--sample", "5"))
+    with pytest.raises(ValueError, match="--resume trains on, while --sample and --evaluate"):
+        cnf_experiment.main(_config(tmp_path, data_dir, "--evaluate", "--resume"))
+    _weights_file(tmp_path / "series" / "model.eqx", "node_kit.experiments.timeseries")
+    with pytest.raises(ValueError, match=r"must be a run of node_kit.experiments.cnf; .*series is a "
+                       r"run of 'node_kit.experiments.timeseries'"):
+        cnf_experiment.main(_config(tmp_path / "series", data_dir, "--evaluate"))
+    for command, match in (("os", "'os', which is not a node_kit command"),
+                           ("node_kit.experiments.nope", "which this node_kit does not have"),
+                           ("node_kit.experiments.spiral", "whose runs cannot be loaded")):
+        _weights_file(tmp_path / "odd" / "model.eqx", command)
+        with pytest.raises(ValueError, match=match):
+            nk.load_run(tmp_path / "odd")
+    nk.save_checkpoint(tmp_path / "old" / "checkpoint.eqx", nk.Checkpoint({}, None, 3), {})
+    with pytest.raises(ValueError, match="does not say which command wrote it"):
+        nk.load_run(tmp_path / "old")
+    config = _config(tmp_path / "flipped", data_dir)
+    path = tmp_path / "flipped" / "model.eqx"
+    _weights_file(path, "node_kit.experiments.cnf", dataclasses.asdict(config),
+                  cnf_experiment.model_skeleton(config))
+    assert nk.load_run(path.parent)[1] == config
+    wider = tmp_path / "wider" / "model.eqx"
+    _weights_file(wider, "node_kit.experiments.cnf", {"width": 9, "depth": 1},
+                  cnf_experiment.model_skeleton(config))
+    with pytest.raises(nk.CheckpointError, match=r"wider/model.eqx do not fit the model its "
+                       r"command builds from the run's config \(.*changed shape"):
+        nk.load_run(wider.parent)
+    data = path.read_bytes()
+    path.write_bytes(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:])
+    with pytest.raises(nk.CheckpointError, match=r"model.eqx is damaged: .* checksum .*\. Train the "
+                       "run again"):
+        nk.load_run(path.parent)
 
 
 def test_training_flags_are_checked_before_anything_runs(tmp_path, data_dir):

@@ -6,9 +6,12 @@ import json
 import jax.random as jr
 import numpy as np
 import pytest
+from conftest import tree_allclose
 
 import node_kit as nk
+from node_kit._io import read_checkpoint_bytes
 from node_kit.experiments import timeseries as ts_experiment
+from node_kit.experiments._run import Run
 
 TINY = ["--steps", "3", "--batch-size", "8", "--latent", "2", "--hidden", "4", "--width", "8",
         "--depth", "1", "--window", "12", "--train-size", "40", "--eval-batch", "50",
@@ -29,7 +32,21 @@ def _checkpoint_step(config, data_size=1):
     return nk.load_checkpoint(f"{config.out}/checkpoint.eqx", nk.Checkpoint(model, None, 0), {}).step
 
 
-def test_latent_ode_interpolation_writes_results(tmp_path, data_dir):
+def _trained_models(monkeypatch) -> list:
+    """The models `Run.fit` returns from now on: what training ended with."""
+    models, fit = [], Run.fit
+
+    def recording_fit(self, *args, **kwargs):
+        model, history = fit(self, *args, **kwargs)
+        models.append(model)
+        return model, history
+
+    monkeypatch.setattr(Run, "fit", recording_fit)
+    return models
+
+
+def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, monkeypatch):
+    trained = _trained_models(monkeypatch)
     config = _config(tmp_path, data_dir)
     results = ts_experiment.main(config)
     written = json.loads((tmp_path / "results.json").read_text())
@@ -43,17 +60,42 @@ def test_latent_ode_interpolation_writes_results(tmp_path, data_dir):
     assert written["provenance"]["diffrax"] and written["config"]["model"] == "latent_ode"
     assert (tmp_path / "periodic_interpolation.png").stat().st_size > 10_000
     assert _checkpoint_step(config) == 3
+    # The run loads as it ended; --evaluate recomputes its test MSE from model.eqx.
+    model, loaded = nk.load_run(tmp_path, command="timeseries")
+    assert loaded == config and tree_allclose(model, trained[-1], rtol=0, atol=0)
+    evaluated = ts_experiment.main(_config(tmp_path, data_dir, "--evaluate"))
+    assert evaluated["test_mse"] == written["test_mse"]
+    assert json.loads((tmp_path / "evaluation.json").read_text())["test_mse"] == written["test_mse"]
+    with pytest.raises(ValueError, match=r"must be a run of node_kit.experiments.cnf; .* is a run "
+                       r"of 'node_kit.experiments.timeseries'"):
+        nk.load_run(tmp_path, command="cnf")
 
 
 def test_resume_continues_at_the_next_step(tmp_path, data_dir):
-    config = _config(tmp_path, data_dir, "--model", "gru_dt")
+    config = _config(tmp_path, data_dir, "--model", "gru_dt", "--eval-every", "2")
     ts_experiment.main(config)
     assert _checkpoint_step(config) == 3
+    # --eval-every 2: the validation MSE after steps 2 and 3 (the last); the best is kept.
+    history = nk.read_history(tmp_path / "history.csv")
+    val = {row["step"]: row["val_mse"] for row in history}
+    assert sorted(val) == [2, 3]
+    best = json.loads((tmp_path / "results.json").read_text())["validation"]
+    assert best["best_step"] == min(val, key=val.get) and best["best_value"] == min(val.values())
+    header = read_checkpoint_bytes(tmp_path / "best.eqx")[0]
+    assert header["step"] == best["best_step"] and header["info"]["best"]["value"] == best["best_value"]
+    # A resume keeps the best so far: here an earlier best (step 1, MSE 0) that no later
+    # validation beats, so it must neither be forgotten nor replaced.
+    best_model, _ = nk.load_run(tmp_path, best=True)
+    nk.save_checkpoint(tmp_path / "best.eqx", nk.Checkpoint(best_model, None, 1), {},
+                       info={**header["info"], "best": {"metric": "val_mse", "value": 0.0, "step": 1}})
     resumed = dataclasses.replace(config, steps=5, resume=True)
     ts_experiment.main(resumed)
     history = (tmp_path / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["3", "5"], history
+    assert [row.split(",")[0] for row in history[1:]] == ["2", "3", "4", "5"], history
     assert _checkpoint_step(resumed) == 5
+    best = json.loads((tmp_path / "results.json").read_text())["validation"]
+    assert (best["best_step"], best["best_value"]) == (1, 0.0)
+    assert read_checkpoint_bytes(tmp_path / "best.eqx")[0]["step"] == 1
     other = dataclasses.replace(resumed, hidden=6)
     with pytest.raises(ValueError, match=r"from another config \(hidden: checkpoint 4 vs now 6\)"):
         ts_experiment.main(other)
@@ -69,6 +111,16 @@ def test_ode_rnn_extrapolates(tmp_path, data_dir):
     assert results["observed_share"] == pytest.approx(0.5)
     assert results["eval_num_steps"] >= 12
     assert (tmp_path / "periodic_extrapolation.png").exists()
+
+
+def test_evaluation_tolerances_reach_every_solve_and_keep_the_weights():
+    config = ts_experiment.parse_args(TINY)
+    model = ts_experiment.build_model(config, 1, None, jr.key(3))  # not the skeleton's weights
+    assert ts_experiment.evaluation_model(config, model) is model
+    tight = ts_experiment.evaluation_model(dataclasses.replace(config, eval_rtol=1e-6), model)
+    assert tight.decoder.settings.stepsize_controller.rtol == 1e-6
+    assert model.decoder.settings.stepsize_controller.rtol == config.rtol
+    assert tree_allclose(tight, model, rtol=0, atol=0)
 
 
 def test_masks_of_each_task():

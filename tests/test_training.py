@@ -14,7 +14,7 @@ import pytest
 from conftest import tree_allclose
 
 import node_kit as nk
-from node_kit._io import previous_path as nk_previous
+from node_kit._io import previous_path as nk_previous, read_checkpoint_bytes as nk_read_checkpoint_bytes
 
 TS = jnp.linspace(0.0, 0.5, 4)
 
@@ -119,9 +119,12 @@ def test_spiral_command_end_to_end_and_resume(tmp_path):
     assert (out / "spiral.png").stat().st_size > 0 and (out / "checkpoint.eqx").exists()
     more = spiral.parse_args(args[:1] + ["6"] + args[2:] + ["--resume"])
     spiral.main(more)
-    assert nk.load_checkpoint(
+    resumed = nk.load_checkpoint(
         out / "checkpoint.eqx", nk.Checkpoint(spiral.build_model(more, jr.key(0)), None, 0), {}
-    ).step == 6
+    )
+    assert resumed.step == 6
+    loaded, config = nk.load_run(out)  # the spiral's run loads like the cnf's and timeseries'
+    assert config.steps == 6 and tree_allclose(loaded, resumed.model, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- divergence guard
@@ -275,6 +278,35 @@ def test_resume_keeps_the_history_up_to_the_checkpoint_and_recomputes_the_rest(g
     assert [{k: v for k, v in row.items() if k != "time"}
             for row in nk.read_history(history)] == expected
 
+
+
+def _parameter_sum(model) -> float:
+    return float(sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))))
+
+
+def test_evaluate_joins_the_history_and_info_goes_into_checkpoints(getkey, tmp_path):
+    calls = []
+
+    def evaluate(model, step):
+        calls.append(step)
+        return {"val": _parameter_sum(model)}
+
+    history_path = tmp_path / "history.csv"
+    model, history = _fit(_model(getkey()), _loss, _batch_at, 7, tmp_path / "run.eqx",
+                          log_every=2, history_path=history_path, evaluate=evaluate,
+                          evaluate_every=3, info={"command": "demo", "config": {"width": 8}})
+    assert calls == [3, 6, 7]  # every third step and after the last
+    rows = nk.read_history(history_path)
+    assert rows == history
+    assert [row["step"] for row in rows] == [2, 3, 4, 6, 7]  # step 3 logged for its evaluation
+    assert ["val" in row for row in rows] == [False, True, False, True, True]
+    assert rows[-1]["val"] == pytest.approx(_parameter_sum(model), rel=1e-12)  # the trained model
+    assert history_path.read_text().splitlines()[1].endswith(",")  # blank where not evaluated
+    header = nk_read_checkpoint_bytes(tmp_path / "run.eqx")[0]
+    assert header["info"] == {"command": "demo", "config": {"width": 8}} and header["step"] == 7
+    with pytest.raises(ValueError, match="`evaluate_every` must be a positive int; got 0"):
+        _fit(model, _loss, _batch_at, 7, tmp_path / "other.eqx", evaluate=evaluate,
+             evaluate_every=0)
 
 
 def test_provenance_names_the_command_commit_and_versions(monkeypatch):

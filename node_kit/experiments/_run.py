@@ -23,17 +23,26 @@ The config is a frozen dataclass with at least `seed`, `out`, `steps`, `resume` 
 so a command keeps its random numbers when it moves onto the runner. The checkpoint is
 `<out>/checkpoint.eqx`; it carries [`run_meta`][]`(config)` and resuming from another
 config is refused.
+
+Every weights file of a run (`checkpoint.eqx`, `model.eqx` written when training ends,
+`best.eqx` with `--eval-every`) records the command's module and the full config, so
+that `nk.load_run(out)` rebuilds the model without training. A command whose module
+defines `model_skeleton(config)` can be loaded; [`load_trained`][] is how a command
+samples or evaluates a trained run (`--sample`, `--evaluate`), and [`Validation`][] what
+it evaluates every `--eval-every` steps.
 """
 
 import dataclasses
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -42,10 +51,11 @@ import optax
 import node_kit as nk
 
 from .._checks import check_int, check_real
-from .._io import CheckpointError, previous_path
-from .._parallel import DataParallel, is_main_process
+from .._checkpoint import Checkpoint, save_checkpoint
+from .._io import CheckpointError, previous_path, read_checkpoint_bytes
+from .._parallel import DataParallel, is_main_process, local_value
 from .._history import read_history
-from ._cli import run_meta
+from ._cli import _module_name, flag, run_meta
 from ._outputs import environment, provenance, save_figure, write_json
 
 
@@ -65,6 +75,25 @@ class ParallelConfig:
     num_processes: int = dataclasses.field(default=1, metadata={"help": "processes in the run (with --coordinator)"})
     process_id: int = dataclasses.field(default=0, metadata={"help": "this process's index, 0 to --num-processes - 1"})
     distributed: bool = dataclasses.field(default=False, metadata={"help": "join the processes JAX detects (SLURM, Open MPI, ...)"})
+
+
+USE_FLAGS = ("sample", "evaluate", "eval_every", "eval_rtol", "eval_atol")
+"""Flags that say what to do with a run or how to evaluate it, not what it trains: not
+checked when resuming (a run may be resumed with other ones)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """What `--eval-every K` computes every `K` training steps (and after the last).
+
+    `metrics(model) -> {name: float}` on the validation split (each name a column of the
+    history); `best` names the one that picks the best model so far (kept as
+    `<out>/best.eqx`), lower is better unless `higher_is_better`.
+    """
+
+    metrics: Callable[[Any], dict]
+    best: str
+    higher_is_better: bool = False
 
 
 def split_keys(seed: int, names: Sequence[str]) -> dict[str, Any]:
@@ -103,6 +132,13 @@ class Run:
         self.keys = split_keys(config.seed, keys)
         self.train_seconds: float | None = None
         self.started = time.perf_counter()
+        self.best: _BestModel | None = None
+        recorded = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")}
+        self.record = {"command": _module_name(type(config)),
+                       "config": json.loads(json.dumps(recorded))}
+        """What every weights file of the run records: the command's module and config
+        (without `out` and `resume`, how this process ran: a moved or resumed run's files
+        are the same)."""
 
     @property
     def checkpoint_path(self) -> Path:
@@ -110,18 +146,34 @@ class Run:
         return self.out / "checkpoint.eqx"
 
     @property
+    def model_path(self) -> Path:
+        """`<out>/model.eqx`: the trained weights, written when [`Run.fit`][] ends."""
+        return self.out / "model.eqx"
+
+    @property
+    def best_path(self) -> Path:
+        """`<out>/best.eqx`: the best weights on the validation split (`--eval-every`)."""
+        return self.out / "best.eqx"
+
+    @property
     def history_path(self) -> Path:
         """`<out>/history.csv`, appended to during [`Run.fit`][]."""
         return self.out / "history.csv"
 
-    def fit(self, model, loss: Callable, optimizer, batch_at: Callable, **fit_options):
+    def fit(self, model, loss: Callable, optimizer, batch_at: Callable, *,
+            validation: Validation | None = None, **fit_options):
         """[`node_kit.fit`][] for `config.steps` steps with the key `keys["train"]`.
 
         Checkpoints go to `<out>/checkpoint.eqx` with `run_meta(config)`; `--resume`
         continues from it. The history is appended to `<out>/history.csv` as it is
         logged (on resume, the rows after the checkpoint's step are dropped and computed
         again). `fit_options` go to `nk.fit`; `config.checkpoint_every` is used if the
-        config has one.
+        config has one. When training ends, the weights alone go to `<out>/model.eqx`
+        (what `nk.load_run` reads; a fresh or resumed run removes the one before).
+        With `config.eval_every` K > 0, `validation` is computed every K steps: its
+        metrics join the history and the best model so far is kept as `<out>/best.eqx`
+        (its step and value in [`Run.results`][]; a resumed run keeps the best of the runs
+        before it, a fresh one starts over).
         The wall time of the call is kept as `run.train_seconds`.
 
         **Returns:**
@@ -134,15 +186,36 @@ class Run:
         start = time.perf_counter()
         if self.data_parallel is not None:
             fit_options = {"data_parallel": self.data_parallel, **fit_options}
+        every = getattr(config, "eval_every", 0)
+        if every:
+            if validation is None:
+                raise ValueError(f"--eval-every is not supported by {self.record['command']}; "
+                                 "pass --eval-every 0.")
+            self.best = _BestModel(self, validation)
+            fit_options = {"evaluate": self.best, "evaluate_every": every, **fit_options}
+        if is_main_process():
+            self.model_path.unlink(missing_ok=True)  # from the run before: no longer the end
+            if not config.resume:
+                self.best_path.unlink(missing_ok=True)
+        meta = self.meta
         model, _ = nk.fit(
             model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
             checkpoint_path=self.checkpoint_path, resume=config.resume,
-            meta=run_meta(config), progress=config.progress,
-            history_path=self.history_path,
+            meta=meta, progress=config.progress,
+            history_path=self.history_path, info=self.record,
             **{"checkpoint_every": getattr(config, "checkpoint_every", 100), **fit_options},
         )
         self.train_seconds = time.perf_counter() - start
+        if is_main_process():
+            step = read_checkpoint_bytes(self.checkpoint_path)[0]["step"]
+            save_checkpoint(self.model_path, Checkpoint(_on_host(model), None, step), meta,
+                            info=self.record, keep_previous=False)
         return model, read_history(self.history_path)
+
+    @property
+    def meta(self) -> dict:
+        """What must match to resume: [`run_meta`][]`(config)` without the [`USE_FLAGS`][]."""
+        return {k: v for k, v in run_meta(self.config).items() if k not in USE_FLAGS}
 
     def earlier_train_seconds(self) -> float:
         """Training seconds of the runs this one resumes (from their `results.json`).
@@ -168,13 +241,15 @@ class Run:
     def results(self, **fields) -> dict:
         """`{"config", "provenance", "environment", "devices", "processes", **fields}`: the
         start of every results.json. `provenance` (versions, git commit, command line,
-        wall seconds since the run began) is described in [`provenance`][]."""
+        wall seconds since the run began) is described in [`provenance`][]. With
+        `--eval-every`, `validation` holds the best step and value on the validation split."""
         parallel = {} if self.data_parallel is None else {
             "devices": self.data_parallel.num_devices, "processes": jax.process_count(),
         }
+        validation = {} if self.best is None else {"validation": self.best.summary()}
         return {"config": dataclasses.asdict(self.config),
                 "provenance": provenance(wall_seconds=time.perf_counter() - self.started),
-                "environment": environment(), **parallel, **fields}
+                "environment": environment(), **parallel, **validation, **fields}
 
     def write(self, results: dict, *, name: str = "results.json") -> None:
         """Write `<out>/<name>` (`results.json`) atomically (on process 0 only)."""
@@ -188,6 +263,127 @@ class Run:
         if is_main_process():
             save_figure(fig, path, **options)
         return path
+
+
+class _BestModel:
+    """`evaluate(model, step)` for `nk.fit`: the validation metrics, and `<out>/best.eqx`
+    rewritten whenever the model is the best so far (the best of the runs a resumed run
+    continues included, read from that file's header)."""
+
+    def __init__(self, run: Run, validation: Validation):
+        self.run, self.validation = run, validation
+        self.path = run.best_path
+        self.so_far: dict | None = None
+        if run.config.resume and self.path.exists():
+            header, _ = read_checkpoint_bytes(self.path, fix=(
+                "Delete it to forget the best model so far (the next validation writes a new "
+                "one), then resume again."))
+            self.so_far = header.get("info", {}).get("best")
+
+    def better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.so_far is None:
+            return True
+        if self.validation.higher_is_better:
+            return value > self.so_far["value"]
+        return value < self.so_far["value"]
+
+    def __call__(self, model, step: int) -> dict:
+        metrics = {k: float(v) for k, v in self.validation.metrics(model).items()}
+        value = metrics[self.validation.best]
+        if self.better(value):
+            self.so_far = {"metric": self.validation.best, "value": value, "step": step}
+            if is_main_process():
+                save_checkpoint(self.path, Checkpoint(_on_host(model), None, step), self.run.meta,
+                                info={**self.run.record, "best": self.so_far}, keep_previous=False)
+        return metrics
+
+    def summary(self) -> dict:
+        """`{"every", "metric", "higher_is_better", "best_step", "best_value", "file"}`."""
+        best = self.so_far or {}
+        return {"every": self.run.config.eval_every, "metric": self.validation.best,
+                "higher_is_better": self.validation.higher_is_better,
+                "best_step": best.get("step"), "best_value": best.get("value"),
+                "file": self.path.name if best else None}
+
+
+def _on_host(model):
+    """The model's arrays as NumPy arrays of this process (replicated over devices)."""
+    return jax.tree_util.tree_map(
+        lambda x: local_value(x) if isinstance(x, jax.Array) else x, model)
+
+
+def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):
+    """`(run, model)` to sample or evaluate the trained run in `given.out`, without training.
+
+    The model and config come from `nk.load_run(given.out)` (a run of `given`'s own
+    command). The config is the run's, with from `given` (the command line): `out`, what
+    to do (`sample`, `evaluate`), `progress`, the device flags, and each of `options`
+    (evaluation flags such as `eval_rtol`) that is not at its default. Any other flag
+    set to something other than its default and the run's value is an error naming it.
+    `run` is a [`Run`][] of that config (`training=False`) with the named `keys`.
+    """
+    model, recorded = nk.load_run(given.out, command=_module_name(type(given)))
+    run = Run(trained_config(given, recorded, options=options), keys=keys, training=False)
+    if run.data_parallel is not None:  # placed as training placed it (one compiled evaluation)
+        model = run.data_parallel.replicate(model)
+    return run, model
+
+
+def trained_config(given, recorded, *, options: Sequence[str] = ()):
+    """The config [`load_trained`][] uses: `recorded` with what `given` may set."""
+    defaults = type(given)()
+    from_given = {"out", "resume", "progress", "sample", "evaluate",
+                  *(f.name for f in dataclasses.fields(ParallelConfig))}
+    values, conflicts = {}, []
+    for name in (f.name for f in dataclasses.fields(given)):
+        mine, default = getattr(given, name), getattr(defaults, name)
+        theirs = getattr(recorded, name, default)
+        if name in from_given or (name in options and mine != default):
+            values[name] = mine
+            continue
+        values[name] = theirs
+        if mine != default and mine != theirs:
+            conflicts.append(f"{flag(name)} {mine!r} (the run's: {theirs!r})")
+    if conflicts:
+        allowed = "".join(flag(name) + ", " for name in options)
+        raise ValueError(
+            f"--sample and --evaluate use the run in {given.out} as it was trained; got "
+            f"{'; '.join(conflicts)}. Drop {'them' if len(conflicts) > 1 else 'it'}: beside "
+            f"--out only {allowed}--progress and the device flags may be given (to train "
+            "with other settings, start a new run)."
+        )
+    return type(given)(**values)
+
+
+def evaluation_tolerances(config) -> tuple[float, float]:
+    """`(rtol, atol)` of a config's evaluation solves: `--eval-rtol` and `--eval-atol`,
+    each the training one (`--rtol`, `--atol`) where not given."""
+    rtol = config.rtol if config.eval_rtol is None else config.eval_rtol
+    atol = config.atol if config.eval_atol is None else config.eval_atol
+    return rtol, atol
+
+
+def check_eval_tolerances(config) -> None:
+    """`--eval-rtol` and `--eval-atol`: finite, non-negative, with the training ones where
+    not given not both zero."""
+    for name in ("eval_rtol", "eval_atol"):
+        if getattr(config, name) is not None:
+            check_real(flag(name), getattr(config, name), non_negative=True,
+                       fix=f"Leave it out to evaluate at the training tolerance ({flag(name[5:])}).")
+    if evaluation_tolerances(config) == (0, 0):
+        raise ValueError(
+            "the evaluation tolerances must not both be 0 (no error would be small enough); "
+            "got rtol 0 and atol 0 from --eval-rtol / --eval-atol. Pass e.g. --eval-atol 1e-6."
+        )
+
+
+def with_weights(skeleton, trained):
+    """`skeleton`'s structure and settings (e.g. other solver tolerances) with the arrays of
+    `trained`, a model of the same shape."""
+    return eqx.combine(eqx.filter(trained, eqx.is_array),
+                       eqx.filter(skeleton, eqx.is_array, inverse=True))
 
 
 def _start_parallel(config: "ParallelConfig") -> DataParallel:

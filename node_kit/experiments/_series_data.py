@@ -34,19 +34,26 @@ class Split(eqx.Module):
 
 
 class Data(eqx.Module):
-    """Train and test splits, and what the model needs to know about them."""
+    """Train, test (and, if asked for, validation) splits, and what the model needs to know
+    about them."""
 
     train: Split
     test: Split
     data_size: int = eqx.field(static=True)
     num_classes: int | None = eqx.field(static=True)
     normalisation: dict = eqx.field(static=True)
+    validation: Split | None = None
 
 
-def load_data(config, task: AbstractSeriesTask) -> Data:
-    """Load, window, prepare (as the dataset's spec asks), fix the task's readable entries."""
+def load_data(config, task: AbstractSeriesTask, *, validation: bool = False) -> Data:
+    """Load, window, prepare (as the dataset's spec asks), fix the task's readable entries.
+
+    The validation split (with `validation=True`) is prepared as the test split is, with
+    its own seeded windows and fixed entries (train and test keep theirs).
+    """
     data_dir = config.data_dir or None
-    raw = {s: datasets.load(config.dataset, s, data_dir=data_dir) for s in ("train", "test")}
+    names = ("train", "test", "validation") if validation else ("train", "test")
+    raw = {s: datasets.load(config.dataset, s, data_dir=data_dir) for s in names}
     if task.needs_labels and "label" not in raw["train"]:
         raise ValueError(
             f"--task {task.name} needs a labelled dataset; {config.dataset!r} has no labels. "
@@ -71,7 +78,8 @@ def load_data(config, task: AbstractSeriesTask) -> Data:
     train, test = result["train"], result["test"]
     labels = [split.label for split in (train, test) if split.label is not None]
     num_classes = int(max(label.max() for label in labels) + 1) if labels else None
-    return Data(train, test, train.x.shape[-1], num_classes, normalisation)
+    return Data(train, test, train.x.shape[-1], num_classes, normalisation,
+                validation=result.get("validation"))
 
 
 def _arrays(config, split: str, index: int, arrays: dict) -> list:

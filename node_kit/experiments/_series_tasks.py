@@ -40,12 +40,16 @@ class AbstractSeriesTask(abc.ABC):
 
     `classifies`: the model predicts one label per series (else the series itself).
     `needs_labels`: the dataset must have labels. `min_window`: time points a series needs.
+    `metric`: the result that scores the model (`--eval-every` keeps the best model by it
+    on the validation split), better when higher if `higher_is_better`.
     """
 
     name: ClassVar[str]
     classifies: ClassVar[bool]
     needs_labels: ClassVar[bool] = False
     min_window: ClassVar[int] = 1
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool] = False
 
     @abc.abstractmethod
     def fixed_inputs(self, key, available: np.ndarray, observed: float) -> np.ndarray:
@@ -93,6 +97,7 @@ class AbstractRegressionTask(AbstractSeriesTask):
 
     classifies: ClassVar[bool] = False
     baseline: ClassVar[str]
+    metric: ClassVar[str] = "test_mse"
 
     @abc.abstractmethod
     def fill(self, t, t_seen, x_seen):
@@ -209,6 +214,8 @@ class Classification(AbstractSeriesTask):
     name: ClassVar[str] = "classification"
     classifies: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = True
+    metric: ClassVar[str] = "test_accuracy"
+    higher_is_better: ClassVar[bool] = True
 
     def fixed_inputs(self, key, available, observed):
         """The benchmark drops points once, for good: one draw per series from `key`."""

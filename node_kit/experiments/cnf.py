@@ -4,11 +4,18 @@
 `8gaussians`) or on the 8x8 `digits`, then evaluates the test negative log-likelihood
 with the exact trace and, where the data's density is known, reports the true entropy
 beside it: their gap is the KL divergence from the data to the model. Writes
-`results.json`, `history.csv`, a picture and a resumable checkpoint to `--out`.
+`results.json`, `history.csv`, a picture, a resumable checkpoint and the trained weights
+(`model.eqx`) to `--out`.
+
+A trained run is used without training by `--sample N` (`samples.npz`: N samples and
+their log-density in the data's space) and `--evaluate` (`evaluation.json`: the test
+metrics again), and loaded in Python with `nk.load_run(out)`. `--eval-every K` adds the
+validation NLL to the history every K steps and keeps the best model as `best.eqx`.
 """
 
 import dataclasses
 import functools
+import io
 import math
 from pathlib import Path
 
@@ -20,7 +27,9 @@ import numpy as np
 
 import node_kit as nk
 from node_kit import datasets
-from node_kit._parallel import local_value as nk_local
+from node_kit._io import atomic_write_bytes
+from node_kit._checks import check_int
+from node_kit._parallel import is_main_process, local_value as nk_local
 
 from ._choices import (
     ADAPTIVE_SOLVER_NAMES,
@@ -33,43 +42,62 @@ from ._choices import (
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
 from ._outputs import plt
 from ._run import (
+    check_eval_tolerances,
     check_training_flags,
+    evaluation_tolerances,
+    load_trained,
     ParallelConfig,
     recent_mean,
     Run,
     run_command,
     training_optimizer,
+    Validation,
 )
+
+
+def _flag(default, text: str):
+    """A config field with its `--help` text (the default is appended to it)."""
+    return dataclasses.field(default=default, metadata={"help": text})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(ParallelConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = "8gaussians"
-    steps: int = 1000
-    batch_size: int = 256
-    lr: float = 3e-3
-    width: int = 64
-    depth: int = 3
-    t1: float = 1.0
-    adjoint: str = "checkpoint"
-    trace: str = "exact"
-    probe: str = "rademacher"
-    solver: str = "tsit5"
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    kinetic_energy: float = 0.0
-    jacobian_norm: float = 0.0
-    eval_batch: int = 2000
-    eval_probes: int = 4
-    clip_norm: float = dataclasses.field(default=0.0, metadata={"help": "clip the gradient's global norm to this (0: off)"})
-    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "steps between checkpoints (one is always written at the end)"})
-    seed: int = 0
-    data_dir: str = ""
-    out: str = "runs/cnf"
-    resume: bool = False
-    progress: bool = True
+    dataset: str = _flag("8gaussians", "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)")
+    steps: int = _flag(1000, "training steps (a resumed run stops at this total)")
+    batch_size: int = _flag(256, "training points per step")
+    lr: float = _flag(3e-3, "peak learning rate of AdamW (cosine decay to 5%% of it over --steps)")
+    width: int = _flag(64, "hidden width of the ConcatSquash vector field")
+    depth: int = _flag(3, "hidden layers of the vector field")
+    t1: float = _flag(1.0, "end time of the flow's ODE")
+    adjoint: str = _flag("checkpoint", "how gradients go through the solve")
+    trace: str = _flag("exact", "trace estimator of the training loss (the test NLL always uses the exact trace)")
+    probe: str = _flag("rademacher", "probe distribution of the Hutchinson estimator")
+    solver: str = _flag("tsit5", "adaptive ODE solver")
+    rtol: float = _flag(1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)")
+    atol: float = _flag(1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)")
+    kinetic_energy: float = _flag(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
+    jacobian_norm: float = _flag(0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)")
+    eval_batch: int = _flag(2000, "points per solve when evaluating (test, validation) and sampling")
+    eval_probes: int = _flag(4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one")
+    eval_every: int = _flag(0, "every K steps (and after the last), the validation NLL joins the history and the best model so far is kept as best.eqx (0: off)")
+    eval_rtol: float | None = _flag(None, "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)")
+    eval_atol: float | None = _flag(None, "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)")
+    clip_norm: float = _flag(0.0, "clip the gradient's global norm to this (0: off)")
+    checkpoint_every: int = _flag(100, "steps between checkpoints (one is always written at the end)")
+    seed: int = _flag(0, "seed of the initial weights, the batches and the evaluation noise")
+    data_dir: str = _flag("", "where the datasets are built and read (empty: $NODE_KIT_DATA_DIR, else ~/.cache/node_kit/tensorflow_datasets)")
+    out: str = _flag("runs/cnf", "output folder: results.json, history.csv, picture, checkpoint.eqx, model.eqx")
+    resume: bool = _flag(False, "continue training from the checkpoint in --out")
+    progress: bool = _flag(True, "show a progress bar")
+    sample: int | None = _flag(None, "load the trained run in --out and write this many samples with their log-density (data space) to samples.npz; no training")
+    evaluate: bool = _flag(False, "load the trained run in --out and compute its test metrics again into evaluation.json; no training")
+
+
+LOADED_RUN_OPTIONS = ("eval_rtol", "eval_atol", "eval_batch", "eval_probes", "data_dir")
+"""The flags that may change how a trained run is sampled or evaluated; the others are the
+run's own."""
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -88,12 +116,30 @@ def check_config(config: Config) -> None:
     """
     check_choices(config, _choices())
     check_training_flags(config)
-    check_flags(config, ints=("width", "eval_batch", "eval_probes"), counts=("depth", "seed"),
+    check_flags(config, ints=("width", "eval_batch", "eval_probes"),
+                counts=("depth", "seed", "eval_every"),
                 positive=("t1",), non_negative=("kinetic_energy", "jacobian_norm"))
     check_tolerances(config)
-    train, _, test = datasets.get_spec(config.dataset).split_sizes(None)
+    check_eval_tolerances(config)
+    check_use_flags(config)
+    train, validation, test = datasets.get_spec(config.dataset).split_sizes(None)
     check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training points")
     check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test points")
+    if config.eval_every:
+        check_at_most("eval_batch", config.eval_batch, validation,
+                      f"{config.dataset} validation points (--eval-every)")
+
+
+def check_use_flags(config) -> None:
+    """`--sample N` (N > 0) and `--evaluate` use a trained run: not with `--resume`."""
+    if config.sample is not None:
+        check_int("--sample", config.sample, fix="It is the number of samples to draw from the "
+                  "trained run in --out; leave --sample out to train.")
+    if config.resume and (config.sample is not None or config.evaluate):
+        raise ValueError(
+            "--resume trains on, while --sample and --evaluate use the trained run in --out "
+            "as it is; pass one or the other (e.g. resume first, then --evaluate)."
+        )
 
 
 def build_cnf(config: Config, data_size: int, key) -> nk.CNF:
@@ -107,26 +153,45 @@ def build_cnf(config: Config, data_size: int, key) -> nk.CNF:
     )
 
 
+def model_skeleton(config: Config) -> nk.CNF:
+    """The CNF `config` trains, with untrained weights: what `nk.load_run` fills."""
+    data_size = datasets.get_spec(config.dataset).features["x"].shape[-1]
+    return build_cnf(config, data_size, jr.key(0))
+
+
+def evaluation_model(config: Config, cnf: nk.CNF) -> nk.CNF:
+    """`cnf` with the evaluation tolerances (`--eval-rtol`, `--eval-atol`); itself if they
+    are the training ones."""
+    rtol, atol = evaluation_tolerances(config)
+    if (rtol, atol) == (config.rtol, config.atol):
+        return cnf
+    return cnf.with_settings(solve_settings(config.solver, config.adjoint, rtol=rtol, atol=atol))
+
+
 class Data(eqx.Module):
-    """Train/test arrays and how to map raw data to the flow's space."""
+    """Train/test (and, for `--eval-every`, validation) arrays and how to map raw data to
+    the flow's space."""
 
     train: np.ndarray
     test: np.ndarray
     images: bool = eqx.field(static=True)
+    validation: np.ndarray | None = None
 
 
-def load_data(config: Config) -> Data:
-    """Load the splits; a NaN or inf in the data is an error naming the dataset."""
+def load_data(config: Config, *, validation: bool = False) -> Data:
+    """Load the splits (validation only if asked); a NaN or inf in the data is an error
+    naming the dataset."""
     data_dir = config.data_dir or None
-    train = datasets.load(config.dataset, "train", data_dir=data_dir)["x"]
-    test = datasets.load(config.dataset, "test", data_dir=data_dir)["x"]
-    for split, x in (("train", train), ("test", test)):
+    names = ("train", "test", "validation") if validation else ("train", "test")
+    splits = {name: datasets.load(config.dataset, name, data_dir=data_dir)["x"] for name in names}
+    for split, x in splits.items():
         if not np.all(np.isfinite(x)):
             raise ValueError(
                 f"dataset {config.dataset!r} split {split!r} contains NaN or inf "
                 f"({int(np.sum(~np.isfinite(x)))} entries); rebuild it or clean the data."
             )
-    return Data(train, test, images=config.dataset == "digits")
+    return Data(splits["train"], splits["test"], images=config.dataset == "digits",
+                validation=splits.get("validation"))
 
 
 def to_flow_space(images: bool, x, key):
@@ -135,6 +200,23 @@ def to_flow_space(images: bool, x, key):
         return datasets.preprocess(x, key=key)
     x = jnp.asarray(x)
     return x, jnp.zeros(x.shape[:-1], x.dtype)
+
+
+def from_flow_space(images: bool, ys):
+    """`(x, log_det)`: points `ys` of the flow's space in the data's space, and
+    `log|det dy/dx|` per point, so that `log p(x) = log p(y) + log_det`.
+
+    Images: the dequantized pixels `v = x + u` of [`to_flow_space`][] (in `[0, 17)` where
+    `y` lies in the range of the logit map, beyond it where the flow puts mass outside);
+    the density is per unit pixel volume, the units of the test NLL. Toys pass through.
+    """
+    ys = jnp.asarray(ys)
+    if not images:
+        return ys, jnp.zeros(ys.shape[:-1], ys.dtype)
+    levels = datasets.DIGITS_NUM_LEVELS
+    u = datasets.inverse_logit_transform(ys)
+    _, log_det = datasets.logit_transform(u)
+    return u * levels, log_det - ys.shape[-1] * math.log(levels)
 
 
 class FlowLoss(eqx.Module):
@@ -264,19 +346,94 @@ def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
     }
 
 
-def main(config: Config) -> dict:
-    """Train, evaluate, plot; returns the results dict also written to `results.json`."""
-    check_config(config)
-    run = Run(config, keys=("model", "train", "eval", "plot"))
+def validation(config: Config, data: Data, key, data_parallel=None) -> Validation:
+    """`--eval-every`: the NLL of the validation split (exact trace, evaluation tolerances),
+    the lower the better. `key` fixes the dequantization noise, so that every evaluation
+    scores the same points."""
+
+    def metrics(cnf: nk.CNF) -> dict:
+        exact = evaluation_model(config, cnf).with_trace_estimator(nk.ExactTrace())
+        result = evaluate_nll(exact, data, data.validation, batch=config.eval_batch, key=key,
+                              data_parallel=data_parallel)
+        return {"val_nll": result["nll"], "val_num_steps": result["num_steps"]}
+
+    return Validation(metrics, best="val_nll")
+
+
+def draw_samples(cnf: nk.CNF, images: bool, n: int, *, batch: int, key):
+    """`(x, log_prob)`: `n` samples of the flow in the data's space `(n, dim)` and their
+    log-density there `(n,)`, from one backward solve each with the exact trace, drawn
+    `batch` at a time (one compilation)."""
+    exact = cnf.with_trace_estimator(nk.ExactTrace())
+    size = min(n, batch)
+    xs, log_probs = [], []
+    for i in range(-(-n // size)):
+        x, log_prob = _sample_with_log_prob(exact, images, size, jr.fold_in(key, i))
+        xs.append(np.asarray(nk_local(x)))
+        log_probs.append(np.asarray(nk_local(log_prob)))
+    return np.concatenate(xs)[:n], np.concatenate(log_probs)[:n]
+
+
+@eqx.filter_jit
+def _sample_with_log_prob(cnf: nk.CNF, images: bool, size: int, key):
+    ys, log_prob = jax.vmap(lambda k: cnf.sample_and_log_prob(key=k))(jr.split(key, size))
+    xs, log_det = from_flow_space(images, ys)
+    return xs, log_prob + log_det
+
+
+def write_samples(config: Config, cnf: nk.CNF, run: Run) -> dict:
+    """`--sample N`: `samples.npz` in the run's folder with `x` `(N, dim)` and `log_prob`
+    `(N,)` in the data's space (see [`from_flow_space`][]), drawn from the run's seed."""
+    x, log_prob = draw_samples(evaluation_model(config, cnf), config.dataset == "digits",
+                               config.sample, batch=config.eval_batch,
+                               key=jr.fold_in(run.keys["plot"], 1))
+    path = run.out / "samples.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, log_prob=log_prob)
+    if is_main_process():
+        atomic_write_bytes(path, buffer.getvalue())
+    space = "dequantized pixels v = x + u" if config.dataset == "digits" else "data space"
+    print(f"wrote {path}: x {x.shape} ({space}), log_prob {log_prob.shape} (nats, the same space)")
+    return {"path": path, "x": x, "log_prob": log_prob}
+
+
+def evaluate_trained(config: Config, cnf: nk.CNF, run: Run) -> dict:
+    """`--evaluate`: the test metrics of the trained `cnf` again (the same keys as after
+    training), written with provenance to `evaluation.json`."""
     data = load_data(config)
+    results = run.results(**summarise(config, evaluation_model(config, cnf), data,
+                                      run.keys["eval"], run.data_parallel))
+    run.write(results, name="evaluation.json")
+    _print_summary(results, run.out, "evaluation.json")
+    return results
+
+
+KEYS = ("model", "train", "eval", "plot")
+"""The named keys of a run, split from `--seed` in this order."""
+
+
+def main(config: Config) -> dict:
+    """Train, evaluate, plot; returns the results dict also written to `results.json`.
+
+    With `--sample` or `--evaluate`, use the trained run in `--out` instead (no training):
+    returns the evaluation results, and `{"samples": ...}` (see [`write_samples`][]).
+    """
+    check_config(config)
+    if config.sample is not None or config.evaluate:
+        return use_trained(config)
+    run = Run(config, keys=KEYS)
+    data = load_data(config, validation=config.eval_every > 0)
     cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
     cnf, history = run.fit(
         cnf, make_loss(config, data), training_optimizer(config.lr, config.steps, config.clip_norm),
         functools.partial(datasets.batch_at, data.train, batch_size=config.batch_size,
                           seed=config.seed, rows=run.rows(config.batch_size)),
+        validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
+        if config.eval_every else None,
     )
     results = run.results(
-        **summarise(config, cnf, data, run.keys["eval"], run.data_parallel),
+        **summarise(config, evaluation_model(config, cnf), data, run.keys["eval"],
+                    run.data_parallel),
         train_num_steps_last_100=recent_mean(history, "num_steps"),
         train_seconds_this_run=run.train_seconds,
     )
@@ -287,14 +444,25 @@ def main(config: Config) -> dict:
     return results
 
 
-def _print_summary(results: dict, out: Path) -> None:
+def use_trained(config: Config) -> dict:
+    """`--evaluate` and `--sample N` on the trained run in `--out` (its own config, with
+    the [`LOADED_RUN_OPTIONS`][] given beside them)."""
+    run, cnf = load_trained(config, keys=KEYS, options=LOADED_RUN_OPTIONS)
+    check_config(run.config)
+    results = evaluate_trained(run.config, cnf, run) if config.evaluate else {}
+    if config.sample is not None:
+        results |= {"samples": write_samples(run.config, cnf, run)}
+    return results
+
+
+def _print_summary(results: dict, out: Path, name: str = "results.json") -> None:
     line = f"test NLL {results['test_nll']:.4f} ± {results['test_nll_se']:.4f} nats"
     if "true_entropy" in results:
         line += f"; true entropy {results['true_entropy']:.4f}; KL gap {results['kl_gap']:.4f}"
     if "bits_per_dim" in results:
         line += (f"; {results['bits_per_dim']:.3f} bits/dim (Gaussian baseline "
                  f"{results['gaussian_baseline_bits_per_dim']:.3f})")
-    print(f"{line}\nwrote {out}/results.json")
+    print(f"{line}\nwrote {out}/{name}")
 
 
 def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):

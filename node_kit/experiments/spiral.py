@@ -13,6 +13,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 import optax
 
@@ -81,6 +82,11 @@ def build_model(config: Config, key) -> nk.NeuralODE:
     return nk.NeuralODE(
         field, solve_settings("tsit5", config.adjoint, rtol=config.rtol, atol=config.atol)
     )
+
+
+def model_skeleton(config: Config) -> nk.NeuralODE:
+    """The model of `config` with placeholder weights, for [`node_kit.load_run`][]."""
+    return build_model(config, jr.key(0))
 
 
 def window_sampler(ts, ys, config: Config, rows: slice | None = None):

@@ -6,7 +6,10 @@
 (`interpolation`, `extrapolation`, `classification`) and the fraction of time points the
 model reads (`--observed`). Writes `results.json` (config, versions, test metrics beside
 simple non-learned baselines, solver steps, wall time), `history.csv`, a picture of test
-series and a resumable checkpoint to `--out`.
+series, a resumable checkpoint and the trained weights (`model.eqx`) to `--out`.
+`--evaluate` computes the test metrics of the trained run in `--out` again, without
+training (`evaluation.json`); `--eval-every K` adds the validation metric to the history
+every K steps and keeps the best model as `best.eqx`; `nk.load_run(out)` loads the model.
 
 **Tasks.** Interpolation reads a random `observed` share of each series' points (redrawn
 every training step, fixed per series for the test) and is scored on every point.
@@ -20,6 +23,7 @@ predicts the label. Training targets are all available points for both regressio
 import dataclasses
 import functools
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -35,12 +39,17 @@ from .._checks import is_real
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
 from ._run import (
+    check_eval_tolerances,
     check_training_flags,
+    evaluation_tolerances,
+    load_trained,
     ParallelConfig,
     recent_mean,
     Run,
     run_command,
     training_optimizer,
+    Validation,
+    with_weights,
 )
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
@@ -56,41 +65,57 @@ ENCODER_SOLVER_NAMES = SOLVER_NAMES
 """`euler` takes `--encoder-steps` fixed steps per gap (the paper's encoder); others adapt."""
 
 
+def _flag(default, text: str):
+    """A config field with its `--help` text (the default is appended to it)."""
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(ParallelConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = "periodic"
-    model: str = "latent_ode"
-    task: str = "interpolation"
-    observed: float = dataclasses.field(default=0.5, metadata={"help": "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed"})
-    steps: int = dataclasses.field(default=1200, metadata={"help": "training steps (a resumed run stops at this total)"})
-    batch_size: int = 50
-    lr: float = 3e-3
-    latent: int = dataclasses.field(default=16, metadata={"help": "latent ODE: size of z0"})
-    hidden: int = dataclasses.field(default=32, metadata={"help": "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)"})
-    width: int = dataclasses.field(default=64, metadata={"help": "width of every MLP"})
-    depth: int = 2
-    obs_std: float = dataclasses.field(default=0.01, metadata={"help": "latent ODE: fixed observation noise of the Gaussian likelihood"})
-    kl_warmup: int = dataclasses.field(default=100, metadata={"help": "latent ODE: steps over which the KL weight rises linearly to 1"})
-    ce_weight: float = dataclasses.field(default=100.0, metadata={"help": "latent ODE classification: weight of the cross-entropy beside the ELBO"})
-    adjoint: str = "checkpoint"
-    solver: str = "tsit5"
-    rtol: float = dataclasses.field(default=1e-3, metadata={"help": "relative tolerance of adaptive solves"})
-    atol: float = dataclasses.field(default=1e-4, metadata={"help": "absolute tolerance of adaptive solves"})
-    encoder_solver: str = dataclasses.field(default="euler", metadata={"help": "ODE-RNN and latent ODE encoder: euler takes --encoder-steps fixed steps per gap; the others adapt"})
-    encoder_steps: int = dataclasses.field(default=1, metadata={"help": "fixed Euler steps per gap"})
-    window: int = dataclasses.field(default=100, metadata={"help": "consecutive time points per series, at a seeded random start; shorter series stay whole"})
-    train_size: int = dataclasses.field(default=0, metadata={"help": "use the first N training series (0: all)"})
-    eval_batch: int = 100
-    eval_samples: int = dataclasses.field(default=16, metadata={"help": "latent ODE: z0 draws for the picture's uncertainty band"})
-    clip_norm: float = dataclasses.field(default=10.0, metadata={"help": "clip the gradient's global norm to this (0: off)"})
-    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "steps between checkpoints (one is always written at the end)"})
-    seed: int = 0
-    data_dir: str = ""
-    out: str = dataclasses.field(default="runs/timeseries", metadata={"help": "output directory: results.json, history.csv, picture, checkpoint"})
-    resume: bool = dataclasses.field(default=False, metadata={"help": "continue from the checkpoint in --out"})
-    progress: bool = True
+    dataset: str = _flag("periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)")
+    model: str = _flag("latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)")
+    task: str = _flag("interpolation", "interpolation (score every point), extrapolation (read the first half, score the second) or classification")
+    observed: float = _flag(0.5, "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed")
+    steps: int = _flag(1200, "training steps (a resumed run stops at this total)")
+    batch_size: int = _flag(50, "training series per step")
+    lr: float = _flag(3e-3, "peak learning rate of AdamW (cosine decay to 5%% of it over --steps)")
+    latent: int = _flag(16, "latent ODE: size of z0")
+    hidden: int = _flag(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
+    width: int = _flag(64, "width of every MLP")
+    depth: int = _flag(2, "hidden layers of every MLP")
+    obs_std: float = _flag(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
+    kl_warmup: int = _flag(100, "latent ODE: steps over which the KL weight rises linearly to 1")
+    ce_weight: float = _flag(100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO")
+    adjoint: str = _flag("checkpoint", "how gradients go through the solves")
+    solver: str = _flag("tsit5", "adaptive solver of the latent ODE's decoder")
+    rtol: float = _flag(1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)")
+    atol: float = _flag(1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)")
+    encoder_solver: str = _flag("euler", "ODE-RNN and latent ODE encoder: euler takes --encoder-steps fixed steps per gap; the others adapt")
+    encoder_steps: int = _flag(1, "fixed Euler steps per gap")
+    window: int = _flag(100, "consecutive time points per series, at a seeded random start; shorter series stay whole")
+    train_size: int = _flag(0, "use the first N training series (0: all)")
+    eval_batch: int = _flag(100, "series per batch when evaluating (test, validation)")
+    eval_samples: int = _flag(16, "latent ODE: z0 draws for the picture's uncertainty band")
+    eval_every: int = _flag(0, "every K steps (and after the last), the validation metric (MSE, or accuracy) joins the history and the best model so far is kept as best.eqx (0: off)")
+    eval_rtol: float | None = _flag(None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)")
+    eval_atol: float | None = _flag(None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)")
+    clip_norm: float = _flag(10.0, "clip the gradient's global norm to this (0: off)")
+    checkpoint_every: int = _flag(100, "steps between checkpoints (one is always written at the end)")
+    seed: int = _flag(0, "seed of the initial weights, the batches, the windows and the masks")
+    data_dir: str = _flag("", "where the datasets are built and read (empty: $NODE_KIT_DATA_DIR, else ~/.cache/node_kit/tensorflow_datasets)")
+    out: str = _flag("runs/timeseries", "output folder: results.json, history.csv, picture, checkpoint.eqx, model.eqx")
+    resume: bool = _flag(False, "continue training from the checkpoint in --out")
+    progress: bool = _flag(True, "show a progress bar")
+    evaluate: bool = _flag(False, "load the trained run in --out and compute its test metrics again into evaluation.json; no training")
+
+
+LOADED_RUN_OPTIONS = ("eval_rtol", "eval_atol", "eval_batch", "data_dir")
+"""The flags that may change how a trained run is evaluated; the others are the run's own."""
+
+KEYS = ("model", "train", "eval", "plot")
+"""The named keys of a run, split from `--seed` in this order."""
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -121,10 +146,16 @@ def check_config(config: Config) -> None:
     check_flags(
         config, ints=("latent", "hidden", "width", "eval_batch", "eval_samples",
                       "encoder_steps", "window"),
-        counts=("depth", "kl_warmup", "train_size", "seed"),
+        counts=("depth", "kl_warmup", "train_size", "seed", "eval_every"),
         positive=("obs_std",), non_negative=("ce_weight",),
     )
     check_tolerances(config)
+    check_eval_tolerances(config)
+    if config.resume and config.evaluate:
+        raise ValueError(
+            "--resume trains on, while --evaluate uses the trained run in --out as it is; "
+            "pass one or the other (e.g. resume first, then --evaluate)."
+        )
     task = TASKS[config.task]
     if config.window < task.min_window:
         raise ValueError(
@@ -137,12 +168,15 @@ def check_config(config: Config) -> None:
             f"--task {task.name} needs a labelled dataset; {config.dataset!r} has no labels. "
             "Use --dataset japanese_vowels, or --task interpolation / extrapolation."
         )
-    train, _, test = spec.split_sizes(None)
+    train, validation, test = spec.split_sizes(None)
     check_at_most("train_size", config.train_size, train, f"{config.dataset} training series")
     train = config.train_size or train
     kept = " kept by --train-size" if config.train_size else ""
     check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training series{kept}")
     check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test series")
+    if config.eval_every:
+        check_at_most("eval_batch", config.eval_batch, validation,
+                      f"{config.dataset} validation series (--eval-every)")
 
 
 def series_masks(task: str, observed: float, key, available, readable):
@@ -161,6 +195,24 @@ def build_model(config: Config, data_size: int, num_classes: int | None, key):
     return MODELS[config.model].build(
         config, data_size, classes, settings=settings, encoder_settings=encoder_settings, key=key
     )
+
+
+def model_skeleton(config: Config):
+    """The model `config` trains, with untrained weights: what `nk.load_run` fills. Its
+    sizes come from the dataset's spec (channels, classes)."""
+    features = datasets.get_spec(config.dataset).features
+    label = features.get("label")
+    return build_model(config, features["x"].shape[-1],
+                       None if label is None else label.num_classes, jr.key(0))
+
+
+def evaluation_model(config: Config, model):
+    """`model` with the evaluation tolerances (`--eval-rtol`, `--eval-atol`) in its solves;
+    itself if they are the training ones."""
+    rtol, atol = evaluation_tolerances(config)
+    if (rtol, atol) == (config.rtol, config.atol):
+        return model
+    return with_weights(model_skeleton(dataclasses.replace(config, rtol=rtol, atol=atol)), model)
 
 
 def make_loss(config: Config):
@@ -192,16 +244,6 @@ def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) ->
     if not 1 <= size <= n:
         raise ValueError(f"--eval-batch must be in [1, {n}] (the test series); got {size}.")
 
-    @eqx.filter_jit
-    def run(model, t, x, available, readable, keys):
-        inputs, metric = jax.vmap(lambda k, a, r: task.masks(k, a, r, config.observed))(
-            keys, available, readable
-        )
-        outputs, steps = jax.vmap(lambda t, x, m: series_model.predict(model, task, t, x, m))(
-            t, x, inputs
-        )
-        return jax.vmap(task.score)(outputs, x, metric), steps, inputs, metric
-
     keys = jr.split(key, n)
     padded, place = size, (lambda arrays: arrays)
     if data_parallel is not None and data_parallel.num_devices > 1 and jax.process_count() == 1:
@@ -212,7 +254,7 @@ def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) ->
         index = np.arange(start, start + padded) % n  # wrap around: fixed shapes
         arrays = place((split.t[index], split.x[index], split.available[index],
                         split.readable[index], keys[index]))
-        out = run(model, *arrays)
+        out = _scored_batch(model, task, series_model, config.observed, *arrays)
         parts.append([np.asarray(local_value(part))[: min(size, n - start)] for part in out])
     scored, steps, inputs, metric = (np.concatenate(column) for column in zip(*parts))
     result = {"eval_num_steps": float(np.mean(steps))}
@@ -227,6 +269,19 @@ def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) ->
     return result
 
 
+@eqx.filter_jit
+def _scored_batch(model, task, series_model, observed: float, t, x, available, readable, keys):
+    """One batch of `evaluate`: the task's scores, solver steps and masks (compiled once
+    per model, task and shape: the test and validation evaluations of a run share it)."""
+    inputs, metric = jax.vmap(lambda k, a, r: task.masks(k, a, r, observed))(
+        keys, available, readable
+    )
+    outputs, steps = jax.vmap(lambda t, x, m: series_model.predict(model, task, t, x, m))(
+        t, x, inputs
+    )
+    return jax.vmap(task.score)(outputs, x, metric), steps, inputs, metric
+
+
 def _compare_with_paper(config: Config, results: dict) -> dict:
     """The paper's test MSE and our ratio to it on its scale, where the paper has one."""
     paper = PAPER_REFERENCES.get(config.dataset)
@@ -237,21 +292,45 @@ def _compare_with_paper(config: Config, results: dict) -> dict:
             "ratio_to_paper": results["test_mse_paper_scale"] / published}
 
 
-def main(config: Config) -> dict:
-    """Train, evaluate, plot; returns the results dict also written to `results.json`."""
-    check_config(config)
+def validation(config: Config, data, key, data_parallel=None) -> Validation:
+    """`--eval-every`: the task's metric on the validation split (`val_mse`, or
+    `val_accuracy`), with the evaluation tolerances and the fixed masks of `key`."""
     task = TASKS[config.task]
-    run = Run(config, keys=("model", "train", "eval", "plot"))
-    data = load_data(config, task)
+    name = task.metric.replace("test_", "val_", 1)
+
+    def metrics(model) -> dict:
+        result = evaluate(evaluation_model(config, model), config, data.validation, key=key,
+                          data_parallel=data_parallel)
+        return {name: result[task.metric], "val_num_steps": result["eval_num_steps"]}
+
+    return Validation(metrics, best=name, higher_is_better=task.higher_is_better)
+
+
+def main(config: Config) -> dict:
+    """Train, evaluate, plot; returns the results dict also written to `results.json`.
+
+    With `--evaluate`, evaluate the trained run in `--out` instead (no training): see
+    [`evaluate_trained`][].
+    """
+    check_config(config)
+    if config.evaluate:
+        run, model = load_trained(config, keys=KEYS, options=LOADED_RUN_OPTIONS)
+        check_config(run.config)
+        return evaluate_trained(run.config, model, run)
+    task = TASKS[config.task]
+    run = Run(config, keys=KEYS)
+    data = load_data(config, task, validation=config.eval_every > 0)
     model = build_model(config, data.data_size, data.num_classes, run.keys["model"])
     model, history = run.fit(
         model, make_loss(config), training_optimizer(config.lr, config.steps, config.clip_norm),
         functools.partial(batch_at, data.train, batch_size=config.batch_size, seed=config.seed,
                           rows=run.rows(config.batch_size)),
+        validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
+        if config.eval_every else None,
     )
     earlier = run.earlier_train_seconds()
     start = time.perf_counter()
-    metrics = evaluate(model, config, data.test, key=run.keys["eval"],
+    metrics = evaluate(evaluation_model(config, model), config, data.test, key=run.keys["eval"],
                        data_parallel=run.data_parallel)
     results = run.results(
         **metrics,
@@ -269,8 +348,28 @@ def main(config: Config) -> dict:
     fig = task.picture(model, MODELS[config.model], config, data, results,
                        key=run.keys["plot"], mask_key=run.keys["eval"])
     run.save_figure(fig, f"{config.dataset}_{config.task}.png", dpi=100)
-    print(f"{task.summary_line(results)}\nwrote {run.out}/results.json")
+    _print_summary(task, results, run.out)
     return results
+
+
+def evaluate_trained(config: Config, model, run: Run) -> dict:
+    """`--evaluate`: the test metrics of the trained `model` again (the same masks as
+    after training), written with provenance to `evaluation.json`."""
+    data = load_data(config, TASKS[config.task])
+    start = time.perf_counter()
+    metrics = evaluate(evaluation_model(config, model), config, data.test, key=run.keys["eval"],
+                       data_parallel=run.data_parallel)
+    results = run.results(**metrics, test_series=len(data.test.t),
+                          eval_seconds=time.perf_counter() - start,
+                          normalisation=data.normalisation)
+    results |= _compare_with_paper(config, results)
+    run.write(results, name="evaluation.json")
+    _print_summary(TASKS[config.task], results, run.out, "evaluation.json")
+    return results
+
+
+def _print_summary(task, results: dict, out: Path, name: str = "results.json") -> None:
+    print(f"{task.summary_line(results)}\nwrote {out}/{name}")
 
 
 def parse_args(argv=None) -> Config:

@@ -1,0 +1,218 @@
+"""Load a trained run of a command: its model and config, rebuilt from what the run wrote.
+
+A training command (`python -m node_kit.experiments.<name>`) writes into its `--out`
+folder the checkpoint `checkpoint.eqx` while it trains and the weights `model.eqx` when it
+ends (`best.eqx` with `--eval-every`). Each file's header records the command (its module)
+and the full config of the run. [`node_kit.load_run`][] reads the header, imports the
+command's module (only then: node_kit never imports the commands on its own), rebuilds its
+`Config` and the model's skeleton (`model_skeleton(config)`), and reads the weights into it.
+"""
+
+import dataclasses
+import importlib
+import io
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+from ._checks import type_name
+from ._io import CheckpointError, read_checkpoint_bytes
+
+COMMANDS = "node_kit.experiments."
+"""The package of the commands; a run's recorded command must be one of its modules."""
+
+FILES = {"final": ("model.eqx", "checkpoint.eqx"), "best": ("best.eqx",)}
+"""The files a run's weights are read from, in order of preference."""
+
+
+def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool = False):
+    """The trained model of a command's run and its config, without training.
+
+    **Arguments:**
+
+    - `run`: the run's output folder (the `--out` it was trained with).
+    - `command`: the command the run must come from (`"cnf"` or
+        `"node_kit.experiments.cnf"`); a run of another command is an error. `None`:
+        any command.
+    - `best`: load the best model on the validation split (`best.eqx`, written by
+        `--eval-every`) instead of the final one.
+
+    **Returns:**
+
+    `(model, config)`: the model with the trained weights, and the command's frozen
+    `Config` as the run was trained (its `out` the folder given here; a flag added to
+    the command since then takes its default). The final model is read from `model.eqx`,
+    written when training ends, or, for a run that stopped early (killed, diverged),
+    from its last `checkpoint.eqx`.
+
+    ```python
+    model, config = nk.load_run("runs/cnf", command="cnf")  # an nk.CNF, cnf.Config
+    log_p = model.log_prob_batched(points)
+    ```
+
+    **Raises:**
+
+    `ValueError` naming `run` for a folder that does not exist or holds no run, a run
+    of another command, or a command whose runs cannot be loaded;
+    [`node_kit.CheckpointError`][] for a damaged file or weights that do not fit the
+    command's model.
+
+    !!! warning
+
+        Loading imports the recorded command's module, so only modules of
+        `node_kit.experiments` are accepted; the weights themselves are plain arrays
+        (`eqx.tree_deserialise_leaves`), never pickles.
+    """
+    folder = _check_folder(run)
+    if command is not None:
+        if not isinstance(command, str):
+            raise ValueError(f"`command` must be a command's name such as \"cnf\", or None; "
+                             f"got {type_name(command)}.")
+        command = command if command.startswith(COMMANDS) else COMMANDS + command
+    path = _weights_file(folder, best, command)
+    header, payload = read_checkpoint_bytes(path, fix=_fix(path))
+    record = _record(header, path)
+    module = _command_module(record["command"], path, command)
+    values = dict(record["config"])
+    if "out" in {field.name for field in dataclasses.fields(module.Config)}:
+        values["out"] = str(folder)  # where the run is now
+    config = config_from_record(module.Config, values, path)
+    model = _read_weights(payload, module.model_skeleton(config), path)
+    return model, config
+
+
+def _fix(path: Path) -> str:
+    """What to do about an unreadable weights file."""
+    if path.name == "model.eqx" and (path.parent / "checkpoint.eqx").exists():
+        return ("Delete it and nk.load_run reads the run's checkpoint.eqx instead (the same "
+                "weights, for a run that finished), or train the run again.")
+    return "Train the run again, or pass the folder of another run."
+
+
+def _check_folder(run) -> Path:
+    if not isinstance(run, (str, os.PathLike)):
+        raise ValueError(
+            f"`run` must be the output folder of a training run (a str or path, the --out it "
+            f"was trained with); got {type_name(run)}."
+        )
+    folder = Path(run)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ValueError(
+            f"`run` must be the output folder of a training run (the --out it was trained "
+            f"with); got {str(folder)!r}, which {what}. Pass the folder a command wrote, e.g. "
+            "runs/cnf after python -m node_kit.experiments.cnf --out runs/cnf."
+        )
+    return folder
+
+
+def _weights_file(folder: Path, best: bool, command: str | None) -> Path:
+    names = FILES["best" if best else "final"]
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    inner = sorted(p.parent.name for name in FILES["final"] for p in folder.glob(f"*/{name}"))
+    hint = (f" It holds runs in its subfolders {', '.join(dict.fromkeys(inner))}: pass one "
+            "of those." if inner else "")
+    if best:
+        detail = ("holds no best.eqx (the best model on the validation split, kept by a run "
+                  "trained with --eval-every K). Pass best=False for the final model, or "
+                  "train with --eval-every.")
+    else:
+        detail = (f"holds no trained run (no {' or '.join(names)}). Train one there "
+                  f"(python -m {command or COMMANDS + '<command>'} --out {folder}), or pass "
+                  "the folder of a finished run.")
+    raise ValueError(f"`run` must be the output folder of a training run; {str(folder)!r} "
+                     f"{detail}{hint}")
+
+
+def _record(header: dict, path: Path) -> dict:
+    """The `{"command", "config"}` a run wrote into the file's header."""
+    record = header.get("info")
+    if not (isinstance(record, dict) and isinstance(record.get("command"), str)
+            and isinstance(record.get("config"), dict)):
+        raise ValueError(
+            f"`run`: {path} does not say which command wrote it (it was written by an "
+            "older node_kit, or by nk.fit outside a command). Resume the run once with its "
+            "command and --resume (the same --steps) to record it, or load the weights "
+            "with nk.load_checkpoint and the model you built."
+        )
+    return record
+
+
+def _command_module(name: str, path: Path, expected: str | None):
+    if expected is not None:
+        if name != expected:
+            raise ValueError(
+                f"`run` must be a run of {expected}; {path.parent} is a run of {name!r}. "
+                f"Use that command (python -m {name} --out {path.parent} ...), or pass the "
+                f"folder of a {expected.rsplit('.', 1)[-1]} run."
+            )
+    if not (name.startswith(COMMANDS) and name[len(COMMANDS):].isidentifier()):
+        raise ValueError(
+            f"`run`: {path} names the command {name!r}, which is not a node_kit command "
+            f"(a module of {COMMANDS[:-1]}); it is not a run node_kit can load."
+        )
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise ValueError(
+            f"`run`: {path} was written by the command {name!r}, which this node_kit does "
+            "not have. Load it with the node_kit version that wrote it."
+        ) from None
+    if not (hasattr(module, "Config") and callable(getattr(module, "model_skeleton", None))):
+        raise ValueError(
+            f"`run`: {path.parent} is a run of {name}, whose runs cannot be loaded (the "
+            "command does not define model_skeleton(config)); the runs of "
+            "node_kit.experiments.cnf and node_kit.experiments.timeseries can. Read its "
+            "weights with nk.load_checkpoint into the model the command builds."
+        )
+    return module
+
+
+def config_from_record(config_cls, values: dict, path: Path | str = "the run"):
+    """`config_cls(**values)` from a run's recorded (JSON) config: lists back to tuples,
+    fields added to the command since the run at their defaults; a field the command no
+    longer has is an error."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"`run`: {path} was trained with settings this node_kit's {config_cls.__module__} "
+            f"does not have ({', '.join(unknown)}). Load it with the node_kit version that "
+            "wrote it."
+        )
+    hints = typing.get_type_hints(config_cls)
+    return config_cls(**{name: _from_json(hints[name], value) for name, value in values.items()})
+
+
+def _from_json(hint, value: Any) -> Any:
+    """A JSON value back as the field's type: a list as a tuple for a tuple field."""
+    hints = (hint, *typing.get_args(hint))
+    if isinstance(value, list) and any(typing.get_origin(h) is tuple for h in hints):
+        return tuple(value)
+    return value
+
+
+def _read_weights(payload: bytes, skeleton, path: Path):
+    """The skeleton with the weights of `payload`: a model alone (`model.eqx`, `best.eqx`,
+    read to the end), or a model then its optimizer state (`checkpoint.eqx`)."""
+    stream = io.BytesIO(payload)
+    try:
+        model = eqx.tree_deserialise_leaves(stream, skeleton)  # checks each array's shape
+        problem = None
+        if path.name != "checkpoint.eqx" and stream.tell() != len(payload):
+            problem = f"{len(payload) - stream.tell()} bytes of it were not read"
+    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
+        problem = f"{type(error).__name__}: {error}"
+    if problem is not None:
+        raise CheckpointError(
+            f"the weights in {path} do not fit the model its command builds from the run's "
+            f"config ({problem}); the command's model changed since the run was trained. "
+            "Load it with the node_kit version that wrote it, or train again.",
+            damaged=False,
+        )
+    return model
