@@ -62,7 +62,7 @@ class LatentODE(eqx.Module):
     - `hidden_size`: the encoder ODE-RNN's hidden size.
     - `width_size`, `depth`: the MLPs (both ODE fields, observation map, classifier).
     - `num_classes`: add a classifier head on `z0` with this many logits (`None`: none).
-    - `obs_std`: the fixed observation standard deviation (0.01 as in the paper).
+    - `obs_std`: the fixed observation standard deviation (the paper's code: 0.01, 1e-3 for hopper).
     - `settings`: the decoder's [`node_kit.SolveSettings`][]; or its arguments as
         keywords (`solver=...`, `adjoint=...`).
     - `encoder_settings`: the encoder's, per gap on `s in [0, 1]` (see
