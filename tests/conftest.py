@@ -1,4 +1,10 @@
-"""Shared test set-up: float64 on, seeded keys, and an explicit-tolerance allclose."""
+"""Shared test set-up: float64 on, seeded keys, an explicit-tolerance allclose, and the
+reference numbers of the tiny command runs."""
+
+import json
+import math
+import os
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -37,3 +43,33 @@ def max_relative_error(x, y) -> float:
         a, b = jnp.asarray(a), jnp.asarray(b)
         errors.append(float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-30)))
     return max(errors)
+
+
+REFERENCE_NUMBERS = Path(__file__).with_name("reference_numbers.json")
+RECORD_ENV = "NODE_KIT_RECORD_REFERENCE"
+
+
+def check_reference_numbers(name: str, values: dict, *, rtol: float = 1e-5) -> None:
+    """The numbers a tiny command run gives are the committed ones in
+    tests/reference_numbers.json, so that a change to the numerics fails here instead of
+    silently staling the committed results and the README.
+
+    A change meant to move the numbers re-records them (`NODE_KIT_RECORD_REFERENCE=1
+    python -m pytest tests/test_experiment_cnf.py tests/test_experiment_timeseries.py`,
+    without `-n`) and, in the same commit, re-runs what they feed
+    (`python experiments/reproduce.py`).
+    """
+    values = {k: float(v) for k, v in values.items()}
+    stored = json.loads(REFERENCE_NUMBERS.read_text()) if REFERENCE_NUMBERS.exists() else {}
+    if os.environ.get(RECORD_ENV):
+        stored[name] = values
+        REFERENCE_NUMBERS.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+        return
+    assert name in stored, f"no reference numbers for {name!r}; record them with {RECORD_ENV}=1"
+    moved = {k: (stored[name].get(k), v) for k, v in values.items()
+             if stored[name].get(k) is None or not math.isclose(v, stored[name][k], rel_tol=rtol)}
+    assert not moved, (
+        f"{name}: numbers moved from tests/reference_numbers.json (reference, now): {moved}. "
+        f"If the change is meant to move them, re-record with {RECORD_ENV}=1 and re-run the "
+        "committed results they feed (python experiments/reproduce.py)."
+    )

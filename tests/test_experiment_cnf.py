@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from conftest import tree_allclose
+from conftest import check_reference_numbers, tree_allclose
 
 import node_kit as nk
 from node_kit import datasets
@@ -90,6 +90,12 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir, monkeypatch):
     assert best["best_step"] == min(val, key=val.get) and best["best_value"] == min(val.values())
     assert read_checkpoint_bytes(tmp_path / "best.eqx")[0]["step"] == best["best_step"]
     assert tree_allclose(nk.load_run(tmp_path)[0], trained[-1], rtol=0, atol=0)
+    final = json.loads((tmp_path / "results.json").read_text())
+    check_reference_numbers("cnf tiny run, resumed", {
+        "test_nll after 3 steps": written["test_nll"], "test_nll after 5": final["test_nll"],
+        **{f"{key} at step {row['step']}": row[key] for row in history
+           for key in ("loss", "val_nll", "num_steps")},
+    })
 
 
 def test_sampled_pixels_carry_the_log_determinant():

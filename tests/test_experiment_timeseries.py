@@ -6,7 +6,7 @@ import json
 import jax.random as jr
 import numpy as np
 import pytest
-from conftest import tree_allclose
+from conftest import check_reference_numbers, tree_allclose
 
 import node_kit as nk
 from node_kit._io import read_checkpoint_bytes
@@ -65,6 +65,11 @@ def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, monkeypatch
     assert loaded == config and tree_allclose(model, trained[-1], rtol=0, atol=0)
     evaluated = ts_experiment.main(_config(tmp_path, data_dir, "--evaluate"))
     assert evaluated["test_mse"] == written["test_mse"]
+    check_reference_numbers("timeseries tiny latent ODE interpolation", {
+        "test_mse": written["test_mse"], "eval_num_steps": written["eval_num_steps"],
+        **{f"loss at step {row['step']}": row["loss"]
+           for row in nk.read_history(tmp_path / "history.csv")},
+    })
     assert json.loads((tmp_path / "evaluation.json").read_text())["test_mse"] == written["test_mse"]
     with pytest.raises(ValueError, match=r"must be a run of node_kit.experiments.cnf; .* is a run "
                        r"of 'node_kit.experiments.timeseries'"):
@@ -110,6 +115,8 @@ def test_ode_rnn_extrapolates(tmp_path, data_dir):
     # Only the first half is read; 11 gaps plus the last evolve take >= 1 step each.
     assert results["observed_share"] == pytest.approx(0.5)
     assert results["eval_num_steps"] >= 12
+    check_reference_numbers("timeseries tiny ODE-RNN extrapolation", {
+        "test_mse": results["test_mse"], "eval_num_steps": results["eval_num_steps"]})
     assert (tmp_path / "periodic_extrapolation.png").exists()
 
 
