@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 
 from ._checks import type_name
 from ._io import CheckpointError, read_checkpoint_bytes
@@ -46,7 +47,8 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     `Config` as the run was trained (its `out` the folder given here; a flag added to
     the command since then takes its default). The final model is read from `model.eqx`,
     written when training ends, or, for a run that stopped early (killed, diverged),
-    from its last `checkpoint.eqx`.
+    from its last `checkpoint.eqx`. Floating weights take the current default float width
+    (a run trained in float32 loads as float64 with `jax_enable_x64` on).
 
     ```python
     model, config = nk.load_run("runs/cnf", command="cnf")  # an nk.CNF, cnf.Config
@@ -197,12 +199,24 @@ def _from_json(hint, value: Any) -> Any:
     return value
 
 
+def _as_skeleton_float(stream, like):
+    """Equinox's reading of one leaf, with a floating array cast to the skeleton's dtype."""
+    value = eqx.default_deserialise_filter_spec(stream, like)
+    like_dtype = getattr(like, "dtype", None)
+    if (like_dtype is not None and jnp.issubdtype(like_dtype, jnp.floating)
+            and jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != like_dtype):
+        return jnp.asarray(value, like_dtype)
+    return value
+
+
 def _read_weights(payload: bytes, skeleton, path: Path):
     """The skeleton with the weights of `payload`: a model alone (`model.eqx`, `best.eqx`,
     read to the end), or a model then its optimizer state (`checkpoint.eqx`)."""
     stream = io.BytesIO(payload)
     try:
-        model = eqx.tree_deserialise_leaves(stream, skeleton)  # checks each array's shape
+        # Checks each array's shape; floats take the skeleton's width, so a run trained in
+        # float32 loads with float64 on (jax_enable_x64) and the other way round.
+        model = eqx.tree_deserialise_leaves(stream, skeleton, filter_spec=_as_skeleton_float)
         problem = None
         if path.name != "checkpoint.eqx" and stream.tell() != len(payload):
             problem = f"{len(payload) - stream.tell()} bytes of it were not read"

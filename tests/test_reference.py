@@ -42,3 +42,29 @@ def test_reproduce_rebuilds_every_committed_config_from_its_flags():
             if name not in reproduce.NOT_DEFINING:
                 assert rebuilt[name] == value, (run.name, name, rebuilt[name], value)
         reproduce.headline(run.command, run.results)  # every run has its headline metrics
+
+
+@pytest.mark.parametrize("run", ["cnf/8gaussians", "timeseries/periodic_latent_ode_interp"])
+def test_committed_default_runs_load_without_training(run):
+    """The default runs' model.eqx is committed: nk.load_run gives the model and the config
+    their results.json records."""
+    import dataclasses
+    import json
+
+    import equinox as eqx
+
+    import node_kit as nk
+
+    folder = Path(__file__).parents[1] / "experiments" / "results" / run
+    model, config = nk.load_run(folder)
+    recorded = json.loads((folder / "results.json").read_text())["config"]
+    loaded = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert {k: loaded[k] for k in recorded if k not in ("out", "resume")} == {
+        k: v for k, v in recorded.items() if k not in ("out", "resume")}
+    assert sum(x.size for x in jax_leaves(eqx.filter(model, eqx.is_inexact_array))) > 1000
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
