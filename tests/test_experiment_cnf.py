@@ -203,7 +203,7 @@ def test_bad_runs_give_clear_errors(tmp_path, data_dir):
         cnf_experiment.main(_config(tmp_path / "series", data_dir, "--evaluate"))
     for command, match in (("os", "'os', which is not a node_kit command"),
                            ("node_kit.experiments.nope", "which this node_kit does not have"),
-                           ("node_kit.experiments.spiral", "whose runs cannot be loaded")):
+                           ("node_kit.experiments.deq", "whose runs cannot be loaded")):
         _weights_file(tmp_path / "odd" / "model.eqx", command)
         with pytest.raises(ValueError, match=match):
             nk.load_run(tmp_path / "odd")
