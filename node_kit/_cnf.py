@@ -5,9 +5,9 @@ The log-density follows from the instantaneous change of variables,
 `log p(x) = log N(z(t1); 0, I) + ∫_0^t1 tr(∂f/∂z) dt`, solved as one augmented state
 `[z, ∫ tr, (∫ ||f||^2, ∫ ||∂f/∂z||_F^2)]`.
 
-Sampling runs the flow backwards. Every solve goes through a [`node_kit.NeuralODE`][] on
-the CNF's [`node_kit.SolveSettings`][] (same solver, controller, adjoint, `max_steps` and
-failure checks), with times
+Sampling runs the flow backwards. Every solve goes through
+[`node_kit.SolveSettings.solve`][] on the CNF's settings (same solver, controller, adjoint,
+`max_steps` and failure checks as a [`node_kit.NeuralODE`][]), with times
 `[0, t1]`; the backward direction solves the time-reversed field
 `g(s, y) = -F(t1 - s, y)` forward in `s`, so `y(s = t1)` is the state at `t = 0`.
 """
@@ -17,6 +17,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import (
@@ -29,7 +30,7 @@ from ._checks import (
     check_real,
     type_name,
 )
-from ._neural_ode import NeuralODE
+from ._neural_ode import BatchedField
 from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
 from ._solve import SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
@@ -276,16 +277,19 @@ class CNF(eqx.Module):
         return _CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
 
     def _solve(self, field, y0, args, *, reverse: bool, batched: bool):
-        """One NeuralODE solve of `field` over `[0, t1]` (time-reversed if `reverse`)."""
+        """One solve of `field` over `[0, t1]` (time-reversed if `reverse`).
+
+        `y0` was checked by `_check_data` (one NaN check) and the times `[0, t1]` are
+        concrete and valid by construction, so this goes straight to the settings' solve
+        (with its failure check) without NeuralODE's input checks: they would add
+        run-time checks to every compiled CNF program and find nothing new.
+        """
         if reverse:
             field = _TimeReversed(field, self.t1)
-        node = NeuralODE(field, self.settings)
-        ts = jnp.array([0.0, self.t1], dtype=y0.dtype)
         if batched:
-            axis = None if args is None else 0
-            sol = node.solve_batched(ts, y0, args, args_axis=axis)
-        else:
-            sol = node.solve(ts, y0, args)
+            field = BatchedField(field, None if args is None else 0)
+        ts = np.array([0.0, self.t1], dtype=y0.dtype)
+        sol = self.settings.solve(field, ts, y0, args)
         return sol.ys[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:

@@ -146,6 +146,9 @@ class HutchinsonTrace(AbstractTraceEstimator):
                 "HutchinsonTrace needs the probe drawn by `draw_probe(key, shape, dtype)`; "
                 "got probe=None. Draw it once per solve and pass it to every call."
             )
+        # The probe is a sample, not a parameter: no gradient flows into it (under
+        # backsolve, diffrax would otherwise integrate a probe adjoint for nothing).
+        probe = jax.lax.stop_gradient(probe)
         f, vjp_fn = jax.vjp(fn, y)
         (eps_jacobian,) = vjp_fn(probe.astype(f.dtype))
         return f, jnp.sum(eps_jacobian * probe), eps_jacobian

@@ -87,3 +87,20 @@ def test_hutchinson_needs_key_and_probe(getkey):
         HutchinsonTrace().draw_probe(None, y.shape, y.dtype)
     with pytest.raises(ValueError, match="needs the probe drawn by `draw_probe"):
         HutchinsonTrace()(fn, y, None)
+
+
+def test_hutchinson_probe_gets_no_gradient(getkey):
+    """The probe is a sample, not a parameter: its cotangent is zero, the state's is
+    `ε^T J` differentiated as usual (against the same estimate without the stop)."""
+    fn, y = _field_at_point(getkey)
+    eps = HutchinsonTrace().draw_probe(getkey(), y.shape, y.dtype)
+
+    def unstopped(y, eps):  # the estimate as it was before the probe's gradient was stopped
+        f, vjp_fn = jax.vjp(fn, y)
+        return jnp.sum(vjp_fn(eps)[0] * eps)
+
+    grad = jax.jit(jax.grad(lambda y, e: HutchinsonTrace()(fn, y, e)[1], argnums=(0, 1)))
+    grad_y, grad_eps = grad(y, eps)
+    assert float(jnp.max(jnp.abs(grad_eps))) == 0.0
+    assert float(jnp.max(jnp.abs(jax.grad(unstopped, argnums=1)(y, eps)))) > 1e-3
+    np.testing.assert_allclose(grad_y, jax.grad(unstopped)(y, eps), rtol=1e-12, atol=1e-14)
