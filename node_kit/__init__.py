@@ -57,6 +57,7 @@ from ._parallel import (
     initialize_distributed as initialize_distributed,
 )
 from ._solve import SolveSettings as SolveSettings
+from ._rk4 import RK4 as RK4
 from ._vector_field import (
     AbstractVectorField as AbstractVectorField,
     AugmentedField as AugmentedField,

@@ -53,7 +53,8 @@ def test_linear_forward_matches_expm(getkey):
 
 @pytest.mark.parametrize(
     "solver, order",
-    [(diffrax.Euler(), 1), (diffrax.Heun(), 2), (diffrax.Bosh3(), 3), (diffrax.Tsit5(), 5)],
+    [(diffrax.Euler(), 1), (diffrax.Heun(), 2), (diffrax.Bosh3(), 3), (nk.RK4(), 4),
+     (diffrax.Tsit5(), 5)],
 )
 def test_solver_order_on_linear_problem(getkey, solver, order):
     A = _matrix(getkey())
@@ -69,6 +70,15 @@ def test_solver_order_on_linear_problem(getkey, solver, order):
         errors.append(np.linalg.norm(model(jnp.array([0.0, 1.0]), y0)[-1] - exact))
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.35, (slope, errors)
+
+
+def test_rk4_takes_fixed_steps_only(getkey):
+    model = nk.NeuralODE(
+        LinearField(_matrix(getkey())), solver=nk.RK4(),
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6), dt0=0.1,
+    )
+    with pytest.raises(Exception, match="does not provide error estimates"):
+        model(jnp.array([0.0, 1.0]), jnp.ones(3))
 
 
 def _loss(model, y0, weights):

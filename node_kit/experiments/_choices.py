@@ -41,6 +41,7 @@ class SolverChoice:
 
 SOLVERS = (
     SolverChoice("euler", diffrax.Euler, adaptive=False),
+    SolverChoice("rk4", nk.RK4, adaptive=False),
     SolverChoice("tsit5", diffrax.Tsit5, adaptive=True),
     SolverChoice("dopri5", diffrax.Dopri5, adaptive=True),
     SolverChoice("dopri8", diffrax.Dopri8, adaptive=True),

@@ -1,16 +1,31 @@
-"""Time node_kit's CNF training step against the same step written in raw diffrax.
+"""Compile and step times of node_kit against the same programs hand-written with diffrax.
 
-`python -m node_kit.experiments.cnf_overhead` builds one FFJORD model (ConcatSquash
-field, exact trace, Tsit5, PID controller, recursive checkpointing) and times a full
-training step (loss, gradient, Adam update; one `eqx.filter_jit`) two ways on the
-same parameters and batch: through `node_kit.CNF` + `node_kit.make_step`, and by
-hand with `diffrax.diffeqsolve`. Rounds alternate between the two so machine noise
-hits both; medians and their ratio are reported, compile time separately.
+`python -m node_kit.experiments.cnf_overhead` runs each workload two ways on the same
+parameters, batch and Hutchinson probes: through node_kit's public API (`node_kit`) and by
+hand with `diffrax.diffeqsolve` (`raw_diffrax`). The workloads:
+
+- `cnf_*`: FFJORD on 2-D data (ConcatSquash field, Tsit5, PID controller): a training step
+  (loss, gradient, Adam update in [`node_kit.make_step`][]) with the exact trace and
+  recursive checkpointing, with the Hutchinson trace and backsolve, and with the Hutchinson
+  trace and checkpointing; and `cnf_exact_eval`, the exact log-density of the batch (no
+  gradient).
+- `node_*`: a neural ODE (MLP field, fixed steps of `--dt`, MSE over `--save-times` output
+  times) training step with Euler and with RK4, each under backsolve and checkpointing.
+
+Per path: the first call's compile time split into tracing, lowering and XLA compilation
+(JAX's own monitoring events), the size of the lowered program, the loss and solver steps
+of the first call (the two paths compute the same function, so these agree), and the median
+step time over `--rounds` rounds that alternate between the paths so that machine noise hits
+both. Per workload, the floor: NFE (field evaluations of the forward solve, counted) times
+the time of one batched field evaluation with its VJP (for an evaluation, without the VJP),
+the work no solver loop can avoid; `step / floor` is what the loop costs on top of it.
 Writes `cnf_overhead.json` and `cnf_overhead.png` to `--out`.
 """
 
+import collections
 import dataclasses
 import time
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
@@ -22,137 +37,423 @@ import optax
 
 import node_kit as nk
 
-from ._choices import solve_settings
+from .._checks import check_choice
+from ._choices import solve_settings, solver_from_name
 from ._cli import parse_config
 from ._outputs import plt
 from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
+class Workload:
+    """One timed program: a CNF or neural ODE step (or a CNF evaluation)."""
+
+    name: str
+    model: str  # "cnf" or "node"
+    solver: str
+    adjoint: str
+    trace: str | None = None  # CNF only: "exact" or "hutchinson"
+    train: bool = True
+
+    @property
+    def description(self) -> str:
+        what = "training step" if self.train else "log-density (no gradient)"
+        if self.model == "cnf":
+            return f"CNF {what}, {self.trace} trace, {self.solver} + PID, {self.adjoint}"
+        return f"neural ODE {what}, {self.solver} fixed steps, {self.adjoint}"
+
+
+WORKLOADS = (
+    Workload("cnf_exact_checkpoint", "cnf", "tsit5", "checkpoint", "exact"),
+    Workload("cnf_hutchinson_backsolve", "cnf", "tsit5", "backsolve", "hutchinson"),
+    Workload("cnf_hutchinson_checkpoint", "cnf", "tsit5", "checkpoint", "hutchinson"),
+    Workload("cnf_exact_eval", "cnf", "tsit5", "checkpoint", "exact", train=False),
+    Workload("node_euler_backsolve", "node", "euler", "backsolve"),
+    Workload("node_euler_checkpoint", "node", "euler", "checkpoint"),
+    Workload("node_rk4_backsolve", "node", "rk4", "backsolve"),
+    Workload("node_rk4_checkpoint", "node", "rk4", "checkpoint"),
+)
+WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)
+PATHS = ("node_kit", "raw_diffrax")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """What is timed."""
 
-    data_size: int = dataclasses.field(default=2, metadata={"help": 'dimension of the data the flow models'})
-    width: int = dataclasses.field(default=64, metadata={"help": 'hidden width of the ConcatSquash field'})
-    depth: int = dataclasses.field(default=3, metadata={"help": 'hidden layers of the ConcatSquash field'})
-    batch_size: int = dataclasses.field(default=256, metadata={"help": 'points per timed training step'})
-    rtol: float = dataclasses.field(default=1e-5, metadata={"help": 'relative tolerance of the PID step-size controller'})
-    atol: float = dataclasses.field(default=1e-5, metadata={"help": 'absolute tolerance of the PID step-size controller'})
+    workloads: tuple[str, ...] = dataclasses.field(default=WORKLOAD_NAMES, metadata={"help": "the workloads to run (all by default)"})
+    data_size: int = dataclasses.field(default=2, metadata={"help": 'dimension of the data (CNF) and of the state (neural ODE)'})
+    width: int = dataclasses.field(default=64, metadata={"help": 'hidden width of the field'})
+    depth: int = dataclasses.field(default=3, metadata={"help": 'hidden layers of the field'})
+    batch_size: int = dataclasses.field(default=256, metadata={"help": 'points per timed step'})
+    rtol: float = dataclasses.field(default=1e-5, metadata={"help": 'relative tolerance of the CNF PID step-size controller'})
+    atol: float = dataclasses.field(default=1e-5, metadata={"help": 'absolute tolerance of the CNF PID step-size controller'})
+    dt: float = dataclasses.field(default=0.05, metadata={"help": 'fixed step of the neural ODE workloads (over [0, 1])'})
+    save_times: int = dataclasses.field(default=10, metadata={"help": 'output times of the neural ODE trajectory in [0, 1]'})
     rounds: int = dataclasses.field(default=15, metadata={"help": 'alternating rounds of node_kit and raw diffrax (machine noise hits both)'})
-    steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed training steps per path in each round'})
+    steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed steps per path in each round'})
+    floor_repeats: int = dataclasses.field(default=200, metadata={"help": 'field evaluations (with their VJP) in the compiled loop that times the floor'})
     seed: int = 0
     out: str = dataclasses.field(default="runs/cnf_overhead", metadata={"help": 'folder for cnf_overhead.json and cnf_overhead.png (the committed ones: --out experiments/results)'})
     progress: bool = True
 
 
-class RawDynamics(eqx.Module):
-    """`d/dt [z, logdet]` for a whole batch, written directly for diffrax."""
+# --- The hand-written programs ---------------------------------------------------------
+
+
+class RawCNFDynamics(eqx.Module):
+    """`d/dt [z, logdet]` for a whole batch, written directly for diffrax.
+
+    `args` is the batch of Hutchinson probes (`None` for the exact trace).
+    """
 
     field: nk.ConcatSquashField
+    hutchinson: bool = eqx.field(static=True)
 
-    def __call__(self, t, state, args):
-        def one(s):
+    def __call__(self, t, state, probes):
+        def exact(s):
             z = s[:-1]
             f, vjp_fn = jax.vjp(lambda y: self.field(t, y, None), z)
             (jacobian,) = jax.vmap(vjp_fn)(jnp.eye(z.shape[0], dtype=z.dtype))
             return jnp.concatenate([f, jnp.trace(jacobian)[None]])
 
-        return jax.vmap(one)(state)
+        def hutchinson(s, probe):
+            z = s[:-1]
+            f, vjp_fn = jax.vjp(lambda y: self.field(t, y, None), z)
+            (eps_jacobian,) = vjp_fn(probe)
+            return jnp.concatenate([f, jnp.sum(eps_jacobian * probe)[None]])
+
+        if self.hutchinson:
+            return jax.vmap(hutchinson)(state, jax.lax.stop_gradient(probes))
+        return jax.vmap(exact)(state)
 
 
-def raw_loss(field, xs, key, *, config: Config):
-    """Mean NLL of a batch by one `diffrax.diffeqsolve` (the hand-written baseline)."""
-    del key
-    y0 = jnp.concatenate([xs, jnp.zeros((xs.shape[0], 1), xs.dtype)], axis=1)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(RawDynamics(field)), diffrax.Tsit5(), 0.0, 1.0, None, y0,
-        stepsize_controller=diffrax.PIDController(rtol=config.rtol, atol=config.atol),
-        adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=4096,
+class RawBatchField(eqx.Module):
+    """The per-sample field vmapped over the batch: one ODE whose state is the batch."""
+
+    field: nk.MLPField
+
+    def __call__(self, t, ys, args):
+        return jax.vmap(self.field, in_axes=(None, 0, None))(t, ys, args)
+
+
+_RAW_ADJOINTS = {"backsolve": diffrax.BacksolveAdjoint,
+                 "checkpoint": diffrax.RecursiveCheckpointAdjoint}
+
+
+def _raw_solve(term, work: Workload, config: Config, ts, y0, args):
+    """The `diffrax.diffeqsolve` a user would write for `work`: a CNF saves its end state
+    (diffrax's default), a neural ODE its trajectory at `ts`."""
+    if work.model == "cnf":
+        controller, dt0 = diffrax.PIDController(rtol=config.rtol, atol=config.atol), None
+        saveat = diffrax.SaveAt(t1=True)
+    else:
+        controller, dt0 = diffrax.ConstantStepSize(), config.dt
+        saveat = diffrax.SaveAt(ts=ts)
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(term), solver_from_name(work.solver), ts[0], ts[-1], dt0, y0, args,
+        saveat=saveat, stepsize_controller=controller,
+        adjoint=_RAW_ADJOINTS[work.adjoint](), max_steps=4096,
     )
-    z, logdet = sol.ys[-1, :, :-1], sol.ys[-1, :, -1]
+
+
+def _cnf_nll(y1):
+    z, logdet = y1[:, :-1], y1[:, -1]
     log_prob = -0.5 * jnp.sum(z**2, axis=1) - 0.5 * z.shape[1] * jnp.log(2 * jnp.pi) + logdet
-    return -jnp.mean(log_prob), {"num_steps": sol.stats["num_steps"]}
+    return -jnp.mean(log_prob)
 
 
-def node_kit_loss(cnf, xs, key):
-    """The library path: `node_kit.cnf_loss`."""
-    return nk.cnf_loss(cnf, xs, key=key)
+# --- One workload, both ways -----------------------------------------------------------
 
 
-def setup(config: Config, keys: dict):
-    """The two `(model, loss)` pairs over the same field, and a batch.
+@dataclasses.dataclass
+class Case:
+    """A workload's two `(model, loss)` paths, its batch, and the pieces of the floor.
 
-    `keys["model"]` draws the field, `keys["data"]` the batch.
+    `loss(model, batch, key) -> (value, {"num_steps": ...})` for both paths.
+    `dynamics(state, args)` is the batched right-hand side the solver calls (the raw one),
+    at the initial state and with the arguments of the solve.
     """
-    field = nk.ConcatSquashField(config.data_size, config.width, config.depth, key=keys["model"])
-    settings = solve_settings("tsit5", "checkpoint", rtol=config.rtol, atol=config.atol)
-    cnf = nk.CNF(field, settings=settings)
+
+    work: Workload
+    paths: dict
+    batch: object
+    dynamics: Callable
+    state: jax.Array
+    args: object
+    forward_solve: Callable
+
+
+def build(work: Workload, config: Config, keys: dict) -> Case:
+    """The two paths of `work` over one field, and a batch (same keys for every workload)."""
     xs = jr.normal(keys["data"], (config.batch_size, config.data_size)) * 2.0
-    raw = lambda f, x, k: raw_loss(f, x, k, config=config)  # noqa: E731
-    return {"node_kit": (cnf, node_kit_loss), "raw_diffrax": (field, raw)}, xs
+    if work.model == "cnf":
+        return _build_cnf(work, config, keys["model"], xs, keys["probe"])
+    return _build_node(work, config, keys["model"], xs)
 
 
-def time_steps(model, loss, optimizer, xs, n: int) -> list[float]:
-    """Wall time of `n` training steps on fixed inputs (each blocked until ready)."""
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+def _build_cnf(work, config, model_key, xs, probe_key) -> Case:
+    field = nk.ConcatSquashField(config.data_size, config.width, config.depth, key=model_key)
+    settings = solve_settings(work.solver, work.adjoint, rtol=config.rtol, atol=config.atol)
+    estimator = nk.trace_estimator_from_name(work.trace)
+    cnf = nk.CNF(field, trace_estimator=estimator, settings=settings)
+    hutchinson = work.trace == "hutchinson"
+    ts = jnp.array([0.0, 1.0])
+
+    def raw_y1(field, xs, key):
+        probes = estimator.draw_probe(key, xs.shape, xs.dtype)  # what cnf_loss draws
+        y0 = jnp.concatenate([xs, jnp.zeros((xs.shape[0], 1), xs.dtype)], axis=1)
+        sol = _raw_solve(RawCNFDynamics(field, hutchinson), work, config, ts, y0, probes)
+        return sol.ys[-1], sol.stats["num_steps"]
+
+    if work.train:
+        def nk_loss(cnf, xs, key):
+            return nk.cnf_loss(cnf, xs, key=key)
+
+        def raw_loss(field, xs, key):
+            y1, num_steps = raw_y1(field, xs, key)
+            return _cnf_nll(y1), {"num_steps": num_steps}
+    else:
+        def nk_loss(cnf, xs, key):
+            log_prob, stats = cnf.log_prob_and_stats_batched(xs, key=key)
+            return jnp.mean(log_prob), {"num_steps": stats["num_steps"]}
+
+        def raw_loss(field, xs, key):
+            y1, num_steps = raw_y1(field, xs, key)
+            return -_cnf_nll(y1), {"num_steps": num_steps}
+
+    probes = estimator.draw_probe(probe_key, xs.shape, xs.dtype)
+    state = jnp.concatenate([xs, jnp.zeros((xs.shape[0], 1), xs.dtype)], axis=1)
+    return Case(
+        work, {"node_kit": (cnf, nk_loss), "raw_diffrax": (field, raw_loss)}, xs,
+        dynamics=RawCNFDynamics(field, hutchinson), state=state, args=probes,
+        forward_solve=lambda term: _raw_solve(term, work, config, ts, state, probes),
+    )
+
+
+def _build_node(work, config, model_key, xs) -> Case:
+    field = nk.MLPField(config.data_size, config.width, config.depth, key=model_key)
+    settings = solve_settings(work.solver, work.adjoint, rtol=config.rtol, atol=config.atol,
+                              fixed_dt=config.dt)
+    node = nk.NeuralODE(field, settings=settings)
+    ts = jnp.linspace(0.0, 1.0, config.save_times)
+    target = jnp.sin(3 * ts)[None, :, None] * xs[:, None, :]  # (batch, time, dim)
+
+    def nk_loss(node, xs, key):
+        sol = node.solve_batched(ts, xs)
+        prediction = jnp.moveaxis(sol.ys, 0, 1)
+        return jnp.mean((prediction - target) ** 2), {"num_steps": sol.stats["num_steps"]}
+
+    def raw_loss(field, xs, key):
+        sol = _raw_solve(RawBatchField(field), work, config, ts, xs, None)
+        prediction = jnp.moveaxis(sol.ys, 0, 1)
+        return jnp.mean((prediction - target) ** 2), {"num_steps": sol.stats["num_steps"]}
+
+    return Case(
+        work, {"node_kit": (node, nk_loss), "raw_diffrax": (field, raw_loss)}, xs,
+        dynamics=RawBatchField(field), state=xs, args=None,
+        forward_solve=lambda term: _raw_solve(term, work, config, ts, xs, None),
+    )
+
+
+# --- Measuring -------------------------------------------------------------------------
+
+_PHASES = {
+    "trace_seconds": "/jax/core/compile/jaxpr_trace_duration",
+    "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "xla_compile_seconds": "/jax/core/compile/backend_compile_duration",
+}
+_events: collections.Counter = collections.Counter()
+
+
+def _record_event(event: str, duration: float, **kwargs) -> None:
+    _events[event] += duration
+
+
+def _step_fn(case: Case, path: str, optimizer):
+    """`fn(key) -> (value, num_steps)`: one step of `path` (a fresh optimiser state each
+    call for training, so every call does the same work), and the jitted function for
+    lowering."""
+    model, loss = case.paths[path]
+    if case.work.train:
+        opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+
+        def fn(key):
+            _, _, value, aux = nk.make_step(model, opt_state, case.batch, key, loss, optimizer)
+            return value, aux["num_steps"]
+
+        def lower(key):
+            return nk.make_step.lower(model, opt_state, case.batch, key, loss, optimizer)
+    else:
+        jitted = eqx.filter_jit(loss)
+
+        def fn(key):
+            value, aux = jitted(model, case.batch, key)
+            return value, aux["num_steps"]
+
+        def lower(key):
+            return jitted.lower(model, case.batch, key)
+    return fn, lower
+
+
+def first_call(fn, lower, key) -> dict:
+    """Compile (the first call), split into JAX's phases, and the lowered program's size."""
+    _events.clear()
+    start = time.perf_counter()
+    value, num_steps = jax.block_until_ready(fn(key))
+    seconds = time.perf_counter() - start
+    phases = {name: _events[event] for name, event in _PHASES.items()}
+    text = lower(key).as_text()
+    return {
+        "first_call_seconds": seconds, **phases,
+        "compile_seconds": sum(phases.values()),
+        "hlo_chars": len(text), "hlo_lines": text.count("\n"),
+        "value": float(value), "num_steps": int(num_steps),
+    }
+
+
+def count_evaluations(case: Case) -> int:
+    """Field evaluations of one forward solve (the raw program, with a counting callback)."""
+    count = [0]
+
+    def bump():
+        count[0] += 1
+
+    class Counted(eqx.Module):
+        dynamics: eqx.Module
+
+        def __call__(self, t, y, args):
+            jax.debug.callback(bump)
+            return self.dynamics(t, y, args)
+
+    jax.block_until_ready(eqx.filter_jit(case.forward_solve)(Counted(case.dynamics)).ys)
+    return count[0]
+
+
+def field_seconds(case: Case, repeats: int) -> float:
+    """Time of one batched field evaluation, with its VJP (parameters and state) for a
+    training workload, at the initial state.
+
+    The evaluations run inside one compiled loop (`repeats` of them, each feeding a
+    negligible change of the state into the next so that none can be skipped), so that
+    the time is the arithmetic and not Python's dispatch of a call; the median of 5 such
+    loops, divided by `repeats`.
+    """
+    params, static = eqx.partition(case.dynamics, eqx.is_inexact_array)
+
+    def evaluate(params, y):
+        return eqx.combine(params, static)(0.5, y, case.args)
+
+    def once(params, y):
+        if not case.work.train:
+            return evaluate(params, y), 0.0
+        f, vjp_fn = jax.vjp(evaluate, params, y)
+        g_params, g_y = vjp_fn(f)
+        total = sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves((g_params, g_y)))
+        return f, total
+
+    @jax.jit
+    def loop(params, y):
+        def body(i, carry):
+            y, acc = carry
+            f, total = once(params, y)
+            return y + 1e-12 * f, acc + total
+        return jax.lax.fori_loop(0, repeats, body, (y, jnp.zeros((), y.dtype)))
+
+    jax.block_until_ready(loop(params, case.state))
     times = []
-    for i in range(n):
+    for _ in range(5):
         start = time.perf_counter()
-        out = nk.make_step(model, opt_state, xs, jr.key(i), loss, optimizer)
-        jax.block_until_ready(out)
+        jax.block_until_ready(loop(params, case.state))
         times.append(time.perf_counter() - start)
-    return times
+    return float(np.median(times)) / repeats
 
 
 def main(config: Config) -> dict:
-    """Compile both, then alternate timed rounds; write and return the summary."""
+    """Compile every path, count and time the floors, then alternate timed rounds."""
     from tqdm.auto import tqdm
 
-    run = Run(config, keys=("model", "data"))
-    pairs, xs = setup(config, run.keys)
+    for name in config.workloads:
+        check_choice("workloads", name, WORKLOAD_NAMES)
+    # Measure compilation, not a cache hit: no persistent compilation cache here.
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.monitoring.register_event_duration_secs_listener(_record_event)
+    run = Run(config, keys=("model", "data", "probe"))
     optimizer = optax.adam(1e-3)
-    compile_s, check = {}, {}
-    for name, (model, loss) in pairs.items():
-        start = time.perf_counter()
-        opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        _, _, value, aux = jax.block_until_ready(nk.make_step(model, opt_state, xs, jr.key(0), loss, optimizer))
-        compile_s[name] = time.perf_counter() - start
-        check[name] = {"loss": float(value), "num_steps": int(aux["num_steps"])}
-    samples = {name: [] for name in pairs}
+    works = [w for w in WORKLOADS if w.name in config.workloads]
+    cases, steps, report = {}, {}, {}
+    for work in tqdm(works, disable=not config.progress, desc="compile"):
+        case = cases[work.name] = build(work, config, run.keys)
+        entry = report[work.name] = {"description": work.description, "train": work.train,
+                                     "paths": {}}
+        for path in PATHS:
+            fn, lower = steps[work.name, path] = _step_fn(case, path, optimizer)
+            entry["paths"][path] = first_call(fn, lower, jr.key(0))
+        entry["nfe"] = count_evaluations(case)
+        entry["field_seconds"] = field_seconds(case, config.floor_repeats)
+        entry["floor_seconds"] = entry["nfe"] * entry["field_seconds"]
+    samples = {key: [] for key in steps}
     for _ in tqdm(range(config.rounds), disable=not config.progress, desc="rounds"):
-        for name, (model, loss) in pairs.items():
-            samples[name] += time_steps(model, loss, optimizer, xs, config.steps_per_round)
-    return _report(run, samples, compile_s, check)
+        for key, (fn, _) in steps.items():
+            for i in range(config.steps_per_round):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(jr.key(i)))
+                samples[key].append(time.perf_counter() - start)
+    for (name, path), times in samples.items():
+        report[name]["paths"][path]["median_step_seconds"] = float(np.median(times))
+    for entry in report.values():
+        nk_, raw = entry["paths"]["node_kit"], entry["paths"]["raw_diffrax"]
+        entry["step_ratio"] = nk_["median_step_seconds"] / raw["median_step_seconds"]
+        entry["compile_ratio"] = nk_["compile_seconds"] / raw["compile_seconds"]
+        entry["hlo_ratio"] = nk_["hlo_chars"] / raw["hlo_chars"]
+        entry["step_over_floor"] = nk_["median_step_seconds"] / entry["floor_seconds"]
+    return _report(run, report, samples)
 
 
-def _report(run: Run, samples, compile_s, check) -> dict:
-    medians = {name: float(np.median(t)) for name, t in samples.items()}
-    ratio = medians["node_kit"] / medians["raw_diffrax"]
+def _report(run: Run, report: dict, samples: dict) -> dict:
     result = run.results(
-        median_step_seconds=medians, overhead_ratio=ratio,
-        overhead_percent=100 * (ratio - 1), compile_seconds=compile_s,
-        first_step=check, timed_steps_each=len(samples["node_kit"]),
+        workloads=report,
+        max_compile_ratio=max(e["compile_ratio"] for e in report.values()),
+        max_step_ratio=max(e["step_ratio"] for e in report.values()),
+        timed_steps_each=len(next(iter(samples.values()))),
     )
     run.write(result, name="cnf_overhead.json")
-    run.save_figure(plot(samples, ratio), "cnf_overhead.png")
-    print(f"median step: node_kit {medians['node_kit'] * 1e3:.2f} ms, raw diffrax "
-          f"{medians['raw_diffrax'] * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.1f}% "
-          f"(solver steps {check['node_kit']['num_steps']} vs {check['raw_diffrax']['num_steps']})")
+    run.save_figure(plot(report), "cnf_overhead.png")
+    for name, e in report.items():
+        nk_, raw = e["paths"]["node_kit"], e["paths"]["raw_diffrax"]
+        print(f"{name}: step {nk_['median_step_seconds'] * 1e3:.2f} vs "
+              f"{raw['median_step_seconds'] * 1e3:.2f} ms ({e['step_ratio']:.3f}x), compile "
+              f"{nk_['compile_seconds']:.2f} vs {raw['compile_seconds']:.2f} s "
+              f"({e['compile_ratio']:.2f}x), floor {e['floor_seconds'] * 1e3:.2f} ms "
+              f"(NFE {e['nfe']}; step {e['step_over_floor']:.2f}x the floor)")
     return result
 
 
-def plot(samples: dict, ratio: float):
-    """A box plot of the step times of both ways: the figure."""
-    fig, ax = plt().subplots(figsize=(5, 3.5))
-    ax.boxplot([np.array(t) * 1e3 for t in samples.values()], showfliers=False)
-    ax.set_xticks([1, 2], list(samples))
-    ax.set(ylabel="training step (ms)", title=f"CNF step time; node_kit / raw = {ratio:.3f}")
+def plot(report: dict):
+    """Step time (both paths and the floor) and compile time (both paths) per workload."""
+    names = list(report)
+    x = np.arange(len(names))
+    fig, (ax1, ax2) = plt().subplots(1, 2, figsize=(11, 4))
+    for i, path in enumerate(PATHS):
+        ax1.bar(x + (i - 1) * 0.27, [report[n]["paths"][path]["median_step_seconds"] * 1e3
+                                      for n in names], 0.27, label=path)
+        ax2.bar(x + (i - 0.5) * 0.4, [report[n]["paths"][path]["compile_seconds"]
+                                       for n in names], 0.4, label=path)
+    ax1.bar(x + 0.27, [report[n]["floor_seconds"] * 1e3 for n in names], 0.27,
+            label="floor: NFE x field+VJP", color="0.6")
+    ax1.set(yscale="log", ylabel="median step (ms)", title="step time and its floor")
+    ax2.set(ylabel="compile (s): trace + lower + XLA", title="compile time")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, [n.replace("_", "\n", 1) for n in names], fontsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
 def parse_args(argv=None) -> Config:
     """Command-line flags, one per `Config` field."""
-    return parse_config(Config, argv, description=__doc__.splitlines()[0])
+    return parse_config(Config, argv, description=__doc__.splitlines()[0],
+                        choices={"workloads": WORKLOAD_NAMES})
 
 
 if __name__ == "__main__":
