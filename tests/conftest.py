@@ -6,6 +6,16 @@ import math
 import os
 from pathlib import Path
 
+# JAX's persistent compilation cache, outside the repository. Many tests compile the same
+# program (the same solve in another test, another file, or a subprocess); the cache lets
+# each compile once per run, and a second run reuses them all. NODE_KIT_TEST_CACHE=off turns
+# it off, or names another directory. Set before jax is imported so that subprocesses
+# (several devices, several processes, kill and resume) inherit it through the environment.
+_CACHE = os.environ.get("NODE_KIT_TEST_CACHE", str(Path.home() / ".cache" / "node_kit" / "jax-test-cache"))
+if _CACHE != "off":
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,6 +24,10 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+if _CACHE != "off":  # also here: a plugin may have imported jax before the lines above ran
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 @pytest.fixture

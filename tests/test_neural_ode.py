@@ -1,5 +1,7 @@
 """NeuralODE numerics: forward solution, solver order, gradients of every adjoint vs finite differences."""
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -57,6 +59,8 @@ def test_linear_forward_matches_expm(getkey):
      (diffrax.Tsit5(), 5)],
 )
 def test_solver_order_on_linear_problem(getkey, solver, order):
+    # n steps of 1/n for y' = A y on [0, 1] are, up to rounding, n steps of 1 for
+    # z' = (A / n) z on [0, n] (z(s) = y(s / n)): one compiled solve serves every n.
     A = _matrix(getkey())
     y0 = jnp.array([1.0, -0.5, 0.25])
     exact = scipy.linalg.expm(np.asarray(A)) @ np.asarray(y0)
@@ -64,10 +68,10 @@ def test_solver_order_on_linear_problem(getkey, solver, order):
     errors = []
     for n in steps:
         model = nk.NeuralODE(
-            LinearField(A), solver=solver, stepsize_controller=diffrax.ConstantStepSize(),
-            dt0=1.0 / n, max_steps=n,
+            LinearField(A / n), solver=solver, stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=1.0, max_steps=64,
         )
-        errors.append(np.linalg.norm(model(jnp.array([0.0, 1.0]), y0)[-1] - exact))
+        errors.append(np.linalg.norm(model(jnp.array([0.0, float(n)]), y0)[-1] - exact))
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.35, (slope, errors)
 
@@ -107,21 +111,35 @@ def _problems(key):
 ADJOINT_TOL = {"checkpoint": 1e-6, "direct": 1e-6, "backsolve": 1e-4}
 
 
+def _gradient(model, y0, weights):
+    """The `(params, y0)` gradient of `_loss`."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    return jax.grad(lambda p, y: _loss(eqx.combine(p, static), y, weights), argnums=(0, 1))(
+        params, y0
+    )
+
+
+@functools.cache
+def _gradients(problem):
+    """The field, y0, loss weights and every adjoint's `(params, y0)` gradient of one
+    problem, computed once and shared by the tests below (each costs a compile)."""
+    k_field, k_weights = jr.split(jr.key({"linear": 1, "mlp": 2}[problem]))
+    field = _problems(k_field)[problem]
+    y0 = jnp.array([0.7, -0.4, 0.3])
+    weights = jr.normal(k_weights, (len(TS), 3))
+    grads = {name: _gradient(_model(field, name), y0, weights) for name in ADJOINT_TOL}
+    return field, y0, weights, grads
+
+
 @pytest.mark.parametrize("problem", ["linear", "mlp"])
 def test_gradients_match_finite_differences(getkey, problem):
-    field = _problems(getkey())[problem]
-    y0 = jnp.array([0.7, -0.4, 0.3])
-    weights = jr.normal(getkey(), (len(TS), 3))
-    base = _model(field, "checkpoint")
-    params, static = eqx.partition(base, eqx.is_inexact_array)
+    field, y0, weights, grads = _gradients(problem)
+    params, static = eqx.partition(_model(field, "checkpoint"), eqx.is_inexact_array)
     loss = eqx.filter_jit(lambda p, y: _loss(eqx.combine(p, static), y, weights))
     directions = [(_random_like(params, getkey()), jr.normal(getkey(), (3,))) for _ in range(3)]
     fds = [_central_difference(lambda x: loss(*x), (params, y0), d, 1e-5) for d in directions]
     for name, tol in ADJOINT_TOL.items():
-        params, static = eqx.partition(_model(field, name), eqx.is_inexact_array)
-        g_params, g_y0 = jax.grad(
-            lambda p, y: _loss(eqx.combine(p, static), y, weights), argnums=(0, 1)
-        )(params, y0)
+        g_params, g_y0 = grads[name]
         for (d_params, d_y0), fd in zip(directions, fds):
             directional = _dot(g_params, d_params) + jnp.dot(g_y0, d_y0)
             rel = abs(directional - fd) / abs(fd)
@@ -132,21 +150,16 @@ def _dot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_adjoints_agree_with_each_other(getkey):
-    field = _problems(getkey())["mlp"]
-    y0 = jnp.array([0.7, -0.4, 0.3])
-    weights = jr.normal(getkey(), (len(TS), 3))
-    grads = {
-        name: eqx.filter_grad(lambda m: _loss(m, y0, weights))(_model(field, name))
-        for name in ("checkpoint", "direct", "backsolve")
-    }
-    grads["seminorm"] = eqx.filter_grad(lambda m: _loss(m, y0, weights))(
-        _model(field, nk.backsolve_adjoint(diffrax.PIDController(**TOL), seminorm=True))
+def test_adjoints_agree_with_each_other():
+    field, y0, weights, grads = _gradients("mlp")
+    seminorm = _gradient(
+        _model(field, nk.backsolve_adjoint(diffrax.PIDController(**TOL), seminorm=True)),
+        y0, weights,
     )
-    reference = grads.pop("checkpoint")
+    reference = grads["checkpoint"]
     assert max_relative_error(grads["direct"], reference) < 1e-10
     assert max_relative_error(grads["backsolve"], reference) < 1e-4
-    assert max_relative_error(grads["seminorm"], reference) < 1e-4
+    assert max_relative_error(seminorm, reference) < 1e-4
 
 
 def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
@@ -172,13 +185,10 @@ def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
         assert max_relative_error(grad, reference) < 1e-4, name
 
 
-def test_checkpoint_count_does_not_change_gradient(getkey):
-    field = _problems(getkey())["mlp"]
-    y0 = jnp.array([0.7, -0.4, 0.3])
-    grad = lambda m: eqx.filter_grad(lambda m: jnp.sum(m(TS, y0) ** 2))(m)  # noqa: E731
-    few = grad(_model(field, nk.checkpoint_adjoint(2)))
-    default = grad(_model(field, nk.checkpoint_adjoint()))
-    assert max_relative_error(few, default) < 1e-12
+def test_checkpoint_count_does_not_change_gradient():
+    field, y0, weights, grads = _gradients("mlp")
+    few = _gradient(_model(field, nk.checkpoint_adjoint(2)), y0, weights)
+    assert max_relative_error(few, grads["checkpoint"]) < 1e-12
 
 
 def test_batched_and_vmap_match_a_python_loop(getkey):
