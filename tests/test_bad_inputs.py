@@ -746,7 +746,7 @@ _commands("meta command", "meta", [
 ])
 
 _commands("memory command", "memory", [
-    ("solver-unknown", ["--solver", "rk4"], 2, USAGE + r"--solver: invalid choice: 'rk4'"),
+    ("solver-unknown", ["--solver", "rk45"], 2, USAGE + r"--solver: invalid choice: 'rk45'"),
     ("layouts-unknown", ["--layouts", "diagonal"], 2, USAGE + r"--layouts: invalid choice: 'diagonal'"),
     ("steps-missing", ["--steps"], 2, USAGE + r"--steps: expected at least one argument"),
     ("dim-zero", ["--dim", "0"], 2, ERROR + r"`dim` must be an int >= 1; got 0\."),

@@ -148,7 +148,7 @@ def test_budget_needs_max_steps(getkey):
         ({"layouts": ()}, r"`layouts` is empty, so the sweep has nothing to run"),
         ({"layouts": ("rows",)}, r"`layouts` entry 'rows' is not a layout; expected one of "
                                  r"batched, vmap"),
-        ({"solver": "rk4"}, r"`solver` must be one of euler, .*tsit5.*; got 'rk4'"),
+        ({"solver": "rk45"}, r"`solver` must be one of euler, .*tsit5.*; got 'rk45'"),
         ({"batch": 0}, r"`batch` must be an int >= 1; got 0"),
     ],
 )

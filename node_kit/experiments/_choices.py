@@ -82,7 +82,7 @@ def solve_settings(
     """[`node_kit.SolveSettings`][] from the command line's solver and adjoint names.
 
     An adaptive solver runs under `diffrax.PIDController(rtol, atol)`; a fixed-step one
-    (`euler`) under `diffrax.ConstantStepSize()` with step `fixed_dt`. The adjoint is
+    (`euler`, `rk4`) under `diffrax.ConstantStepSize()` with step `fixed_dt`. The adjoint is
     [`node_kit.adjoint_from_name`][] for that controller and `max_steps`.
     """
     if is_adaptive(solver):

@@ -62,7 +62,7 @@ TASK_NAMES = tuple(TASKS)
 """Tasks; classification needs a labelled dataset (`japanese_vowels`)."""
 
 ENCODER_SOLVER_NAMES = SOLVER_NAMES
-"""`euler` takes `--encoder-steps` fixed steps per gap (the paper's encoder); others adapt."""
+"""`euler` (the paper's encoder) and `rk4` take `--encoder-steps` fixed steps per gap; others adapt."""
 
 
 def _flag(default, text: str):
@@ -92,7 +92,7 @@ class Config(ParallelConfig):
     solver: str = _flag("tsit5", "adaptive solver of the latent ODE's decoder")
     rtol: float = _flag(1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)")
     atol: float = _flag(1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)")
-    encoder_solver: str = _flag("euler", "ODE-RNN and latent ODE encoder: euler takes --encoder-steps fixed steps per gap; the others adapt")
+    encoder_solver: str = _flag("euler", "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per gap; the others adapt")
     encoder_steps: int = _flag(1, "fixed Euler steps per gap")
     window: int = _flag(100, "consecutive time points per series, at a seeded random start; shorter series stay whole")
     train_size: int = _flag(0, "use the first N training series (0: all)")
