@@ -297,7 +297,12 @@ def _step_fn(case: Case, path: str, optimizer):
 
 
 def first_call(fn, lower, key) -> dict:
-    """Compile (the first call), split into JAX's phases, and the lowered program's size."""
+    """Compile (the first call), split into JAX's phases, and the lowered program's size.
+
+    JAX's caches are cleared first, so that the path compiles as in a fresh process (after
+    the warm-up's one-time costs) and reuses nothing another workload traced.
+    """
+    jax.clear_caches()
     _events.clear()
     start = time.perf_counter()
     value, num_steps = jax.block_until_ready(fn(key))
@@ -406,6 +411,8 @@ def main(config: Config) -> dict:
         entry["nfe"] = count_evaluations(case)
         entry["field_seconds"] = field_seconds(case, config.floor_repeats)
         entry["floor_seconds"] = entry["nfe"] * entry["field_seconds"]
+    for fn, _ in steps.values():  # compiled again after the caches were cleared; untimed
+        jax.block_until_ready(fn(jr.key(0)))
     samples = {key: [] for key in steps}
     for _ in tqdm(range(config.rounds), disable=not config.progress, desc="rounds"):
         for key, (fn, _) in steps.items():
