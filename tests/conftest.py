@@ -87,3 +87,19 @@ def check_reference_numbers(name: str, values: dict, *, rtol: float = 1e-5) -> N
         f"If the change is meant to move them, re-record with {RECORD_ENV}=1 and re-run the "
         "committed results they feed (python experiments/reproduce.py)."
     )
+
+
+@pytest.fixture
+def trained_models(monkeypatch) -> list:
+    """The models the commands' `Run.fit` returns during the test: what training ended with."""
+    from node_kit.experiments._run import Run
+
+    models, fit = [], Run.fit
+
+    def recording_fit(self, *args, **kwargs):
+        model, history = fit(self, *args, **kwargs)
+        models.append(model)
+        return model, history
+
+    monkeypatch.setattr(Run, "fit", recording_fit)
+    return models

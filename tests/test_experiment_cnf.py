@@ -15,7 +15,6 @@ from node_kit._io import read_checkpoint_bytes
 from node_kit.experiments import cnf as cnf_experiment
 from node_kit.experiments._choices import solver_from_name
 from node_kit.experiments._cli import run_meta
-from node_kit.experiments._run import Run
 
 TINY = ["--steps", "3", "--batch-size", "16", "--width", "8", "--depth", "1",
         "--eval-batch", "500", "--rtol", "1e-3", "--atol", "1e-3", "--no-progress"]
@@ -35,21 +34,9 @@ def _checkpoint_step(config):
     return nk.load_checkpoint(f"{config.out}/checkpoint.eqx", like, {}).step
 
 
-def _trained_models(monkeypatch) -> list:
-    """The models `Run.fit` returns from now on: what training ended with."""
-    models, fit = [], Run.fit
 
-    def recording_fit(self, *args, **kwargs):
-        model, history = fit(self, *args, **kwargs)
-        models.append(model)
-        return model, history
-
-    monkeypatch.setattr(Run, "fit", recording_fit)
-    return models
-
-
-def test_command_writes_results_and_resumes(tmp_path, data_dir, monkeypatch):
-    trained = _trained_models(monkeypatch)
+def test_command_writes_results_and_resumes(tmp_path, data_dir, trained_models):
+    trained = trained_models
     config = _config(tmp_path, data_dir, "--eval-every", "3")
     results = cnf_experiment.main(config)
     written = json.loads((tmp_path / "results.json").read_text())

@@ -11,7 +11,6 @@ from conftest import check_reference_numbers, tree_allclose
 import node_kit as nk
 from node_kit._io import read_checkpoint_bytes
 from node_kit.experiments import timeseries as ts_experiment
-from node_kit.experiments._run import Run
 
 TINY = ["--steps", "3", "--batch-size", "8", "--latent", "2", "--hidden", "4", "--width", "8",
         "--depth", "1", "--window", "12", "--train-size", "40", "--eval-batch", "50",
@@ -32,21 +31,9 @@ def _checkpoint_step(config, data_size=1):
     return nk.load_checkpoint(f"{config.out}/checkpoint.eqx", nk.Checkpoint(model, None, 0), {}).step
 
 
-def _trained_models(monkeypatch) -> list:
-    """The models `Run.fit` returns from now on: what training ended with."""
-    models, fit = [], Run.fit
 
-    def recording_fit(self, *args, **kwargs):
-        model, history = fit(self, *args, **kwargs)
-        models.append(model)
-        return model, history
-
-    monkeypatch.setattr(Run, "fit", recording_fit)
-    return models
-
-
-def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, monkeypatch):
-    trained = _trained_models(monkeypatch)
+def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, trained_models):
+    trained = trained_models
     config = _config(tmp_path, data_dir)
     results = ts_experiment.main(config)
     written = json.loads((tmp_path / "results.json").read_text())
