@@ -3,7 +3,7 @@
 Each check raises a `ValueError` that names the argument, says what was expected and
 what was given, and ends with the fix where there is one. NumPy scalars count as
 numbers (`np.int64(3)` is an int); `bool` never does (`True` is not the integer 1 here).
-Times and states of a solve are checked in `_solve.py`, series in `_irregular.py`.
+Times and states of a solve are checked in `_solve_inputs.py`, series in `_irregular.py`.
 """
 
 import math

@@ -31,7 +31,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from ._checks import as_array, check_key, is_real
-from ._solve import check_finite_times
+from ._solve_inputs import check_finite_times
 
 
 def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " times"]:

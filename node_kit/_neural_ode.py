@@ -10,7 +10,8 @@ from jaxtyping import Array, Float
 
 from ._checks import check_callable
 from ._custom_types import Args, State, Times, Trajectory
-from ._solve import check_state, check_times, SolveSettings
+from ._solve import SolveSettings
+from ._solve_inputs import check_state, check_times
 from ._vector_field import field_sizes, pad_to_state
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._adjoint import adjoint_from_name
-from ._checks import as_array, check_bool, check_optional_int, is_real, type_name
+from ._checks import check_bool, check_optional_int, is_real, type_name
 from ._custom_types import Args
 
 DEFAULT_SOLVER = diffrax.Tsit5()
@@ -258,20 +258,6 @@ def _check_tolerances(stepsize_controller) -> None:
         )
 
 
-def check_finite_times(ts: jax.Array, name: str = "ts") -> jax.Array:
-    """Refuse NaN or inf in times: a `ValueError` now, or `eqx.error_if` when traced."""
-    if isinstance(ts, jax.core.Tracer):
-        return eqx.error_if(ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf).")
-    values = np.asarray(ts)
-    if not np.all(np.isfinite(values)):
-        i = int(np.argmax(~np.isfinite(values)))
-        raise ValueError(
-            f"`{name}` must be finite; got {name}[{i}]={float(values[i])}. Drop or fill the "
-            "missing times."
-        )
-    return ts
-
-
 def _check_adjoint(adjoint, max_steps) -> None:
     if not isinstance(adjoint, diffrax.AbstractAdjoint):
         raise ValueError(
@@ -304,67 +290,6 @@ def _check_field_output(term, ts, y0, args) -> None:
             f"the vector field must return dy/dt with the shape of `y0` "
             f"{tuple(y0.shape)}; it returned {got}."
         )
-
-
-def check_times(ts) -> jax.Array:
-    """Check output times: 1-D, non-empty, strictly increasing; return a float array.
-
-    Concrete `ts` are checked now with a `ValueError`; traced `ts` (inside `jit`)
-    are checked at run time with `eqx.error_if`.
-    """
-    ts = as_array("ts", ts, "a 1-D array of increasing times")
-    if ts.ndim != 1:
-        raise ValueError(
-            f"`ts` must be 1-D (the output times); got shape {tuple(ts.shape)}. "
-            "For a batch with its own times per sample, use jax.vmap(model)."
-        )
-    if ts.shape[0] == 0:
-        raise ValueError(
-            "`ts` must contain at least one time (the first is the initial time); "
-            "got an empty array."
-        )
-    if not jnp.issubdtype(ts.dtype, jnp.floating):
-        ts = ts.astype(jnp.result_type(float))
-    ts = check_finite_times(ts)
-    if isinstance(ts, jax.core.Tracer):
-        bad = jnp.any(jnp.diff(ts) <= 0)
-        return eqx.error_if(
-            ts, bad, "`ts` must be strictly increasing; sort the times and drop duplicates."
-        )
-    diffs = np.diff(np.asarray(ts))
-    if np.any(diffs <= 0):
-        i = int(np.argmax(diffs <= 0))
-        raise ValueError(
-            f"`ts` must be strictly increasing; got ts[{i + 1}]={float(ts[i + 1])} <= "
-            f"ts[{i}]={float(ts[i])}. Sort the times and drop duplicates."
-        )
-    return ts
-
-
-def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
-    """Check an initial state's dtype, shape and values (NaN/inf raise at run time)."""
-    name = "y0s" if batched else "y0"
-    y0 = as_array(name, y0, "a floating-point array")
-    if not jnp.issubdtype(y0.dtype, jnp.floating):
-        raise ValueError(
-            f"`{name}` must be a floating-point array; got dtype {y0.dtype}. "
-            f"Convert it, e.g. `{name}.astype(jnp.float32)`."
-        )
-    if batched and y0.ndim < 1:
-        raise ValueError(
-            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
-            "for one sample."
-        )
-    if data_size is not None:
-        expected = (y0.shape[0], data_size) if batched and y0.ndim >= 1 else (data_size,)
-        if y0.shape != expected:
-            what = "(batch, data_size)" if batched else "(data_size,)"
-            raise ValueError(
-                f"`{name}` must have shape {what} = {expected} for this vector field "
-                f"(data_size={data_size}); got {tuple(y0.shape)}."
-            )
-    bad = jnp.any(~jnp.isfinite(y0))
-    return eqx.error_if(y0, bad, f"`{name}` contains NaN or inf; check the data.")
 
 
 def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diffrax.Solution:
