@@ -18,6 +18,10 @@ e.g. `git worktree add /tmp/repro HEAD` and `PYTHONPATH=/tmp/repro python
 /tmp/repro/experiments/reproduce.py ...`, while the working tree has changes); the table prints every committed run as `reproduced`,
 `differs` (with the values) or `not re-run` (with the reason). A run trained in pieces
 (`--resume` across sessions) is marked: only a run from scratch on unchanged code counts.
+
+With `--replace`, a re-run that differs from the committed file, or whose committed file
+records no provenance, replaces the committed run's folder with its own output (only when
+the re-run's code was a clean commit); the table then says `replaced` with the old values.
 """
 
 import argparse
@@ -26,6 +30,7 @@ import datetime
 import importlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,8 +160,19 @@ def compare(expected: dict, got: dict, rtol: float) -> list[str]:
     return bad
 
 
-def rerun(run: Committed, rtol: float) -> dict:
-    """Re-run `run` from scratch in a temporary folder and compare its headline metrics."""
+def replaceable(run: Committed, entry: dict) -> str:
+    """Why `run`'s committed folder should be replaced by its re-run, or "" if it should not."""
+    if run.command == "memory" or entry["status"] == "failed" or entry.get("code_dirty") \
+            or not entry.get("code_commit"):
+        return ""
+    if entry["status"] == "differs":
+        return "differs"
+    return "" if run.results.get("provenance", {}).get("git_commit") else "no provenance"
+
+
+def rerun(run: Committed, rtol: float, replace: bool = False) -> dict:
+    """Re-run `run` from scratch in a temporary folder and compare its headline metrics;
+    with `replace`, install the re-run's folder over the committed one (see `replaceable`)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = run.argv(out)
@@ -174,10 +190,17 @@ def rerun(run: Committed, rtol: float) -> dict:
         got = headline(run.command, new)
         source = new.get("provenance", {})
         record |= {"code_commit": source.get("git_commit"), "code_dirty": source.get("git_dirty")}
-    expected = headline(run.command, run.results)
-    bad = compare(expected, got, rtol)
-    return {**record, "status": "differs" if bad else "reproduced", "differences": bad,
-            "committed": expected, "now": got}
+        expected = headline(run.command, run.results)
+        bad = compare(expected, got, rtol)
+        record |= {"status": "differs" if bad else "reproduced", "differences": bad,
+                   "committed": expected, "now": got}
+        why = replace and replaceable(run, record)
+        if why:
+            folder = run.path.parent
+            shutil.rmtree(folder)
+            shutil.copytree(out, folder)
+            record |= {"status": "replaced", "replaced_because": why}
+    return record
 
 
 def _short(entry: dict) -> str:
@@ -193,6 +216,12 @@ def table(runs: list[Committed], record: dict) -> str:
         entry = record.get(run.name)
         if entry is None:
             status, detail = "not re-run", "not yet re-run with reproduce.py"
+        elif entry["status"] == "replaced":
+            status = "replaced"
+            detail = (f"re-run from scratch at code {_short(entry)} ({entry['date']}) and "
+                      f"committed in place of the old file ({entry['replaced_because']}")
+            detail += "; old: " + "; ".join(entry["differences"]) + ")" if entry["differences"] \
+                else ", same values within rtol)"
         else:
             status = entry["status"]
             detail = "; ".join(entry.get("differences") or entry.get("error") or []) or \
@@ -213,6 +242,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rtol", type=float, default=1e-4,
                         help="relative tolerance of the comparison (default: 1e-4)")
     parser.add_argument("--no-record", action="store_true", help="do not update reproduce.json")
+    parser.add_argument("--replace", action="store_true",
+                        help="install a re-run over its committed folder when it differs or the "
+                             "committed file has no provenance (clean code only)")
     args = parser.parse_args(argv)
     runs = committed_runs()
     names = {run.name for run in runs}
@@ -227,10 +259,10 @@ def main(argv=None) -> int:
     for run in chosen:
         print(f"re-running {run.name}: python -m node_kit.experiments.{run.command} "
               f"{' '.join(run.flags())}", flush=True)
-        entry = rerun(run, args.rtol)
+        entry = rerun(run, args.rtol, args.replace)
         print(f"  {entry['status']} in {entry['seconds']:.0f} s", *entry.get("differences", []),
               sep="\n  ", flush=True)
-        failed |= entry["status"] != "reproduced"
+        failed |= entry["status"] not in ("reproduced", "replaced")
         record[run.name] = entry
         if not args.no_record:
             RECORD.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

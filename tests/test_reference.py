@@ -68,3 +68,22 @@ def jax_leaves(tree):
     import jax
 
     return jax.tree_util.tree_leaves(tree)
+
+
+def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp_path):
+    """`reproduce.py --replace` installs a re-run over its committed folder when the values
+    differ or the committed file records no commit, and never from uncommitted code."""
+    reproduce = _load("reproduce")
+    old = {"config": {}, "test_nll": 1.0, "provenance": {"git_commit": "abc"}}
+    run = reproduce.Committed("cnf/x", "cnf", tmp_path / "results.json", old)
+    bare = reproduce.Committed("cnf/x", "cnf", tmp_path / "results.json", {"config": {}})
+    clean = {"status": "differs", "code_commit": "def", "code_dirty": False}
+    assert reproduce.replaceable(run, clean) == "differs"
+    assert reproduce.replaceable(run, clean | {"code_dirty": True}) == ""
+    assert reproduce.replaceable(run, clean | {"status": "reproduced"}) == ""
+    assert reproduce.replaceable(bare, clean | {"status": "reproduced"}) == "no provenance"
+    assert reproduce.replaceable(run, clean | {"status": "failed"}) == ""
+    entry = clean | {"status": "replaced", "replaced_because": "differs", "rtol": 1e-4,
+                     "date": "2026-12-02", "differences": ["test_nll: committed 1.0, now 1.1"]}
+    line = reproduce.table([run], {"cnf/x": entry}).splitlines()[-1]
+    assert line.startswith("| cnf/x | replaced |") and "committed 1.0, now 1.1" in line
