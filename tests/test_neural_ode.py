@@ -111,6 +111,7 @@ def _problems(key):
 ADJOINT_TOL = {"checkpoint": 1e-6, "direct": 1e-6, "backsolve": 1e-4}
 
 
+@eqx.filter_jit  # one program per adjoint (an eager grad compiles a forward and a backward)
 def _gradient(model, y0, weights):
     """The `(params, y0)` gradient of `_loss`."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -162,6 +163,13 @@ def test_adjoints_agree_with_each_other():
     assert max_relative_error(seminorm, reference) < 1e-4
 
 
+@eqx.filter_jit
+@eqx.filter_grad
+def _squares_grad(model_and_y0, ts):
+    model, y0 = model_and_y0
+    return jnp.sum(model(ts, y0) ** 2)
+
+
 def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
     # A float32 field solved from a float64 y0 (x64 on): the solve runs in float64 and
     # every adjoint returns float32 gradients for the float32 parameters, float64 for y0.
@@ -174,9 +182,7 @@ def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
     grads = {}
     for name in ("checkpoint", "direct", "backsolve"):
         model = nk.NeuralODE(field, adjoint=name, stepsize_controller=diffrax.PIDController(**TOL))
-        grads[name], y0_grad = eqx.filter_grad(lambda my: jnp.sum(my[0](ts, my[1]) ** 2))(
-            (model, y0)
-        )
+        grads[name], y0_grad = _squares_grad((model, y0), ts)
         dtypes = {x.dtype for x in jax.tree.leaves(eqx.filter(grads[name], eqx.is_inexact_array))}
         assert dtypes == {jnp.dtype(jnp.float32)}, (name, dtypes)
         assert y0_grad.dtype == jnp.float64, name

@@ -91,11 +91,14 @@ class LatentODEModel(AbstractSeriesModel):
         return means, encoder_steps + decoder_steps
 
     def dense(self, model, config, t, x, mask, grid, *, key):
-        draws = eqx.filter_jit(
-            lambda model, k: model.predict(t, x, mask, grid, key=k, num_samples=config.eval_samples)
-        )(model, key)
-        draws = np.asarray(draws)
+        draws = np.asarray(_latent_draws(model, t, x, mask, grid, key, config.eval_samples))
         return draws.mean(0), draws.std(0)
+
+
+# Module-level, the series as arguments: the picture's series share one compiled program.
+@eqx.filter_jit
+def _latent_draws(model, t, x, mask, grid, key, num_samples: int):
+    return model.predict(t, x, mask, grid, key=key, num_samples=num_samples)
 
 
 # ------------------------------------------------------------------ recurrent models
@@ -142,10 +145,13 @@ class RecurrentModel(AbstractSeriesModel):
         order = np.argsort(times, kind="stable")
         values = np.concatenate([x, np.zeros((len(grid), x.shape[1]), x.dtype)])[order]
         seen = np.concatenate([mask, np.zeros((len(grid), x.shape[1]), bool)])[order]
-        outputs = eqx.filter_jit(
-            lambda model: jax.vmap(model.readout)(model(times[order], values, seen))
-        )(model)
+        outputs = _readouts(model, times[order], values, seen)
         return np.asarray(outputs)[np.argsort(order)[len(t):]], None
+
+
+@eqx.filter_jit
+def _readouts(model, t, x, mask):
+    return jax.vmap(model.readout)(model(t, x, mask))
 
 
 def _make_ode_rnn(config, data_size, readout, encoder_settings, key):
