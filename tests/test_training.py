@@ -19,6 +19,11 @@ from node_kit._io import previous_path as nk_previous, read_checkpoint_bytes as 
 TS = jnp.linspace(0.0, 0.5, 4)
 
 
+@functools.lru_cache
+def _adam(lr):
+    return optax.adam(lr)  # one object per rate, so that every fit reuses one compiled step
+
+
 def _model(key):
     field = nk.MLPField(2, 8, 1, key=key)
     return nk.NeuralODE(field, stepsize_controller=diffrax.ConstantStepSize(), dt0=0.125, max_steps=4)
@@ -56,7 +61,7 @@ def test_second_step_does_not_recompile(getkey):
 
 def test_training_decreases_loss(getkey):
     model, history = nk.fit(
-        _model(getkey()), _loss, optax.adam(3e-2), _batch_at, 60, key=getkey(),
+        _model(getkey()), _loss, _adam(3e-2), _batch_at, 60, key=getkey(),
         progress=False, log_every=10,
     )
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
@@ -66,7 +71,7 @@ def test_training_decreases_loss(getkey):
 def test_resume_continues_exactly(getkey, tmp_path):
     init, key = _model(getkey()), getkey()
     fit = lambda n, path, resume: nk.fit(
-        init, _loss, optax.adam(1e-2), _batch_at, n, key=key, checkpoint_path=path,
+        init, _loss, _adam(1e-2), _batch_at, n, key=key, checkpoint_path=path,
         checkpoint_every=5, resume=resume, meta={"lr": 1e-2}, progress=False, log_every=1,
     )
     straight, _ = fit(20, tmp_path / "a.eqx", False)
@@ -81,10 +86,10 @@ def test_resume_continues_exactly(getkey, tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(getkey, tmp_path):
     model = _model(getkey())
-    nk.fit(model, _loss, optax.adam(1e-2), _batch_at, 2, key=getkey(),
+    nk.fit(model, _loss, _adam(1e-2), _batch_at, 2, key=getkey(),
            checkpoint_path=tmp_path / "c.eqx", meta={"lr": 0.01, "width": 8}, progress=False)
     with pytest.raises(ValueError, match=r"is from another config \(lr: checkpoint 0.01 vs now 0.1\)"):
-        nk.fit(model, _loss, optax.adam(1e-1), _batch_at, 4, key=getkey(),
+        nk.fit(model, _loss, _adam(1e-1), _batch_at, 4, key=getkey(),
                checkpoint_path=tmp_path / "c.eqx", resume=True, meta={"lr": 0.1, "width": 8},
                progress=False)
 
@@ -101,7 +106,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(getkey, tmp_path):
 
     path = tmp_path / "nan.eqx"
     with pytest.raises(nk.TrainingDiverged, match="loss became nan at step 8; training stopped. The last good checkpoint is kept"):
-        nk.fit(_model(getkey()), loss, optax.adam(1e-2), batch_at, 20, key=getkey(),
+        nk.fit(_model(getkey()), loss, _adam(1e-2), batch_at, 20, key=getkey(),
                checkpoint_path=path, checkpoint_every=5, progress=False)
     assert nk.load_checkpoint(path, nk.Checkpoint(_model(getkey()), None, 0), {}).step == 5
 
@@ -128,11 +133,6 @@ def test_spiral_command_end_to_end_and_resume(tmp_path):
 
 
 # ---------------------------------------------------------------- divergence guard
-
-
-@functools.lru_cache
-def _adam(lr):
-    return optax.adam(lr)  # one object per rate, so that every fit reuses one compiled step
 
 
 def _fit(model, loss, batch_at, steps, path, *, lr=1e-2, resume=False, **kwargs):
@@ -212,10 +212,10 @@ def test_fit_argument_checks(getkey, tmp_path):
         kwargs = {"num_steps": 3, name: value}
         steps = kwargs.pop("num_steps")
         with pytest.raises(ValueError, match=f"`{name}` must be a positive int; got {value}"):
-            nk.fit(model, _loss, optax.adam(1e-2), _batch_at, steps, key=getkey(),
+            nk.fit(model, _loss, _adam(1e-2), _batch_at, steps, key=getkey(),
                    progress=False, **kwargs)
     with pytest.raises(ValueError, match="`resume=True` needs the `checkpoint_path`"):
-        nk.fit(model, _loss, optax.adam(1e-2), _batch_at, 3, key=getkey(), resume=True)
+        nk.fit(model, _loss, _adam(1e-2), _batch_at, 3, key=getkey(), resume=True)
     with pytest.raises(nk.CheckpointError, match="no checkpoint at .*missing.eqx. Train without resuming"):
         _fit(model, _loss, _batch_at, 3, tmp_path / "missing.eqx", resume=True)
 
