@@ -13,6 +13,7 @@ import node_kit as nk
 from node_kit import datasets
 from node_kit._io import read_checkpoint_bytes
 from node_kit.experiments import cnf as cnf_experiment
+from node_kit.experiments._cnf_data import from_flow_space
 from node_kit.experiments._choices import solver_from_name
 from node_kit.experiments._cli import run_meta
 
@@ -88,7 +89,7 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir, trained_models):
 def test_sampled_pixels_carry_the_log_determinant():
     """Digits: samples are the dequantized pixels v = 17 * u; log p(v) = log p(y) + log|dy/dv|."""
     ys = jr.normal(jr.key(0), (4, 3))
-    v, log_det = cnf_experiment.from_flow_space(True, ys)
+    v, log_det = from_flow_space(True, ys)
     to_logit = lambda v: datasets.logit_transform(v / datasets.DIGITS_NUM_LEVELS)[0]
     np.testing.assert_allclose(to_logit(v), ys, rtol=1e-5, atol=1e-5)
     h = 1e-6  # the map is elementwise: its Jacobian is diagonal

@@ -27,7 +27,7 @@ config is refused.
 Every weights file of a run (`checkpoint.eqx`, `model.eqx` written when training ends,
 `best.eqx` with `--eval-every`) records the command's module and the full config, so
 that `nk.load_run(out)` rebuilds the model without training. A command whose module
-defines `model_skeleton(config)` can be loaded; [`load_trained`][] is how a command
+defines `model_skeleton(config)` can be loaded; `_trained.load_trained` is how a command
 samples or evaluates a trained run (`--sample`, `--evaluate`), and [`Validation`][] what
 it evaluates every `--eval-every` steps.
 """
@@ -42,7 +42,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -55,7 +54,7 @@ from .._checkpoint import Checkpoint, save_checkpoint
 from .._io import CheckpointError, previous_path, read_checkpoint_bytes
 from .._parallel import DataParallel, is_main_process, local_value
 from .._history import read_history
-from ._cli import _module_name, flag, run_meta
+from ._cli import _module_name, run_meta
 from ._outputs import environment, provenance, save_figure, write_json
 
 
@@ -312,78 +311,6 @@ def _on_host(model):
     """The model's arrays as NumPy arrays of this process (replicated over devices)."""
     return jax.tree_util.tree_map(
         lambda x: local_value(x) if isinstance(x, jax.Array) else x, model)
-
-
-def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):
-    """`(run, model)` to sample or evaluate the trained run in `given.out`, without training.
-
-    The model and config come from `nk.load_run(given.out)` (a run of `given`'s own
-    command). The config is the run's, with from `given` (the command line): `out`, what
-    to do (`sample`, `evaluate`), `progress`, the device flags, and each of `options`
-    (evaluation flags such as `eval_rtol`) that is not at its default. Any other flag
-    set to something other than its default and the run's value is an error naming it.
-    `run` is a [`Run`][] of that config (`training=False`) with the named `keys`.
-    """
-    model, recorded = nk.load_run(given.out, command=_module_name(type(given)))
-    run = Run(trained_config(given, recorded, options=options), keys=keys, training=False)
-    if run.data_parallel is not None:  # placed as training placed it (one compiled evaluation)
-        model = run.data_parallel.replicate(model)
-    return run, model
-
-
-def trained_config(given, recorded, *, options: Sequence[str] = ()):
-    """The config [`load_trained`][] uses: `recorded` with what `given` may set."""
-    defaults = type(given)()
-    from_given = {"out", "resume", "progress", "sample", "evaluate",
-                  *(f.name for f in dataclasses.fields(ParallelConfig))}
-    values, conflicts = {}, []
-    for name in (f.name for f in dataclasses.fields(given)):
-        mine, default = getattr(given, name), getattr(defaults, name)
-        theirs = getattr(recorded, name, default)
-        if name in from_given or (name in options and mine != default):
-            values[name] = mine
-            continue
-        values[name] = theirs
-        if mine != default and mine != theirs:
-            conflicts.append(f"{flag(name)} {mine!r} (the run's: {theirs!r})")
-    if conflicts:
-        allowed = "".join(flag(name) + ", " for name in options)
-        raise ValueError(
-            f"--sample and --evaluate use the run in {given.out} as it was trained; got "
-            f"{'; '.join(conflicts)}. Drop {'them' if len(conflicts) > 1 else 'it'}: beside "
-            f"--out only {allowed}--progress and the device flags may be given (to train "
-            "with other settings, start a new run)."
-        )
-    return type(given)(**values)
-
-
-def evaluation_tolerances(config) -> tuple[float, float]:
-    """`(rtol, atol)` of a config's evaluation solves: `--eval-rtol` and `--eval-atol`,
-    each the training one (`--rtol`, `--atol`) where not given."""
-    rtol = config.rtol if config.eval_rtol is None else config.eval_rtol
-    atol = config.atol if config.eval_atol is None else config.eval_atol
-    return rtol, atol
-
-
-def check_eval_tolerances(config) -> None:
-    """`--eval-rtol` and `--eval-atol`: finite, non-negative, with the training ones where
-    not given not both zero."""
-    for name in ("eval_rtol", "eval_atol"):
-        if getattr(config, name) is not None:
-            check_real(flag(name), getattr(config, name), non_negative=True,
-                       fix=f"Leave it out to evaluate at the training tolerance ({flag(name[5:])}).")
-    if evaluation_tolerances(config) == (0, 0):
-        raise ValueError(
-            "the evaluation tolerances must not both be 0 (no error would be small enough); "
-            "got rtol 0 and atol 0 from --eval-rtol / --eval-atol. Pass e.g. --eval-atol 1e-6."
-        )
-
-
-def with_weights(skeleton, trained):
-    """`skeleton`'s structure and settings (e.g. other solver tolerances) with the arrays of
-    `trained`, a model of the same shape."""
-    return eqx.combine(eqx.filter(trained, eqx.is_array),
-                       eqx.filter(skeleton, eqx.is_array, inverse=True))
 
 
 def _start_parallel(config: "ParallelConfig") -> DataParallel:

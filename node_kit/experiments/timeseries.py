@@ -39,21 +39,18 @@ from .._checks import is_real
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
 from ._run import (
-    check_eval_tolerances,
     check_training_flags,
-    evaluation_tolerances,
-    load_trained,
     ParallelConfig,
     recent_mean,
     Run,
     run_command,
     training_optimizer,
     Validation,
-    with_weights,
 )
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
+from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained, with_weights
 
 MODEL_NAMES = tuple(MODELS)
 """Models: the Latent ODE VAE, the ODE-RNN and the GRU reading the time gap (no ODE)."""
