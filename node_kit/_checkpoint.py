@@ -8,7 +8,13 @@ import equinox as eqx
 from jaxtyping import PyTree
 
 from ._checks import type_name
-from ._io import CheckpointError, previous_path, read_checkpoint_bytes, write_checkpoint_bytes
+from ._io import (
+    CheckpointError,
+    deserialise_leaves,
+    previous_path,
+    read_checkpoint_bytes,
+    write_checkpoint_bytes,
+)
 
 
 class Checkpoint(eqx.Module):
@@ -76,22 +82,16 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
             "settings, or use a new output dir.",
             damaged=False,
         )
-    stream = io.BytesIO(payload)
-    try:
-        model, opt_state = eqx.tree_deserialise_leaves(stream, (like.model, like.opt_state))
-        # Everything must be read, unless `like` asks for the model only (opt_state None).
-        unread = len(payload) - stream.tell()
-        problem = None if unread == 0 or like.opt_state is None else (
-            f"{unread} bytes of it were not read"
-        )
-    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
-        problem = f"{type(error).__name__}: {error}"
+    # Everything must be read, unless `like` asks for the model only (opt_state None).
+    tree, problem = deserialise_leaves(payload, (like.model, like.opt_state),
+                                       read_all=like.opt_state is not None)
     if problem is not None:
         raise CheckpointError(
             f"checkpoint {path} does not fit this model and optimizer (another model size, "
             f"or another optimizer's state; {problem}). Resume with the settings it was "
             "written with, or use a new output dir."
         )
+    model, opt_state = tree
     return Checkpoint(model, opt_state, int(saved["step"]))
 
 

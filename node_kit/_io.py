@@ -1,9 +1,12 @@
 """Atomic file writes and the checkpoint file format (header, checksum, previous copy)."""
 
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import equinox as eqx
 
 
 def atomic_write_bytes(
@@ -144,3 +147,20 @@ def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) ->
                 "or start fresh.")
         )
     return header, payload
+
+
+def deserialise_leaves(payload: bytes, like, *, read_all: bool,
+                       filter_spec=eqx.default_deserialise_filter_spec):
+    """`(tree, problem)`: `like` with the leaves stored in `payload` (equinox's format) and
+    `None`; or `None` and what went wrong, for the caller's error message: the error
+    deserialising raised (a tree that does not fit), or, with `read_all`, the bytes left
+    unread (the file holds more than `like`)."""
+    stream = io.BytesIO(payload)
+    try:
+        tree = eqx.tree_deserialise_leaves(stream, like, filter_spec=filter_spec)
+    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
+        return None, f"{type(error).__name__}: {error}"
+    unread = len(payload) - stream.tell()
+    if read_all and unread:
+        return None, f"{unread} bytes of it were not read"
+    return tree, None

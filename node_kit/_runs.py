@@ -10,7 +10,6 @@ command's module (only then: node_kit never imports the commands on its own), re
 
 import dataclasses
 import importlib
-import io
 import os
 import typing
 from pathlib import Path
@@ -20,7 +19,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ._checks import type_name
-from ._io import CheckpointError, read_checkpoint_bytes
+from ._io import CheckpointError, deserialise_leaves, read_checkpoint_bytes
 
 COMMANDS = "node_kit.experiments."
 """The package of the commands; a run's recorded command must be one of its modules."""
@@ -212,16 +211,11 @@ def _as_skeleton_float(stream, like):
 def _read_weights(payload: bytes, skeleton, path: Path):
     """The skeleton with the weights of `payload`: a model alone (`model.eqx`, `best.eqx`,
     read to the end), or a model then its optimizer state (`checkpoint.eqx`)."""
-    stream = io.BytesIO(payload)
-    try:
-        # Checks each array's shape; floats take the skeleton's width, so a run trained in
-        # float32 loads with float64 on (jax_enable_x64) and the other way round.
-        model = eqx.tree_deserialise_leaves(stream, skeleton, filter_spec=_as_skeleton_float)
-        problem = None
-        if path.name != "checkpoint.eqx" and stream.tell() != len(payload):
-            problem = f"{len(payload) - stream.tell()} bytes of it were not read"
-    except Exception as error:  # equinox/numpy raise many kinds for a mismatched tree
-        problem = f"{type(error).__name__}: {error}"
+    # Checks each array's shape; floats take the skeleton's width, so a run trained in
+    # float32 loads with float64 on (jax_enable_x64) and the other way round. A
+    # checkpoint.eqx holds the optimizer state after the model.
+    model, problem = deserialise_leaves(payload, skeleton, read_all=path.name != "checkpoint.eqx",
+                                        filter_spec=_as_skeleton_float)
     if problem is not None:
         raise CheckpointError(
             f"the weights in {path} do not fit the model its command builds from the run's "
