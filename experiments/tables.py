@@ -438,6 +438,14 @@ def timeseries_default() -> str:
             f"points.{_wall_time(r)}")
 
 
+def _series_row(r: dict, *cells: str) -> str:
+    """A table row of one time-series run: its name, model, task, share observed and steps,
+    then `cells`, then its training minutes."""
+    c = r["config"]
+    return "| " + " | ".join([r["name"], c["model"], c["task"], f"{c['observed']:.0%}",
+                              str(c["steps"]), *cells, _minutes(r)]) + " |"
+
+
 def timeseries_table() -> str:
     out = []
     hopper = _series_runs("hopper")
@@ -451,16 +459,12 @@ def timeseries_table() -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(hopper, key=lambda r: (r["config"]["task"], r["config"]["model"], r["name"])):
-            c = r["config"]
             key, base_name = _baseline(r)
             base = r.get(key + "_paper_scale", float("nan"))
             scaled = r.get("test_mse_paper_scale", float("nan"))
             paper = f"{r['paper_test_mse'] * 100:.3f}" if "paper_test_mse" in r else "–"
-            out.append(
-                f"| {r['name']} | {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
-                f"{r['test_mse'] * 100:.3f} | {scaled * 100:.3f} | {paper} | {_ratio(r)} | "
-                f"{base * 100:.3f} ({base_name}) | {_minutes(r)} |"
-            )
+            out.append(_series_row(r, f"{r['test_mse'] * 100:.3f}", f"{scaled * 100:.3f}", paper,
+                                   _ratio(r), f"{base * 100:.3f} ({base_name})"))
         out.append("")
     vowels = _series_runs("japanese_vowels")
     if vowels:
@@ -489,12 +493,8 @@ def timeseries_table() -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in periodic:
-            c = r["config"]
             key, base_name = _baseline(r)
-            out.append(
-                f"| {r['name']} | {c['model']} | {c['task']} | {c['observed']:.0%} | {c['steps']} | "
-                f"{r['test_mse']:.4f} | {r[key]:.4f} ({base_name}) | {_minutes(r)} |"
-            )
+            out.append(_series_row(r, f"{r['test_mse']:.4f}", f"{r[key]:.4f} ({base_name})"))
     return "\n".join(out).rstrip("\n")
 
 
