@@ -81,7 +81,10 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     if "out" in {field.name for field in dataclasses.fields(module.Config)}:
         values["out"] = str(folder)  # where the run is now
     config = config_from_record(module.Config, values, path)
-    model = _read_weights(payload, module.model_skeleton(config), path)
+    # The skeleton's shapes and dtypes only (traced, nothing compiled or initialised): the
+    # weights replace every array of it.
+    skeleton = eqx.filter_eval_shape(module.model_skeleton, config)
+    model = _read_weights(payload, skeleton, path)
     return model, config
 
 
