@@ -669,6 +669,19 @@ def errors_table() -> str:
 
 # --- The marked blocks of README.md and docs/ --------------------------------------------
 
+def reproduce_table() -> str:
+    """`python experiments/reproduce.py`'s table: each committed run's last re-run from
+    scratch (experiments/results/reproduce.json), or why it was not re-run."""
+    reproduce = _experiments_module("reproduce")
+    record = _load(RESULTS / "reproduce.json")
+    runs = reproduce.committed_runs()
+    counts = {status: sum(1 for run in runs if record.get(run.name, {}).get("status") == status)
+              for status in ("reproduced", "replaced", "differs", "failed")}
+    counts["not re-run"] = sum(1 for run in runs if run.name not in record)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    return f"{len(runs)} committed runs: {summary}.\n\n" + reproduce.table(runs, record)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "cnf-default": cnf_default,
     "cnf": cnf_table,
@@ -686,6 +699,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "scaling": scaling_table,
     "loop": loop_table,
     "errors": errors_table,
+    "reproduce": reproduce_table,
 }
 
 BLOCK = re.compile(r"(<!-- tables\.py (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S)
