@@ -87,3 +87,37 @@ def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp
                      "date": "2026-12-02", "differences": ["test_nll: committed 1.0, now 1.1"]}
     line = reproduce.table([run], {"cnf/x": entry}).splitlines()[-1]
     assert line.startswith("| cnf/x | replaced |") and "committed 1.0, now 1.1" in line
+
+
+def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
+    """experiments/test_time.py: its plugin sees every test of a real (small) pytest run, and
+    the summary adds each compile phase up per file and per function."""
+    test_time = _load("test_time")
+    run = test_time.run_suite(tmp_path / "cache", ["tests/test_checks.py"], workers=1)
+    assert run["exit_code"] == 0 and run["passed"] > 0
+    assert run["totals"]["tests"] == run["passed"]
+    assert [f["file"] for f in run["files"]] == ["tests/test_checks.py"]
+    records = [
+        ["tests/a.py::t1", "jaxpr_trace_duration", "f", 1.0],
+        ["tests/a.py::t1", "backend_compile_duration", "jit(f)", 4.0],
+        ["tests/a.py::t1", "cache_misses", None, 0.0],
+        ["tests/b.py::t2", "backend_compile_duration", "jit(f)", 2.0],
+        ["tests/b.py::t2", "backend_compile_duration", "jit(g)", 0.5],
+        ["tests/b.py::t2", "cache_hits", None, 0.0],
+        ["tests/a.py::t1", "test_wall", None, 6.0],
+        ["tests/b.py::t2", "test_wall", None, 9.0],
+        [None, "backend_compile_duration", "jit(h)", 0.25],
+    ]
+    summary = test_time.summarise(records)
+    assert summary["totals"] == {"trace_s": 1.0, "compile_s": 6.8, "compiles": 4,
+                                 "cache_misses": 1, "cache_hits": 1, "tests": 2}
+    assert [f["file"] for f in summary["files"]] == ["tests/b.py", "tests/a.py", "(outside a test)"]
+    assert summary["functions"][0] == {"function": "jit(f)", "compiles": 2, "compile_s": 6.0}
+    # The table names the largest functions (here the first only) and adds up the rest.
+    cold = {**run, **summary, "functions": summary["functions"][:1]}
+    result = {"command": "python experiments/test_time.py", "runs": {"cold": cold},
+              "provenance": {"date": "2026-12-02", "git_commit": "0" * 40, "git_dirty": False,
+                             "cpus": 2}}
+    printed = test_time.table(result)
+    assert "| `jit(f)` | 2 | 6 |" in printed
+    assert "| the other 2 functions (eager operations, initialisers, checks, ...) | 2 | 1 |" in printed

@@ -19,6 +19,9 @@ from node_kit._io import previous_path as nk_previous, read_checkpoint_bytes as 
 TS = jnp.linspace(0.0, 0.5, 4)
 
 
+LR = 3e-2  # the learning rate of every fit below but one (lr 1e30, which must explode)
+
+
 @functools.lru_cache
 def _adam(lr):
     return optax.adam(lr)  # one object per rate, so that every fit reuses one compiled step
@@ -29,16 +32,32 @@ def _model(key):
     return nk.NeuralODE(field, stepsize_controller=diffrax.ConstantStepSize(), dt0=0.125, max_steps=4)
 
 
-def _batch_at(step):
+# Faults a batch can carry, so that one loss (and one compiled training step per learning
+# rate) serves every test: a NaN loss, or a finite loss whose gradient is NaN.
+_NO_FAULT, _NAN_LOSS, _NAN_GRADIENT = range(3)
+
+
+def _batch_at(step, *, fault=_NO_FAULT, span=1.0):
+    """Initial values, targets, the span of the time grid (`TS * span`) and the fault."""
     rng = np.random.default_rng(step)
     y0s = jnp.asarray(rng.normal(size=(8, 2)))
-    return y0s, jnp.zeros((8, len(TS), 2))
+    return y0s, jnp.zeros((8, len(TS), 2)), jnp.asarray(span), jnp.asarray(fault)
+
+
+def _faulty_at(fault_step, **fault):
+    """`batch_at` whose batch of `fault_step` carries `fault` (`fault=` or `span=`)."""
+    return lambda step: _batch_at(step, **(fault if step == fault_step else {}))
 
 
 def _loss(model, batch, key):
-    y0s, targets = batch
+    y0s, targets, span, fault = batch  # fixed steps of 0.125 and max_steps=4 cover [0, 0.5]
     noise = 1e-3 * jr.normal(key, ())
-    return jnp.mean((model.batched(TS, y0s) - targets) ** 2) + noise, {"noise": noise}
+    value = jnp.mean((model.batched(TS * span, y0s) - targets) ** 2) + noise
+    # 0 * sqrt(b - b + eps) adds 0 to the loss; its gradient is 0 * inf = NaN where eps = 0.
+    bias = model.vector_field.mlp.layers[0].bias
+    eps = jnp.where(fault == _NAN_GRADIENT, 0.0, 1.0)
+    value = value + 0.0 * jnp.sqrt(bias[0] - bias[0] + eps)
+    return jnp.where(fault == _NAN_LOSS, jnp.nan, value), {"noise": noise}
 
 
 def test_second_step_does_not_recompile(getkey):
@@ -61,7 +80,7 @@ def test_second_step_does_not_recompile(getkey):
 
 def test_training_decreases_loss(getkey):
     model, history = nk.fit(
-        _model(getkey()), _loss, _adam(3e-2), _batch_at, 60, key=getkey(),
+        _model(getkey()), _loss, _adam(LR), _batch_at, 60, key=getkey(),
         progress=False, log_every=10,
     )
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
@@ -71,8 +90,8 @@ def test_training_decreases_loss(getkey):
 def test_resume_continues_exactly(getkey, tmp_path):
     init, key = _model(getkey()), getkey()
     fit = lambda n, path, resume: nk.fit(
-        init, _loss, _adam(1e-2), _batch_at, n, key=key, checkpoint_path=path,
-        checkpoint_every=5, resume=resume, meta={"lr": 1e-2}, progress=False, log_every=1,
+        init, _loss, _adam(LR), _batch_at, n, key=key, checkpoint_path=path,
+        checkpoint_every=5, resume=resume, meta={"lr": LR}, progress=False, log_every=1,
     )
     straight, _ = fit(20, tmp_path / "a.eqx", False)
     fit(12, tmp_path / "b.eqx", False)
@@ -86,28 +105,19 @@ def test_resume_continues_exactly(getkey, tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(getkey, tmp_path):
     model = _model(getkey())
-    nk.fit(model, _loss, _adam(1e-2), _batch_at, 2, key=getkey(),
-           checkpoint_path=tmp_path / "c.eqx", meta={"lr": 0.01, "width": 8}, progress=False)
-    with pytest.raises(ValueError, match=r"is from another config \(lr: checkpoint 0.01 vs now 0.1\)"):
+    nk.fit(model, _loss, _adam(LR), _batch_at, 2, key=getkey(),
+           checkpoint_path=tmp_path / "c.eqx", meta={"lr": LR, "width": 8}, progress=False)
+    with pytest.raises(ValueError, match=r"is from another config \(lr: checkpoint 0.03 vs now 0.1\)"):
         nk.fit(model, _loss, _adam(1e-1), _batch_at, 4, key=getkey(),
                checkpoint_path=tmp_path / "c.eqx", resume=True, meta={"lr": 0.1, "width": 8},
                progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(getkey, tmp_path):
-    def loss(model, batch, key):
-        value, aux = _loss(model, batch, key)
-        step = batch[0][0, 0]
-        return jnp.where(step > 100.0, jnp.nan, value), aux
-
-    def batch_at(step):
-        y0s, targets = _batch_at(step)
-        return y0s.at[0, 0].set(1000.0 if step == 7 else 0.0), targets
-
     path = tmp_path / "nan.eqx"
     with pytest.raises(nk.TrainingDiverged, match="loss became nan at step 8; training stopped. The last good checkpoint is kept"):
-        nk.fit(_model(getkey()), loss, _adam(1e-2), batch_at, 20, key=getkey(),
-               checkpoint_path=path, checkpoint_every=5, progress=False)
+        nk.fit(_model(getkey()), _loss, _adam(LR), _faulty_at(7, fault=_NAN_LOSS), 20,
+               key=getkey(), checkpoint_path=path, checkpoint_every=5, progress=False)
     assert nk.load_checkpoint(path, nk.Checkpoint(_model(getkey()), None, 0), {}).step == 5
 
 
@@ -135,7 +145,7 @@ def test_spiral_command_end_to_end_and_resume(tmp_path):
 # ---------------------------------------------------------------- divergence guard
 
 
-def _fit(model, loss, batch_at, steps, path, *, lr=1e-2, resume=False, **kwargs):
+def _fit(model, loss, batch_at, steps, path, *, lr=LR, resume=False, **kwargs):
     return nk.fit(model, loss, _adam(lr), batch_at, steps, key=jr.key(0),
                   checkpoint_path=path, checkpoint_every=2, resume=resume, progress=False,
                   **kwargs)
@@ -151,23 +161,10 @@ def _params_finite(model) -> bool:
 
 
 def test_nan_gradient_with_finite_loss_keeps_the_parameters_that_gave_it(getkey, tmp_path):
-    def loss(model, batch, key):
-        value, aux = _loss(model, batch, key)
-        bias = model.vector_field.mlp.layers[0].bias
-        # 0 * sqrt(b - b + eps) adds 0 to the loss; its gradient is 0 * inf = NaN where
-        # eps = 0 (step 4, marked by the batch) and 0 elsewhere.
-        eps = jnp.where(batch[0][0, 0] > 100.0, 0.0, 1.0)
-        poison = 0.0 * jnp.sqrt(bias[0] - bias[0] + eps)
-        return value + poison, aux
-
-    def batch_at(step):
-        y0s, targets = _batch_at(step)
-        return y0s.at[0, 0].set(1000.0 if step == 3 else 0.0), targets
-
     path = tmp_path / "grad.eqx"
     with pytest.raises(nk.TrainingDiverged, match=r"^the gradient became NaN or inf at step 4 "
                        r"\(the loss was .*\); training stopped\. The last good checkpoint is kept"):
-        _fit(_model(getkey()), loss, batch_at, 10, path)
+        _fit(_model(getkey()), _loss, _faulty_at(3, fault=_NAN_GRADIENT), 10, path)
     # Step 4's loss was finite, so the parameters after step 2 (checkpointed) are good.
     assert _load(path, getkey).step == 2
 
@@ -191,17 +188,10 @@ def test_exploding_update_never_reaches_the_kept_checkpoint(getkey, tmp_path):
 
 
 def test_failed_solve_inside_a_step_is_divergence(getkey, tmp_path):
-    def loss(model, batch, key):
-        y0s, targets, span = batch  # fixed steps of 0.125 and max_steps=4 cover [0, 0.5]
-        return jnp.mean((model.batched(TS * span, y0s) - targets) ** 2), {}
-
-    def batch_at(step):
-        return (*_batch_at(step), jnp.asarray(10.0 if step == 4 else 1.0))
-
     path = tmp_path / "solve.eqx"
     with pytest.raises(nk.TrainingDiverged, match=r"^a solve failed inside step 5 \(diffeqsolve "
                        r"hit max_steps=4.*\); training stopped\. The last good checkpoint"):
-        _fit(_model(getkey()), loss, batch_at, 10, path)
+        _fit(_model(getkey()), _loss, _faulty_at(4, span=10.0), 10, path)  # over [0, 5]
     # The parameters after step 4 never gave a successful solve: the kept ones are step 2's.
     assert _load(path, getkey).step == 2
 
@@ -212,10 +202,10 @@ def test_fit_argument_checks(getkey, tmp_path):
         kwargs = {"num_steps": 3, name: value}
         steps = kwargs.pop("num_steps")
         with pytest.raises(ValueError, match=f"`{name}` must be a positive int; got {value}"):
-            nk.fit(model, _loss, _adam(1e-2), _batch_at, steps, key=getkey(),
+            nk.fit(model, _loss, _adam(LR), _batch_at, steps, key=getkey(),
                    progress=False, **kwargs)
     with pytest.raises(ValueError, match="`resume=True` needs the `checkpoint_path`"):
-        nk.fit(model, _loss, _adam(1e-2), _batch_at, 3, key=getkey(), resume=True)
+        nk.fit(model, _loss, _adam(LR), _batch_at, 3, key=getkey(), resume=True)
     with pytest.raises(nk.CheckpointError, match="no checkpoint at .*missing.eqx. Train without resuming"):
         _fit(model, _loss, _batch_at, 3, tmp_path / "missing.eqx", resume=True)
 

@@ -1,0 +1,181 @@
+"""Time the default test run with an empty and with a filled compilation cache, and say where
+its time goes.
+
+    python experiments/test_time.py              # cold then warm; writes results/test_time.json
+    python experiments/test_time.py --show       # the table from the committed file
+    python experiments/test_time.py -- tests/test_trace.py   # pytest arguments after --
+
+Runs the README's test command (`python -m pytest -n 2 --dist loadfile`) twice against one
+new JAX persistent compilation cache folder (NODE_KIT_TEST_CACHE, see tests/conftest.py):
+`cold`, the folder empty as on a fresh machine or in CI, then `warm`, the folder as the
+first run left it, as on a developer's second run. For each run it records the wall time,
+the CPU time of pytest and every process under it, and, from experiments/_compile_profile.py
+loaded into each worker, every compile: Python tracing, lowering to MLIR and XLA's
+compile, per test file and per compiled function, and the persistent cache's hits.
+Compiles inside the tests' subprocesses (several devices, several processes, kill and
+resume) are in the CPU time but not in the compile counts. Run it on an otherwise idle
+machine: the wall time is what a user waits, so other load inflates it.
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "results" / "test_time.json"
+PHASES = {"jaxpr_trace_duration": "trace_s", "jaxpr_to_mlir_module_duration": "lower_s",
+          "backend_compile_duration": "compile_s"}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def summarise(records: list, top: int = 12) -> dict:
+    """Totals, per test file and per compiled function, from the plugin's records."""
+    totals = collections.Counter()
+    files = collections.defaultdict(collections.Counter)
+    functions = collections.defaultdict(collections.Counter)
+    for test, event, function, seconds in records:
+        file = (test or "(outside a test)").split("::")[0]
+        if event in PHASES:
+            totals[PHASES[event]] += seconds
+            files[file][PHASES[event]] += seconds
+        if event == "backend_compile_duration":
+            totals["compiles"] += 1
+            files[file]["compiles"] += 1
+            functions[function]["compiles"] += 1
+            functions[function]["compile_s"] += seconds
+        elif event in ("cache_hits", "cache_misses"):
+            totals[event] += 1
+        elif event in ("test_wall", "test_cpu"):
+            files[file][event.replace("test_", "") + "_s"] += seconds
+            totals["tests"] += event == "test_wall"
+
+    def rounded(counter):
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in counter.items()}
+
+    by_wall = sorted(files.items(), key=lambda kv: -kv[1]["wall_s"])
+    by_compile = sorted(functions.items(), key=lambda kv: -kv[1]["compile_s"])
+    return {
+        "totals": rounded(totals),
+        "files": [{"file": f, **rounded(c)} for f, c in by_wall],
+        "functions": [{"function": f, **rounded(c)} for f, c in by_compile[:top]],
+        "distinct_functions": len(functions),
+    }
+
+
+def run_suite(cache: Path, pytest_args: list[str], workers: int) -> dict:
+    """One run of the test command against `cache`; wall and CPU time and the compile profile."""
+    with tempfile.TemporaryDirectory() as profile:
+        env = dict(os.environ, NODE_KIT_TEST_CACHE=str(cache), NODE_KIT_COMPILE_PROFILE=profile)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "pytest", "-n", str(workers), "--dist", "loadfile",
+                   "-q", "-p", "_compile_profile", *pytest_args]
+        print("+", " ".join(command[1:]), flush=True)
+        cpu, start = _children_cpu(), time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
+        records = [json.loads(line) for path in sorted(Path(profile).glob("*.jsonl"))
+                   for line in path.read_text().splitlines()]
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", last)}
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
+    return {"exit_code": done.returncode, "summary_line": last, **counts,
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **summarise(records)}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{round(seconds % 60):02d}"
+
+
+def table(result: dict) -> str:
+    """Markdown: cold and warm side by side, then where the cold run's compiling goes."""
+    runs = result["runs"]
+    names = [n for n in ("cold", "warm") if n in runs]
+    rows = [("wall time (min:s)", lambda r: _minutes(r["wall_s"])),
+            ("CPU time, all processes (min:s)", lambda r: _minutes(r["cpu_s"])),
+            ("tests passed", lambda r: str(r.get("passed", 0))),
+            ("programs built (XLA compile or persistent-cache read)",
+             lambda r: str(r["totals"].get("compiles", 0))),
+            ("... read from the persistent cache", lambda r: str(r["totals"].get("cache_hits", 0))),
+            ("... compiled and written to it", lambda r: str(r["totals"].get("cache_misses", 0))),
+            ("building them (s, summed over workers)", lambda r: f"{r['totals'].get('compile_s', 0):.0f}"),
+            ("Python tracing (s)", lambda r: f"{r['totals'].get('trace_s', 0):.0f}"),
+            ("lowering to MLIR (s)", lambda r: f"{r['totals'].get('lower_s', 0):.0f}")]
+    lines = ["| " + " | ".join(["", *names]) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += ["| " + " | ".join([label, *(get(runs[n]) for n in names)]) + " |" for label, get in rows]
+    cold = runs[names[0]]
+    lines += ["", f"Where the {names[0]} run's XLA compiling goes (the largest compiled functions):", "",
+              "| function | compiles | XLA compile (s) |", "|---|---|---|"]
+    shown = cold["functions"][:8]
+    lines += [f"| `{f['function']}` | {f['compiles']} | {f['compile_s']:.0f} |" for f in shown]
+    rest = cold["distinct_functions"] - len(shown)
+    lines.append(f"| the other {rest} functions (eager operations, initialisers, checks, ...) | "
+                 f"{cold['totals'].get('compiles', 0) - sum(f['compiles'] for f in shown)} | "
+                 f"{cold['totals'].get('compile_s', 0) - sum(f['compile_s'] for f in shown):.0f} |")
+    source = result["provenance"]
+    lines += ["", f"Measured {source['date']} at code {source['git_commit'][:7]}"
+              f"{' with uncommitted changes' if source['git_dirty'] else ''} on {source['cpus']} "
+              f"CPU cores: `{result['command']}`."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python experiments/test_time.py",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--show", action="store_true", help="print the table of --out and exit")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON file (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (default: 2)")
+    parser.add_argument("--runs", nargs="+", choices=("cold", "warm"), default=["cold", "warm"],
+                        help="which runs (default: cold warm)")
+    args = parser.parse_args(own)
+    if args.show:
+        if not args.out.exists():
+            parser.error(f"--out {args.out} does not exist; run without --show first")
+        print(table(json.loads(args.out.read_text())))
+        return 0
+    if "warm" in args.runs and "cold" not in args.runs:
+        parser.error("--runs warm needs cold first (a warm run reads the cache the cold run filled)")
+    (Path.home() / ".cache").mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="node_kit-test-time-", dir=Path.home() / ".cache"))
+    try:
+        runs = {name: run_suite(cache, pytest_args, args.workers) for name in args.runs}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    result = {
+        "command": "python " + " ".join(["experiments/test_time.py", *argv]),
+        "provenance": {"git_commit": _git("rev-parse", "HEAD"),
+                       "git_dirty": bool(_git("status", "--porcelain", "--", "node_kit", "tests")),
+                       "date": datetime.date.today().isoformat(), "cpus": os.cpu_count()},
+        "pytest": ["-n", str(args.workers), "--dist", "loadfile", *pytest_args],
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    return max(run["exit_code"] for run in runs.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
