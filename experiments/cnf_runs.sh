@@ -13,10 +13,8 @@ for toy in pinwheel 2spirals moons circles rings swissroll; do
 done
 run 8gaussians_rnode --dataset 8gaussians --kinetic-energy 0.01 --jacobian-norm 0.01
 run digits --dataset digits --trace hutchinson --width 128 --depth 2 --batch-size 128 --steps 2000 --lr 1e-3 --eval-batch 270
-# Checkerboard trained longer: the 3000-step run above, resumed to 10000 steps
-# (cosine schedule re-spread over 10000 steps). Run after the checkerboard line:
-#   mkdir -p $out/checkerboard_10k && cp $out/checkerboard/{checkpoint.eqx,history.csv} $out/checkerboard_10k/
-#   run checkerboard_10k --dataset checkerboard --steps 10000 --resume
+# Checkerboard trained longer, from scratch (one cosine schedule over 10000 steps):
+run checkerboard_10k --dataset checkerboard --steps 10000
 run digits_wide --dataset digits --trace hutchinson --width 256 --depth 2 --batch-size 128 --steps 5000 --lr 2e-3 --eval-batch 270
 # rings was still near one Gaussian after 1500 steps; a longer run at a lower rate:
 run rings_5k --dataset rings --steps 5000 --lr 1e-3

@@ -2,7 +2,7 @@
 # The time-series runs committed under experiments/results/timeseries/ (README and docs quote them).
 # A run with a checkpoint passes --resume: rerun this script after an interruption and each
 # run continues from its last checkpoint (finished runs only re-evaluate). Two queues run side by side
-# (2 CPU cores); pass a queue name (a or b) to run one of them.
+# (2 CPU cores); pass a queue name (a or b) to run one of them, or c for the longer hopper runs.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=experiments/results/timeseries
@@ -24,19 +24,14 @@ queue_b() {
   done
   for p in 0.1 0.5; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
 }
+queue_c() {  # hopper trained longer, each run from scratch (one cosine schedule over its steps)
+  for p in 0.1 0.5; do run "hopper_latent_ode_interp_${p}_4k" "${hopper[@]}" --steps 4000 --observed $p; done
+  for p in 0.1 0.2 0.3 0.5; do run "hopper_latent_ode_interp_${p}_8k" "${hopper[@]}" --steps 8000 --observed $p; done
+  for p in 0.2 0.3; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
+}
 case "${1:-both}" in
   a) queue_a ;;
   b) queue_b ;;
+  c) queue_c ;;  # about 2.5 hours of one core; not part of the default (both)
   *) queue_a & queue_b; wait ;;
 esac
-# Latent ODE interpolation on hopper trained longer: the 1500-step runs above resumed to
-# 4000 steps (cosine schedule re-spread over 4000). Run after queue a:
-#   for p in 0.1 0.5; do d=$out/hopper_latent_ode_interp_${p}_4k; mkdir -p $d
-#     cp $out/hopper_latent_ode_interp_$p/{checkpoint.eqx,history.csv,results.json} $d/; done
-#   run hopper_latent_ode_interp_0.1_4k "${hopper[@]}" --steps 4000 --observed 0.1
-#   run hopper_latent_ode_interp_0.5_4k "${hopper[@]}" --steps 4000 --observed 0.5
-# and again from the 4000-step runs to 8000 steps (directories *_8k, copied from *_4k).
-# hopper at 20% and 30% observed: latent ODE trained 8000 steps from the start (one cosine
-# schedule), then ODE-RNN 1500 steps, one queue per observed share:
-#   for p in 0.2 0.3; do ( run hopper_latent_ode_interp_${p}_8k "${hopper[@]}" --steps 8000 --observed $p
-#     run hopper_ode_rnn_interp_$p "${hopper[@]}" --model ode_rnn --observed $p ) & done; wait
