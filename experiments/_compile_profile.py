@@ -54,7 +54,9 @@ def pytest_unconfigure(config):
     folder = os.environ.get("NODE_KIT_COMPILE_PROFILE")
     if not folder:
         return
+    # One file per process: an xdist controller run inside a worker (a test that runs
+    # pytest) inherits the worker's PYTEST_XDIST_WORKER, so that name alone could collide.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with open(Path(folder) / f"{worker}.jsonl", "w") as f:
+    with open(Path(folder) / f"{worker}-{os.getpid()}.jsonl", "w") as f:
         for record in _records:
             f.write(json.dumps(record) + "\n")
