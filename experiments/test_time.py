@@ -103,7 +103,8 @@ def run_suite(cache: Path, pytest_args: list[str], workers: int) -> dict:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{round(seconds % 60):02d}"
+    minutes, rest = divmod(round(seconds), 60)  # round first: 59.6 s is 1:00, never 0:60
+    return f"{minutes}:{rest:02d}"
 
 
 def table(result: dict) -> str:
