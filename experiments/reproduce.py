@@ -19,6 +19,15 @@ e.g. `git worktree add /tmp/repro HEAD` and `PYTHONPATH=/tmp/repro python
 `differs` (with the values) or `not re-run` (with the reason). A run trained in pieces
 (`--resume` across sessions) is marked: only a run from scratch on unchanged code counts.
 
+Cores: XLA's CPU compiler splits loops over the cores the process may use, so float32
+training gives other last bits, and after many steps other metrics, on another count (the
+time-series runs do; the CNF runs checked do not). Each re-run is pinned to as many cores
+as its committed run had (`environment.cpu_cores` in its results.json; one where the file
+does not record it: the committed runs are made on one core) unless `--cores` says
+otherwise; the first cores of this process's own set are used, so `taskset -c 1 python
+experiments/reproduce.py ...` puts a one-core re-run on core 1. A run that needs more cores
+than this process has is not re-run. The count is recorded with the outcome.
+
 With `--replace`, a re-run that differs from the committed file, or whose committed file
 records no provenance, replaces the committed run's folder with its own output (only when
 the re-run's code was a clean commit); the table then says `replaced` with the old values.
@@ -30,6 +39,7 @@ import datetime
 import importlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 RECORD = RESULTS / "reproduce.json"
 # Flags that do not define the result: where it is written, resuming, the bar, devices.
+# The cores of a committed run whose results.json does not record them: the committed runs
+# are made on one core (README, "Do they reproduce?").
+DEFAULT_CORES = 1
 NOT_DEFINING = {"out", "resume", "progress", "devices", "per_device", "coordinator",
                 "num_processes", "process_id", "distributed"}
 
@@ -144,6 +157,25 @@ def committed_runs() -> list[Committed]:
     return runs
 
 
+def cores_of(run: Committed) -> int:
+    """The cores `run` was made on: its recorded `environment.cpu_cores`, else one."""
+    return int((run.results.get("environment") or {}).get("cpu_cores") or DEFAULT_CORES)
+
+
+def own_cores() -> list[int]:
+    """The cores this process may run on, in order."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+
+
+def _pinned_to(cores: list[int]):
+    """A `preexec_fn` that pins the child to `cores` before it starts (and before XLA
+    counts them); None where the platform cannot pin."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cores)
+
+
 def output_file(run: Committed, out: Path) -> Path:
     if run.command == "memory":
         return out / f"{run.results['config'].get('name', run.name)}.json"
@@ -170,23 +202,32 @@ def replaceable(run: Committed, entry: dict) -> str:
     return "" if run.results.get("provenance", {}).get("git_commit") else "no provenance"
 
 
-def rerun(run: Committed, rtol: float, replace: bool = False) -> dict:
-    """Re-run `run` from scratch in a temporary folder and compare its headline metrics;
-    with `replace`, install the re-run's folder over the committed one (see `replaceable`)."""
+def rerun(run: Committed, rtol: float, replace: bool = False, cores: int | None = None) -> dict:
+    """Re-run `run` from scratch in a temporary folder, pinned to `cores` cores (default:
+    `cores_of(run)`), and compare its headline metrics; with `replace`, install the
+    re-run's folder over the committed one (see `replaceable`)."""
+    cores = cores or cores_of(run)
+    available = own_cores()
+    if cores > len(available):
+        raise ValueError(f"{run.name} was made on {cores} CPU cores and this process may use "
+                         f"{len(available)} ({available}); re-run it on a machine with at least "
+                         f"{cores}, or pass --cores {len(available)} to compare anyway.")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = run.argv(out)
         start = time.perf_counter()
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                              preexec_fn=_pinned_to(available[:cores]))
         seconds = time.perf_counter() - start
         record = {"command": " ".join([f"python -m node_kit.experiments.{run.command}",
                                         *run.flags()]),
                   "date": datetime.date.today().isoformat(),
-                  "seconds": round(seconds, 1), "rtol": rtol,
+                  "seconds": round(seconds, 1), "rtol": rtol, "cores": cores,
                   "committed_in_pieces": run.pieces()}
         if done.returncode != 0:
             return {**record, "status": "failed", "error": done.stderr.strip().splitlines()[-3:]}
         new = json.loads(output_file(run, out).read_text())
+        record["cores"] = (new.get("environment") or {}).get("cpu_cores", cores)
         got = headline(run.command, new)
         source = new.get("provenance", {})
         record |= {"code_commit": source.get("git_commit"), "code_dirty": source.get("git_dirty")}
@@ -209,7 +250,8 @@ def _short(entry: dict) -> str:
 
 
 def table(runs: list[Committed], record: dict) -> str:
-    lines = ["| run | status | committed run took (min) | detail |", "|---|---|---|---|"]
+    lines = ["| run | status | cores | committed run took (min) | detail |",
+             "|---|---|---|---|---|"]
     for run in runs:
         minutes = run.minutes()
         took = "–" if minutes is None else f"{minutes:.1f}"
@@ -228,7 +270,8 @@ def table(runs: list[Committed], record: dict) -> str:
                 f"identical within rtol {entry['rtol']:g} (code {_short(entry)}, {entry['date']})"
         if run.pieces():
             detail += f"; the committed run {run.pieces()}"
-        lines.append(f"| {run.name} | {status} | {took} | {detail} |")
+        cores = "–" if entry is None else entry.get("cores", "–")
+        lines.append(f"| {run.name} | {status} | {cores} | {took} | {detail} |")
     return "\n".join(lines)
 
 
@@ -241,6 +284,9 @@ def main(argv=None) -> int:
                         help="skip runs whose committed run took longer (default: 10)")
     parser.add_argument("--rtol", type=float, default=1e-4,
                         help="relative tolerance of the comparison (default: 1e-4)")
+    parser.add_argument("--cores", type=int, default=None,
+                        help="pin each re-run to this many cores (default: as many as its "
+                             f"committed run had; {DEFAULT_CORES} where it does not say)")
     parser.add_argument("--no-record", action="store_true", help="do not update reproduce.json")
     parser.add_argument("--replace", action="store_true",
                         help="install a re-run over its committed folder when it differs or the "
@@ -248,6 +294,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = committed_runs()
     names = {run.name for run in runs}
+    if args.cores is not None and not 1 <= args.cores <= len(own_cores()):
+        parser.error(f"--cores must be between 1 and the {len(own_cores())} cores this process "
+                     f"may use; got {args.cores}")
     unknown = [name for name in args.run if name not in names]
     if unknown:
         parser.error(f"unknown run(s) {', '.join(unknown)}; the committed runs are: "
@@ -257,9 +306,15 @@ def main(argv=None) -> int:
         args.all and (run.minutes() or 0) <= args.max_minutes)]
     failed = False
     for run in chosen:
-        print(f"re-running {run.name}: python -m node_kit.experiments.{run.command} "
-              f"{' '.join(run.flags())}", flush=True)
-        entry = rerun(run, args.rtol, args.replace)
+        cores = args.cores or cores_of(run)
+        print(f"re-running {run.name} on {cores} core{'s' * (cores > 1)}: python -m "
+              f"node_kit.experiments.{run.command} {' '.join(run.flags())}", flush=True)
+        try:
+            entry = rerun(run, args.rtol, args.replace, cores)
+        except ValueError as error:
+            print(f"  not re-run: {error}", flush=True)
+            failed = True
+            continue
         print(f"  {entry['status']} in {entry['seconds']:.0f} s", *entry.get("differences", []),
               sep="\n  ", flush=True)
         failed |= entry["status"] not in ("reproduced", "replaced")

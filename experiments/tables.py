@@ -70,7 +70,11 @@ def _wall_time(r: dict) -> str:
     if wall is None:
         return ""
     device = provenance.get("device") or env.get("device", "an unrecorded device")
-    cores = f", {env['cpu_count']} CPU cores" if env.get("cpu_count") else ""
+    cores = ""
+    if env.get("cpu_cores") and env["cpu_cores"] != env.get("cpu_count"):
+        cores = f", {env['cpu_cores']} of its {env['cpu_count']} CPU cores"
+    elif env.get("cpu_count"):
+        cores = f", {env['cpu_count']} CPU cores"
     return (f" It took {_duration(wall)} from start to finish ({device}{cores}; "
             f"`provenance.wall_seconds` in its results.json).")
 

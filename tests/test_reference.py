@@ -89,6 +89,32 @@ def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp
     assert line.startswith("| cnf/x | replaced |") and "committed 1.0, now 1.1" in line
 
 
+def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
+    """The cores come from the committed file (one where it does not say); the child runs on
+    the first that many of this process's cores; a run needing more is refused by name."""
+    import subprocess
+    import sys
+
+    reproduce = _load("reproduce")
+    made_on_one = reproduce.Committed("cnf/x", "cnf", tmp_path / "r.json", {"config": {}})
+    made_on_64 = reproduce.Committed("cnf/y", "cnf", tmp_path / "r.json",
+                                     {"config": {}, "environment": {"cpu_cores": 64}})
+    assert reproduce.cores_of(made_on_one) == reproduce.DEFAULT_CORES == 1
+    assert reproduce.cores_of(made_on_64) == 64
+    own = reproduce.own_cores()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+        capture_output=True, text=True, check=True, preexec_fn=reproduce._pinned_to(own[:1]))
+    assert child.stdout.strip() == str(own[:1])
+    if len(own) < 64:
+        with pytest.raises(ValueError, match=r"cnf/y was made on 64 CPU cores .* --cores"):
+            reproduce.rerun(made_on_64, 1e-4)
+    entry = {"status": "reproduced", "rtol": 1e-4, "date": "2026-12-02", "cores": 1,
+             "code_commit": "abc", "differences": []}
+    assert reproduce.table([made_on_one], {"cnf/x": entry}).splitlines()[-1].startswith(
+        "| cnf/x | reproduced | 1 |")
+
+
 def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
     """experiments/test_time.py: its plugin sees every test of a real (small) pytest run, and
     the summary adds each compile phase up per file and per function."""

@@ -17,8 +17,19 @@ from typing import Any
 from .._io import atomic_write_bytes
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. under `taskset`), which is
+    what XLA's CPU compiler splits loops over. float32 training gives other last bits, and
+    after many steps other metrics, on another count: a result reproduces bit for bit on
+    the count it was made on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def environment() -> dict[str, Any]:
-    """The machine a result was made on: backend, device, cores, float width."""
+    """The machine a result was made on: backend, device, cores (`cpu_count` the
+    machine's, `cpu_cores` this process's, see [`usable_cores`][]), float width."""
     import jax
 
     device = jax.devices()[0]
@@ -30,6 +41,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_cores": usable_cores(),
         "x64": bool(jax.config.read("jax_enable_x64")),
     }
 
