@@ -12,6 +12,11 @@ recorded from commit 84400dc (before the structure issue) with
     git worktree add /tmp/base 84400dc
     PYTHONPATH=/tmp/base python experiments/check_reference.py --record
 
+The commands run on as many CPU cores as the reference was recorded on (`source.cpu_cores`;
+XLA splits loops over the cores it may use, so float32 training differs in the last bits on
+another count), pinned to the first that many of this process's cores; a machine with fewer
+is told so instead of comparing.
+
 Exits 1 and prints the differing values if anything differs.
 """
 
@@ -25,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from node_kit.experiments._outputs import pin_to_cores, usable_cores
+
 REFERENCE = Path(__file__).with_name("reference.json")
 CHECKS = {
     "cnf": (["--steps", "30"], ["test_nll", "test_nll_se", "eval_num_steps", "kl_gap"]),
@@ -35,14 +42,16 @@ CHECKS = {
 }
 
 
-def run(command: str, argv: list[str], out: Path, data_dir: str | None) -> dict:
-    """Run one command and return its history rows (without `time`) and metrics."""
+def run(command: str, argv: list[str], out: Path, data_dir: str | None, cores: int) -> dict:
+    """Run one command on `cores` cores and return its history rows (without `time`) and
+    metrics."""
     flags = [*argv, "--out", str(out), "--no-progress"]
     if data_dir:
         flags += ["--data-dir", data_dir]
     subprocess.run(
         [sys.executable, "-m", f"node_kit.experiments.{command}", *flags],
         check=True, env=os.environ.copy(),
+        preexec_fn=pin_to_cores(cores, f"the reference of `{command} {' '.join(argv)}`"),
     )
     with open(out / "history.csv", newline="") as f:
         history = [
@@ -74,12 +83,20 @@ def main(argv=None) -> int:
     parser.add_argument("--record", action="store_true", help="write the reference file")
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (0: exact)")
     parser.add_argument("--data-dir", default="", help="datasets directory (default: node_kit's)")
+    parser.add_argument("--cores", type=int, default=None,
+                        help="cores to run on (default: the reference's, or all when recording)")
     args = parser.parse_args(argv)
-    reference = {} if args.record else json.loads(REFERENCE.read_text())["checks"]
+    recorded = {} if args.record else json.loads(REFERENCE.read_text())
+    reference = recorded.get("checks", {})
+    cores = args.cores or recorded.get("source", {}).get("cpu_cores") or usable_cores()
     got, failed = {}, False
     with tempfile.TemporaryDirectory() as tmp:
         for command, (flags, _) in CHECKS.items():
-            got[command] = run(command, flags, Path(tmp) / command, args.data_dir)
+            try:
+                got[command] = run(command, flags, Path(tmp) / command, args.data_dir, cores)
+            except ValueError as error:
+                print(f"{command} {' '.join(flags)}: NOT RUN: {error}")
+                return 1
             if args.record:
                 continue
             lines = differences(reference[command], got[command], args.rtol)
@@ -92,7 +109,7 @@ def main(argv=None) -> int:
         package = Path(node_kit.__file__).parent
         commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
-        source = {"commit": commit, "python": sys.version.split()[0]}
+        source = {"commit": commit, "python": sys.version.split()[0], "cpu_cores": cores}
         text = json.dumps({"source": source, "checks": got}, indent=2)
         REFERENCE.write_text(text + "\n")
         print(f"wrote {REFERENCE}")

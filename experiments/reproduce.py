@@ -39,13 +39,14 @@ import datetime
 import importlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from node_kit.experiments._outputs import own_cores, pin_to_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -162,20 +163,6 @@ def cores_of(run: Committed) -> int:
     return int((run.results.get("environment") or {}).get("cpu_cores") or DEFAULT_CORES)
 
 
-def own_cores() -> list[int]:
-    """The cores this process may run on, in order."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        list(range(os.cpu_count() or 1))
-
-
-def _pinned_to(cores: list[int]):
-    """A `preexec_fn` that pins the child to `cores` before it starts (and before XLA
-    counts them); None where the platform cannot pin."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, cores)
-
-
 def output_file(run: Committed, out: Path) -> Path:
     if run.command == "memory":
         return out / f"{run.results['config'].get('name', run.name)}.json"
@@ -207,17 +194,13 @@ def rerun(run: Committed, rtol: float, replace: bool = False, cores: int | None 
     `cores_of(run)`), and compare its headline metrics; with `replace`, install the
     re-run's folder over the committed one (see `replaceable`)."""
     cores = cores or cores_of(run)
-    available = own_cores()
-    if cores > len(available):
-        raise ValueError(f"{run.name} was made on {cores} CPU cores and this process may use "
-                         f"{len(available)} ({available}); re-run it on a machine with at least "
-                         f"{cores}, or pass --cores {len(available)} to compare anyway.")
+    pin = pin_to_cores(cores, run.name)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = run.argv(out)
         start = time.perf_counter()
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                              preexec_fn=_pinned_to(available[:cores]))
+                              preexec_fn=pin)
         seconds = time.perf_counter() - start
         record = {"command": " ".join([f"python -m node_kit.experiments.{run.command}",
                                         *run.flags()]),
@@ -312,7 +295,7 @@ def main(argv=None) -> int:
         try:
             entry = rerun(run, args.rtol, args.replace, cores)
         except ValueError as error:
-            print(f"  not re-run: {error}", flush=True)
+            print(f"  not re-run: {error} (--cores N re-runs it on N cores.)", flush=True)
             failed = True
             continue
         print(f"  {entry['status']} in {entry['seconds']:.0f} s", *entry.get("differences", []),

@@ -104,11 +104,14 @@ def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
     own = reproduce.own_cores()
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
-        capture_output=True, text=True, check=True, preexec_fn=reproduce._pinned_to(own[:1]))
+        capture_output=True, text=True, check=True, preexec_fn=reproduce.pin_to_cores(1, "x"))
     assert child.stdout.strip() == str(own[:1])
     if len(own) < 64:
-        with pytest.raises(ValueError, match=r"cnf/y was made on 64 CPU cores .* --cores"):
+        with pytest.raises(ValueError, match=r"cnf/y was made on 64 CPU cores and this process "
+                                             rf"may use {len(own)} .* at least 64"):
             reproduce.rerun(made_on_64, 1e-4)
+    with pytest.raises(ValueError, match="to run x on must be at least 1; got 0"):
+        reproduce.pin_to_cores(0, "x")
     entry = {"status": "reproduced", "rtol": 1e-4, "date": "2026-12-02", "cores": 1,
              "code_commit": "abc", "differences": []}
     assert reproduce.table([made_on_one], {"cnf/x": entry}).splitlines()[-1].startswith(

@@ -17,14 +17,39 @@ from typing import Any
 from .._io import atomic_write_bytes
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity, e.g. under `taskset`), which is
-    what XLA's CPU compiler splits loops over. float32 training gives other last bits, and
-    after many steps other metrics, on another count: a result reproduces bit for bit on
-    the count it was made on."""
+def own_cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity, e.g. under `taskset`), in order.
+
+    XLA's CPU compiler splits loops over that many threads, so float32 training gives other
+    last bits, and after many steps other metrics, on another count: a result reproduces
+    bit for bit on the count it was made on (recorded as `environment.cpu_cores`)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on: see [`own_cores`][]."""
+    return len(own_cores())
+
+
+def pin_to_cores(count: int, what: str):
+    """A `preexec_fn` for `subprocess` that runs the child on the first `count` of this
+    process's cores, so that XLA compiles it for `count` threads (None where the platform
+    cannot pin). `what` names the run in the error when this process has fewer cores."""
+    if count < 1:
+        raise ValueError(f"the number of cores to run {what} on must be at least 1; got {count}")
+    cores = own_cores()
+    if count > len(cores):
+        raise ValueError(
+            f"{what} was made on {count} CPU cores and this process may use {len(cores)} "
+            f"({cores}); run it on a machine with at least {count}, or choose another count "
+            "(the last bits of float32 training then differ)."
+        )
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    chosen = set(cores[:count])
+    return lambda: os.sched_setaffinity(0, chosen)
 
 
 def environment() -> dict[str, Any]:
