@@ -1,4 +1,4 @@
-"""The short reference runs of the commands still give the numbers of commit 84400dc."""
+"""The short reference runs of the commands still give the numbers of experiments/reference.json (its `source` names the commit)."""
 
 import importlib.util
 from pathlib import Path
