@@ -4,7 +4,10 @@
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=experiments/results/cnf
-run() { name=$1; shift; "$py" -m node_kit.experiments.cnf --out "$out/$name" --no-progress "$@" > "$out/$name.log" 2>&1; }
+# Pinned to one core, as the committed runs were (XLA splits loops over the cores it may
+# use, so another count can give other bits).
+pin=(); command -v taskset > /dev/null && pin=(taskset -c 0)
+run() { name=$1; shift; "${pin[@]}" "$py" -m node_kit.experiments.cnf --out "$out/$name" --no-progress "$@" > "$out/$name.log" 2>&1; }
 mkdir -p "$out"
 run 8gaussians --dataset 8gaussians                       # the default command
 run checkerboard --dataset checkerboard --steps 3000

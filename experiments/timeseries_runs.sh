@@ -6,17 +6,23 @@
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=experiments/results/timeseries
+# Each run is pinned to one core (queue a: core 0, b and c: core 1), as the committed runs
+# were: XLA splits loops over the cores it may use, so another count gives other bits.
+core=0
 run() { name=$1; shift; mkdir -p "$out/$name"
   resume=(); [ -f "$out/$name/checkpoint.eqx" ] && resume=(--resume)
-  "$py" -m node_kit.experiments.timeseries --out "$out/$name" "${resume[@]}" --no-progress "$@" > "$out/$name.log" 2>&1; }
+  pin=(); command -v taskset > /dev/null && pin=(taskset -c "$core")
+  "${pin[@]}" "$py" -m node_kit.experiments.timeseries --out "$out/$name" "${resume[@]}" --no-progress "$@" > "$out/$name.log" 2>&1; }
 hopper=(--dataset hopper --steps 1500)
 vowels=(--dataset japanese_vowels --task classification --batch-size 32 --steps 1000)
 queue_a() {
+  core=0
   for p in 0.1 0.5; do run "hopper_latent_ode_interp_$p" "${hopper[@]}" --observed $p; done
   for p in 0.1 0.5; do run "hopper_latent_ode_extrap_$p" "${hopper[@]}" --task extrapolation --observed $p; done
   for p in 0.1 0.5; do run "hopper_gru_dt_interp_$p" "${hopper[@]}" --model gru_dt --observed $p; done
 }
 queue_b() {
+  core=1
   run periodic_latent_ode_interp                       # the default command
   run periodic_latent_ode_extrap --task extrapolation
   for model in gru_dt ode_rnn latent_ode; do
@@ -25,6 +31,7 @@ queue_b() {
   for p in 0.1 0.5; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
 }
 queue_c() {  # hopper trained longer, each run from scratch (one cosine schedule over its steps)
+  core=1
   for p in 0.1 0.5; do run "hopper_latent_ode_interp_${p}_4k" "${hopper[@]}" --steps 4000 --observed $p; done
   for p in 0.1 0.2 0.3 0.5; do run "hopper_latent_ode_interp_${p}_8k" "${hopper[@]}" --steps 8000 --observed $p; done
   for p in 0.2 0.3; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
