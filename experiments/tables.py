@@ -72,7 +72,9 @@ def _wall_time(r: dict) -> str:
     device = provenance.get("device") or env.get("device", "an unrecorded device")
     cores = ""
     if env.get("cpu_cores") and env["cpu_cores"] != env.get("cpu_count"):
-        cores = f", {env['cpu_cores']} of its {env['cpu_count']} CPU cores"
+        pin = ",".join(map(str, range(env["cpu_cores"])))
+        cores = (f", {env['cpu_cores']} of its {env['cpu_count']} CPU cores: prefix the "
+                 f"command with `taskset -c {pin}` for the same bits")
     elif env.get("cpu_count"):
         cores = f", {env['cpu_count']} CPU cores"
     return (f" It took {_duration(wall)} from start to finish ({device}{cores}; "

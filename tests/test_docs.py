@@ -148,6 +148,10 @@ def test_default_run_sentence_has_the_wall_time_only_when_recorded(tmp_path, mon
     record["provenance"] = {"wall_seconds": 200.4, "device": "cpu"}
     (run / "results.json").write_text(json.dumps(record))
     assert "It took 3 min 20 s from start to finish (cpu, 2 CPU cores;" in tables.cnf_default()
+    record["environment"]["cpu_cores"] = 1  # pinned to one of the two
+    (run / "results.json").write_text(json.dumps(record))
+    assert "(cpu, 1 of its 2 CPU cores: prefix the command with `taskset -c 0` for the same " \
+           "bits;" in " ".join(tables.cnf_default().split())
 
 
 # --- Numbers in prose ----------------------------------------------------------------------
