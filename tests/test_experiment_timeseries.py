@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import jax.random as jr
 import numpy as np
@@ -45,6 +46,8 @@ def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, trained_mod
     assert written["observed_share"] == pytest.approx(0.5)
     assert written["eval_num_steps"] > 0 and written["train_num_steps_last_100"] > 0
     assert written["provenance"]["diffrax"] and written["config"]["model"] == "latent_ode"
+    # The cores XLA compiled for (they decide the last bits): this process's affinity.
+    assert written["environment"]["cpu_cores"] == len(os.sched_getaffinity(0))
     assert (tmp_path / "periodic_interpolation.png").stat().st_size > 10_000
     assert _checkpoint_step(config) == 3
     # The run loads as it ended; --evaluate recomputes its test MSE from model.eqx.
