@@ -188,6 +188,12 @@ def _note_rnode(runs: dict) -> str:
             f"{reg['test_nll']:.4f} against {plain['test_nll']:.4f}.")
 
 
+def _compile_repeats(r: dict) -> str:
+    """`", the median of K compiles from cleared caches"` when the run repeated them."""
+    repeats = r.get("config", {}).get("compile_repeats", 1)
+    return f", the median of {repeats} compiles from cleared caches" if repeats > 1 else ""
+
+
 def overhead_table() -> str:
     """Per workload: step and compile time of node_kit against raw diffrax, and the floor."""
     r = _load(RESULTS / "cnf_overhead.json")
@@ -210,7 +216,7 @@ def overhead_table() -> str:
         "",
         f"{r['timed_steps_each']} timed steps per path, alternating rounds, "
         f"{r['environment']['device']}. Compile: tracing + lowering + XLA compilation of the "
-        f"first call; program size: characters of the lowered StableHLO. Largest ratios node_kit / raw: step {r['max_step_ratio']:.3f}, compile "
+        f"first call{_compile_repeats(r)}; program size: characters of the lowered StableHLO. Largest ratios node_kit / raw: step {r['max_step_ratio']:.3f}, compile "
         f"{r['max_compile_ratio']:.2f}. Solver steps of the two paths "
         f"{'agree on every workload' if same else 'DIFFER on some workload'}. Floor: NFE (field "
         "evaluations of the forward solve, counted) x one batched field evaluation with its "

@@ -38,3 +38,13 @@ def test_the_floor_counts_every_field_evaluation(name, nfe):
 def test_unknown_workload_is_refused():
     with pytest.raises(ValueError, match="workloads"):
         co.main(co.Config(workloads=("cnf_exact",), out="unused"))
+
+
+def test_compile_time_is_the_median_of_the_repeats():
+    calls = [{"compile_seconds": s, "trace_seconds": s / 2} for s in (3.0, 1.0, 2.0)]
+    chosen = co.median_call(calls)
+    assert chosen["compile_seconds"] == 2.0 and chosen["trace_seconds"] == 1.0  # its phases
+    assert chosen["compile_seconds_each"] == [3.0, 1.0, 2.0]
+    assert co.median_call(calls[:2])["compile_seconds"] == 1.0  # even count: the lower middle
+    with pytest.raises(ValueError, match="`compile_repeats` must be at least 1 .* got 0"):
+        co.main(co.Config(compile_repeats=0, out="unused"))

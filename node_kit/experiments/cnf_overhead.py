@@ -13,7 +13,9 @@ hand with `diffrax.diffeqsolve` (`raw_diffrax`). The workloads:
   times) training step with Euler and with RK4, each under backsolve and checkpointing.
 
 Per path: the first call's compile time split into tracing, lowering and XLA compilation
-(JAX's own monitoring events), the size of the lowered program, the loss and solver steps
+(JAX's own monitoring events), the median of `--compile-repeats` compiles from cleared
+caches (the two paths alternate which goes first; one compile of a small program varies by
+a fifth from run to run), the size of the lowered program, the loss and solver steps
 of the first call (the two paths compute the same function, so these agree), and the median
 step time over `--rounds` rounds that alternate between the paths so that machine noise hits
 both. Per workload, the floor: NFE (field evaluations of the forward solve, counted) times
@@ -57,6 +59,7 @@ class Config:
     save_times: int = dataclasses.field(default=10, metadata={"help": 'output times of the neural ODE trajectory in [0, 1]'})
     rounds: int = dataclasses.field(default=15, metadata={"help": 'alternating rounds of node_kit and raw diffrax (machine noise hits both)'})
     steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed steps per path in each round'})
+    compile_repeats: int = dataclasses.field(default=3, metadata={"help": 'compiles of each path from cleared caches; the median is reported'})
     floor_repeats: int = dataclasses.field(default=200, metadata={"help": 'field evaluations (with their VJP) in the compiled loop that times the floor'})
     seed: int = 0
     out: str = dataclasses.field(default="runs/cnf_overhead", metadata={"help": 'folder for cnf_overhead.json and cnf_overhead.png (the committed ones: --out experiments/results)'})
@@ -181,6 +184,13 @@ def field_seconds(case: Case, repeats: int) -> float:
     return float(np.median(times)) / repeats
 
 
+def median_call(calls: list[dict]) -> dict:
+    """The compile of median total time among `calls` (its phases with it), with every
+    total in `compile_seconds_each`."""
+    chosen = sorted(calls, key=lambda c: c["compile_seconds"])[(len(calls) - 1) // 2]
+    return {**chosen, "compile_seconds_each": [c["compile_seconds"] for c in calls]}
+
+
 def warm_up(works, config: Config, keys: dict, optimizer) -> None:
     """Compile one step of each kind of model (CNF, neural ODE) both ways on a smaller
     batch, untimed, so that what JAX and diffrax do once per process (imports, caches of
@@ -200,6 +210,9 @@ def main(config: Config) -> dict:
 
     for name in config.workloads:
         check_choice("workloads", name, WORKLOAD_NAMES)
+    if config.compile_repeats < 1:
+        raise ValueError(f"`compile_repeats` must be at least 1 (the median of that many compiles "
+                         f"is reported); got {config.compile_repeats}.")
     # Measure compilation, not a cache hit: no persistent compilation cache here.
     jax.config.update("jax_enable_compilation_cache", False)
     jax.monitoring.register_event_duration_secs_listener(_record_event)
@@ -212,9 +225,13 @@ def main(config: Config) -> dict:
         case = cases[work.name] = build(work, config, run.keys)
         entry = report[work.name] = {"description": work.description, "train": work.train,
                                      "paths": {}}
-        for path in PATHS[::-1] if index % 2 else PATHS:  # neither path always goes first
-            fn, lower = steps[work.name, path] = _step_fn(case, path, optimizer)
-            entry["paths"][path] = first_call(fn, lower, jr.key(0))
+        calls = {path: [] for path in PATHS}
+        for repeat in range(config.compile_repeats):  # neither path always goes first
+            for path in PATHS[::-1] if (index + repeat) % 2 else PATHS:
+                fn, lower = steps[work.name, path] = _step_fn(case, path, optimizer)
+                calls[path].append(first_call(fn, lower, jr.key(0)))
+        for path in PATHS:
+            entry["paths"][path] = median_call(calls[path])
         entry["nfe"] = count_evaluations(case)
         entry["field_seconds"] = field_seconds(case, config.floor_repeats)
         entry["floor_seconds"] = entry["nfe"] * entry["field_seconds"]
