@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from node_kit.experiments._outputs import pin_to_cores, usable_cores
+from node_kit.experiments._outputs import run_on_cores, usable_cores
 
 REFERENCE = Path(__file__).with_name("reference.json")
 CHECKS = {
@@ -49,10 +49,9 @@ def run(command: str, argv: list[str], out: Path, data_dir: str | None, cores: i
     flags = [*argv, "--out", str(out), "--no-progress"]
     if data_dir:
         flags += ["--data-dir", data_dir]
-    subprocess.run(
+    run_on_cores(
         [sys.executable, "-m", f"node_kit.experiments.{command}", *flags],
-        check=True, env=os.environ.copy(),
-        preexec_fn=pin_to_cores(cores, f"the reference of `{command} {' '.join(argv)}`"),
+        cores, f"the reference of `{command} {' '.join(argv)}`", check=True, env=os.environ.copy(),
     )
     with open(out / "history.csv", newline="") as f:
         history = [

@@ -40,13 +40,12 @@ import importlib
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from node_kit.experiments._outputs import own_cores, pin_to_cores
+from node_kit.experiments._outputs import own_cores, run_on_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -194,13 +193,11 @@ def rerun(run: Committed, rtol: float, replace: bool = False, cores: int | None 
     `cores_of(run)`), and compare its headline metrics; with `replace`, install the
     re-run's folder over the committed one (see `replaceable`)."""
     cores = cores or cores_of(run)
-    pin = pin_to_cores(cores, run.name)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = run.argv(out)
         start = time.perf_counter()
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                              preexec_fn=pin)
+        done = run_on_cores(argv, cores, run.name, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         record = {"command": " ".join([f"python -m node_kit.experiments.{run.command}",
                                         *run.flags()]),

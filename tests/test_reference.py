@@ -1,6 +1,7 @@
 """The short reference runs of the commands still give the numbers of experiments/reference.json (its `source` names the commit)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,6 @@ def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp
 def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
     """The cores come from the committed file (one where it does not say); the child runs on
     the first that many of this process's cores; a run needing more is refused by name."""
-    import subprocess
-    import sys
-
     reproduce = _load("reproduce")
     made_on_one = reproduce.Committed("cnf/x", "cnf", tmp_path / "r.json", {"config": {}})
     made_on_64 = reproduce.Committed("cnf/y", "cnf", tmp_path / "r.json",
@@ -102,16 +100,17 @@ def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
     assert reproduce.cores_of(made_on_one) == reproduce.DEFAULT_CORES == 1
     assert reproduce.cores_of(made_on_64) == 64
     own = reproduce.own_cores()
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
-        capture_output=True, text=True, check=True, preexec_fn=reproduce.pin_to_cores(1, "x"))
+    child = reproduce.run_on_cores(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], 1, "x",
+        capture_output=True, text=True, check=True)
     assert child.stdout.strip() == str(own[:1])
+    assert reproduce.own_cores() == own  # this process is unpinned again
     if len(own) < 64:
         with pytest.raises(ValueError, match=r"cnf/y was made on 64 CPU cores and this process "
                                              rf"may use {len(own)} .* at least 64"):
             reproduce.rerun(made_on_64, 1e-4)
     with pytest.raises(ValueError, match="to run x on must be at least 1; got 0"):
-        reproduce.pin_to_cores(0, "x")
+        reproduce.run_on_cores([sys.executable, "-c", "pass"], 0, "x")
     entry = {"status": "reproduced", "rtol": 1e-4, "date": "2026-12-02", "cores": 1,
              "code_commit": "abc", "differences": []}
     assert reproduce.table([made_on_one], {"cnf/x": entry}).splitlines()[-1].startswith(
@@ -150,3 +149,27 @@ def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
     printed = test_time.table(result)
     assert "| `jit(f)` | 2 | 6 |" in printed
     assert "| the other 2 functions (eager operations, initialisers, checks, ...) | 2 | 1 |" in printed
+
+
+def test_check_reference_runs_on_the_cores_its_reference_was_recorded_on(tmp_path, monkeypatch):
+    """check_reference.py passes the reference's `source.cpu_cores` to every run (`--cores`
+    overrides it), and a machine with fewer cores is told so instead of comparing."""
+    check = _load("check_reference")
+    reference = tmp_path / "reference.json"
+    reference.write_text('{"source": {"cpu_cores": 1}, "checks": {"cnf": {}, "timeseries": {}}}')
+    monkeypatch.setattr(check, "REFERENCE", reference)
+    seen = []
+
+    def fake_run(command, argv, out, data_dir, cores):
+        seen.append(cores)
+        check.run_on_cores([sys.executable, "-c", "pass"], cores, command)  # refuses too many
+        return {"argv": argv, "history": [], "metrics": {}}
+
+    monkeypatch.setattr(check, "run", fake_run)
+    monkeypatch.setattr(check, "differences", lambda reference, got, rtol: [])
+    assert check.main([]) == 0 and seen == [1, 1]
+    reference.write_text('{"source": {"cpu_cores": 4096}, "checks": {"cnf": {}, "timeseries": {}}}')
+    seen.clear()
+    assert check.main([]) == 1 and seen == [4096]  # not compared: this machine has fewer
+    seen.clear()
+    assert check.main(["--cores", "1"]) == 0 and seen == [1, 1]

@@ -33,10 +33,15 @@ def usable_cores() -> int:
     return len(own_cores())
 
 
-def pin_to_cores(count: int, what: str):
-    """A `preexec_fn` for `subprocess` that runs the child on the first `count` of this
-    process's cores, so that XLA compiles it for `count` threads (None where the platform
-    cannot pin). `what` names the run in the error when this process has fewer cores."""
+def run_on_cores(argv: list[str], count: int, what: str, **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run(argv, **kwargs)` with the child on the first `count` of this
+    process's cores, so that XLA compiles it for `count` threads.
+
+    The calling thread is pinned while the child starts (the child inherits its affinity)
+    and unpinned after; a `preexec_fn` would make CPython run its fork hooks, which JAX
+    answers with a warning. Where the platform cannot pin, the child runs on every core.
+    `what` names the run in the error when this process has fewer than `count` cores.
+    """
     if count < 1:
         raise ValueError(f"the number of cores to run {what} on must be at least 1; got {count}")
     cores = own_cores()
@@ -47,9 +52,12 @@ def pin_to_cores(count: int, what: str):
             "(the last bits of float32 training then differ)."
         )
     if not hasattr(os, "sched_setaffinity"):
-        return None
-    chosen = set(cores[:count])
-    return lambda: os.sched_setaffinity(0, chosen)
+        return subprocess.run(argv, **kwargs)
+    os.sched_setaffinity(0, cores[:count])
+    try:
+        return subprocess.run(argv, **kwargs)
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 def environment() -> dict[str, Any]:
