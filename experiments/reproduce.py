@@ -21,7 +21,7 @@ e.g. `git worktree add /tmp/repro HEAD` and `PYTHONPATH=/tmp/repro python
 
 Cores: XLA's CPU compiler splits loops over the cores the process may use, so float32
 training gives other last bits, and after many steps other metrics, on another count (the
-time-series runs do; the CNF runs checked do not). Each re-run is pinned to as many cores
+time-series default does; the CNF default does not). Each re-run is pinned to as many cores
 as its committed run had (`environment.cpu_cores` in its results.json; one where the file
 does not record it: the committed runs are made on one core) unless `--cores` says
 otherwise; the first cores of this process's own set are used, so `taskset -c 1 python
@@ -50,10 +50,10 @@ from node_kit.experiments._outputs import own_cores, run_on_cores
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 RECORD = RESULTS / "reproduce.json"
-# Flags that do not define the result: where it is written, resuming, the bar, devices.
 # The cores of a committed run whose results.json does not record them: the committed runs
 # are made on one core (README, "Do they reproduce?").
 DEFAULT_CORES = 1
+# Flags that do not define the result: where it is written, resuming, the bar, devices.
 NOT_DEFINING = {"out", "resume", "progress", "devices", "per_device", "coordinator",
                 "num_processes", "process_id", "distributed"}
 
