@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from node_kit.experiments._outputs import run_on_cores, usable_cores
+from node_kit.experiments._outputs import own_cores, run_on_cores
 
 REFERENCE = Path(__file__).with_name("reference.json")
 CHECKS = {
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     recorded = {} if args.record else json.loads(REFERENCE.read_text())
     reference = recorded.get("checks", {})
-    cores = args.cores or recorded.get("source", {}).get("cpu_cores") or usable_cores()
+    cores = args.cores or recorded.get("source", {}).get("cpu_cores") or len(own_cores())
     got, failed = {}, False
     with tempfile.TemporaryDirectory() as tmp:
         for command, (flags, _) in CHECKS.items():

@@ -28,11 +28,6 @@ def own_cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def usable_cores() -> int:
-    """How many CPU cores this process may run on: see [`own_cores`][]."""
-    return len(own_cores())
-
-
 def run_on_cores(argv: list[str], count: int, what: str, **kwargs) -> subprocess.CompletedProcess:
     """`subprocess.run(argv, **kwargs)` with the child on the first `count` of this
     process's cores, so that XLA compiles it for `count` threads.
@@ -62,7 +57,7 @@ def run_on_cores(argv: list[str], count: int, what: str, **kwargs) -> subprocess
 
 def environment() -> dict[str, Any]:
     """The machine a result was made on: backend, device, cores (`cpu_count` the
-    machine's, `cpu_cores` this process's, see [`usable_cores`][]), float width."""
+    machine's, `cpu_cores` this process's, see [`own_cores`][]), float width."""
     import jax
 
     device = jax.devices()[0]
@@ -74,7 +69,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "cpu_cores": usable_cores(),
+        "cpu_cores": len(own_cores()),
         "x64": bool(jax.config.read("jax_enable_x64")),
     }
 
