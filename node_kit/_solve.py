@@ -129,7 +129,7 @@ class SolveSettings(eqx.Module):
 
         The one `diffrax.diffeqsolve` call of node_kit. `ts` must already be valid
         output times (see [`node_kit.NeuralODE.solve`][], which checks them); the
-        field's output shape is checked against `y0` when tracing. With `throw=True` a
+        field's output shape is checked against the state's when tracing. With `throw=True` a
         failed solve raises an error naming `max_steps` and where it stopped.
 
         **Returns:**
@@ -137,8 +137,7 @@ class SolveSettings(eqx.Module):
         The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
         """
         vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
-        term = diffrax.ODETerm(vector_field)
-        _check_field_output(term, ts, y0, args)
+        term = diffrax.ODETerm(_CheckedField(vector_field))
         self._check_dt0_fits(ts)
         sol = diffrax.diffeqsolve(
             term,
@@ -275,42 +274,54 @@ def _check_adjoint(adjoint, max_steps) -> None:
         )
 
 
-def _check_field_output(term, ts, y0, args) -> None:
-    try:
-        out = jax.eval_shape(term.vector_field, ts[0], y0, args)
-    except Exception as error:  # any failure to trace the field on this y0
-        raise ValueError(
-            f"`y0` of shape {tuple(y0.shape)} does not fit the vector field: calling "
-            f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the shape the "
-            "field expects for one sample (batch with `model.batched` or jax.vmap)."
-        ) from error
-    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == y0.shape):
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"the vector field must return dy/dt with the shape of `y0` "
-            f"{tuple(y0.shape)}; it returned {got}."
-        )
+class _CheckedField(eqx.Module):
+    """The vector field, checked where diffrax first traces it (no extra trace of its own).
+
+    A field that fails on the state, or returns dy/dt of another shape than the state,
+    raises a `ValueError` naming both shapes. Under `jit` the check costs nothing: shapes
+    are known when tracing.
+    """
+
+    field: Callable
+
+    def __call__(self, t, y, args):
+        try:
+            out = self.field(t, y, args)
+        except Exception as error:  # any failure to trace the field on this state
+            raise ValueError(
+                f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
+                f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
+                "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
+            ) from error
+        if not (hasattr(out, "shape") and hasattr(out, "dtype") and out.shape == jnp.shape(y)):
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(
+                f"the vector field must return dy/dt with the shape of `y0` "
+                f"{tuple(jnp.shape(y))}; it returned {got}."
+            )
+        return out
 
 
 def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diffrax.Solution:
     """Raise an error naming `max_steps` and where the solve stopped, if it failed.
 
-    diffrax fills the outputs after a failure with `inf`, so the number of finite
-    output times tells how far the solve got. A solve that "succeeds" with NaN or inf
+    diffrax fills the outputs after a failure with `inf`, so the first output time whose
+    state is not finite tells how far the solve got. A solve that "succeeds" with NaN or inf
     states (possible with a fixed step size) is an error too. `eqx.branched_error_if` picks one of
     the pre-written messages, so this works under `jit`, `vmap` and `grad`.
     """
     n = ts.shape[0]
-    reached = jnp.sum(jnp.isfinite(sol.ts), axis=-1)
     solved = sol.result == diffrax.RESULTS.successful
     hit_max = sol.result == diffrax.RESULTS.max_steps_reached
-    # A fixed-step solve reports success even when the state turns NaN: check it too.
+    # The first output time whose state is not finite, n if none. After a failure diffrax
+    # fills the outputs with inf, so this is also how far a failed solve got; a fixed-step
+    # solve reports success even when the state turns NaN, so it is checked there too.
     finite_at = jnp.all(jnp.isfinite(sol.ys), axis=tuple(range(1, sol.ys.ndim)))
-    first_bad = jnp.argmin(finite_at)
+    first_bad = jnp.min(jnp.where(finite_at, n, jnp.arange(n)))
     kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
-    position = jnp.where(solved, first_bad, jnp.clip(reached, 1, n) - 1)
+    position = jnp.where(solved, jnp.minimum(first_bad, n - 1), jnp.clip(first_bad, 1, n) - 1)
     index = kind * n + position
-    failed = ~solved | ~jnp.all(finite_at)
+    failed = ~solved | (first_bad < n)
     return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps))
 
 

@@ -141,6 +141,21 @@ def test_max_steps_reached_names_max_steps_and_where(model):
         )
 
 
+@pytest.mark.parametrize("max_steps", [3, 5, 9])
+def test_max_steps_message_names_the_interval_the_returned_solution_stopped_in(max_steps):
+    """The interval in the message is the one the unchecked solution (`throw=False`) shows:
+    the last output time it reached (diffrax fills the rest with inf) and the next."""
+    settings = dict(stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1, max_steps=max_steps)
+    ts = jnp.linspace(0.0, 1.0, 6)
+    field = lambda t, y, args: -y
+    sol = nk.NeuralODE(field, throw=False, **settings).solve(ts, jnp.ones(2))
+    i = int(jnp.sum(jnp.isfinite(sol.ts))) - 1
+    assert sol.result == diffrax.RESULTS.max_steps_reached and 0 <= i < 5
+    with pytest.raises(Exception, match=rf"hit max_steps={max_steps}: it stopped between "
+                       rf"ts\[{i}\] and ts\[{i + 1}\] \(t={float(ts[i]):.6g} and t={float(ts[i + 1]):.6g}\)"):
+        nk.NeuralODE(field, **settings)(ts, jnp.ones(2)).block_until_ready()
+
+
 def test_failed_solve_is_returned_when_throw_is_false(model):
     quiet = nk.NeuralODE(model.vector_field, max_steps=2, throw=False)
     sol = quiet.solve(TS, jnp.ones(2))
