@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import pathlib
 import socket
 import subprocess
@@ -118,6 +119,49 @@ def test_stale_split_size_is_an_error(tmp_path):
     builder = _load._node_kit_builder("rings", 0, (8, 4, 4), str(tmp_path))
     with pytest.raises(RuntimeError, match="holds 8 examples but its config says 9"):
         _load._read_split(builder, "train", expected=9)
+
+
+def test_decoded_arrays_are_kept_and_used_only_while_the_tfds_files_are_unchanged(
+        tmp_path, monkeypatch):
+    first = nkd.load("rings", "train", data_dir=tmp_path, split_sizes=(8, 4, 4))
+    builder = _load._node_kit_builder("rings", 0, (8, 4, 4), str(tmp_path))
+    kept = pathlib.Path(_load._kept_arrays_path(builder, "train"))
+    assert kept.exists() and not list(kept.parent.glob("*.partial"))
+    decodes = []
+    stack = _load._stack
+
+    def counted(records):  # called once per decoded split, then once per feature
+        if isinstance(records[0], dict):
+            decodes.append(1)
+        return stack(records)
+
+    monkeypatch.setattr(_load, "_stack", counted)
+
+    def load_again():
+        again = nkd.load("rings", "train", data_dir=tmp_path, split_sizes=(8, 4, 4))
+        assert again.keys() == first.keys()
+        for key in first:
+            assert again[key].dtype == first[key].dtype and np.array_equal(again[key], first[key])
+
+    load_again()
+    assert decodes == []  # read from the kept arrays, not decoded
+    # A rewritten TFDS file (new modification time) is decoded again, and kept anew.
+    record = next(kept.parent.glob("*-train.array_record*"))
+    stat = record.stat()
+    os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    load_again()
+    assert decodes == [1]
+    load_again()
+    assert decodes == [1]
+    # A damaged kept file is decoded again; so is one that cannot be written.
+    kept.write_bytes(b"not an npz")
+    load_again()
+    assert decodes == [1, 1]
+    kept.unlink()
+    monkeypatch.setattr(_load.np, "savez", lambda *a, **k: (_ for _ in ()).throw(OSError("read-only")))
+    load_again()
+    assert decodes == [1, 1, 1] and not kept.exists()
+    assert not list(kept.parent.glob("*.partial"))
 
 
 def _sine_spec(name: str = "tiny_sine") -> nkd.DatasetSpec:
