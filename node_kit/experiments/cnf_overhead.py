@@ -59,7 +59,7 @@ class Config:
     save_times: int = dataclasses.field(default=10, metadata={"help": 'output times of the neural ODE trajectory in [0, 1]'})
     rounds: int = dataclasses.field(default=15, metadata={"help": 'alternating rounds of node_kit and raw diffrax (machine noise hits both)'})
     steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed steps per path in each round'})
-    compile_repeats: int = dataclasses.field(default=3, metadata={"help": 'compiles of each path from cleared caches; the median is reported'})
+    compile_repeats: int = dataclasses.field(default=5, metadata={"help": 'compiles of each path from cleared caches; the median is reported'})
     floor_repeats: int = dataclasses.field(default=200, metadata={"help": 'field evaluations (with their VJP) in the compiled loop that times the floor'})
     seed: int = 0
     out: str = dataclasses.field(default="runs/cnf_overhead", metadata={"help": 'folder for cnf_overhead.json and cnf_overhead.png (the committed ones: --out experiments/results)'})
