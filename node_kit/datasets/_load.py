@@ -98,7 +98,7 @@ def _read_split(
 
     With `keep_arrays` (node_kit datasets) the arrays are also written once, next to the
     TFDS files, and read from there while those files are unchanged: TFDS decodes example
-    by example (about a second for 50,000 points), the saved arrays load at once.
+    by example (slow for the 50,000-point toy splits), the kept arrays load at once.
     """
     kept = _kept_arrays_path(builder, split) if keep_arrays else None
     if kept is not None:
