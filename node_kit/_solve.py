@@ -293,8 +293,8 @@ class _CheckedField(eqx.Module):
                 f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
                 "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
             ) from error
-        if not (hasattr(out, "shape") and hasattr(out, "dtype") and out.shape == jnp.shape(y)):
-            got = getattr(out, "shape", type(out).__name__)
+        if not (eqx.is_array_like(out) and jnp.shape(out) == jnp.shape(y)):
+            got = jnp.shape(out) if eqx.is_array_like(out) else type(out).__name__
             raise ValueError(
                 f"the vector field must return dy/dt with the shape of `y0` "
                 f"{tuple(jnp.shape(y))}; it returned {got}."
