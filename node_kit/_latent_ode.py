@@ -181,7 +181,8 @@ class LatentODE(eqx.Module):
 
     def _decode(self, ts, z0):
         """Decode on times already checked (strictly increasing)."""
-        sol = self.decoder.settings.solve(self.decoder.vector_field, ts.astype(z0.dtype), z0)
+        sol = self.decoder.settings.solve(self.decoder.vector_field, ts.astype(z0.dtype), z0,
+                                          y0_name="z0")
         return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):

@@ -92,7 +92,7 @@ class NeuralODE(eqx.Module):
         """
         ts = check_times(ts)
         y0 = self.initial_state(y0, batched=False)
-        return self.settings.solve(self.vector_field, ts, y0, args)
+        return self.settings.solve(self.vector_field, ts, y0, args, y0_name="y0")
 
     def batched(
         self, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *, args_axis=None
@@ -126,7 +126,8 @@ class NeuralODE(eqx.Module):
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""
         ts = check_times(ts)
         y0s = self.initial_state(y0s, batched=True)
-        return self.settings.solve(BatchedField(self.vector_field, args_axis), ts, y0s, args)
+        return self.settings.solve(BatchedField(self.vector_field, args_axis), ts, y0s, args,
+                                   y0_name="y0s")
 
     def initial_state(self, y0, *, batched: bool):
         """The checked initial state as the solver sees it (padded for an augmented field).

@@ -46,8 +46,9 @@ class SolveSettings(eqx.Module):
     - `dt0`: initial step size; `None` lets the adaptive controller choose.
     - `max_steps`: bound on solver steps (the reverse-mode adjoints size their
         buffers by it). A solve that needs more raises an error naming `max_steps`.
-    - `throw`: if `True` (default) a failed solve raises; if `False` it returns, and
-        the caller must check the solution's `result`.
+    - `throw`: if `True` (default) a failed solve, a NaN or inf state, or a NaN or inf
+        in the initial state raises; if `False` it returns, and the caller must check the
+        solution's `result` and values.
     """
 
     solver: diffrax.AbstractSolver
@@ -124,13 +125,17 @@ class SolveSettings(eqx.Module):
                 f"{span / 10:.3g} for ten steps."
             )
 
-    def solve(self, vector_field: Callable, ts, y0, args: Args = None) -> diffrax.Solution:
+    def solve(
+        self, vector_field: Callable, ts, y0, args: Args = None, *, y0_name: str = "y0"
+    ) -> diffrax.Solution:
         """Solve `dy/dt = vector_field(t, y, args)` from `ts[0]`, saving at `ts`.
 
         The one `diffrax.diffeqsolve` call of node_kit. `ts` must already be valid
         output times (see [`node_kit.NeuralODE.solve`][], which checks them); the
-        field's output shape is checked against the state's when tracing. With `throw=True` a
-        failed solve raises an error naming `max_steps` and where it stopped.
+        field's output shape is checked against the state's when tracing. With `throw=True`
+        a NaN or inf in `y0` raises an error naming `y0_name` (how the caller's user knows
+        the initial state, e.g. `"xs"` for a CNF's data), and a failed solve one naming
+        `max_steps` and where it stopped: one run-time check for both.
 
         **Returns:**
 
@@ -139,6 +144,7 @@ class SolveSettings(eqx.Module):
         vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
         term = diffrax.ODETerm(_CheckedField(vector_field))
         self._check_dt0_fits(ts)
+        saveat = _save_at(ts, self.adjoint)
         sol = diffrax.diffeqsolve(
             term,
             self.solver,
@@ -147,14 +153,17 @@ class SolveSettings(eqx.Module):
             dt0=self.dt0,
             y0=y0,
             args=args,
-            saveat=_save_at(ts, self.adjoint),
+            saveat=saveat,
             stepsize_controller=self.stepsize_controller,
             adjoint=self.adjoint,
             max_steps=self.max_steps,
             throw=False,
         )
         if self.throw:
-            sol = raise_if_failed(sol, ts, max_steps=self.max_steps)
+            # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
+            y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
+            sol = raise_if_failed(sol, ts, max_steps=self.max_steps, y0_finite=y0_finite,
+                                  y0_name=y0_name)
         return sol
 
 
@@ -302,13 +311,17 @@ class _CheckedField(eqx.Module):
         return out
 
 
-def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diffrax.Solution:
+def raise_if_failed(
+    sol: diffrax.Solution, ts, *, max_steps: int | None, y0_finite=None, y0_name: str = "y0"
+) -> diffrax.Solution:
     """Raise an error naming `max_steps` and where the solve stopped, if it failed.
 
     diffrax fills the outputs after a failure with `inf`, so the first output time whose
     state is not finite tells how far the solve got. A solve that "succeeds" with NaN or inf
-    states (possible with a fixed step size) is an error too. `eqx.branched_error_if` picks one of
-    the pre-written messages, so this works under `jit`, `vmap` and `grad`.
+    states (possible with a fixed step size) is an error too, and so is a NaN or inf in
+    the initial state (`y0_finite` false; `None` when `sol.ys[0]` is `y0` itself, saved at
+    `t0`), named `y0_name`, which no solve can start from. `eqx.branched_error_if` picks
+    one of the pre-written messages, so this works under `jit`, `vmap` and `grad`.
     """
     n = ts.shape[0]
     solved = sol.result == diffrax.RESULTS.successful
@@ -316,16 +329,21 @@ def raise_if_failed(sol: diffrax.Solution, ts, *, max_steps: int | None) -> diff
     # The first output time whose state is not finite, n if none. After a failure diffrax
     # fills the outputs with inf, so this is also how far a failed solve got; a fixed-step
     # solve reports success even when the state turns NaN, so it is checked there too.
-    finite_at = jnp.all(jnp.isfinite(sol.ys), axis=tuple(range(1, sol.ys.ndim)))
-    first_bad = jnp.min(jnp.where(finite_at, n, jnp.arange(n)))
+    # One reduction over all of `ys`: each entry's output index where it is not finite.
+    at = jax.lax.broadcasted_iota(jnp.int32, sol.ys.shape, 0)
+    first_bad = jnp.min(jnp.where(jnp.isfinite(sol.ys), n, at))
+    bad_start = first_bad == 0 if y0_finite is None else ~y0_finite
     kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
-    position = jnp.where(solved, jnp.minimum(first_bad, n - 1), jnp.clip(first_bad, 1, n) - 1)
-    index = kind * n + position
-    failed = ~solved | (first_bad < n)
-    return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps))
+    # A failed solve never reached ts[-1], so it stopped before the last output time, even
+    # where diffrax saved its last state as the end state (SaveAt(t1=True)).
+    stopped = jnp.clip(first_bad, 1, max(n - 1, 1)) - 1
+    position = jnp.where(solved, jnp.minimum(first_bad, n - 1), stopped)
+    index = jnp.where(bad_start, 3 * n, kind * n + position)
+    failed = bad_start | ~solved | (first_bad < n)
+    return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps, y0_name))
 
 
-def _failure_messages(ts, max_steps) -> list[str]:
+def _failure_messages(ts, max_steps, y0_name: str = "y0") -> list[str]:
     n = ts.shape[0]
     values = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
 
@@ -350,4 +368,5 @@ def _failure_messages(ts, max_steps) -> list[str]:
         "check this). Use a smaller `dt0` or an adaptive controller, and check the "
         "inputs and parameters for NaN." for i in range(n)
     ]
-    return hit_max + other + nonfinite
+    start = [f"`{y0_name}` contains NaN or inf; check the data."]
+    return hit_max + other + nonfinite + start

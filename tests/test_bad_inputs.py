@@ -293,7 +293,7 @@ _add("CNF", "cnf", [
     ("x-none", lambda: _cnf().log_prob(None), V, r"`x` must be a floating-point array; got NoneType"),
     ("xs-one-dimensional", lambda: _cnf().log_prob_batched(jnp.ones(2)), V, r"`xs` must have shape \(batch, data_size\) .*; got shape \(2,\)"),
     ("z-wrong-size", lambda: _cnf().inverse(jnp.ones((2, 2))), V, r"`z` must have shape \(data_size,\) .*; got shape \(2, 2\)"),
-    ("x-nan", lambda: _cnf().log_prob(jnp.array([NAN, 0.0])), RT, r"`x` contains NaN or inf; clean the data first"),
+    ("x-nan", lambda: _cnf().log_prob(jnp.array([NAN, 0.0])), RT, r"`x` contains NaN or inf; check the data"),
     ("hutchinson-key-none", lambda: _cnf(True).log_prob(Y0), V, r"HutchinsonTrace draws a random probe, so `key` is required; got key=None"),
     ("hutchinson-key-int", lambda: _cnf(True).log_prob(Y0, key=0), V, r"`key` must be a JAX PRNG key; got int 0"),
     ("sample-key-int", lambda: _cnf().sample(key=0), V, r"`key` must be a JAX PRNG key; got int 0"),
