@@ -60,26 +60,27 @@ def test_y0_not_floating(model):
         model(TS, jnp.array([1, 2]))
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
-@pytest.mark.parametrize("times", [2, 3])
-def test_y0_nan_is_named_by_the_solves_one_check(model, adjoint, times):
-    """Saved at t0 (two times, or backsolve) the check reads y0 from `ys[0]`; saved at `ts`
-    (checkpoint, three times) it checks y0 itself. Either way NaN or inf names `y0`; a
-    finite y0 whose solve fails before its first accepted step does not; `throw=False`
-    returns the solution unchecked."""
+@pytest.mark.parametrize("times, adjoint", [(2, "checkpoint"), (3, "backsolve"), (3, "checkpoint")])
+def test_y0_nan_is_named_by_the_solves_one_check(model, times, adjoint):
+    """Saved at t0 (two times, or backsolve) the check reads y0 from `ys[0]`: NaN or inf
+    there names `y0`, while a finite y0 whose solve fails before its first accepted step
+    gets the max_steps message. Saved at `ts` (checkpoint, three times) it checks y0
+    itself; also batched, and `throw=False` returns the solution unchecked."""
     ts = jnp.linspace(0.0, 1.0, times)
     ode = model.with_settings(model.settings.with_adjoint(adjoint))
-    for bad in (jnp.nan, jnp.inf):
+    for bad in (jnp.nan, jnp.inf):  # one compiled program for both
         with pytest.raises(Exception, match="`y0` contains NaN or inf; check the data"):
             ode(ts, jnp.array([1.0, bad])).block_until_ready()
-    with pytest.raises(Exception, match="`y0s` contains NaN or inf"):
-        ode.batched(ts, jnp.ones((3, 2)).at[1, 0].set(jnp.nan)).block_until_ready()
-    stuck = nk.NeuralODE(model.vector_field, adjoint=adjoint, max_steps=1,
-                         stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12))
-    with pytest.raises(Exception, match="diffeqsolve hit max_steps=1: it stopped between ts\\[0\\]"):
-        stuck(ts, jnp.ones(2)).block_until_ready()
-    quiet = ode.with_settings(ode.settings.replace(throw=False))
-    assert not jnp.all(jnp.isfinite(quiet(ts, jnp.array([1.0, jnp.nan]))))
+    if times == 2 or adjoint == "backsolve":
+        stuck = nk.NeuralODE(model.vector_field, adjoint=adjoint, max_steps=1,
+                             stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12))
+        with pytest.raises(Exception, match=r"diffeqsolve hit max_steps=1: it stopped between ts\[0\]"):
+            stuck(ts, jnp.ones(2)).block_until_ready()
+    else:
+        with pytest.raises(Exception, match="`y0s` contains NaN or inf"):
+            ode.batched(ts, jnp.ones((3, 2)).at[1, 0].set(jnp.nan)).block_until_ready()
+        quiet = ode.with_settings(ode.settings.replace(throw=False))
+        assert not jnp.all(jnp.isfinite(quiet(ts, jnp.array([1.0, jnp.nan]))))
 
 
 def test_unknown_adjoint_name():
@@ -158,7 +159,7 @@ def test_max_steps_reached_names_max_steps_and_where(model):
         )
 
 
-@pytest.mark.parametrize("max_steps", [3, 5, 9])
+@pytest.mark.parametrize("max_steps", [3, 9])
 def test_max_steps_message_names_the_interval_the_returned_solution_stopped_in(max_steps):
     """The interval in the message is the one the unchecked solution (`throw=False`) shows:
     the last output time it reached (diffrax fills the rest with inf) and the next."""
