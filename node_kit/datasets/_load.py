@@ -10,14 +10,15 @@ network.
 import contextlib
 import difflib
 import glob
+import io
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from ._registry import check_split, find_spec, names, resolve_data_dir, specs
 from ._spec import SPLITS, DatasetSpec
 from ._toy2d import check_seed
@@ -102,7 +103,8 @@ def _read_split(
     """
     kept = _kept_arrays_path(builder, split) if keep_arrays else None
     if kept is not None:
-        arrays = _read_kept_arrays(kept, _source_fingerprint(builder, split), expected)
+        fingerprint = _source_fingerprint(builder, split)
+        arrays = _read_kept_arrays(kept, fingerprint, expected)
         if arrays is not None:
             return arrays
     source = builder.as_data_source(split=split)
@@ -116,7 +118,7 @@ def _read_split(
         raise RuntimeError(f"Split {split!r} of {builder.info.full_name} is empty.")
     arrays = _stack(source.__getitems__(list(range(len(source)))))
     if kept is not None:
-        _write_kept_arrays(kept, _source_fingerprint(builder, split), arrays)
+        _write_kept_arrays(kept, fingerprint, arrays)
     return arrays
 
 
@@ -161,20 +163,18 @@ def _read_kept_arrays(path: str, fingerprint: str, expected: int | None) -> dict
 
 
 def _write_kept_arrays(path: str, fingerprint: str, arrays: Any) -> None:
-    """Keep the decoded arrays (written whole, then renamed into place, so a reader never
-    sees half a file); a directory that cannot be written to keeps nothing."""
+    """Keep the decoded arrays (`atomic_write_bytes`: a reader never sees half a file); a
+    directory that cannot be written to keeps nothing."""
     flat = isinstance(arrays, dict) and all(isinstance(a, np.ndarray) for a in arrays.values())
     if not flat or not fingerprint:
         return
     named = {_FEATURE + key: array for key, array in arrays.items()}
-    partial = f"{path}.{os.getpid()}-{uuid.uuid4().hex}.partial"  # one writer per name
+    buffer = io.BytesIO()
     try:
-        with open(partial, "xb") as f:
-            np.savez(f, **named, **{_FINGERPRINT: np.array(fingerprint)})
-        os.replace(partial, path)
+        np.savez(buffer, **named, **{_FINGERPRINT: np.array(fingerprint)})
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
+        pass  # decoded again next time
 
 
 def _unknown_name_error(name: str) -> ValueError:
