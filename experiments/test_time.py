@@ -1,20 +1,24 @@
-"""Time the default test run with an empty and with a filled compilation cache, and say where
-its time goes.
+"""Time the default test run with an empty and with a filled compilation cache, and at XLA's
+default compile options, and say where its time goes.
 
-    python experiments/test_time.py              # cold then warm; writes results/test_time.json
+    python experiments/test_time.py              # all three runs; writes results/test_time.json
+    python experiments/test_time.py --runs cold  # one of them
     python experiments/test_time.py --show       # the table from the committed file
     python experiments/test_time.py -- tests/test_trace.py   # pytest arguments after --
 
-Runs the README's test command (`python -m pytest -n 2 --dist loadfile`) twice against one
-new JAX persistent compilation cache folder (NODE_KIT_TEST_CACHE, see tests/conftest.py):
-`cold`, the folder empty as on a fresh machine or in CI, then `warm`, the folder as the
-first run left it, as on a developer's second run. For each run it records the wall time,
-the CPU time of pytest and every process under it, and, from experiments/_compile_profile.py
-loaded into each worker, every compile: Python tracing, lowering to MLIR and XLA's
-compile, per test file and per compiled function, and the persistent cache's hits.
-Compiles inside the tests' subprocesses (several devices, several processes, kill and
-resume) are in the CPU time but not in the compile counts. Run it on an otherwise idle
-machine: the wall time is what a user waits, so other load inflates it.
+Runs the README's test command (`python -m pytest -n 2 --dist loadfile`) three times:
+`cold`, against a new, empty JAX persistent compilation cache folder (NODE_KIT_TEST_CACHE,
+see tests/conftest.py) as on a fresh machine or in CI; `warm`, against the folder as the
+cold run left it, as on a developer's second run; `defaults`, cold again (its own empty
+folder) with NODE_KIT_TEST_FAST_COMPILE=off, so XLA compiles with its default options as
+users' programs do instead of the test run's faster-compiling ones (tests/conftest.py).
+For each run it records the wall time, the CPU time of pytest and every process under
+it, and, from experiments/_compile_profile.py loaded into each worker, every compile:
+Python tracing, lowering to MLIR and XLA's compile, per test file and per compiled
+function, and the persistent cache's hits. Compiles inside the tests' subprocesses
+(several devices, several processes, kill and resume) are in the CPU time but not in the
+compile counts. Run it on an otherwise idle machine: the wall time is what a user waits,
+so other load inflates it.
 """
 
 import argparse
@@ -34,6 +38,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "results" / "test_time.json"
+RUNS = {"cold": "cold", "warm": "warm",
+        "defaults": "cold, XLA's default compile options"}
+"""The runs, in order, and their column labels: `cold` (an empty cache), `warm` (the cache
+the cold run filled), `defaults` (an empty cache and NODE_KIT_TEST_FAST_COMPILE=off)."""
 PHASES = {"jaxpr_trace_duration": "trace_s", "jaxpr_to_mlir_module_duration": "lower_s",
           "backend_compile_duration": "compile_s"}
 
@@ -81,10 +89,15 @@ def summarise(records: list, top: int = 12) -> dict:
     }
 
 
-def run_suite(cache: Path, pytest_args: list[str], workers: int) -> dict:
-    """One run of the test command against `cache`; wall and CPU time and the compile profile."""
+def run_suite(cache: Path, pytest_args: list[str], workers: int, fast_compile: bool = True) -> dict:
+    """One run of the test command against `cache`; wall and CPU time and the compile profile.
+
+    `fast_compile=False` runs it at XLA's default compile options
+    (NODE_KIT_TEST_FAST_COMPILE=off, see tests/conftest.py)."""
     with tempfile.TemporaryDirectory() as profile:
-        env = dict(os.environ, NODE_KIT_TEST_CACHE=str(cache), NODE_KIT_COMPILE_PROFILE=profile)
+        env = dict(os.environ, NODE_KIT_TEST_CACHE=str(cache), NODE_KIT_COMPILE_PROFILE=profile,
+                   NODE_KIT_TEST_FAST_COMPILE="on" if fast_compile else "off")
+        env.pop("NODE_KIT_TEST_FAST_COMPILE_FLAGS", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "pytest", "-n", str(workers), "--dist", "loadfile",
                    "-q", "-p", "_compile_profile", *pytest_args]
@@ -110,7 +123,7 @@ def _minutes(seconds: float) -> str:
 def table(result: dict) -> str:
     """Markdown: cold and warm side by side, then where the cold run's compiling goes."""
     runs = result["runs"]
-    names = [n for n in ("cold", "warm") if n in runs]
+    names = [n for n in RUNS if n in runs]
     rows = [("wall time (min:s)", lambda r: _minutes(r["wall_s"])),
             ("CPU time, all processes (min:s)", lambda r: _minutes(r["cpu_s"])),
             ("tests passed", lambda r: str(r.get("passed", 0))),
@@ -121,7 +134,8 @@ def table(result: dict) -> str:
             ("building them (s, summed over workers)", lambda r: f"{r['totals'].get('compile_s', 0):.0f}"),
             ("Python tracing (s)", lambda r: f"{r['totals'].get('trace_s', 0):.0f}"),
             ("lowering to MLIR (s)", lambda r: f"{r['totals'].get('lower_s', 0):.0f}")]
-    lines = ["| " + " | ".join(["", *names]) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["| " + " | ".join(["", *(RUNS[n] for n in names)]) + " |",
+             "|---" * (len(names) + 1) + "|"]
     lines += ["| " + " | ".join([label, *(get(runs[n]) for n in names)]) + " |" for label, get in rows]
     cold = runs[names[0]]
     lines += ["", f"Where the {names[0]} run's XLA compiling goes (the largest compiled functions):", "",
@@ -148,8 +162,9 @@ def main(argv=None) -> int:
     parser.add_argument("--show", action="store_true", help="print the table of --out and exit")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON file (default: {OUT.relative_to(ROOT)})")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (default: 2)")
-    parser.add_argument("--runs", nargs="+", choices=("cold", "warm"), default=["cold", "warm"],
-                        help="which runs (default: cold warm)")
+    parser.add_argument("--runs", nargs="+", choices=tuple(RUNS), default=list(RUNS),
+                        help="which runs (default: all three; " + "; ".join(
+                            f"{name}: {label}" for name, label in RUNS.items()) + ")")
     args = parser.parse_args(own)
     if args.show:
         if not args.out.exists():
@@ -159,11 +174,17 @@ def main(argv=None) -> int:
     if "warm" in args.runs and "cold" not in args.runs:
         parser.error("--runs warm needs cold first (a warm run reads the cache the cold run filled)")
     (Path.home() / ".cache").mkdir(parents=True, exist_ok=True)
-    cache = Path(tempfile.mkdtemp(prefix="node_kit-test-time-", dir=Path.home() / ".cache"))
+    caches = {"cold": "fast", "warm": "fast", "defaults": "defaults"}  # warm reads cold's
+    folders = {kind: Path(tempfile.mkdtemp(prefix=f"node_kit-test-time-{kind}-",
+                                           dir=Path.home() / ".cache"))
+               for kind in set(caches[name] for name in args.runs)}
     try:
-        runs = {name: run_suite(cache, pytest_args, args.workers) for name in args.runs}
+        runs = {name: run_suite(folders[caches[name]], pytest_args, args.workers,
+                                fast_compile=name != "defaults")
+                for name in RUNS if name in args.runs}
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
     result = {
         "command": "python " + " ".join(["experiments/test_time.py", *argv]),
         "provenance": {"git_commit": _git("rev-parse", "HEAD"),

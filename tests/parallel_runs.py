@@ -13,9 +13,15 @@ import sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # forced CPU devices, also on a GPU host
 
 
+def _force_cpu_devices(count: int) -> None:
+    """`count` CPU devices, keeping the XLA flags this process inherited (tests/conftest.py)."""
+    inherited = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{inherited} --xla_force_host_platform_device_count={count}".strip()
+
+
 def devices_checks(out: str) -> None:
     """Global split over 4 devices vs 1, per-device vs each shard alone, an uneven batch."""
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    _force_cpu_devices(4)
     import contextlib
     import io
 
@@ -78,7 +84,7 @@ def devices_checks(out: str) -> None:
 def fit_run(num_processes: int, process_id: int, port: int, out: str) -> None:
     """A few steps of `nk.fit` over 2 devices: 2 processes of 1 device, or 1 process of 2."""
     if num_processes == 1:
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        _force_cpu_devices(2)
     import jax
 
     if num_processes > 1:
