@@ -22,39 +22,55 @@ import sys
 # XLA compile options for the test run. Most of the suite's time is XLA compiling small
 # programs that then run for milliseconds. With LLVM at -O0 and XLA:CPU's elemental fusion
 # emitter (instead of its newer MLIR fusion emitters), XLA compiles about 3x faster and the
-# compiled code runs about 2.5x slower, which nearly halves the suite. XLA's HLO passes
-# still run; what changes is how the fused HLO becomes machine code, so results may differ
-# in the last bits (the tests' tolerances are the same either way).
-# NODE_KIT_TEST_FAST_COMPILE=off runs the suite at XLA's defaults, as users run. An unknown
-# flag makes XLA abort the process, so the flags are first tried in a subprocess, once per
-# test run: the outcome is left in the environment (NODE_KIT_TEST_FAST_COMPILE=applied or
-# unsupported) for the xdist workers and the tests' subprocesses, which inherit XLA_FLAGS.
+# compiled code runs about 2.5x slower, which cuts the suite by about a third. XLA's HLO
+# passes still run; what changes is how the fused HLO becomes machine code, so results may
+# differ in the last bits (the tests' tolerances are the same either way).
+# NODE_KIT_TEST_FAST_COMPILE=off runs the suite at XLA's defaults, as users run. They are
+# used on the CPU only (on a GPU, -O0 would slow its kernels). An unknown flag makes XLA
+# abort the process, so the flags are first tried in a subprocess, once per test run, which
+# also says which backend the tests get. The outcome is left in the environment
+# (NODE_KIT_TEST_FAST_COMPILE=applied, unsupported or not-cpu) for the xdist workers and
+# the tests' subprocesses, which inherit XLA_FLAGS too.
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
-_PROBE = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready()"
+_PROBE = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready(); print(jax.default_backend())"
+_MODES = ("on", "off", "applied", "unsupported", "not-cpu", "xla-fails")
 
 
-def _xla_accepts(flags: list[str]) -> bool:
-    env = dict(os.environ, XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip(),
-               JAX_PLATFORMS="cpu")
+def _with_xla_flags(flags: list[str]) -> str:
+    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
+def _backend_with(flags: list[str]) -> str | None:
+    """The default backend of a process started with `flags` added, or None if it fails."""
+    env = dict(os.environ, XLA_FLAGS=_with_xla_flags(flags))
     try:
-        return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
-                              timeout=120).returncode == 0
+        done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
+                              text=True, timeout=300)
     except subprocess.TimeoutExpired:
-        return False
+        return None
+    return done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else None
 
 
 def _use_fast_compile_flags() -> None:
     mode = os.environ.get("NODE_KIT_TEST_FAST_COMPILE", "on")
-    if mode not in ("on", "off", "applied", "unsupported"):
+    if mode not in _MODES:
         raise ValueError(f"NODE_KIT_TEST_FAST_COMPILE must be 'on' (the default) or 'off'; "
                          f"got {mode!r}.")
     if mode != "on":  # off, or already decided by the process that started this one
         return
     flags = list(FAST_COMPILE_FLAGS)
-    if not _xla_accepts(flags):
-        flags = [flag for flag in flags if _xla_accepts([flag])]
-    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
-    os.environ["NODE_KIT_TEST_FAST_COMPILE"] = "applied" if flags else "unsupported"
+    backend = _backend_with(flags)
+    if backend is None:
+        flags = [flag for flag in flags if _backend_with([flag]) is not None]
+        backend = "cpu" if flags else None
+    if backend not in (None, "cpu"):
+        mode, flags = "not-cpu", []
+    elif flags:
+        mode = "applied"
+    else:  # neither flag works: this XLA lacks both, or the inherited XLA_FLAGS stop it
+        mode = "unsupported" if _backend_with([]) is not None else "xla-fails"
+    os.environ["XLA_FLAGS"] = _with_xla_flags(flags)
+    os.environ["NODE_KIT_TEST_FAST_COMPILE"] = mode
     os.environ["NODE_KIT_TEST_FAST_COMPILE_FLAGS"] = " ".join(flags)
 
 
@@ -76,11 +92,15 @@ if _CACHE != "off":  # also here: a plugin may have imported jax before the line
 
 def pytest_report_header(config):
     mode = os.environ.get("NODE_KIT_TEST_FAST_COMPILE")
-    flags = os.environ.get("NODE_KIT_TEST_FAST_COMPILE_FLAGS", "")
     if mode == "off":
         return "node_kit: XLA at its default compile options (NODE_KIT_TEST_FAST_COMPILE=off)"
-    return (f"node_kit: fast-compile XLA flags {flags or '(none this XLA accepts)'}; "
-            "NODE_KIT_TEST_FAST_COMPILE=off for XLA's defaults")
+    if mode == "not-cpu":
+        return "node_kit: XLA at its default compile options (the tests run on a GPU or TPU)"
+    if mode == "xla-fails":
+        return (f"node_kit: a process with XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} cannot "
+                "compile; fix or unset XLA_FLAGS (XLA stops on a flag it does not know)")
+    flags = os.environ.get("NODE_KIT_TEST_FAST_COMPILE_FLAGS") or "(none: this XLA knows neither)"
+    return f"node_kit: fast-compile XLA flags {flags}; NODE_KIT_TEST_FAST_COMPILE=off for XLA's defaults"
 
 
 @pytest.fixture
