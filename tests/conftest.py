@@ -16,22 +16,35 @@ if _CACHE != "off":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
+import importlib.util
 import subprocess
 import sys
 
 # XLA compile options for the test run. Most of the suite's time is XLA compiling small
 # programs that then run for milliseconds. With LLVM at -O0 and XLA:CPU's elemental fusion
 # emitter (instead of its newer MLIR fusion emitters), XLA compiles about 3x faster and the
-# compiled code runs about 2.5x slower, which cuts the suite by about a third. XLA's HLO
-# passes still run; what changes is how the fused HLO becomes machine code, so results may
-# differ in the last bits (the tests' tolerances are the same either way).
-# NODE_KIT_TEST_FAST_COMPILE=off runs the suite at XLA's defaults, as users run. They are
-# used on the CPU only (on a GPU, -O0 would slow its kernels). An unknown flag makes XLA
-# abort the process, so the flags are first tried in a subprocess, once per test run, which
-# also says which backend the tests get. The outcome is left in the environment
-# (NODE_KIT_TEST_FAST_COMPILE=applied, unsupported or not-cpu) for the xdist workers and
-# the tests' subprocesses, which inherit XLA_FLAGS too.
-FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+# compiled code runs several times slower (experiments/compile_flags.py measures both),
+# which cuts the suite by about a third. XLA's HLO passes still run; what changes is how
+# the fused HLO becomes machine code, so results may differ in the last bits (the tests'
+# tolerances are the same either way). NODE_KIT_TEST_FAST_COMPILE=off runs the suite at
+# XLA's defaults, as users run. The flags are used on the CPU only (on a GPU, -O0 would
+# slow its kernels). An unknown flag makes XLA abort the process, so they are first tried
+# in a subprocess, once per test run, which also says which backend the tests get. The
+# outcome is left in the environment (NODE_KIT_TEST_FAST_COMPILE=applied, unsupported,
+# not-cpu or xla-fails) for the xdist workers and the tests' subprocesses, which inherit
+# XLA_FLAGS too.
+
+
+def _load_fast_compile_flags() -> tuple[str, ...]:
+    """experiments/compile_flags.py's flags (which it measures), without importing JAX."""
+    spec = importlib.util.spec_from_file_location(
+        "compile_flags", Path(__file__).parents[1] / "experiments" / "compile_flags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FAST_COMPILE_FLAGS
+
+
+FAST_COMPILE_FLAGS = _load_fast_compile_flags()
 _PROBE = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready(); print(jax.default_backend())"
 _MODES = ("on", "off", "applied", "unsupported", "not-cpu", "xla-fails")
 

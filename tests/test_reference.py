@@ -173,3 +173,31 @@ def test_check_reference_runs_on_the_cores_its_reference_was_recorded_on(tmp_pat
     assert check.main([]) == 1 and seen == [4096]  # not compared: this machine has fewer
     seen.clear()
     assert check.main(["--cores", "1"]) == 0 and seen == [1, 1]
+
+
+def test_compile_flags_summary_medians_ratios_and_break_even():
+    """experiments/compile_flags.py: medians over the rounds, the ratios, and the run
+    length below which the faster-compiling flags finish first."""
+    compile_flags = _load("compile_flags")
+
+    def measured(compile_s, step_s, value):
+        row = {"compile_seconds": compile_s, "xla_compile_seconds": compile_s / 2,
+               "median_step_seconds": step_s, "value": value, "num_steps": 7}
+        return {"backend": "cpu", "rows": {"w": row}}
+
+    rounds = [{"defaults": measured(c, 0.01, 2.0), "fast": measured(c / 4, 0.03, 2.0 + 2e-7)}
+              for c in (4.0, 6.0, 5.0)]
+    entry = compile_flags.summarise(rounds)["w"]
+    assert entry["defaults"]["compile_seconds"] == 5.0
+    assert entry["defaults"]["compile_seconds_each"] == [4.0, 6.0, 5.0]
+    assert entry["compile_speedup"] == pytest.approx(4.0)
+    assert entry["step_slowdown"] == pytest.approx(3.0)
+    # 3.75 s of compile saved, 0.02 s lost per step: the fast flags win below 187.5 steps.
+    assert entry["break_even_steps"] == pytest.approx(187.5)
+    assert entry["value_relative_difference"] == pytest.approx(1e-7)
+    for r in rounds:
+        r["fast"]["rows"]["w"]["median_step_seconds"] = 0.005
+    assert compile_flags.summarise(rounds)["w"]["break_even_steps"] is None
+    printed = compile_flags.table({"workloads": {"w": entry}, "rounds": 3, "steps": 20,
+                                   "cpu_cores": 1, "backend": "cpu"})
+    assert "| `w` | 5.00 / 1.25 | 4.0x | 10.00 / 30.00 | 3.0x | 188 |" in printed
