@@ -680,6 +680,11 @@ def errors_table() -> str:
     return _experiments_module("bad_inputs").table(summary)
 
 
+def compile_flags_table() -> str:
+    """`python experiments/compile_flags.py --show`: XLA's defaults vs the fast-compile flags."""
+    return _experiments_module("compile_flags").table(_load(RESULTS / "compile_flags.json"))
+
+
 def test_time_table() -> str:
     """`python experiments/test_time.py --show`: the test run with a cold and a warm cache."""
     return _experiments_module("test_time").table(_load(RESULTS / "test_time.json"))
@@ -719,6 +724,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "errors": errors_table,
     "reproduce": reproduce_table,
     "test-time": test_time_table,
+    "compile-flags": compile_flags_table,
 }
 
 BLOCK = re.compile(r"(<!-- tables\.py (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S)

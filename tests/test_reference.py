@@ -199,5 +199,5 @@ def test_compile_flags_summary_medians_ratios_and_break_even():
         r["fast"]["rows"]["w"]["median_step_seconds"] = 0.005
     assert compile_flags.summarise(rounds)["w"]["break_even_steps"] is None
     printed = compile_flags.table({"workloads": {"w": entry}, "rounds": 3, "steps": 20,
-                                   "cpu_cores": 1, "backend": "cpu"})
-    assert "| `w` | 5.00 / 1.25 | 4.0x | 10.00 / 30.00 | 3.0x | 188 |" in printed
+                                   "cpu_cores": 1, "backend": "cpu", "x64": False})
+    assert "| `w` | 5.00 / 1.25 | 4.0x | 4.0x | 10.00 / 30.00 | 3.0x | 188 |" in printed
