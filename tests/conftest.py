@@ -73,9 +73,10 @@ def _use_fast_compile_flags() -> None:
         return
     flags = list(FAST_COMPILE_FLAGS)
     backend = _backend_with(flags)
-    if backend is None:
-        flags = [flag for flag in flags if _backend_with([flag]) is not None]
-        backend = "cpu" if flags else None
+    if backend is None:  # keep the flags this XLA knows
+        alone = {flag: _backend_with([flag]) for flag in flags}
+        flags = [flag for flag, backend in alone.items() if backend is not None]
+        backend = alone[flags[0]] if flags else None
     if backend not in (None, "cpu"):
         mode, flags = "not-cpu", []
     elif flags:
