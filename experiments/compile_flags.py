@@ -34,6 +34,11 @@ FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusio
 SETTINGS = {"defaults": (), "fast": FAST_COMPILE_FLAGS}
 
 
+def with_xla_flags(flags) -> str:
+    """This process's XLA_FLAGS with `flags` added after them (for a child process)."""
+    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
 def measure(workloads: list[str], steps: int) -> dict:
     """In this process (its XLA_FLAGS already set): per workload, the first call's compile
     phases, the first loss and the median of `steps` timed steps."""
@@ -143,8 +148,7 @@ def parse(argv=None):
 
 def run_setting(setting: str, args) -> dict:
     """One process at `setting`; what it measured."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = " ".join([env.get("XLA_FLAGS", ""), *SETTINGS[setting]]).strip()
+    env = dict(os.environ, XLA_FLAGS=with_xla_flags(SETTINGS[setting]))
     command = [sys.executable, __file__, "--child", setting, "--workloads", *args.workloads,
                "--steps", str(args.steps)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -97,7 +97,6 @@ def run_suite(cache: Path, pytest_args: list[str], workers: int, fast_compile: b
     with tempfile.TemporaryDirectory() as profile:
         env = dict(os.environ, NODE_KIT_TEST_CACHE=str(cache), NODE_KIT_COMPILE_PROFILE=profile,
                    NODE_KIT_TEST_FAST_COMPILE="on" if fast_compile else "off")
-        env.pop("NODE_KIT_TEST_FAST_COMPILE_FLAGS", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "pytest", "-n", str(workers), "--dist", "loadfile",
                    "-q", "-p", "_compile_profile", *pytest_args]

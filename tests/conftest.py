@@ -35,22 +35,20 @@ import sys
 # XLA_FLAGS too.
 
 
-def _load_fast_compile_flags() -> tuple[str, ...]:
-    """experiments/compile_flags.py's flags (which it measures), without importing JAX."""
+def _load_compile_flags():
+    """experiments/compile_flags.py (its flags, which it measures), without importing JAX."""
     spec = importlib.util.spec_from_file_location(
         "compile_flags", Path(__file__).parents[1] / "experiments" / "compile_flags.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.FAST_COMPILE_FLAGS
+    return module
 
 
-FAST_COMPILE_FLAGS = _load_fast_compile_flags()
+_compile_flags = _load_compile_flags()
+FAST_COMPILE_FLAGS = _compile_flags.FAST_COMPILE_FLAGS
+_with_xla_flags = _compile_flags.with_xla_flags
 _PROBE = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready(); print(jax.default_backend())"
 _MODES = ("on", "off", "applied", "unsupported", "not-cpu", "xla-fails")
-
-
-def _with_xla_flags(flags: list[str]) -> str:
-    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
 
 
 def _backend_with(flags: list[str]) -> str | None:
