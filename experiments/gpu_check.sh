@@ -49,7 +49,7 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run it, log it, record its exit stat
 if [ "$quick" = 1 ]; then
   tests=(tests/test_memory.py -k "modes or memory_model")
   parallel_tests=(tests/test_parallel.py -k "bad_device or needs_backsolve")
-  memory=(--steps 10 30 --modes backsolve direct --repeats 1 --time-limit-s 0.5 --no-reference
+  memory=(--solver-steps 10 30 --modes backsolve direct --repeats 1 --time-limit-s 0.5 --no-reference
           --no-fresh-process)
   cnf=(--steps 20 --rtol 1e-3 --atol 1e-3 --width 16 --depth 2 --eval-batch 2000 --eval-probes 1)
   # Simulating hopper's 10,000 series takes minutes on a CPU: the quick run trains the same
@@ -63,7 +63,7 @@ if [ "$quick" = 1 ]; then
 else
   tests=(tests/test_memory.py tests/test_training.py)
   parallel_tests=(tests/test_parallel.py)
-  memory=(--steps 10 100 1000 --repeats 1 --time-limit-s 1)
+  memory=(--solver-steps 10 100 1000 --repeats 1 --time-limit-s 1)
   cnf=(--steps 300)
   series=(--dataset hopper --steps 500)
   hopper_build=1

@@ -233,12 +233,12 @@ def memory_table() -> str:
     r = _load(RESULTS / "memory.json")
     cfg, env = r["config"], r["environment"]
     versions = r.get("provenance", env)
-    steps = sorted(cfg["steps"])
+    steps = sorted(cfg.get("solver_steps", cfg.get("steps")))  # "steps" before node_kit 0.2
     rows = {(row["mode"], row["layout"], row["steps"]): row for row in r["rows"]}
     local = {(e["mode"], e["layout"]): e["local_exponent"] for e in r["exponents"]}
     out = [
         f"XLA compiled memory (`memory_analysis()`, exact) of one gradient through N fixed "
-        f"{cfg['solver']} steps; MLP field, dim {cfg['dim']}, batch {cfg['batch']}, width "
+        f"{cfg['solver']} steps; MLP field, dim {cfg['dim']}, batch {cfg.get('batch_size', cfg.get('batch'))}, width "
         f"{cfg['width']}x{cfg['depth']}, float32, {env['device']}, jax {versions['jax']}, "
         f"diffrax {versions['diffrax']}. Temp MiB at N = {' / '.join(map(str, steps))}, and "
         f"the growth exponent p (memory ~ N^p) between the two largest N:",
@@ -695,7 +695,8 @@ def test_time_table() -> str:
 def reproduce_table() -> str:
     """`python experiments/reproduce.py`'s table: each committed run's last re-run from
     scratch (experiments/results/reproduce.json), or why it was not re-run."""
-    reproduce = _experiments_module("reproduce")
+    from node_kit.experiments import _reproduce as reproduce
+
     record = _load(RESULTS / "reproduce.json")
     runs = reproduce.committed_runs()
     counts = {status: sum(1 for run in runs if record.get(run.name, {}).get("status") == status)

@@ -3,26 +3,21 @@
 A training command (`python -m node_kit.experiments.<name>`) writes into its `--out`
 folder the checkpoint `checkpoint.eqx` while it trains and the weights `model.eqx` when it
 ends (`best.eqx` with `--eval-every`). Each file's header records the command (its module)
-and the full config of the run. [`node_kit.load_run`][] reads the header, imports the
-command's module (only then: node_kit never imports the commands on its own), rebuilds its
+and the full config of the run. [`node_kit.load_run`][] reads the header, looks the command
+up in the command registry (`node_kit.experiments._registry`, imported only then: node_kit
+never imports the commands on its own, and they need the `experiments` extra), rebuilds its
 `Config` and the model's skeleton (`model_skeleton(config)`), and reads the weights into it.
 """
 
 import dataclasses
-import importlib
 import os
-import typing
 from pathlib import Path
-from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 
 from ._checks import type_name
 from ._io import CheckpointError, deserialise_leaves, read_checkpoint_bytes
-
-COMMANDS = "node_kit.experiments."
-"""The package of the commands; a run's recorded command must be one of its modules."""
 
 FILES = {"final": ("model.eqx", "checkpoint.eqx"), "best": ("best.eqx",)}
 """The files a run's weights are read from, in order of preference."""
@@ -36,7 +31,7 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     - `run`: the run's output folder (the `--out` it was trained with).
     - `command`: the command the run must come from (`"cnf"` or
         `"node_kit.experiments.cnf"`); a run of another command is an error. `None`:
-        any command.
+        any registered command.
     - `best`: load the best model on the validation split (`best.eqx`, written by
         `--eval-every`) instead of the final one.
 
@@ -63,29 +58,38 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
 
     !!! warning
 
-        Loading imports the recorded command's module, so only modules of
-        `node_kit.experiments` are accepted; the weights themselves are plain arrays
-        (`eqx.tree_deserialise_leaves`), never pickles.
+        Loading imports the recorded command's module, so only registered commands
+        (`node_kit.experiments._registry`) are accepted; the weights themselves are
+        plain arrays (`eqx.tree_deserialise_leaves`), never pickles.
     """
     folder = _check_folder(run)
-    if command is not None:
-        if not isinstance(command, str):
-            raise ValueError(f"`command` must be a command's name such as \"cnf\", or None; "
-                             f"got {type_name(command)}.")
-        command = command if command.startswith(COMMANDS) else COMMANDS + command
-    path = _weights_file(folder, best, command)
+    expected = None if command is None else _registered(command, "`command`")
+    path = _weights_file(folder, best, expected)
     header, payload = read_checkpoint_bytes(path, fix=_fix(path))
     record = _record(header, path)
-    module = _command_module(record["command"], path, command)
+    recorded = _recorded_command(record["command"], path, expected)
     values = dict(record["config"])
-    if "out" in {field.name for field in dataclasses.fields(module.Config)}:
+    if "out" in {field.name for field in dataclasses.fields(recorded.config)}:
         values["out"] = str(folder)  # where the run is now
-    config = config_from_record(module.Config, values, path)
+    config = recorded.config_from_record(values, str(path))
     # The skeleton's shapes and dtypes only (traced, nothing compiled or initialised): the
     # weights replace every array of it.
-    skeleton = eqx.filter_eval_shape(module.model_skeleton, config)
+    skeleton = eqx.filter_eval_shape(recorded.model_skeleton, config)
     model = _read_weights(payload, skeleton, path)
     return model, config
+
+
+def _registered(name, what: str):
+    """The registered command `name`; a `ValueError` naming `what` otherwise."""
+    from node_kit.experiments import _registry  # the commands: only when a run is loaded
+
+    if not isinstance(name, str):
+        raise ValueError(f"{what} must be a command's name such as \"cnf\", or None; "
+                         f"got {type_name(name)}.")
+    try:
+        return _registry.get(name)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
 
 
 def _fix(path: Path) -> str:
@@ -113,7 +117,7 @@ def _check_folder(run) -> Path:
     return folder
 
 
-def _weights_file(folder: Path, best: bool, command: str | None) -> Path:
+def _weights_file(folder: Path, best: bool, command) -> Path:
     names = FILES["best" if best else "final"]
     for name in names:
         if (folder / name).exists():
@@ -126,9 +130,9 @@ def _weights_file(folder: Path, best: bool, command: str | None) -> Path:
                   "trained with --eval-every K). Pass best=False for the final model, or "
                   "train with --eval-every.")
     else:
+        module = command.module if command is not None else "node_kit.experiments.<command>"
         detail = (f"holds no trained run (no {' or '.join(names)}). Train one there "
-                  f"(python -m {command or COMMANDS + '<command>'} --out {folder}), or pass "
-                  "the folder of a finished run.")
+                  f"(python -m {module} --out {folder}), or pass the folder of a finished run.")
     raise ValueError(f"`run` must be the output folder of a training run; {str(folder)!r} "
                      f"{detail}{hint}")
 
@@ -147,58 +151,38 @@ def _record(header: dict, path: Path) -> dict:
     return record
 
 
-def _command_module(name: str, path: Path, expected: str | None):
-    if expected is not None:
-        if name != expected:
-            raise ValueError(
-                f"`run` must be a run of {expected}; {path.parent} is a run of {name!r}. "
-                f"Use that command (python -m {name} --out {path.parent} ...), or pass the "
-                f"folder of a {expected.rsplit('.', 1)[-1]} run."
-            )
-    if not (name.startswith(COMMANDS) and name[len(COMMANDS):].isidentifier()):
-        raise ValueError(
-            f"`run`: {path} names the command {name!r}, which is not a node_kit command "
-            f"(a module of {COMMANDS[:-1]}); it is not a run node_kit can load."
-        )
+def _recorded_command(name: str, path: Path, expected):
+    """The registered command that wrote `path`: `expected` if given, and loadable."""
     try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError:
+        command = _registered(name, "`run`")
+    except ValueError:
         raise ValueError(
-            f"`run`: {path} was written by the command {name!r}, which this node_kit does "
-            "not have. Load it with the node_kit version that wrote it."
+            f"`run`: {path} was written by the command {name!r}, which is not a registered "
+            "command of this process (node_kit's own, or one added with "
+            "node_kit.experiments._registry.register); it is not a run node_kit can load. "
+            "Register that command first, or load the run with the node_kit version that "
+            "wrote it."
         ) from None
-    if not (hasattr(module, "Config") and callable(getattr(module, "model_skeleton", None))):
+    if expected is not None and command is not expected:
         raise ValueError(
-            f"`run`: {path.parent} is a run of {name}, whose runs cannot be loaded (the "
-            "command does not define model_skeleton(config)); the runs of "
-            "node_kit.experiments.cnf and node_kit.experiments.timeseries can. Read its "
+            f"`run` must be a run of {expected.module}; {path.parent} is a run of {name!r}. "
+            f"Use that command (python -m {command.module} --out {path.parent} ...), or pass "
+            f"the folder of a {expected.name} run."
+        )
+    if not command.loadable:
+        loadable = ", ".join(c.module for c in _loadable_commands())
+        raise ValueError(
+            f"`run`: {path.parent} is a run of {command.module}, whose runs cannot be loaded "
+            f"(the command declares no model_skeleton); the runs of {loadable} can. Read its "
             "weights with nk.load_checkpoint into the model the command builds."
         )
-    return module
+    return command
 
 
-def config_from_record(config_cls, values: dict, path: Path | str = "the run"):
-    """`config_cls(**values)` from a run's recorded (JSON) config: lists back to tuples,
-    fields added to the command since the run at their defaults; a field the command no
-    longer has is an error."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"`run`: {path} was trained with settings this node_kit's {config_cls.__module__} "
-            f"does not have ({', '.join(unknown)}). Load it with the node_kit version that "
-            "wrote it."
-        )
-    hints = typing.get_type_hints(config_cls)
-    return config_cls(**{name: _from_json(hints[name], value) for name, value in values.items()})
+def _loadable_commands() -> list:
+    from node_kit.experiments import _registry
 
-
-def _from_json(hint, value: Any) -> Any:
-    """A JSON value back as the field's type: a list as a tuple for a tuple field."""
-    hints = (hint, *typing.get_args(hint))
-    if isinstance(value, list) and any(typing.get_origin(h) is tuple for h in hints):
-        return tuple(value)
-    return value
+    return [c for c in _registry.commands() if c.loadable]
 
 
 def _as_skeleton_float(stream, like):

@@ -34,7 +34,6 @@ def devices_checks(out: str) -> None:
 
     import node_kit as nk
     from node_kit.experiments import cnf
-    from node_kit.experiments._run import run_command
 
     assert len(jax.devices()) == 4
     result = {}
@@ -51,8 +50,8 @@ def devices_checks(out: str) -> None:
         }
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.suppress(SystemExit):
-        run_command(cnf.main, lambda: cnf.parse_args(
-            [*flags, "--devices", "4", "--batch-size", "10", "--out", os.path.join(out, "uneven")]))
+        cnf.COMMAND.run(
+            [*flags, "--devices", "4", "--batch-size", "10", "--out", os.path.join(out, "uneven")])
     result["uneven"] = stderr.getvalue()
 
     # Per device: the loss is the mean over shards, each solved alone with its own steps.

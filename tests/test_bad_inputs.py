@@ -11,7 +11,7 @@ classifies what a call does:
 - `internal`: any other exception (a `TypeError` or `KeyError` from deep inside);
 - `silent`: no error (a command that goes on to load data or run its sweep counts too).
 
-Commands run in-process as users see them, through `run_command`: the case asserts the
+Commands run in-process as users see them, through their `COMMAND.run`: the case asserts the
 exit status (2 for a bad flag, 1 for an unusable checkpoint), the message on stderr and
 that there is no traceback. The command's first piece of work (loading data, the sweep) is
 replaced by a stub that raises, so a flag that is accepted never starts real work.
@@ -44,7 +44,6 @@ import pytest
 
 import node_kit as nk
 from node_kit import datasets
-from node_kit.experiments._run import run_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -632,13 +631,12 @@ def command(name: str, *argv: str) -> Callable[[], None]:
 
     def call() -> None:
         module = importlib.import_module(f"node_kit.experiments.{name}")
-        main = module.run if name == "memory" else module.main
         stderr = io.StringIO()
         with tempfile.TemporaryDirectory() as out, mock.patch.object(module, _WORK[name], _reached):
-            flags = [*argv, "--out", f"{out}/run", *(["--no-progress"] if name != "memory" else [])]
+            flags = [*argv, "--out", f"{out}/run", "--no-progress"]
             try:
                 with contextlib.redirect_stderr(stderr):
-                    run_command(main, lambda: module.parse_args(flags))
+                    module.COMMAND.run(flags)
             except SystemExit as exit:
                 raise CommandExit(exit.code, stderr.getvalue()) from None
 
@@ -748,13 +746,13 @@ _commands("meta command", "meta", [
 _commands("memory command", "memory", [
     ("solver-unknown", ["--solver", "rk45"], 2, USAGE + r"--solver: invalid choice: 'rk45'"),
     ("layouts-unknown", ["--layouts", "diagonal"], 2, USAGE + r"--layouts: invalid choice: 'diagonal'"),
-    ("steps-missing", ["--steps"], 2, USAGE + r"--steps: expected at least one argument"),
+    ("steps-missing", ["--solver-steps"], 2, USAGE + r"--solver-steps: expected at least one argument"),
     ("dim-zero", ["--dim", "0"], 2, ERROR + r"`dim` must be an int >= 1; got 0\."),
-    ("batch-negative", ["--batch", "-1"], 2, ERROR + r"`batch` must be an int >= 1; got -1\."),
+    ("batch-negative", ["--batch-size", "-1"], 2, ERROR + r"`batch_size` must be an int >= 1; got -1\."),
     ("depth-negative", ["--depth", "-1"], 2, ERROR + r"`depth` must be an int >= 0; got -1\."),
     ("repeats-zero", ["--repeats", "0"], 2, ERROR + r"`repeats` must be an int >= 1; got 0\."),
     ("time-limit-zero", ["--time-limit-s", "0"], 2, ERROR + r"`time_limit_s` must be a positive number of seconds; got 0\.0\."),
-    ("steps-zero", ["--steps", "10", "0"], 2, ERROR + r"`steps` must be an int >= 1; got 0\. Pass the number of fixed solver steps"),
+    ("steps-zero", ["--solver-steps", "10", "0"], 2, ERROR + r"`solver_steps` must be an int >= 1; got 0\. Pass the number of fixed solver steps"),
     ("modes-unknown", ["--modes", "unroll"], 2, ERROR + r"`modes` entry 'unroll' is not a mode; expected one of: backsolve"),
     ("modes-zero-checkpoints", ["--modes", "checkpoint:0"], 2, ERROR + r"`modes` entry 'checkpoint:0' is not a mode.*K a positive int"),
     ("budgets-negative", ["--budgets", "-1"], 2, ERROR + r"`budgets` must be an int >= 0; got -1\."),

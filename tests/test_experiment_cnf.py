@@ -189,8 +189,8 @@ def test_bad_runs_give_clear_errors(tmp_path, data_dir):
     with pytest.raises(ValueError, match=r"must be a run of node_kit.experiments.cnf; .*series is a "
                        r"run of 'node_kit.experiments.timeseries'"):
         cnf_experiment.main(_config(tmp_path / "series", data_dir, "--evaluate"))
-    for command, match in (("os", "'os', which is not a node_kit command"),
-                           ("node_kit.experiments.nope", "which this node_kit does not have"),
+    for command, match in (("os", "'os', which is not a registered command"),
+                           ("node_kit.experiments.nope", "Register that command first, or load the run with the node_kit version"),
                            ("node_kit.experiments.deq", "whose runs cannot be loaded")):
         _weights_file(tmp_path / "odd" / "model.eqx", command)
         with pytest.raises(ValueError, match=match):
@@ -228,11 +228,11 @@ def test_training_flags_are_checked_before_anything_runs(tmp_path, data_dir):
 
 
 def test_divergence_ends_the_command_with_its_message(tmp_path, data_dir, capsys):
-    from node_kit.experiments._run import run_command
+    from node_kit.experiments._protocol import exit_on_user_error
 
     config = _config(tmp_path, data_dir, "--lr", "1e30", "--steps", "20", "--checkpoint-every", "2")
     with pytest.raises(SystemExit) as exit_info:
-        run_command(cnf_experiment.main, lambda: config)
+        exit_on_user_error(lambda: cnf_experiment.main(config))
     assert exit_info.value.code == 1
     stderr = capsys.readouterr().err  # may start with the dataset build's progress bars
     message = stderr.strip().splitlines()[-1]

@@ -14,7 +14,7 @@ import pytest
 
 from node_kit.experiments import deq as deq_experiment
 from node_kit.experiments._deq_models import TanhCell
-from node_kit.experiments._run import run_command, split_keys
+from node_kit.experiments._run import split_keys
 
 TINY = ["--steps", "4", "--batch-size", "16", "--width", "8", "--max-iterations", "30",
         "--residual-steps", "8", "--log-every", "2", "--checkpoint-every", "2", "--no-progress"]
@@ -106,7 +106,7 @@ def test_step_time_skips_compilation_and_resume_gaps():
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys, flags, message):
     argv = flags + ["--out", str(tmp_path / "run")]
     with pytest.raises(SystemExit) as exit_info:
-        run_command(deq_experiment.main, lambda: deq_experiment.parse_args(argv))
+        deq_experiment.COMMAND.run(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and re.search(message, err), err
@@ -123,7 +123,7 @@ def test_unknown_solver_and_backward_are_refused(capsys):
 def test_resume_without_checkpoints_exits_1(tmp_path, capsys):
     argv = TINY + ["--out", str(tmp_path), "--resume"]
     with pytest.raises(SystemExit) as exit_info:
-        run_command(deq_experiment.main, lambda: deq_experiment.parse_args(argv))
+        deq_experiment.COMMAND.run(argv)
     assert exit_info.value.code == 1
     assert "--resume found no checkpoint" in capsys.readouterr().err
 

@@ -22,10 +22,10 @@ from node_kit._memory import (
 )
 from node_kit.experiments._choices import parse_mode
 from node_kit.experiments._memory_sweep import build_problem, checkpoints_used, fit_exponents
-from node_kit.experiments.memory import MemoryConfig, command_line, main, parse_args
+from node_kit.experiments.memory import Config, command_line, main, parse_args
 
 # Euler compiles fastest; the state (128 x 16 float32 = 8 KiB) dominates the floor.
-SMALL = MemoryConfig(dim=16, batch=128, width=16, depth=1, solver="euler")
+SMALL = Config(dim=16, batch_size=128, width=16, depth=1, solver="euler")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_checkpoint_bytes_are_state_plus_solver_state():
         flag = 0 if solver == "euler" else 1
         assert _checkpoint_bytes(model, ts, y0s) == copies * state + flag
         assert _checkpoint_bytes(model, ts, y0s, batched=False) == (
-            copies * state + flag * SMALL.batch
+            copies * state + flag * SMALL.batch_size
         )
 
 
@@ -141,35 +141,35 @@ def test_budget_needs_max_steps(getkey):
         ({"modes": ("backsolve", "adjoint")},
          r"`modes` entry 'adjoint' is not a mode; expected one of: backsolve, checkpoint"),
         ({"modes": ("checkpoint:0",)}, r"`modes` entry 'checkpoint:0' is not a mode"),
-        ({"steps": (0, 10)}, r"`steps` must be an int >= 1; got 0\. Pass the number of fixed"),
-        ({"steps": (10, 2.5)}, r"`steps` must be an int >= 1; got 2.5"),
-        ({"steps": ()}, r"`steps` is empty, so the sweep has nothing to run; pass at least"),
+        ({"solver_steps": (0, 10)}, r"`solver_steps` must be an int >= 1; got 0\. Pass the number of fixed"),
+        ({"solver_steps": (10, 2.5)}, r"`solver_steps` must be an int >= 1; got 2.5"),
+        ({"solver_steps": ()}, r"`solver_steps` is empty, so the sweep has nothing to run; pass at least"),
         ({"modes": ()}, r"`modes` is empty, so the sweep has nothing to run"),
         ({"layouts": ()}, r"`layouts` is empty, so the sweep has nothing to run"),
         ({"layouts": ("rows",)}, r"`layouts` entry 'rows' is not a layout; expected one of "
                                  r"batched, vmap"),
         ({"solver": "rk45"}, r"`solver` must be one of euler, .*tsit5.*; got 'rk45'"),
-        ({"batch": 0}, r"`batch` must be an int >= 1; got 0"),
+        ({"batch_size": 0}, r"`batch_size` must be an int >= 1; got 0"),
     ],
 )
 def test_bad_config_raises(changes, match):
     with pytest.raises(ValueError, match=match):
-        MemoryConfig(**changes)
+        Config(**changes)
 
 
 def test_bad_command_line_raises():
-    with pytest.raises(ValueError, match=r"`steps` must be an int >= 1; got 0"):
-        parse_args(["--steps", "0", "10"])
+    with pytest.raises(ValueError, match=r"`solver_steps` must be an int >= 1; got 0"):
+        parse_args(["--solver-steps", "0", "10"])
 
 
 def test_command_line_round_trip():
-    config = MemoryConfig(dim=8, steps=(5, 50), modes=("direct", "checkpoint:3"),
+    config = Config(dim=8, solver_steps=(5, 50), modes=("direct", "checkpoint:3"),
                           reference=False, out="x")
     command = command_line(config)
     assert command.startswith("python -m node_kit.experiments.memory --dim 8")
-    assert parse_args(command.split()[3:]) == (config, None)
+    assert parse_args(command.split()[3:]) == config
     payload = json.loads(json.dumps(dataclasses.asdict(config)))
-    assert MemoryConfig(**payload) == config  # the --worker path rebuilds it like this
+    assert Config(**payload) == config  # the --worker path rebuilds it like this
 
 
 def test_modes_and_checkpoint_counts():
@@ -193,7 +193,7 @@ def test_fit_exponents_recovers_a_power_law():
 
 
 def test_command_writes_csv_json_png(tmp_path, capsys):
-    config = MemoryConfig(dim=4, batch=8, width=8, depth=1, solver="euler", steps=(2,),
+    config = Config(dim=4, batch_size=8, width=8, depth=1, solver="euler", solver_steps=(2,),
                           modes=("direct",), layouts=("batched",), repeats=1, budgets=1,
                           out=str(tmp_path))
     results = main(config)
@@ -217,7 +217,7 @@ def test_command_writes_csv_json_png(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_fresh_process_matches_in_process(tmp_path):
-    config = MemoryConfig(dim=4, batch=8, width=8, depth=1, solver="euler", steps=(2,),
+    config = Config(dim=4, batch_size=8, width=8, depth=1, solver="euler", solver_steps=(2,),
                           modes=("backsolve",), layouts=("batched",), repeats=1, budgets=0,
                           out=str(tmp_path))
     fresh = main(dataclasses.replace(config, fresh_process=True))["rows"][0]
@@ -230,7 +230,7 @@ def test_fresh_process_matches_in_process(tmp_path):
 def test_deq_family_memory_and_errors(tmp_path):
     """Implicit and phantom stay flat in K, unrolled stores every iteration; all three
     are compared with the exact equilibrium's float64 gradient."""
-    config = MemoryConfig(family="deq", dim=4, batch=2, steps=(5, 40), repeats=1,
+    config = Config(family="deq", dim=4, batch_size=2, solver_steps=(5, 40), repeats=1,
                           out=str(tmp_path))
     assert config.modes == ("implicit", "unrolled", "phantom") and config.name == "memory_deq"
     results = main(config)
@@ -249,7 +249,7 @@ def test_deq_family_memory_and_errors(tmp_path):
     assert (tmp_path / "memory_deq.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "memory_deq.json").read_text())["rows"] == results["rows"]
     assert command_line(config) == (
-        "python -m node_kit.experiments.memory --family deq --dim 4 --batch 2 --steps 5 40 "
+        "python -m node_kit.experiments.memory --family deq --dim 4 --batch-size 2 --solver-steps 5 40 "
         f"--repeats 1 --out {tmp_path}")
 
 
@@ -264,12 +264,12 @@ def test_deq_family_memory_and_errors(tmp_path):
 )
 def test_bad_family_config_raises(changes, match):
     with pytest.raises(ValueError, match=match):
-        MemoryConfig(**changes)
+        Config(**changes)
 
 
 @pytest.mark.slow  # test_meta.py checks MAML's growth in the default run
 def test_inner_family_maml_grows_with_inner_steps_imaml_does_not(tmp_path):
-    config = MemoryConfig(family="inner", batch=2, width=4, depth=1, steps=(2, 16),
+    config = Config(family="inner", batch_size=2, width=4, depth=1, solver_steps=(2, 16),
                           repeats=1, reference=False, out=str(tmp_path))
     assert config.modes == ("maml", "fomaml", "imaml") and config.name == "memory_inner"
     rows = {(r["mode"], r["steps"]): r["temp_bytes"] for r in main(config)["rows"]}

@@ -152,7 +152,7 @@ def test_bad_meta_loss_inputs(problem):
         nk.imaml_adapt(theta, vector_loss, a[0], reg=1.0)
 
 
-TINY = ["--steps", "3", "--meta-batch", "2", "--queries", "3", "--shots", "2", "--width", "6",
+TINY = ["--steps", "3", "--batch-size", "2", "--queries", "3", "--shots", "2", "--width", "6",
         "--depth", "1", "--eval-tasks", "4", "--eval-points", "5", "--timing-repeats", "0",
         "--plot-tasks", "2", "--inner-steps", "1", "--no-progress"]
 

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from node_kit.experiments import _reference_check as check, _registry, _reproduce as reproduce
+
 
 @pytest.mark.slow
 def test_commands_reproduce_the_reference_numbers(tmp_path):
-    path = Path(__file__).parents[1] / "experiments" / "check_reference.py"
-    spec = importlib.util.spec_from_file_location("check_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--data-dir", str(tmp_path / "data")]) == 0
+    assert check.main(["--data-dir", str(tmp_path / "data")]) == 0
 
 
 def _load(name: str):
@@ -30,19 +28,15 @@ def test_reproduce_rebuilds_every_committed_config_from_its_flags():
     import dataclasses
     import json
 
-    reproduce = _load("reproduce")
     runs = reproduce.committed_runs()
     assert len(runs) > 40
     for run in runs:
-        module = importlib.import_module(f"node_kit.experiments.{run.command}")
-        parsed = module.parse_args(run.flags())
-        if isinstance(parsed, tuple):  # memory: (config, worker)
-            parsed = parsed[0]
+        parsed = run.command.parse(run.flags())
         rebuilt = json.loads(json.dumps(dataclasses.asdict(parsed)))
-        for name, value in run.results["config"].items():
+        for name, value in run.recorded_config().items():
             if name not in reproduce.NOT_DEFINING:
                 assert rebuilt[name] == value, (run.name, name, rebuilt[name], value)
-        reproduce.headline(run.command, run.results)  # every run has its headline metrics
+        run.headline()  # every run has its headline metrics
 
 
 @pytest.mark.parametrize("run", ["cnf/8gaussians", "timeseries/periodic_latent_ode_interp"])
@@ -74,10 +68,10 @@ def jax_leaves(tree):
 def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp_path):
     """`reproduce.py --replace` installs a re-run over its committed folder when the values
     differ or the committed file records no commit, and never from uncommitted code."""
-    reproduce = _load("reproduce")
+    cnf = _registry.get("cnf")
     old = {"config": {}, "test_nll": 1.0, "provenance": {"git_commit": "abc"}}
-    run = reproduce.Committed("cnf/x", "cnf", tmp_path / "results.json", old)
-    bare = reproduce.Committed("cnf/x", "cnf", tmp_path / "results.json", {"config": {}})
+    run = reproduce.Committed("cnf/x", cnf, tmp_path / "results.json", old)
+    bare = reproduce.Committed("cnf/x", cnf, tmp_path / "results.json", {"config": {}})
     clean = {"status": "differs", "code_commit": "def", "code_dirty": False}
     assert reproduce.replaceable(run, clean) == "differs"
     assert reproduce.replaceable(run, clean | {"code_dirty": True}) == ""
@@ -93,9 +87,9 @@ def test_reproduce_replaces_only_clean_reruns_that_differ_or_lack_provenance(tmp
 def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
     """The cores come from the committed file (one where it does not say); the child runs on
     the first that many of this process's cores; a run needing more is refused by name."""
-    reproduce = _load("reproduce")
-    made_on_one = reproduce.Committed("cnf/x", "cnf", tmp_path / "r.json", {"config": {}})
-    made_on_64 = reproduce.Committed("cnf/y", "cnf", tmp_path / "r.json",
+    cnf = _registry.get("cnf")
+    made_on_one = reproduce.Committed("cnf/x", cnf, tmp_path / "r.json", {"config": {}})
+    made_on_64 = reproduce.Committed("cnf/y", cnf, tmp_path / "r.json",
                                      {"config": {}, "environment": {"cpu_cores": 64}})
     assert reproduce.cores_of(made_on_one) == reproduce.DEFAULT_CORES == 1
     assert reproduce.cores_of(made_on_64) == 64
@@ -154,7 +148,6 @@ def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
 def test_check_reference_runs_on_the_cores_its_reference_was_recorded_on(tmp_path, monkeypatch):
     """check_reference.py passes the reference's `source.cpu_cores` to every run (`--cores`
     overrides it), and a machine with fewer cores is told so instead of comparing."""
-    check = _load("check_reference")
     reference = tmp_path / "reference.json"
     reference.write_text('{"source": {"cpu_cores": 1}, "checks": {"cnf": {}, "timeseries": {}}}')
     monkeypatch.setattr(check, "REFERENCE", reference)

@@ -16,39 +16,51 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from .._checks import check_int, check_real
 
 
-# Help for the fields every command shares; a field's own `metadata={"help": ...}` wins.
-COMMON_HELP = {
-    "seed": "seed of every random draw of the run (weights, batches, noise)",
-    "out": "folder the run writes to: results.json, history.csv, pictures, checkpoints",
-    "resume": "continue the run in --out from its checkpoint (same model and data flags)",
-    "progress": "show a progress bar",
-    "steps": "training steps",
-    "batch_size": "examples per training step (the global batch, split over the devices)",
-    "lr": "peak learning rate of the cosine schedule",
-    "data_dir": "folder of the built datasets (empty: the default, NODE_KIT_DATA_DIR or "
-                "~/.cache/node_kit/tensorflow_datasets)",
-    "rtol": "relative tolerance of the adaptive ODE solver",
-    "atol": "absolute tolerance of the adaptive ODE solver",
-    "width": "hidden width of the networks",
-    "depth": "hidden layers of the networks",
-    "adjoint": "how gradients flow through the ODE solve: backsolve (memory flat in steps), "
-               "checkpoint (exact, recomputes) or direct (exact, stores every step)",
-    "clip_norm": "clip the gradient's global norm to this (0: off)",
-    "checkpoint_every": "steps between checkpoints (one is always written at the end)",
-}
+def help_text(field: dataclasses.Field, config_cls: type | None = None) -> str:
+    """A field's `--help` text: its own, else that of the field of the same name in a base
+    class of `config_cls` (a command that declares a shared flag again to change its
+    default keeps the shared text); `""` when it has none."""
+    text = field.metadata.get("help", "")
+    for base in getattr(config_cls, "__mro__", ())[1:]:
+        if text:
+            break
+        inherited = getattr(base, "__dataclass_fields__", {}).get(field.name)
+        text = inherited.metadata.get("help", "") if inherited is not None else ""
+    return text
 
 
-def help_text(field: dataclasses.Field) -> str:
-    """A field's `--help` text: its own, else the shared one; `""` when it has none."""
-    return field.metadata.get("help", COMMON_HELP.get(field.name, ""))
+def _declared_by(config_cls: type, name: str) -> type:
+    """The first (most basic) class of `config_cls`'s bases that declares field `name`."""
+    for base in reversed(config_cls.__mro__):
+        if name in getattr(base, "__dataclass_fields__", {}):
+            return base
+    return config_cls
+
+
+def ordered_fields(config_cls, shared: Sequence[type] = ()) -> list[dataclasses.Field]:
+    """The fields of `config_cls`: its own first, then those declared by each of the
+    `shared` classes in turn (the order of `--help`)."""
+    order = {cls: i for i, cls in enumerate(shared)}
+    return sorted(dataclasses.fields(config_cls),
+                  key=lambda f: order.get(_declared_by(config_cls, f.name), -1))
 
 
 def parse_config(
-    config_cls, argv=None, *, description: str, choices: dict | None = None, prog: str | None = None
+    config_cls,
+    argv=None,
+    *,
+    description: str,
+    choices: dict | None = None,
+    prog: str | None = None,
+    renamed: Mapping[str, str] | None = None,
+    shared: Sequence[type] = (),
 ):
     """Build a frozen config dataclass from command-line flags, one flag per field.
 
@@ -56,22 +68,29 @@ def parse_config(
     values; `choices` maps a field name to its allowed values (for a tuple field, of
     each value; argparse then lists them on a bad value). A field's
     `metadata={"help": ...}` becomes its `--help` text, followed by its default.
-    The usage line names the command as it is run: `python -m <module of config_cls>`.
+    `--help` lists the command's own flags first, then those declared by the `shared`
+    classes. `renamed` maps old field names to new ones: an old flag is refused with a
+    message naming the new one. Flags are never abbreviated (`--batch` is not
+    `--batch-size`). The usage line names the command as it is run: `python -m <module
+    of config_cls>`.
     """
     if prog is None:
         prog = f"python -m {_module_name(config_cls)}"
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    own = parser.add_argument_group("flags of this command")
+    common = parser.add_argument_group("flags shared by node_kit's commands")
     defaults = config_cls()
     hints = typing.get_type_hints(config_cls)
     tuples = []
-    for field in dataclasses.fields(config_cls):
+    for field in ordered_fields(config_cls, shared):
+        group = common if _declared_by(config_cls, field.name) in shared else own
         default = getattr(defaults, field.name)
-        flags = ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
-        text = help_text(field)
+        flags = [flag(field.name), *field.metadata.get("aliases", ())]
+        text = help_text(field, config_cls)
         text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
         kind, many = _flag_type(hints[field.name])
         if kind is bool:
-            parser.add_argument(
+            group.add_argument(
                 *flags, dest=field.name, action=argparse.BooleanOptionalAction,
                 default=default, help=text,
             )
@@ -79,14 +98,51 @@ def parse_config(
         nargs = field.metadata.get("nargs", "+") if many else None
         if many:
             tuples.append(field.name)
-        parser.add_argument(
+        group.add_argument(
             *flags, dest=field.name, type=kind, nargs=nargs, default=default,
             choices=(choices or {}).get(field.name), help=text,
         )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _refuse_renamed(parser, argv, renamed or {})
     values = vars(parser.parse_args(argv))
     for name in tuples:
         values[name] = tuple(values[name])
     return config_cls(**values)
+
+
+def _refuse_renamed(parser: argparse.ArgumentParser, argv: Sequence[str],
+                    renamed: Mapping[str, str]) -> None:
+    """Exit with argparse's usage error for a flag spelt as before a rename."""
+    old = {flag(name): flag(new) for name, new in renamed.items()}
+    old |= {"--no-" + name[2:]: "--no-" + new[2:] for name, new in old.items()}
+    for token in argv:
+        if token == "--":
+            break
+        given = token.split("=", 1)[0]
+        if given in old:
+            parser.error(f"{given} was renamed {old[given]} (see CHANGELOG.md); pass "
+                         f"{old[given]} instead.")
+
+
+def config_flags(values: Mapping[str, Any], defaults: Mapping[str, Any],
+                 skip: Sequence[str] = ()) -> list[str]:
+    """The flags that rebuild a config's `values` (those that differ from `defaults`, a
+    dict of the config's defaults; not those in `skip`): the inverse of
+    [`parse_config`][]. JSON lists count as the tuples they were."""
+    out = []
+    for name, value in values.items():
+        default = defaults.get(name)
+        default = list(default) if isinstance(default, tuple) else default
+        value = list(value) if isinstance(value, tuple) else value
+        if name in skip or name not in defaults or value == default or value is None:
+            continue
+        if isinstance(value, bool):
+            out.append(flag(name) if value else "--no-" + flag(name)[2:])
+        elif isinstance(value, list):
+            out += [flag(name), *map(str, value)]
+        else:
+            out += [flag(name), str(value)]
+    return out
 
 
 def _module_name(config_cls) -> str:
@@ -175,3 +231,32 @@ def check_at_most(name: str, value: int, available: int, what: str) -> None:
             f"{flag(name)} must be at most the number of {what} ({available}); got {value}. "
             f"Pass {flag(name)} {available} or less."
         )
+
+
+def config_from_record(config_cls, values: Mapping[str, Any], where: Path | str = "the run", *,
+                       renamed: Mapping[str, str] | None = None):
+    """`config_cls(**values)` from a run's recorded (JSON) config: lists back to tuples,
+    a field recorded under a name since `renamed` under its new name, fields added to the
+    command since the run at their defaults; a field the command no longer has is an error."""
+    values = dict(values)
+    for old, new in (renamed or {}).items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"`run`: {where} was trained with settings this node_kit's {config_cls.__module__} "
+            f"does not have ({', '.join(unknown)}). Load it with the node_kit version that "
+            "wrote it."
+        )
+    hints = typing.get_type_hints(config_cls)
+    return config_cls(**{name: _from_json(hints[name], value) for name, value in values.items()})
+
+
+def _from_json(hint, value: Any) -> Any:
+    """A JSON value back as the field's type: a list as a tuple for a tuple field."""
+    hints = (hint, *typing.get_args(hint))
+    if isinstance(value, list) and any(typing.get_origin(h) is tuple for h in hints):
+        return tuple(value)
+    return value

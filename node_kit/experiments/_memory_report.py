@@ -1,6 +1,6 @@
 """The memory sweep's report: the terminal table, and the CSV, JSON and PNG it writes."""
 
-from ._memory_sweep import LAYOUTS
+from ._memory_problems import FAMILIES, LAYOUTS
 from ._outputs import plt, write_csv
 from ._run import Run
 
@@ -79,7 +79,7 @@ def plot(results: dict):
     versions = _versions(results)
     fig.suptitle(
         f"Neural ODE gradient, {cfg['solver']} fixed steps, dim {cfg['dim']}, batch "
-        f"{cfg['batch']}, width {cfg['width']}x{cfg['depth']}, float32; jax {versions['jax']}, "
+        f"{cfg['batch_size']}, width {cfg['width']}x{cfg['depth']}, float32; jax {versions['jax']}, "
         f"diffrax {versions['diffrax']}, {env['device']}"
     )
     return fig
@@ -91,8 +91,6 @@ def _versions(results: dict) -> dict:
 
 
 def _plot_family(results: dict):
-    from ._memory_families import FAMILIES
-
     cfg, env = results["config"], results["environment"]
     versions = _versions(results)
     family = FAMILIES[cfg["family"]]
@@ -106,7 +104,7 @@ def _plot_family(results: dict):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle(f"{family.title} against {family.axis}: dim {cfg['dim']}, batch "
-                 f"{cfg['batch']}, float32; jax {versions['jax']}, {env['device']}")
+                 f"{cfg['batch_size']}, float32; jax {versions['jax']}, {env['device']}")
     return fig
 
 

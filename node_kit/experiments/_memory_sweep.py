@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -27,14 +27,12 @@ import numpy as np
 
 import node_kit as nk
 
-from ._choices import adjoint_from_mode, parse_mode, solver_from_name
-from ._run import split_keys
+from ._choices import parse_mode
+from ._memory_problems import build_problem, FAMILIES, reference_gradient
 
-if TYPE_CHECKING:
-    from .memory import MemoryConfig
+Config = Any
+"""The memory command's `Config` (in `memory.py`, which imports this module)."""
 
-LAYOUTS = ("batched", "vmap")
-T0, T1 = 0.0, 1.0
 WORKER_TAG = "MEMORY_ROW "
 """The prefix of the line in which a fresh-process worker prints its row."""
 
@@ -53,39 +51,6 @@ def checkpoints_used(mode: str, n: int) -> int | None:
     if count is None:
         count = 1 if n == 1 else math.floor(-1.5 + math.sqrt(2 * n + 0.25)) + 1
     return min(count, n)
-
-
-def build_problem(config: "MemoryConfig", mode: str, n: int, dtype):
-    """The model (fixed steps, `max_steps = N`), times and initial states in `dtype`."""
-    keys = split_keys(config.seed, ("model", "data"))
-    model = nk.NeuralODE(
-        nk.MLPField(config.dim, config.width, config.depth, key=keys["model"]),
-        solver=solver_from_name(config.solver),
-        stepsize_controller=diffrax.ConstantStepSize(),
-        adjoint=adjoint_from_mode(mode, max_steps=n),
-        dt0=(T1 - T0) / n,
-        max_steps=n,
-    )
-    model = jax.tree_util.tree_map(lambda x: _cast(x, dtype), model)
-    y0s = jr.normal(keys["data"], (config.batch, config.dim), dtype=jnp.float32).astype(dtype)
-    return model, jnp.array([T0, T1], dtype=dtype), y0s
-
-
-def _cast(x, dtype):
-    return x.astype(dtype) if eqx.is_inexact_array(x) else x
-
-
-def reference_gradient(config: "MemoryConfig", n: int) -> list[np.ndarray]:
-    """float64 gradient storing every step, batch as one state: the exact reference.
-
-    With fixed steps both layouts compute the same numbers, so one reference serves
-    both. Runs under `jax.enable_x64(True)`.
-    """
-    model, ts, y0s = build_problem(config, "direct", n, jnp.float32)
-    with jax.enable_x64(True):
-        model, ts, y0s = jax.tree_util.tree_map(lambda x: _cast(x, jnp.float64), (model, ts, y0s))
-        gradient = nk.compile_gradient(model, ts, y0s, batched=True)
-        return [np.asarray(x) for x in jax.tree_util.tree_leaves(gradient())]
 
 
 def relative_error(grads, reference: list[np.ndarray]) -> float:
@@ -117,7 +82,7 @@ def device_peak_bytes() -> int | None:
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
-def measure(config: "MemoryConfig", mode: str, layout: str, n: int, reference=None) -> dict:
+def measure(config: Config, mode: str, layout: str, n: int, reference=None) -> dict:
     """Compile, time and check one (mode, layout, N); returns one results row.
 
     `reference` is the float64 gradient, a callable giving it (called after the
@@ -147,10 +112,36 @@ def measure(config: "MemoryConfig", mode: str, layout: str, n: int, reference=No
     }
 
 
-def measure_in_fresh_process(config: "MemoryConfig", mode: str, layout: str, n: int) -> dict:
+def measure_family(config: Config, mode: str, k: int, reference=None) -> dict:
+    """Compile, time and check one (mode, K) of an implicit-layer family: one row."""
+    family = FAMILIES[config.family]
+    gradient, inputs = family.problem(config, mode, k, jnp.float32)
+    compiled = nk.CompiledGradient.of(gradient, *inputs)
+    seconds, runs, grads = time_gradient(compiled, config.repeats, config.time_limit_s)
+    if callable(reference):
+        reference = reference()
+    memory = compiled.memory
+    return {
+        "mode": mode,
+        "layout": family.layout,
+        "steps": k,
+        "checkpoints": k if mode in ("unrolled", "maml") else None,
+        "temp_bytes": memory.temp_bytes,
+        "argument_bytes": memory.argument_bytes,
+        "output_bytes": memory.output_bytes,
+        "total_bytes": memory.total_bytes,
+        "peak_bytes": None,
+        "compile_s": compiled.compile_seconds,
+        "time_s": seconds,
+        "timed_runs": runs,
+        "grad_rel_error": None if reference is None else relative_error(grads, reference),
+    }
+
+
+def measure_in_fresh_process(config: Config, mode: str, layout: str, n: int) -> dict:
     """Run `measure` in a new Python process (its device peak starts at zero)."""
     payload = json.dumps({
-        "config": dataclasses.asdict(config), "mode": mode, "layout": layout, "steps": n,
+        "config": {**dataclasses.asdict(config), "progress": False}, "mode": mode, "layout": layout, "steps": n,
         "x64": bool(jax.config.read("jax_enable_x64")),
     })
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
@@ -167,16 +158,17 @@ def measure_in_fresh_process(config: "MemoryConfig", mode: str, layout: str, n: 
     return json.loads(lines[-1][len(WORKER_TAG):])
 
 
-def run_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
+def run_sweep(config: Config, fresh_process: bool) -> list[dict]:
     """Every (N, layout, mode), with a progress bar; references computed once per N."""
     from tqdm.auto import tqdm
 
     if config.family != "ode":
         return _run_family_sweep(config, fresh_process)
-    jobs = [(n, layout, mode) for n in config.steps for layout in config.layouts
+    jobs = [(n, layout, mode) for n in config.solver_steps for layout in config.layouts
             for mode in config.modes]
     rows, references = [], {}
-    with tqdm(jobs, desc="memory sweep", unit="config", file=sys.stderr) as bar:
+    with tqdm(jobs, desc="memory sweep", unit="config", file=sys.stderr,
+              disable=not config.progress) as bar:
         for n, layout, mode in bar:
             bar.set_postfix_str(f"N={n} {layout} {mode}")
             if fresh_process:
@@ -188,18 +180,16 @@ def run_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
     return rows
 
 
-def _run_family_sweep(config: "MemoryConfig", fresh_process: bool) -> list[dict]:
+def _run_family_sweep(config: Config, fresh_process: bool) -> list[dict]:
     """Every (K, mode) of an implicit-layer family; its reference computed once per K
     (per K and mode where it depends on the mode)."""
     from tqdm.auto import tqdm
 
-    from ._memory_families import FAMILIES, measure_family
-
     family = FAMILIES[config.family]
-    jobs = [(n, mode) for n in config.steps for mode in config.modes]
+    jobs = [(n, mode) for n in config.solver_steps for mode in config.modes]
     rows, references = [], {}
     with tqdm(jobs, desc=f"memory sweep ({family.name})", unit="config",
-              file=sys.stderr) as bar:
+              file=sys.stderr, disable=not config.progress) as bar:
         for n, mode in bar:
             bar.set_postfix_str(f"K={n} {mode}")
             if fresh_process:
@@ -234,7 +224,7 @@ def fit_exponents(rows: list[dict]) -> list[dict]:
     return fits
 
 
-def check_budgets(config: "MemoryConfig", rows: list[dict]) -> list[dict]:
+def check_budgets(config: Config, rows: list[dict]) -> list[dict]:
     """Budgets between the floor and the store-all ceiling, at the largest N.
 
     For each of `budget_layouts`: a [`node_kit.CheckpointMemoryModel`][] is measured
@@ -244,7 +234,7 @@ def check_budgets(config: "MemoryConfig", rows: list[dict]) -> list[dict]:
     and its prediction. A budget below the floor (one byte below it is always tried)
     records the chooser's error message instead.
     """
-    n = max(config.steps)
+    n = max(config.solver_steps)
     checks = []
     for layout in config.budget_layouts:
         model, ts, y0s = build_problem(config, "checkpoint", n, jnp.float32)

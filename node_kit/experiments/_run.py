@@ -36,7 +36,6 @@ import dataclasses
 import functools
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,25 +54,8 @@ from .._io import CheckpointError, previous_path, read_checkpoint_bytes
 from .._parallel import DataParallel, is_main_process, local_value
 from .._history import read_history
 from ._cli import _module_name, run_meta
+from ._protocol import ParallelConfig
 from ._outputs import environment, provenance, save_figure, write_json
-
-
-@dataclasses.dataclass(frozen=True)
-class ParallelConfig:
-    """The flags every training command shares for devices and processes.
-
-    A command's `Config` subclasses it. `--devices N` splits each global batch over N
-    devices (0: all of them); `--per-device` solves each device's shard as its own ODE;
-    `--coordinator HOST:PORT --num-processes N --process-id I` join N processes (one per
-    host) into one run, and `--distributed` lets JAX detect the cluster (e.g. SLURM).
-    """
-
-    devices: int = dataclasses.field(default=0, metadata={"help": "devices to split each batch over (0: all)"})
-    per_device: bool = dataclasses.field(default=False, metadata={"help": "solve each device's shard as its own ODE (shard_map) instead of one solve over the global batch"})
-    coordinator: str = dataclasses.field(default="", metadata={"help": "HOST:PORT of process 0, for a run over several processes"})
-    num_processes: int = dataclasses.field(default=1, metadata={"help": "processes in the run (with --coordinator)"})
-    process_id: int = dataclasses.field(default=0, metadata={"help": "this process's index, 0 to --num-processes - 1"})
-    distributed: bool = dataclasses.field(default=False, metadata={"help": "join the processes JAX detects (SLURM, Open MPI, ...)"})
 
 
 USE_FLAGS = ("sample", "evaluate", "eval_every", "eval_rtol", "eval_atol")
@@ -202,7 +184,8 @@ class Run:
             checkpoint_path=self.checkpoint_path, resume=config.resume,
             meta=meta, progress=config.progress,
             history_path=self.history_path, info=self.record,
-            **{"checkpoint_every": getattr(config, "checkpoint_every", 100), **fit_options},
+            **{"checkpoint_every": getattr(config, "checkpoint_every", 100),
+               "log_every": getattr(config, "log_every", 10), **fit_options},
         )
         self.train_seconds = time.perf_counter() - start
         if is_main_process():
@@ -333,7 +316,7 @@ def _start_parallel(config: "ParallelConfig") -> DataParallel:
 
 def check_training_flags(config) -> None:
     """Check the training flags a config has: positive counts, a positive learning rate."""
-    for name in ("steps", "batch_size", "checkpoint_every"):
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
         if hasattr(config, name):
             check_int("--" + name.replace("_", "-"), getattr(config, name))
     if hasattr(config, "lr"):
@@ -359,24 +342,6 @@ def with_clipping(optimizer: optax.GradientTransformation, clip_norm: float):
     if clip_norm == 0:
         return optimizer
     return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
-
-
-def run_command(main: Callable, parse_args: Callable) -> None:
-    """`main(parse_args())` for `python -m ...`, ending in `error: <message>` on stderr
-    without a traceback for what the user can fix.
-
-    A divergence or an unusable checkpoint exits with status 1; a bad value (a
-    `ValueError`, which node_kit's checks raise naming the flag) with status 2, as
-    argparse does for a malformed flag. Anything else keeps its traceback: it is a bug.
-    """
-    try:
-        main(parse_args())
-    except (nk.TrainingDiverged, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 def recent_mean(history: list[dict], key: str) -> float | None:

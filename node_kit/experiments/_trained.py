@@ -13,7 +13,8 @@ import node_kit as nk
 
 from .._checks import check_real
 from ._cli import _module_name, flag
-from ._run import ParallelConfig, Run
+from ._protocol import ParallelConfig
+from ._run import Run
 
 
 def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):

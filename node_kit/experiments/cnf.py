@@ -38,7 +38,7 @@ from ._choices import (
     TRACE_ESTIMATOR_NAMES,
     trace_estimator_from_name,
 )
-from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
+from ._cli import check_at_most, check_choices, check_flags, check_tolerances
 from ._cnf_data import (
     Data,
     draw_samples,
@@ -48,56 +48,35 @@ from ._cnf_data import (
     to_flow_space,
 )
 from ._outputs import plt
-from ._run import (
-    check_training_flags,
-    ParallelConfig,
-    recent_mean,
-    Run,
-    run_command,
-    training_optimizer,
-    Validation,
-)
+from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
+from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
 from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained
 
 
-def _flag(default, text: str):
-    """A config field with its `--help` text (the default is appended to it)."""
-    return dataclasses.field(default=default, metadata={"help": text})
-
-
 @dataclasses.dataclass(frozen=True)
-class Config(ParallelConfig):
+class Config(TrainConfig, DataConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = _flag("8gaussians", "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)")
-    steps: int = _flag(1000, "training steps (a resumed run stops at this total)")
-    batch_size: int = _flag(256, "training points per step")
-    lr: float = _flag(3e-3, "peak learning rate of AdamW (cosine decay to 5%% of it over --steps)")
-    width: int = _flag(64, "hidden width of the ConcatSquash vector field")
-    depth: int = _flag(3, "hidden layers of the vector field")
-    t1: float = _flag(1.0, "end time of the flow's ODE")
-    adjoint: str = _flag("checkpoint", "how gradients go through the solve")
-    trace: str = _flag("exact", "trace estimator of the training loss (the test NLL always uses the exact trace)")
-    probe: str = _flag("rademacher", "probe distribution of the Hutchinson estimator")
-    solver: str = _flag("tsit5", "adaptive ODE solver")
-    rtol: float = _flag(1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)")
-    atol: float = _flag(1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)")
-    kinetic_energy: float = _flag(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
-    jacobian_norm: float = _flag(0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)")
-    eval_batch: int = _flag(2000, "points per solve when evaluating (test, validation) and sampling")
-    eval_probes: int = _flag(4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one")
-    eval_every: int = _flag(0, "every K steps (and after the last), the validation NLL joins the history and the best model so far is kept as best.eqx (0: off)")
-    eval_rtol: float | None = _flag(None, "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)")
-    eval_atol: float | None = _flag(None, "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)")
-    clip_norm: float = _flag(0.0, "clip the gradient's global norm to this (0: off)")
-    checkpoint_every: int = _flag(100, "steps between checkpoints (one is always written at the end)")
-    seed: int = _flag(0, "seed of the initial weights, the batches and the evaluation noise")
-    data_dir: str = _flag("", "where the datasets are built and read (empty: $NODE_KIT_DATA_DIR, else ~/.cache/node_kit/tensorflow_datasets)")
-    out: str = _flag("runs/cnf", "output folder: results.json, history.csv, picture, checkpoint.eqx, model.eqx")
-    resume: bool = _flag(False, "continue training from the checkpoint in --out")
-    progress: bool = _flag(True, "show a progress bar")
-    sample: int | None = _flag(None, "load the trained run in --out and write this many samples with their log-density (data space) to samples.npz; no training")
-    evaluate: bool = _flag(False, "load the trained run in --out and compute its test metrics again into evaluation.json; no training")
+    dataset: str = flag("8gaussians", "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)")
+    width: int = flag(64, "hidden width of the ConcatSquash vector field")
+    depth: int = flag(3, "hidden layers of the vector field")
+    t1: float = flag(1.0, "end time of the flow's ODE")
+    adjoint: str = flag("checkpoint", "how gradients go through the solve")
+    trace: str = flag("exact", "trace estimator of the training loss (the test NLL always uses the exact trace)")
+    probe: str = flag("rademacher", "probe distribution of the Hutchinson estimator")
+    solver: str = flag("tsit5", "adaptive ODE solver")
+    rtol: float = flag(1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)")
+    atol: float = flag(1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)")
+    kinetic_energy: float = flag(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
+    jacobian_norm: float = flag(0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)")
+    eval_batch: int = flag(2000, "points per solve when evaluating (test, validation) and sampling")
+    eval_probes: int = flag(4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one")
+    eval_rtol: float | None = flag(None, "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)")
+    eval_atol: float | None = flag(None, "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)")
+    sample: int | None = flag(None, "load the trained run in --out and write this many samples with their log-density (data space) to samples.npz; no training")
+    batch_size: int = 256
+    lr: float = 3e-3
+    out: str = "runs/cnf"
 
 
 LOADED_RUN_OPTIONS = ("eval_rtol", "eval_atol", "eval_batch", "eval_probes", "data_dir")
@@ -381,10 +360,13 @@ def _plot_images(cnf: nk.CNF, data: Data, key):
     return fig
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(Config, argv, description=__doc__.splitlines()[0], choices=_choices())
+COMMAND = Command(
+    "cnf", Config, main, choices=_choices, model_skeleton=model_skeleton,
+    headline=lambda results: {"test_nll": results["test_nll"]},
+    reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    COMMAND.run()

@@ -38,32 +38,30 @@ import optax
 import node_kit as nk
 
 from .._checks import check_choice
-from ._cli import parse_config
 from ._outputs import plt
 from ._overhead_workloads import PATHS, WORKLOAD_NAMES, WORKLOADS, Case, build
+from ._protocol import Command, CommandConfig, flag
 from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(CommandConfig):
     """What is timed."""
 
-    workloads: tuple[str, ...] = dataclasses.field(default=WORKLOAD_NAMES, metadata={"help": "the workloads to run (all by default)"})
-    data_size: int = dataclasses.field(default=2, metadata={"help": 'dimension of the data (CNF) and of the state (neural ODE)'})
-    width: int = dataclasses.field(default=64, metadata={"help": 'hidden width of the field'})
-    depth: int = dataclasses.field(default=3, metadata={"help": 'hidden layers of the field'})
-    batch_size: int = dataclasses.field(default=256, metadata={"help": 'points per timed step'})
-    rtol: float = dataclasses.field(default=1e-5, metadata={"help": 'relative tolerance of the CNF PID step-size controller'})
-    atol: float = dataclasses.field(default=1e-5, metadata={"help": 'absolute tolerance of the CNF PID step-size controller'})
-    dt: float = dataclasses.field(default=0.05, metadata={"help": 'fixed step of the neural ODE workloads (over [0, 1])'})
-    save_times: int = dataclasses.field(default=10, metadata={"help": 'output times of the neural ODE trajectory in [0, 1]'})
-    rounds: int = dataclasses.field(default=15, metadata={"help": 'alternating rounds of node_kit and raw diffrax (machine noise hits both)'})
-    steps_per_round: int = dataclasses.field(default=10, metadata={"help": 'timed steps per path in each round'})
-    compile_repeats: int = dataclasses.field(default=5, metadata={"help": 'compiles of each path from cleared caches; the median is reported'})
-    floor_repeats: int = dataclasses.field(default=200, metadata={"help": 'field evaluations (with their VJP) in the compiled loop that times the floor'})
-    seed: int = 0
-    out: str = dataclasses.field(default="runs/cnf_overhead", metadata={"help": 'folder for cnf_overhead.json and cnf_overhead.png (the committed ones: --out experiments/results)'})
-    progress: bool = True
+    workloads: tuple[str, ...] = flag(WORKLOAD_NAMES, "the workloads to run (all by default)")
+    data_size: int = flag(2, "dimension of the data (CNF) and of the state (neural ODE)")
+    width: int = flag(64, "hidden width of the field")
+    depth: int = flag(3, "hidden layers of the field")
+    batch_size: int = flag(256, "points per timed step")
+    rtol: float = flag(1e-5, "relative tolerance of the CNF PID step-size controller")
+    atol: float = flag(1e-5, "absolute tolerance of the CNF PID step-size controller")
+    dt: float = flag(0.05, "fixed step of the neural ODE workloads (over [0, 1])")
+    save_times: int = flag(10, "output times of the neural ODE trajectory in [0, 1]")
+    rounds: int = flag(15, "alternating rounds of node_kit and raw diffrax (machine noise hits both)")
+    steps_per_round: int = flag(10, "timed steps per path in each round")
+    compile_repeats: int = flag(5, "compiles of each path from cleared caches; the median is reported")
+    floor_repeats: int = flag(200, "field evaluations (with their VJP) in the compiled loop that times the floor")
+    out: str = "runs/cnf_overhead"
 
 
 # --- Measuring -------------------------------------------------------------------------
@@ -295,11 +293,14 @@ def plot(report: dict):
     return fig
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(Config, argv, description=__doc__.splitlines()[0],
-                        choices={"workloads": WORKLOAD_NAMES})
+COMMAND = Command(
+    "cnf_overhead", Config, main, choices=lambda: {"workloads": WORKLOAD_NAMES},
+    committed=lambda results: ({"cnf_overhead": results / "cnf_overhead.json"}
+                               if (results / "cnf_overhead.json").exists() else {}),
+    output=lambda config: "cnf_overhead.json",
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    COMMAND.run()

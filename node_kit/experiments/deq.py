@@ -32,13 +32,7 @@ from ._choices import (
     fixed_point_solver,
     solve_settings,
 )
-from ._cli import (
-    check_at_most,
-    check_choices,
-    check_flags,
-    check_tolerances,
-    parse_config,
-)
+from ._cli import check_at_most, check_choices, check_flags, check_tolerances
 from ._deq_models import (
     AbstractClassifier,
     DEQClassifier,
@@ -48,13 +42,8 @@ from ._deq_models import (
     parameter_count,
 )
 from ._deq_plots import plot
-from ._run import (
-    ParallelConfig,
-    Run,
-    check_training_flags,
-    run_command,
-    training_optimizer,
-)
+from ._protocol import Command, DataConfig, flag, TrainConfig
+from ._run import check_training_flags, Run, training_optimizer
 
 MODEL_NAMES = ("deq", "neural_ode", "mlp")
 
@@ -66,32 +55,24 @@ ITERATION_UNITS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(ParallelConfig):
+class Config(TrainConfig, DataConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    steps: int = 1000
+    width: int = flag(64, "state size of the DEQ and of the neural ODE")
+    radius: float = flag(0.9, "bound on the spectral norm of the DEQ's W, in (0, 1): f stays a contraction")
+    solver: str = flag("anderson", "the DEQ's forward fixed-point solver")
+    backward: str = flag("implicit", "the DEQ's backward pass")
+    max_iterations: int = flag(100, "most forward iterations of the DEQ (a solve that needs more stops training)")
+    rtol: float = flag(1e-4, "relative tolerance of the DEQ's and the ODE's forward solves")
+    atol: float = flag(1e-5, "absolute tolerance of the DEQ's and the ODE's forward solves")
+    ode_width: int = flag(0, "hidden width of the ODE's field (0: match the DEQ's parameter count)")
+    ode_adjoint: str = flag("checkpoint", "the neural ODE's adjoint")
+    mlp_width: int = flag(0, "hidden width of the MLP (0: match the DEQ's parameter count)")
+    mlp_depth: int = flag(2, "hidden layers of the MLP")
+    residual_steps: int = flag(50, "iterations shown in the residual picture")
     batch_size: int = 64
     lr: float = 3e-3
-    width: int = dataclasses.field(default=64, metadata={"help": "state size of the DEQ and of the neural ODE"})
-    radius: float = dataclasses.field(default=0.9, metadata={"help": "bound on the spectral norm of the DEQ's W, in (0, 1): f stays a contraction"})
-    solver: str = dataclasses.field(default="anderson", metadata={"help": "the DEQ's forward fixed-point solver"})
-    backward: str = dataclasses.field(default="implicit", metadata={"help": "the DEQ's backward pass"})
-    max_iterations: int = dataclasses.field(default=100, metadata={"help": "most forward iterations of the DEQ (a solve that needs more stops training)"})
-    rtol: float = dataclasses.field(default=1e-4, metadata={"help": "relative tolerance of the DEQ's and the ODE's forward solves"})
-    atol: float = dataclasses.field(default=1e-5, metadata={"help": "absolute tolerance of the DEQ's and the ODE's forward solves"})
-    ode_width: int = dataclasses.field(default=0, metadata={"help": "hidden width of the ODE's field (0: match the DEQ's parameter count)"})
-    ode_adjoint: str = dataclasses.field(default="checkpoint", metadata={"help": "the neural ODE's adjoint"})
-    mlp_width: int = dataclasses.field(default=0, metadata={"help": "hidden width of the MLP (0: match the DEQ's parameter count)"})
-    mlp_depth: int = dataclasses.field(default=2, metadata={"help": "hidden layers of the MLP"})
-    residual_steps: int = dataclasses.field(default=50, metadata={"help": "iterations shown in the residual picture"})
-    log_every: int = dataclasses.field(default=10, metadata={"help": "steps between history rows"})
-    clip_norm: float = dataclasses.field(default=0.0, metadata={"help": "clip the gradient's global norm to this (0: off)"})
-    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "steps between checkpoints (one is always written at the end)"})
-    seed: int = 0
-    data_dir: str = ""
     out: str = "runs/deq"
-    resume: bool = False
-    progress: bool = True
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -103,8 +84,8 @@ def check_config(config: Config) -> None:
     """Raise a `ValueError` naming the flag for a value the command cannot run with."""
     check_choices(config, _choices())
     check_training_flags(config)
-    check_flags(config, ints=("width", "max_iterations", "mlp_depth", "residual_steps",
-                              "log_every"), counts=("ode_width", "mlp_width", "seed"))
+    check_flags(config, ints=("width", "max_iterations", "mlp_depth", "residual_steps"),
+                counts=("ode_width", "mlp_width", "seed"))
     check_tolerances(config)
     if not (isinstance(config.radius, (int, float)) and 0 < config.radius < 1):
         raise ValueError(
@@ -248,8 +229,7 @@ def train_and_evaluate(config: Config, run: Run, name: str, model, data: dict):
                                  seed=config.seed, rows=run.rows(config.batch_size))
     earlier = run.earlier_train_seconds()
     optimizer = training_optimizer(config.lr, config.steps, config.clip_norm)
-    model, history = run.fit(model, classification_loss, optimizer, batch_at,
-                             log_every=config.log_every)
+    model, history = run.fit(model, classification_loss, optimizer, batch_at)
     summary = {
         "architecture": model.describe(), "parameters": parameter_count(model),
         **evaluate(name, model, data["test"], config.batch_size),
@@ -323,10 +303,13 @@ def _print_summary(summaries: dict, out: Path) -> None:
     print(f"wrote {out}/results.json, deq.png")
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(Config, argv, description=__doc__.splitlines()[0], choices=_choices())
+COMMAND = Command(
+    "deq", Config, main, choices=_choices,
+    headline=lambda results: {f"{name} test_accuracy": m["test_accuracy"]
+                              for name, m in results["models"].items()},
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    COMMAND.run()

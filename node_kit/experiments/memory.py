@@ -3,7 +3,8 @@ adjoints, DEQ backward passes, meta-learning.
 
 ```
 python -m node_kit.experiments.memory    # default sweep: about 4 minutes on 2 CPU cores
-python -m node_kit.experiments.memory --dim 64 --batch 256 --width 64 --steps 10 100 1000 \
+python -m node_kit.experiments.memory --dim 64 --batch-size 256 --width 64 \
+    --solver-steps 10 100 1000 \
     --modes backsolve checkpoint checkpoint:16 direct --layouts batched --out runs/memory
 ```
 
@@ -22,7 +23,7 @@ and machine) and `.png`.
 `--family` picks the gradients (see `_memory_families.py`): `ode` (the above, the
 default), `deq` (a DEQ layer's `implicit`, `unrolled` and `phantom` backward passes
 against K forward iterations) or `inner` (MAML, first-order MAML and iMAML
-meta-gradients against K inner steps); `--steps` is then K, `--modes` the methods,
+meta-gradients against K inner steps); `--solver-steps` is then K, `--modes` the methods,
 and the files are `memory_<family>.*`:
 
 ```
@@ -31,9 +32,7 @@ python -m node_kit.experiments.memory --family inner
 ```
 """
 
-import argparse
 import dataclasses
-import json
 import os
 import time
 
@@ -41,37 +40,34 @@ import jax
 
 from .._checks import check_int, check_real
 from ._choices import MODES_HELP, parse_mode, SOLVER_NAMES
-from ._cli import parse_config
-from ._memory_families import FAMILIES, measure_family
+from ._cli import config_flags, ordered_fields
+from ._memory_problems import FAMILIES, LAYOUTS
 from ._memory_report import format_report, write_outputs
 from ._memory_sweep import (
     check_budgets,
     fit_exponents,
-    LAYOUTS,
     measure,
+    measure_family,
     reference_gradient,
     run_sweep,
     WORKER_TAG,
 )
-from ._run import Run, run_command
-
-
-def _flag(default, text: str, **metadata):
-    """A config field with its command-line help (and `aliases`, `nargs`, see `_cli`)."""
-    return dataclasses.field(default=default, metadata={"help": text, **metadata})
+from ._protocol import Command, CommandConfig, flag, SHARED_CONFIGS
+from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
-class MemoryConfig:
+class Config(CommandConfig):
     """One sweep of the memory benchmark.
 
     - `family`: `ode`, `deq` or `inner` (see the module); the ODE-only settings
         (`solver`, `layouts`, budgets) apply to `ode`.
-    - `dim`, `batch`, `width`, `depth`: state size, batch size and the MLP field's
+    - `dim`, `batch_size`, `width`, `depth`: state size, batch size and the MLP field's
         hidden width and depth (`deq`: the layer's size and the batch; `inner`: the
         meta-batch of tasks and the regression network's width and depth).
     - `solver`: a solver name (`tsit5`, `dopri5`, `euler`, ...), run with fixed steps.
-    - `steps`: the numbers of fixed solver steps N, each >= 1.
+    - `solver_steps`: the numbers of fixed solver steps N, each >= 1 (`deq`: forward
+        iterations K; `inner`: inner steps K).
     - `modes`: adjoint modes, from: backsolve, checkpoint (diffrax's default count),
         checkpoint:K (K checkpoints), direct (store every step); for `deq` the
         backward passes (implicit, unrolled, phantom), for `inner` maml, fomaml, imaml.
@@ -88,38 +84,45 @@ class MemoryConfig:
         row's error against it.
     - `fresh_process`: measure each configuration in its own process, so that device
         peaks do not carry over; `None` does so on a GPU only.
-    - `seed`, `out`, `name`: seed, output folder (default `runs/memory`), and the stem of the output files
-        (`memory`, or `memory_<family>` for the other families).
+    - `name`: the stem of the output files (`memory`, or `memory_<family>` for the
+        other families); `out`, `seed`, `progress` as for every command.
     """
 
-    family: str = _flag("ode", "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
-                        "forward iterations; inner: MAML/iMAML vs inner steps")
-    dim: int = _flag(32, "state size", aliases=("--dims",))
-    batch: int = dataclasses.field(default=32, metadata={"help": 'batch size (inner: tasks per meta-batch)'})
-    width: int = _flag(32, "MLP hidden width")
-    depth: int = _flag(2, "MLP hidden layers")
-    solver: str = dataclasses.field(default="tsit5", metadata={"help": 'ODE solver, run with fixed steps'})
-    steps: tuple[int, ...] = _flag((10, 100, 1000), "numbers of fixed steps N")
-    modes: tuple[str, ...] = _flag(("backsolve", "checkpoint", "direct"), MODES_HELP)
-    layouts: tuple[str, ...] = dataclasses.field(default=LAYOUTS, metadata={"help": 'batched: the batch as one ODE state; vmap: one solve per sample'})
-    repeats: int = _flag(3, "timed gradients after one warm-up")
-    time_limit_s: float = _flag(2.0, "stop timing a configuration after this many seconds")
-    budgets: int = _flag(3, "memory budgets to check per budget layout (0 skips)")
-    budget_layouts: tuple[str, ...] = _flag(("batched",), "layouts to check budgets for", nargs="*")
-    reference: bool = _flag(True, "float64 reference gradient")
-    fresh_process: bool | None = _flag(None, "one process per configuration (unset: on a GPU only)")
-    seed: int = 0
-    out: str = _flag("runs/memory", "output folder (the committed files: --out experiments/results)")
-    name: str = _flag("memory", "stem of the output files")
+    family: str = flag("ode", "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
+                       "forward iterations; inner: MAML/iMAML vs inner steps")
+    dim: int = flag(32, "state size", aliases=("--dims",))
+    batch_size: int = flag(32, "batch size (inner: tasks per meta-batch)")
+    width: int = flag(32, "MLP hidden width")
+    depth: int = flag(2, "MLP hidden layers")
+    solver: str = flag("tsit5", "ODE solver, run with fixed steps")
+    solver_steps: tuple[int, ...] = flag((10, 100, 1000), "numbers of fixed solver steps N "
+                                         "(deq: forward iterations K; inner: inner steps K)")
+    modes: tuple[str, ...] = flag(("backsolve", "checkpoint", "direct"), MODES_HELP)
+    layouts: tuple[str, ...] = flag(LAYOUTS, "batched: the batch as one ODE state; vmap: one "
+                                    "solve per sample")
+    repeats: int = flag(3, "timed gradients after one warm-up")
+    time_limit_s: float = flag(2.0, "stop timing a configuration after this many seconds")
+    budgets: int = flag(3, "memory budgets to check per budget layout (0 skips)")
+    budget_layouts: tuple[str, ...] = flag(("batched",), "layouts to check budgets for",
+                                           nargs="*")
+    reference: bool = flag(True, "float64 reference gradient")
+    fresh_process: bool | None = flag(None, "one process per configuration (unset: on a GPU "
+                                      "only)")
+    name: str = flag("memory", "stem of the output files")
+    out: str = "runs/memory"
 
     def __post_init__(self):
-        for field in ("steps", "modes", "layouts", "budget_layouts"):
+        for field in ("solver_steps", "modes", "layouts", "budget_layouts"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if self.family in FAMILIES and self.family != "ode":
             for field, default in _family_defaults(self.family).items():
                 if getattr(self, field) == _ODE_DEFAULTS[field]:
                     object.__setattr__(self, field, default)
         _check_config(self)
+
+
+RENAMED = {"batch": "batch_size", "steps": "solver_steps"}
+"""Flags renamed in node_kit 0.2 (old name -> new name): see CHANGELOG.md."""
 
 
 _ODE_DEFAULTS = {"modes": ("backsolve", "checkpoint", "direct"), "name": "memory"}
@@ -132,12 +135,12 @@ def _family_defaults(family: str) -> dict:
     return {"modes": FAMILIES[family].default_modes, "name": f"memory_{family}"}
 
 
-def _check_config(config: MemoryConfig) -> None:
+def _check_config(config: Config) -> None:
     if config.family not in FAMILIES:
         raise ValueError(
             f"`family` must be one of {', '.join(FAMILIES)}; got {config.family!r}."
         )
-    for name, minimum in (("dim", 1), ("batch", 1), ("width", 1), ("depth", 0),
+    for name, minimum in (("dim", 1), ("batch_size", 1), ("width", 1), ("depth", 0),
                           ("repeats", 1), ("budgets", 0), ("seed", 0)):
         check_int(name, getattr(config, name), minimum=minimum, expected=f"an int >= {minimum}")
     check_real("time_limit_s", config.time_limit_s, positive=True,
@@ -151,7 +154,8 @@ def _check_config(config: MemoryConfig) -> None:
         raise ValueError(
             f"`solver` must be one of {', '.join(SOLVER_NAMES)}; got {config.solver!r}."
         )
-    examples = {"steps": "--steps 10 100 1000", "modes": "--modes backsolve direct",
+    examples = {"solver_steps": "--solver-steps 10 100 1000",
+                "modes": "--modes backsolve direct",
                 "layouts": "--layouts batched vmap"}
     for name, example in examples.items():
         if not getattr(config, name):
@@ -159,16 +163,16 @@ def _check_config(config: MemoryConfig) -> None:
                 f"`{name}` is empty, so the sweep has nothing to run; pass at least "
                 f"one, e.g. {example}."
             )
-    for n in config.steps:
-        check_int("steps", n, minimum=1, expected="an int >= 1",
-                  fix="Pass the number of fixed solver steps N, e.g. --steps 10 100.")
+    for n in config.solver_steps:
+        check_int("solver_steps", n, minimum=1, expected="an int >= 1",
+                  fix="Pass the number of fixed solver steps N, e.g. --solver-steps 10 100.")
     _check_modes(config)
     for name in ("layouts", "budget_layouts"):
         for layout in getattr(config, name):
             _check_layout(name, layout)
 
 
-def _check_modes(config: MemoryConfig) -> None:
+def _check_modes(config: Config) -> None:
     family = FAMILIES[config.family]
     for mode in config.modes:
         if config.family == "ode":
@@ -197,7 +201,7 @@ def run_worker(payload: str) -> dict:
     """
     job = json.loads(payload)
     jax.config.update("jax_enable_x64", job["x64"])
-    config = MemoryConfig(**{**job["config"], "fresh_process": False})
+    config = Config(**{**job["config"], "fresh_process": False})
     n = job["steps"]
     if config.family != "ode":
         reference = FAMILIES[config.family].reference
@@ -210,7 +214,7 @@ def run_worker(payload: str) -> dict:
     return row
 
 
-def main(config: MemoryConfig) -> dict:
+def main(config: Config) -> dict:
     """Run the sweep and the budget check; print the table; write CSV, JSON and PNG.
 
     **Returns:**
@@ -248,45 +252,30 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def command_line(config: MemoryConfig) -> str:
+def command_line(config: Config) -> str:
     """The command that reproduces `config` (flags only where it differs from the default)."""
-    parts = ["python -m node_kit.experiments.memory"]
-    defaults = _family_defaults(config.family)
-    for field in dataclasses.fields(MemoryConfig):
-        value = getattr(config, field.name)
-        if value == defaults.get(field.name, field.default) or (
-                field.name == "fresh_process" and value is None):
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + field.name.replace("_", "-"))
-        elif isinstance(value, tuple):
-            parts.append(" ".join([flag, *map(str, value)]))
-        else:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+    defaults = {**dataclasses.asdict(Config()), **_family_defaults(config.family)}
+    values = {f.name: getattr(config, f.name) for f in ordered_fields(Config, SHARED_CONFIGS)}
+    flags = config_flags(values, defaults, skip=("fresh_process",)
+                         if config.fresh_process is None else ())
+    return " ".join(["python -m node_kit.experiments.memory", *flags])
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[MemoryConfig | None, str | None]:
-    """Map command-line flags to a `MemoryConfig` (or a `--worker` payload)."""
-    worker = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    worker.add_argument("--worker")
-    known, rest = worker.parse_known_args(argv)
-    if known.worker:
-        return None, known.worker
-    config = parse_config(
-        MemoryConfig, rest, description=__doc__.splitlines()[0],
-        choices={"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
-                 "family": tuple(FAMILIES)},
-    )
-    return config, None
-
-
-def run(parsed: tuple[MemoryConfig | None, str | None]) -> dict:
-    """What `python -m node_kit.experiments.memory` runs: the sweep, or one `--worker` job."""
-    config, worker = parsed
-    return run_worker(worker) if worker else main(config)
+COMMAND = Command(
+    "memory", Config, main,
+    choices=lambda: {"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
+                     "family": tuple(FAMILIES)},
+    headline=lambda results: {
+        f"{row['mode']} {row.get('layout', '')} N={row['steps']} temp_bytes": row["temp_bytes"]
+        for row in results["rows"]},
+    committed=lambda results: {stem: results / f"{stem}.json" for stem in
+                               ("memory", "memory_deq", "memory_inner")
+                               if (results / f"{stem}.json").exists()},
+    output=lambda config: f"{config.get('name', 'memory')}.json",
+    renamed=RENAMED, worker=run_worker,
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(run, parse_args)
+    COMMAND.run()

@@ -34,9 +34,10 @@ import node_kit as nk
 from node_kit.datasets import sinusoid_tasks
 
 from .._checks import check_choice, check_int
-from ._cli import check_at_most, check_choices, check_flags, parse_config
+from ._cli import check_at_most, check_choices, check_flags
 from ._meta_plots import plot_fits, print_table
-from ._run import Run, recent_mean, run_command
+from ._protocol import Command, flag, TrainConfig
+from ._run import check_training_flags, recent_mean, Run, with_clipping
 
 ACTIVATIONS = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "relu": jax.nn.relu}
 """`--activation` names -> the MLP's activation."""
@@ -45,34 +46,34 @@ METHOD_NAMES = ("maml", "fomaml", "imaml", "pretrained")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(TrainConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    methods: tuple[str, ...] = dataclasses.field(default=METHOD_NAMES, metadata={"help": "methods to train"})
-    shots: tuple[int, ...] = dataclasses.field(default=(5, 10), metadata={"help": "support points K per task; one training per method and K"})
-    queries: int = dataclasses.field(default=10, metadata={"help": "query points per training task"})
-    steps: int = dataclasses.field(default=1000, metadata={"help": "meta-steps (Adam) per method and K"})
-    meta_batch: int = dataclasses.field(default=25, metadata={"help": "tasks per meta-step"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "meta learning rate (Adam)"})
-    inner_steps: int = dataclasses.field(default=5, metadata={"help": "MAML/FOMAML inner gradient steps, also the baseline's fine-tuning steps"})
-    inner_lr: float = dataclasses.field(default=0.01, metadata={"help": "their learning rate"})
-    reg: float = dataclasses.field(default=5.0, metadata={"help": "iMAML's proximal weight lambda"})
-    tol: float = dataclasses.field(default=1e-4, metadata={"help": "iMAML: L-BFGS and CG relative tolerance (absolute: tol/10, RMS norm); looser makes the meta-gradient inexact"})
-    history: int = dataclasses.field(default=5, metadata={"help": "iMAML: L-BFGS history length (10 is about twice as slow per step here)"})
-    inner_max_steps: int = dataclasses.field(default=200, metadata={"help": "iMAML: most L-BFGS steps per task (more raises)"})
-    cg_steps: int = dataclasses.field(default=100, metadata={"help": "iMAML: most CG steps of the implicit gradient (more raises)"})
-    width: int = dataclasses.field(default=40, metadata={"help": "hidden units per layer"})
-    depth: int = dataclasses.field(default=2, metadata={"help": "hidden layers"})
-    activation: str = dataclasses.field(default="tanh", metadata={"help": "hidden activation"})
-    eval_tasks: int = dataclasses.field(default=500, metadata={"help": "held-out test tasks"})
-    eval_points: int = dataclasses.field(default=100, metadata={"help": "query points per test task"})
-    timing_repeats: int = dataclasses.field(default=20, metadata={"help": "timed meta-gradients per method, after one warm-up (0: no timing and memory)"})
-    plot_tasks: int = dataclasses.field(default=3, metadata={"help": "test tasks drawn per K in the picture"})
-    checkpoint_every: int = dataclasses.field(default=100, metadata={"help": "meta-steps between checkpoints"})
-    seed: int = 0
+    methods: tuple[str, ...] = flag(METHOD_NAMES, "methods to train")
+    shots: tuple[int, ...] = flag((5, 10), "support points K per task; one training per method and K")
+    queries: int = flag(10, "query points per training task")
+    inner_steps: int = flag(5, "MAML/FOMAML inner gradient steps, also the baseline's fine-tuning steps")
+    inner_lr: float = flag(0.01, "their learning rate")
+    reg: float = flag(5.0, "iMAML's proximal weight lambda")
+    tol: float = flag(1e-4, "iMAML: L-BFGS and CG relative tolerance (absolute: tol/10, RMS norm); looser makes the meta-gradient inexact")
+    lbfgs_history: int = flag(5, "iMAML: L-BFGS history length (10 is about twice as slow per step here)")
+    inner_max_steps: int = flag(200, "iMAML: most L-BFGS steps per task (more raises)")
+    cg_steps: int = flag(100, "iMAML: most CG steps of the implicit gradient (more raises)")
+    width: int = flag(40, "hidden units per layer")
+    depth: int = flag(2, "hidden layers")
+    activation: str = flag("tanh", "hidden activation")
+    eval_tasks: int = flag(500, "held-out test tasks")
+    eval_points: int = flag(100, "query points per test task")
+    timing_repeats: int = flag(20, "timed meta-gradients per method, after one warm-up (0: no timing and memory)")
+    plot_tasks: int = flag(3, "test tasks drawn per K in the picture")
+    steps: int = flag(1000, "meta-steps per method and K (a resumed run stops at this total)")
+    batch_size: int = flag(25, "tasks per meta-step (the global meta-batch, split over the devices)")
+    lr: float = flag(1e-3, "meta learning rate (Adam, constant)")
     out: str = "runs/meta"
-    resume: bool = False
-    progress: bool = True
+
+
+RENAMED = {"meta_batch": "batch_size", "history": "lbfgs_history"}
+"""Flags renamed in node_kit 0.2 (old name -> new name): see CHANGELOG.md."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def build_methods(config: Config) -> dict[str, Method]:
     imaml = nk.IMAML(
         config.reg,
         solver=optx.LBFGS(rtol=config.tol, atol=config.tol / 10, norm=optx.rms_norm,
-                          history_length=config.history),
+                          history_length=config.lbfgs_history),
         linear_solver=lx.CG(rtol=config.tol, atol=config.tol / 10, max_steps=config.cg_steps),
         max_steps=config.inner_max_steps,
     )
@@ -114,7 +115,8 @@ def check_config(config: Config) -> None:
         raise ValueError("--shots needs at least one K, e.g. --shots 5 10.")
     for shots in config.shots:
         check_int("--shots", shots)
-    check_flags(config, ints=("queries", "meta_batch", "width", "history", "inner_max_steps", "cg_steps",
+    check_training_flags(config)
+    check_flags(config, ints=("queries", "width", "lbfgs_history", "inner_max_steps", "cg_steps",
                               "eval_tasks", "eval_points", "plot_tasks"),
                 counts=("depth", "inner_steps", "timing_repeats", "seed"), positive=("inner_lr", "reg", "tol"))
     check_at_most("plot_tasks", config.plot_tasks, config.eval_tasks, "test tasks (--eval-tasks)")
@@ -166,17 +168,21 @@ def train(config: Config, method: Method, shots: int):
     resume = config.resume and any((out / n).exists() for n in ("checkpoint.eqx", "checkpoint.eqx.prev"))
     # One method and one K: scalars, which a checkpoint's JSON meta keeps as they are (a
     # tuple would come back as a list and refuse the resume).
+    # The processes were joined once, by the command's own run (see `main`).
     run = Run(dataclasses.replace(config, out=str(out), shots=shots, methods=method.name,
-                                  resume=resume), keys=("model", "train", "tasks", "eval"))
+                                  resume=resume, coordinator="", num_processes=1, process_id=0,
+                                  distributed=False), keys=("model", "train", "tasks", "eval"))
     model = build_model(config, run.keys["model"])
+    rows = run.rows(config.batch_size)
 
     def batch_at(step: int):
-        tasks = draw_tasks(jr.fold_in(run.keys["tasks"], step), config.meta_batch, shots,
+        tasks = draw_tasks(jr.fold_in(run.keys["tasks"], step), config.batch_size, shots,
                            config.queries)
-        return tasks.support, tasks.query
+        return jax.tree.map(lambda a: a[rows], (tasks.support, tasks.query))
 
     earlier = run.earlier_train_seconds()
-    model, history = run.fit(model, objective(method.train), optax.adam(config.lr), batch_at)
+    optimizer = with_clipping(optax.adam(config.lr), config.clip_norm)
+    model, history = run.fit(model, objective(method.train), optimizer, batch_at)
     return run, model, history, batch_at(0), earlier
 
 
@@ -279,11 +285,15 @@ def main(config: Config) -> dict:
     return results
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(Config, argv, description=__doc__.splitlines()[0],
-                        choices={"methods": METHOD_NAMES, "activation": tuple(ACTIVATIONS)})
+COMMAND = Command(
+    "meta", Config, main,
+    choices=lambda: {"methods": METHOD_NAMES, "activation": tuple(ACTIVATIONS)},
+    headline=lambda results: {f"{row['method']} K={row['shots']} test_mse": row["test_mse"]
+                              for row in results["rows"]},
+    renamed=RENAMED,
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    COMMAND.run()

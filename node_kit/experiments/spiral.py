@@ -21,31 +21,32 @@ import node_kit as nk
 
 from .._checks import check_int
 from ._choices import ADJOINT_NAMES, solve_settings
-from ._cli import check_choices, check_flags, check_tolerances, parse_config
+from ._cli import check_choices, check_flags, check_tolerances
 from ._outputs import plt
-from ._run import ParallelConfig, Run, check_training_flags, run_command
+from ._protocol import Command, EvaluationConfig, flag, TrainConfig
+from ._run import check_training_flags, Run, Validation, with_clipping
+from ._trained import load_trained
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(ParallelConfig):
+class Config(TrainConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
+    window: int = flag(20, "points per training window of the trajectory")
+    width: int = flag(64, "hidden width of the MLP field")
+    depth: int = flag(2, "hidden layers of the MLP field")
+    adjoint: str = flag("checkpoint", "how gradients go through the solve")
+    rtol: float = flag(1e-4, "relative tolerance of the Tsit5 solves")
+    atol: float = flag(1e-6, "absolute tolerance of the Tsit5 solves")
+    num_points: int = flag(1000, "points of the observed trajectory")
+    t_end: float = flag(25.0, "end time of the observed trajectory")
     steps: int = 2000
-    batch_size: int = 32
-    window: int = dataclasses.field(default=20, metadata={"help": 'points per training window of the trajectory'})
-    width: int = 64
-    depth: int = 2
-    lr: float = 1e-2
-    adjoint: str = "checkpoint"
-    rtol: float = 1e-4
-    atol: float = 1e-6
-    num_points: int = dataclasses.field(default=1000, metadata={"help": 'points of the observed trajectory'})
-    t_end: float = dataclasses.field(default=25.0, metadata={"help": 'end time of the observed trajectory'})
-    seed: int = 0
+    lr: float = flag(1e-2, "peak learning rate of Adam (cosine decay to 2%% of it over --steps)")
     out: str = "runs/spiral"
-    resume: bool = False
-    progress: bool = True
 
+
+KEYS = ("model", "train")
+"""The named keys of a run, split from `--seed` in this order."""
 
 TRUE_A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 Y0 = np.array([2.0, 0.0])
@@ -55,7 +56,8 @@ def check_config(config: Config) -> None:
     """Raise a `ValueError` naming the flag for a value the command cannot run with."""
     check_choices(config, {"adjoint": ADJOINT_NAMES})
     check_training_flags(config)
-    check_flags(config, ints=("width",), counts=("depth", "seed"), positive=("t_end",))
+    check_flags(config, ints=("width",), counts=("depth", "seed", "eval_every"),
+                positive=("t_end",))
     check_tolerances(config)
     check_int("--num-points", config.num_points, minimum=3,
               fix="The trajectory is cut into training windows of --window points.")
@@ -117,18 +119,51 @@ def loss_fn(model: nk.NeuralODE, batch, key):
     return jnp.mean(jnp.abs(sol.ys - targets)), {"num_steps": num_steps}
 
 
+def trajectory_metrics(model: nk.NeuralODE, ts: np.ndarray, ys: np.ndarray) -> dict:
+    """The whole trajectory integrated from `y(0)` alone: its mean absolute error, also over
+    the first tenth, and the prediction."""
+    predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
+    error = np.abs(predicted - ys)
+    return {"trajectory_mae": float(np.mean(error)),
+            "trajectory_mae_first_tenth": float(np.mean(error[: len(ts) // 10])),
+            "predicted": predicted}
+
+
+def validation(ts: np.ndarray, ys: np.ndarray) -> Validation:
+    """`--eval-every`: the whole-trajectory MAE. The spiral is one trajectory, so this is
+    the metric of the results, not a held-out split: `best.eqx` is the best fit of it."""
+    return Validation(
+        lambda model: {"val_trajectory_mae": trajectory_metrics(model, ts, ys)["trajectory_mae"]},
+        best="val_trajectory_mae")
+
+
 def main(config: Config) -> dict:
-    """Train, evaluate on the whole trajectory, write results; returns the results dict."""
+    """Train, evaluate on the whole trajectory, write results; returns the results dict.
+
+    With `--evaluate`, score the trained run in `--out` again instead (no training), into
+    `evaluation.json`.
+    """
     check_config(config)
-    run = Run(config, keys=("model", "train"))
     ts, ys = true_trajectory(config)
+    if config.evaluate:
+        run, model = load_trained(config, keys=KEYS)
+        metrics = trajectory_metrics(model, ts, ys)
+        del metrics["predicted"]
+        run.write(run.results(**metrics), name="evaluation.json")
+        print(f"whole-trajectory MAE {metrics['trajectory_mae']:.4f}; "
+              f"wrote {run.out}/evaluation.json")
+        return metrics
+    run = Run(config, keys=KEYS)
     model = build_model(config, run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)
-    model, history = run.fit(model, loss_fn, optax.adam(schedule), window_sampler(ts, ys, config, run.rows(config.batch_size)))
-    predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
+    optimizer = with_clipping(optax.adam(schedule), config.clip_norm)
+    model, history = run.fit(model, loss_fn, optimizer,
+                             window_sampler(ts, ys, config, run.rows(config.batch_size)),
+                             validation=validation(ts, ys) if config.eval_every else None)
+    metrics = trajectory_metrics(model, ts, ys)
+    predicted = metrics.pop("predicted")
     results = run.results(
-        trajectory_mae=float(np.mean(np.abs(predicted - ys))),
-        trajectory_mae_first_tenth=float(np.mean(np.abs(predicted - ys)[: len(ts) // 10])),
+        **metrics,
         final_train_loss=history[-1]["loss"] if history else None,
         train_seconds_this_run=run.train_seconds,
     )
@@ -149,12 +184,13 @@ def plot(true: np.ndarray, predicted: np.ndarray):
     return fig
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(
-        Config, argv, description=__doc__.splitlines()[0], choices={"adjoint": ADJOINT_NAMES}
-    )
+COMMAND = Command(
+    "spiral", Config, main, choices=lambda: {"adjoint": ADJOINT_NAMES},
+    model_skeleton=model_skeleton,
+    headline=lambda results: {"trajectory_mae": results["trajectory_mae"]},
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    COMMAND.run()

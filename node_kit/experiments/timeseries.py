@@ -37,16 +37,9 @@ from node_kit._parallel import local_value
 from .._checks import is_real
 
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
-from ._cli import check_at_most, check_choices, check_flags, check_tolerances, parse_config
-from ._run import (
-    check_training_flags,
-    ParallelConfig,
-    recent_mean,
-    Run,
-    run_command,
-    training_optimizer,
-    Validation,
-)
+from ._cli import check_at_most, check_choices, check_flags, check_tolerances
+from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
+from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
@@ -62,50 +55,38 @@ ENCODER_SOLVER_NAMES = SOLVER_NAMES
 """`euler` (the paper's encoder) and `rk4` take `--encoder-steps` fixed steps per gap; others adapt."""
 
 
-def _flag(default, text: str):
-    """A config field with its `--help` text (the default is appended to it)."""
-    return dataclasses.field(default=default, metadata={"help": text})
-
-
 @dataclasses.dataclass(frozen=True)
-class Config(ParallelConfig):
+class Config(TrainConfig, DataConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = _flag("periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)")
-    model: str = _flag("latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)")
-    task: str = _flag("interpolation", "interpolation (score every point), extrapolation (read the first half, score the second) or classification")
-    observed: float = _flag(0.5, "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed")
-    steps: int = _flag(1200, "training steps (a resumed run stops at this total)")
-    batch_size: int = _flag(50, "training series per step")
-    lr: float = _flag(3e-3, "peak learning rate of AdamW (cosine decay to 5%% of it over --steps)")
-    latent: int = _flag(16, "latent ODE: size of z0")
-    hidden: int = _flag(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
-    width: int = _flag(64, "width of every MLP")
-    depth: int = _flag(2, "hidden layers of every MLP")
-    obs_std: float = _flag(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
-    kl_warmup: int = _flag(100, "latent ODE: steps over which the KL weight rises linearly to 1")
-    ce_weight: float = _flag(100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO")
-    adjoint: str = _flag("checkpoint", "how gradients go through the solves")
-    solver: str = _flag("tsit5", "adaptive solver of the latent ODE's decoder")
-    rtol: float = _flag(1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)")
-    atol: float = _flag(1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)")
-    encoder_solver: str = _flag("euler", "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per gap; the others adapt")
-    encoder_steps: int = _flag(1, "fixed Euler steps per gap")
-    window: int = _flag(100, "consecutive time points per series, at a seeded random start; shorter series stay whole")
-    train_size: int = _flag(0, "use the first N training series (0: all)")
-    eval_batch: int = _flag(100, "series per batch when evaluating (test, validation)")
-    eval_samples: int = _flag(16, "latent ODE: z0 draws for the picture's uncertainty band")
-    eval_every: int = _flag(0, "every K steps (and after the last), the validation metric (MSE, or accuracy) joins the history and the best model so far is kept as best.eqx (0: off)")
-    eval_rtol: float | None = _flag(None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)")
-    eval_atol: float | None = _flag(None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)")
-    clip_norm: float = _flag(10.0, "clip the gradient's global norm to this (0: off)")
-    checkpoint_every: int = _flag(100, "steps between checkpoints (one is always written at the end)")
-    seed: int = _flag(0, "seed of the initial weights, the batches, the windows and the masks")
-    data_dir: str = _flag("", "where the datasets are built and read (empty: $NODE_KIT_DATA_DIR, else ~/.cache/node_kit/tensorflow_datasets)")
-    out: str = _flag("runs/timeseries", "output folder: results.json, history.csv, picture, checkpoint.eqx, model.eqx")
-    resume: bool = _flag(False, "continue training from the checkpoint in --out")
-    progress: bool = _flag(True, "show a progress bar")
-    evaluate: bool = _flag(False, "load the trained run in --out and compute its test metrics again into evaluation.json; no training")
+    dataset: str = flag("periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)")
+    model: str = flag("latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)")
+    task: str = flag("interpolation", "interpolation (score every point), extrapolation (read the first half, score the second) or classification")
+    observed: float = flag(0.5, "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed")
+    latent: int = flag(16, "latent ODE: size of z0")
+    hidden: int = flag(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
+    width: int = flag(64, "width of every MLP")
+    depth: int = flag(2, "hidden layers of every MLP")
+    obs_std: float = flag(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
+    kl_warmup: int = flag(100, "latent ODE: steps over which the KL weight rises linearly to 1")
+    ce_weight: float = flag(100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO")
+    adjoint: str = flag("checkpoint", "how gradients go through the solves")
+    solver: str = flag("tsit5", "adaptive solver of the latent ODE's decoder")
+    rtol: float = flag(1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)")
+    atol: float = flag(1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)")
+    encoder_solver: str = flag("euler", "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per gap; the others adapt")
+    encoder_steps: int = flag(1, "fixed Euler steps per gap")
+    window: int = flag(100, "consecutive time points per series, at a seeded random start; shorter series stay whole")
+    train_size: int = flag(0, "use the first N training series (0: all)")
+    eval_batch: int = flag(100, "series per batch when evaluating (test, validation)")
+    eval_samples: int = flag(16, "latent ODE: z0 draws for the picture's uncertainty band")
+    eval_rtol: float | None = flag(None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)")
+    eval_atol: float | None = flag(None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)")
+    steps: int = 1200
+    batch_size: int = 50
+    lr: float = 3e-3
+    clip_norm: float = 10.0
+    out: str = "runs/timeseries"
 
 
 LOADED_RUN_OPTIONS = ("eval_rtol", "eval_atol", "eval_batch", "data_dir")
@@ -369,13 +350,20 @@ def _print_summary(task, results: dict, out: Path, name: str = "results.json") -
     print(f"{task.summary_line(results)}\nwrote {out}/{name}")
 
 
-def parse_args(argv=None) -> Config:
-    """Command-line flags, one per `Config` field."""
-    return parse_config(
-        Config, argv, description=__doc__.splitlines()[0],
-        choices=_choices(),
-    )
+def headline(results: dict) -> dict[str, float]:
+    """The metric a re-run must give again: test accuracy (classification) or MSE."""
+    key = "test_accuracy" if "test_accuracy" in results else "test_mse"
+    return {key: results[key]}
+
+
+COMMAND = Command(
+    "timeseries", Config, main, choices=_choices, model_skeleton=model_skeleton,
+    headline=headline,
+    reference=(("--steps", "20"), ("test_mse", "baseline_linear_interpolation_mse",
+                                   "eval_num_steps")),
+)
+parse_args = COMMAND.parse
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    COMMAND.run()

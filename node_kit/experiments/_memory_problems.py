@@ -1,11 +1,14 @@
-"""The memory command's implicit-layer families: a DEQ against forward iterations, and
-meta-learning against inner steps.
+"""The memory command's problems: a neural ODE against solver steps, a DEQ against forward
+iterations, and meta-learning against inner steps.
 
-Each family builds, for a mode and a number of iterations K, the gradient of a loss
-with respect to the parameters and its inputs; [`measure_family`][] compiles it, reads
-XLA's memory, times it and compares it with the family's float64 reference, in the
-same row format as the ODE sweep (`_memory_sweep.measure`), so the fits, table and
-plots serve all three families.
+Plain problem definitions, built from the sizes of a [`Sizes`][] (the command's config):
+each family builds, for a mode and a number of iterations K, the gradient of a loss with
+respect to the parameters and its inputs, and its float64 reference. Measuring them is
+`_memory_sweep`'s work: nothing here compiles, times or imports the rest of the command.
+
+- `ode`: an MLP field solved with N fixed steps of the chosen solver, per adjoint mode
+    and batch layout ([`build_problem`][]); reference: the float64 store-everything
+    gradient ([`reference_gradient`][]).
 
 - `deq`: a layer `f(z, x) = tanh(W z + U x + b)` with `|W|_2 = 0.9`, the batch as one
     fixed-point state, exactly K plain iterations (tolerances 0); modes are the
@@ -21,8 +24,9 @@ plots serve all three families.
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -33,10 +37,25 @@ import optimistix as optx
 
 import node_kit as nk
 
+from ._choices import adjoint_from_mode, solver_from_name
 from ._run import split_keys
 
-if TYPE_CHECKING:
-    from .memory import MemoryConfig
+LAYOUTS = ("batched", "vmap")
+"""How the ODE family solves a batch: `batched`, the batch as one ODE state; `vmap`, one
+solve per sample."""
+
+T0, T1 = 0.0, 1.0
+
+
+class Sizes(Protocol):
+    """What a problem is built from (the memory command's `Config` has these)."""
+
+    dim: int
+    batch_size: int
+    width: int
+    depth: int
+    seed: int
+    solver: str
 
 DEQ_CONTRACTION = 0.9
 """The spectral norm of the DEQ layer's `W`: the plain iteration's error shrinks by
@@ -82,12 +101,47 @@ def _cast(tree, dtype):
     )
 
 
-def _deq_inputs(config: "MemoryConfig", dtype):
+# ---------------------------------------------------------------------------------- ode
+
+
+def build_problem(config: Sizes, mode: str, n: int, dtype):
+    """The model (fixed steps, `max_steps = N`), times and initial states in `dtype`."""
+    keys = split_keys(config.seed, ("model", "data"))
+    model = nk.NeuralODE(
+        nk.MLPField(config.dim, config.width, config.depth, key=keys["model"]),
+        solver=solver_from_name(config.solver),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        adjoint=adjoint_from_mode(mode, max_steps=n),
+        dt0=(T1 - T0) / n,
+        max_steps=n,
+    )
+    model = _cast(model, dtype)
+    y0s = jr.normal(keys["data"], (config.batch_size, config.dim), dtype=jnp.float32).astype(dtype)
+    return model, jnp.array([T0, T1], dtype=dtype), y0s
+
+
+def reference_gradient(config: Sizes, n: int) -> list[np.ndarray]:
+    """float64 gradient storing every step, batch as one state: the exact reference.
+
+    With fixed steps both layouts compute the same numbers, so one reference serves
+    both. Runs under `jax.enable_x64(True)`.
+    """
+    model, ts, y0s = build_problem(config, "direct", n, jnp.float32)
+    with jax.enable_x64(True):
+        model, ts, y0s = _cast((model, ts, y0s), jnp.float64)
+        gradient = nk.compile_gradient(model, ts, y0s, batched=True)
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(gradient())]
+
+
+# ---------------------------------------------------------------------------------- deq
+
+
+def _deq_inputs(config: Sizes, dtype):
     """The layer and inputs, drawn in float32 (the same numbers for every dtype)."""
     keys = split_keys(config.seed, ("model", "data"))
     with jax.enable_x64(False):
         layer = TanhLayer(config.dim, contraction=DEQ_CONTRACTION, key=keys["model"])
-        xs = jr.normal(keys["data"], (config.batch, config.dim))
+        xs = jr.normal(keys["data"], (config.batch_size, config.dim))
     return _cast((layer, xs), dtype)
 
 
@@ -101,7 +155,7 @@ def _deq_gradient(deq: nk.DEQ):
     return gradient, params
 
 
-def deq_problem(config: "MemoryConfig", mode: str, k: int, dtype):
+def deq_problem(config: Sizes, mode: str, k: int, dtype):
     """The DEQ gradient through exactly `k` plain iterations, and its inputs."""
     layer, xs = _deq_inputs(config, dtype)
     deq = nk.DEQ(layer, config.dim, solver=nk.FixedPointIteration(rtol=0.0, atol=0.0),
@@ -110,7 +164,7 @@ def deq_problem(config: "MemoryConfig", mode: str, k: int, dtype):
     return gradient, (params, xs)
 
 
-def deq_reference(config: "MemoryConfig", k: int, mode: str) -> list[np.ndarray]:
+def deq_reference(config: Sizes, k: int, mode: str) -> list[np.ndarray]:
     """The exact equilibrium's gradient in float64 (the same for every K and mode)."""
     del k, mode
     with jax.enable_x64(True):
@@ -127,7 +181,7 @@ IMAML_REG = 5.0
 SHOTS = 10
 
 
-def _inner_inputs(config: "MemoryConfig", dtype):
+def _inner_inputs(config: Sizes, dtype):
     """Finn et al.'s regression network (`width` x `depth`; tanh, as the meta command:
     iMAML's inner problem needs a smooth loss) and a meta-batch of `batch` sinusoid tasks
     with 10 support and 10 query points, drawn in float32."""
@@ -137,7 +191,7 @@ def _inner_inputs(config: "MemoryConfig", dtype):
     with jax.enable_x64(False):
         model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jnp.tanh,
                            key=keys["model"])
-        tasks = sinusoid_tasks(keys["data"], config.batch, SHOTS, SHOTS)
+        tasks = sinusoid_tasks(keys["data"], config.batch_size, SHOTS, SHOTS)
     support = (tasks.support_x, tasks.support_y)
     query = (tasks.query_x, tasks.query_y)
     return _cast((model, support, query), dtype)
@@ -160,7 +214,7 @@ def _inner_learner(mode: str, k: int):
     return nk.IMAML(IMAML_REG, solver=solver, linear_solver=cg, max_steps=k, throw=False)
 
 
-def inner_problem(config: "MemoryConfig", mode: str, k: int, dtype):
+def inner_problem(config: Sizes, mode: str, k: int, dtype):
     """The meta-gradient over a meta-batch with `k` inner steps, and its inputs."""
     model, support, query = _inner_inputs(config, dtype)
     learner = _inner_learner(mode, k)
@@ -173,7 +227,7 @@ def inner_problem(config: "MemoryConfig", mode: str, k: int, dtype):
     return gradient, (params, support, query)
 
 
-def inner_reference(config: "MemoryConfig", k: int, mode: str) -> list[np.ndarray]:
+def inner_reference(config: Sizes, k: int, mode: str) -> list[np.ndarray]:
     """The same meta-gradient in float64."""
     with jax.enable_x64(True):
         gradient, inputs = inner_problem(config, mode, k, jnp.float64)
@@ -190,31 +244,3 @@ FAMILIES = {
                     reference_per_mode=True),
 }
 """The families of the memory command, by name."""
-
-
-def measure_family(config: "MemoryConfig", mode: str, k: int, reference=None) -> dict:
-    """Compile, time and check one (mode, K) of an implicit-layer family: one row."""
-    from ._memory_sweep import relative_error, time_gradient
-
-    family = FAMILIES[config.family]
-    gradient, inputs = family.problem(config, mode, k, jnp.float32)
-    compiled = nk.CompiledGradient.of(gradient, *inputs)
-    seconds, runs, grads = time_gradient(compiled, config.repeats, config.time_limit_s)
-    if callable(reference):
-        reference = reference()
-    memory = compiled.memory
-    return {
-        "mode": mode,
-        "layout": family.layout,
-        "steps": k,
-        "checkpoints": k if mode in ("unrolled", "maml") else None,
-        "temp_bytes": memory.temp_bytes,
-        "argument_bytes": memory.argument_bytes,
-        "output_bytes": memory.output_bytes,
-        "total_bytes": memory.total_bytes,
-        "peak_bytes": None,
-        "compile_s": compiled.compile_seconds,
-        "time_s": seconds,
-        "timed_runs": runs,
-        "grad_rel_error": None if reference is None else relative_error(grads, reference),
-    }

@@ -1,0 +1,255 @@
+"""The command protocol: the flags every command shares, and what a command declares.
+
+A command is one module, `node_kit/experiments/<name>.py`, that defines a frozen `Config`
+dataclass (extending [`TrainConfig`][] if it trains, [`CommandConfig`][] if it only
+measures), a `main(config) -> dict`, and a [`Command`][] named `COMMAND` that ties them to
+what the rest of the repository asks of a command: its flags (`--help`), whether its runs
+can be loaded (`model_skeleton`), the metrics a re-run must give again (`headline`), where
+its committed runs live (`committed`), the Markdown tables it writes (`tables`) and the
+short run `experiments/check_reference.py` compares (`reference`). One line in
+`_registry.COMMANDS` makes it a command; nothing else lists them.
+
+```python
+@dataclasses.dataclass(frozen=True)
+class Config(TrainConfig):
+    width: int = flag(64, "hidden width of the field")
+    steps: int = 500                  # a shared flag with this command's default
+    out: str = "runs/tiny"
+
+def main(config: Config) -> dict: ...
+
+COMMAND = Command("tiny", Config, main, model_skeleton=model_skeleton,
+                  headline=lambda results: {"test_mse": results["test_mse"]})
+
+if __name__ == "__main__":
+    COMMAND.run()
+```
+"""
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import node_kit as nk
+
+from ._cli import config_from_record, parse_config
+
+
+def flag(default: Any, text: str, **metadata: Any) -> Any:
+    """A config field with its `--help` text (the default is appended to it); `metadata`
+    may add `aliases` and `nargs` (see `_cli.parse_config`)."""
+    return dataclasses.field(default=default, metadata={"help": text, **metadata})
+
+
+# ------------------------------------------------------------------------------ shared flags
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandConfig:
+    """The flags of every command: where it writes, its seed, its progress bar."""
+
+    out: str = flag("runs", "folder the command writes to (results.json, history.csv, "
+                    "pictures, checkpoints)")
+    seed: int = flag(0, "seed of every random draw of the run (weights, batches, noise)")
+    progress: bool = flag(True, "show a progress bar")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """The flags of every training command for devices and processes.
+
+    `--devices N` splits each global batch over N devices (0: all of them);
+    `--per-device` solves each device's shard as its own ODE; `--coordinator HOST:PORT
+    --num-processes N --process-id I` join N processes (one per host) into one run, and
+    `--distributed` lets JAX detect the cluster (e.g. SLURM).
+    """
+
+    devices: int = flag(0, "devices to split each batch over (0: all)")
+    per_device: bool = flag(False, "solve each device's shard as its own ODE (shard_map) "
+                            "instead of one solve over the global batch")
+    coordinator: str = flag("", "HOST:PORT of process 0, for a run over several processes")
+    num_processes: int = flag(1, "processes in the run (with --coordinator)")
+    process_id: int = flag(0, "this process's index, 0 to --num-processes - 1")
+    distributed: bool = flag(False, "join the processes JAX detects (SLURM, Open MPI, ...)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(CommandConfig, ParallelConfig):
+    """The flags of every training command. A command gives its own defaults by declaring
+    the field again without help text (`steps: int = 2000`): the help stays the shared one."""
+
+    steps: int = flag(1000, "training steps (a resumed run stops at this total)")
+    batch_size: int = flag(32, "examples per training step (the global batch, split over "
+                           "the devices)")
+    lr: float = flag(1e-3, "peak learning rate of AdamW (weight decay 1e-5), which decays "
+                     "on a cosine to 5%% of it over --steps")
+    clip_norm: float = flag(0.0, "clip the gradient's global norm to this (0: off)")
+    resume: bool = flag(False, "continue the run in --out from its checkpoint (the same "
+                        "flags; --steps may grow)")
+    checkpoint_every: int = flag(100, "steps between checkpoints (one is always written at "
+                                 "the end)")
+    log_every: int = flag(10, "steps between rows of history.csv (and of the progress bar)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The flag of every command that reads a built dataset."""
+
+    data_dir: str = flag("", "folder of the built datasets (empty: $NODE_KIT_DATA_DIR, else "
+                         "~/.cache/node_kit/tensorflow_datasets)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """The flags of every command whose runs can be loaded (`nk.load_run`)."""
+
+    evaluate: bool = flag(False, "load the trained run in --out and compute its test metrics "
+                          "again into evaluation.json; no training")
+    eval_every: int = flag(0, "every K steps (and after the last), the validation metric "
+                           "joins the history and the best model so far is kept as best.eqx "
+                           "(0: off)")
+
+
+SHARED_CONFIGS = (CommandConfig, TrainConfig, DataConfig, EvaluationConfig, ParallelConfig)
+"""The shared flag groups; `--help` lists a command's own flags first, then these in order."""
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def runs_in_folder(command: str) -> Callable[[Path], dict[str, Path]]:
+    """`committed` for a command whose committed runs are `<results>/<command>/results.json`
+    (one run, named `<command>`, whose subfolders are its parts) or else
+    `<results>/<command>/<run>/results.json` (named `<command>/<run>`)."""
+
+    def committed(results: Path) -> dict[str, Path]:
+        folder = results / command
+        if (folder / "results.json").exists():
+            return {command: folder / "results.json"}
+        return {f"{command}/{path.parent.name}": path
+                for path in sorted(folder.glob("*/results.json"))}
+
+    return committed
+
+
+def first_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring as one line: a command's description."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """What a command module declares as its `COMMAND`.
+
+    **Arguments:**
+
+    - `name`: the command's name, `python -m node_kit.experiments.<name>` (its module's
+        last part).
+    - `config`: its frozen `Config` dataclass; one flag per field.
+    - `main`: `main(config) -> dict`, the results it also writes.
+    - `choices`: `() -> {field: allowed values}` for the fields argparse checks.
+    - `model_skeleton`: `model_skeleton(config)`, the model a run of `config` trains with
+        untrained weights: where given, `nk.load_run` loads the command's runs.
+    - `headline`: `headline(results) -> {metric: value}`, what a re-run of a committed run
+        must give again (`experiments/reproduce.py`); `None`: its runs are not re-run
+        (timings).
+    - `committed`: `committed(results_folder) -> {run name: results file}`, its committed
+        runs; default [`runs_in_folder`][]`(name)`.
+    - `output`: `output(config values) -> file name` of the results a run writes in its
+        `--out` (default `results.json`).
+    - `tables`: `{block name: tables(results_folder) -> Markdown}`, the tables the docs
+        quote from its committed runs.
+    - `reference`: `(flags, metrics)` of a short run whose history and metrics
+        `experiments/check_reference.py` compares with a recorded reference.
+    - `renamed`: `{old field: new field}` for flags renamed since an earlier release: the
+        old flag is refused naming the new one, and a run recorded with the old name loads.
+    - `worker`: `worker(payload) -> dict`, run instead of `main` for `--worker PAYLOAD`
+        (a command that measures in child processes).
+    - `description`: its one-paragraph summary (default: the first paragraph of the
+        module's docstring).
+    """
+
+    name: str
+    config: type
+    main: Callable[[Any], dict]
+    choices: Callable[[], Mapping[str, Sequence]] = dict
+    model_skeleton: Callable[[Any], Any] | None = None
+    headline: Callable[[dict], dict[str, float]] | None = None
+    committed: Callable[[Path], dict[str, Path]] | None = None
+    output: Callable[[dict], str] = lambda config: "results.json"
+    tables: Mapping[str, Callable[[Path], str]] = dataclasses.field(default_factory=dict)
+    reference: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    worker: Callable[[str], dict] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.description:
+            doc = sys.modules[self.config.__module__].__doc__
+            object.__setattr__(self, "description", first_paragraph(doc))
+        if self.committed is None:
+            object.__setattr__(self, "committed", runs_in_folder(self.name))
+
+    @property
+    def module(self) -> str:
+        """The importable module of the command (`node_kit.experiments.<name>`), also when
+        it runs as `__main__`."""
+        module = sys.modules.get(self.config.__module__)
+        spec = getattr(module, "__spec__", None)
+        return spec.name if spec is not None and spec.name else self.config.__module__
+
+    @property
+    def loadable(self) -> bool:
+        """Whether `nk.load_run` loads this command's runs."""
+        return self.model_skeleton is not None
+
+    def parse(self, argv: Sequence[str] | None = None):
+        """The `Config` of command-line flags (`sys.argv[1:]` by default)."""
+        return parse_config(self.config, argv, description=self.description,
+                            choices=dict(self.choices()), prog=f"python -m {self.module}",
+                            renamed=self.renamed, shared=SHARED_CONFIGS)
+
+    def config_from_record(self, values: Mapping[str, Any], where: str = "the run"):
+        """The `Config` a run recorded (JSON values; renamed fields under their new names)."""
+        return config_from_record(self.config, values, where, renamed=self.renamed)
+
+    def run(self, argv: Sequence[str] | None = None) -> dict:
+        """`python -m node_kit.experiments.<name>`: parse, run `main`, and end in
+        `error: <message>` without a traceback for what the user can fix (see
+        [`exit_on_user_error`][]). A command outside the registry registers itself for the
+        process, so that it can load its own runs (`--evaluate`)."""
+        from . import _registry  # which imports this module
+
+        if not _registry.is_registered(self.module):  # a user's command knows its own runs
+            _registry.register(self.module)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if self.worker is not None:
+            worker = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+            worker.add_argument("--worker")
+            known, rest = worker.parse_known_args(argv)
+            if known.worker:
+                return self.worker(known.worker)
+            argv = rest
+        return exit_on_user_error(lambda: self.main(self.parse(argv)))
+
+
+def exit_on_user_error(run: Callable[[], dict]) -> dict:
+    """`run()`, ending in `error: <message>` on stderr without a traceback for what the
+    user can fix.
+
+    A divergence or an unusable checkpoint exits with status 1; a bad value (a
+    `ValueError`, which node_kit's checks raise naming the flag) with status 2, as
+    argparse does for a malformed flag. Anything else keeps its traceback: it is a bug.
+    """
+    try:
+        return run()
+    except (nk.TrainingDiverged, nk.CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
