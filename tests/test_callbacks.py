@@ -94,12 +94,12 @@ def test_only_the_main_process_calls_the_callbacks(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "callbacks, match",
     [
-        (print, r"`callbacks` must be a list or tuple of callables callback\(row\); got one "
-                r"builtin_function_or_method\. Wrap it in a list: callbacks=\[print\]\."),
-        ("rows", r"`callbacks` must be a list or tuple of callables callback\(row\); got str "
-                 r"'rows'\. E\.g\. callbacks=\[print\]\."),
-        ([print, 3], r"`callbacks` must be a list or tuple of callables callback\(row\); got "
-                     r"callbacks\[1\]=3 \(int\), which is not callable\."),
+        (print, (r"`callbacks` must be a list or tuple of callables callback\(row\); got one "
+                 r"builtin_function_or_method\. Wrap it in a list: callbacks=\[print\]\.")),
+        ("rows", (r"`callbacks` must be a list or tuple of callables callback\(row\); got str "
+                  r"'rows'\. E\.g\. callbacks=\[print\]\.")),
+        ([print, 3], (r"`callbacks` must be a list or tuple of callables callback\(row\); got "
+                      r"callbacks\[1\]=3 \(int\), which is not callable\.")),
     ],
 )
 def test_callbacks_must_be_a_list_of_callables(tmp_path, callbacks, match):
