@@ -137,6 +137,22 @@ def check_callable(name: str, value: Any, *, expected: str = "a callable") -> An
     return value
 
 
+def check_callables(name: str, value: Any, *, expected: str) -> tuple:
+    """Check that `value` is a list or tuple of callables (each like `expected`); a tuple."""
+    must = f"`{name}` must be a list or tuple of callables {expected}"
+    if callable(value):
+        function = getattr(value, "__name__", "f")
+        raise ValueError(f"{must}; got one {type_name(value)}. Wrap it in a list: "
+                         f"{name}=[{function}].")
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{must}; got {type_name(value)} {value!r}. E.g. {name}=[print].")
+    for index, item in enumerate(value):
+        if not callable(item):
+            raise ValueError(f"{must}; got {name}[{index}]={item!r} ({type_name(item)}), "
+                             "which is not callable.")
+    return tuple(value)
+
+
 def as_array(name: str, value: Any, expected: str) -> Any:
     """`jnp.asarray(value)`, or a `ValueError` naming `name` if it is no numeric array.
 

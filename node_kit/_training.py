@@ -2,7 +2,7 @@
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,16 @@ import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ._checkpoint import Checkpoint, resume_checkpoint, save_checkpoint
-from ._checks import check_callable, check_int, check_key, type_name
+from ._checks import check_callable, check_callables, check_int, check_key, type_name
 from ._history import _HistoryFile
 from ._parallel import DataParallel, is_main_process, local_value
+from ._progress import progress_bar, update_bar
 
 LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Array]]]
 """`loss_fn(model, batch, key) -> (loss, aux)`, `aux` a dict of scalars to log."""
+
+Callback = Callable[[dict[str, float]], Any]
+"""`callback(row)`, called with each history row `{"step", "loss", **aux, "time", ...}`."""
 
 _FIX = (
     "Lower the learning rate (a resumed run may change it), clip the gradients, tighten "
@@ -122,6 +126,7 @@ def fit(
     info: dict | None = None,
     evaluate: Callable[[PyTree, int], dict[str, float]] | None = None,
     evaluate_every: int = 100,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[PyTree, list[dict[str, float]]]:
     """Train `model` for `num_steps` steps; resumable, checkpointed, guarded against divergence.
 
@@ -144,7 +149,8 @@ def fit(
     - `resume`: continue from `checkpoint_path` (it must exist; a damaged latest file
         falls back to `<checkpoint_path>.prev` with a warning).
     - `meta`: JSON-able config written into checkpoints and checked on resume.
-    - `progress`: show a progress bar with the loss, solver steps and steps/s.
+    - `progress`: show a progress bar with the loss, solver steps and steps/s (tqdm's,
+        which the `experiments` extra installs; without tqdm, a plain line on stderr).
     - `log_every`: record the loss and `aux` every this many steps.
     - `history_path`: a CSV file the records are appended to as they are made (flushed
         to disk each time, so a crash loses none); on resume, rows after the checkpoint's
@@ -161,6 +167,15 @@ def fit(
         best model so far: the model's buffers are reused by the next step, so copy what
         you keep (e.g. write it to disk). Its time counts in the rows' `time`.
     - `evaluate_every`: steps between calls to `evaluate`.
+    - `callbacks`: a list of `callback(row)`, each called with every history row as it
+        is made (a fresh dict, with the keys of the `history_path` CSV's row: `"step"`,
+        `"loss"`, `aux`, `"time"`, and on an evaluated step `evaluate`'s values), in
+        order, after the row is written to `history_path`. Use them to stream the rows
+        to a logger. With several processes only process 0 calls them. After a resume,
+        the rows the run computes again (those after the checkpoint's step) are passed
+        again. An exception in a callback stops training and propagates; the rows up to
+        its row are in `history_path`, and the checkpoints written so far are kept, so
+        `resume=True` continues from the last one.
 
     The loop does not wait for the device at every step: each step's loss and status
     stay on the device until the next log interval (or checkpoint), where they are
@@ -188,6 +203,7 @@ def fit(
     if evaluate is not None:
         check_callable("evaluate", evaluate, expected="a callable evaluate(model, step) -> dict")
         evaluate_every = check_int("evaluate_every", evaluate_every)
+    callbacks = check_callables("callbacks", callbacks, expected="callback(row)")
     if data_parallel is not None and not isinstance(data_parallel, DataParallel):
         raise ValueError(
             "`data_parallel` must be a node_kit.DataParallel or None; got "
@@ -206,6 +222,7 @@ def fit(
     checkpoint_writer = checkpoint_path if main else None
     history_path = history_path if main else None
     history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
+    callbacks = callbacks if main else ()
     if data_parallel is None:
         place, step_loss = _put, loss_fn
         model, opt_state = _copy((state.model, state.opt_state))
@@ -213,8 +230,8 @@ def fit(
         place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
         model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
     loop = _Loop(checkpoint_path=checkpoint_path, checkpoint_writer=checkpoint_writer, meta=meta,
-                 info=info, history_file=history_file, evaluate=evaluate,
-                 bar=_progress_bar(state.step, num_steps, progress))
+                 info=info, history_file=history_file, evaluate=evaluate, callbacks=callbacks,
+                 bar=progress_bar(state.step, num_steps, progress))
     try:
         next_batch = place(batch_at(state.step)) if state.step < num_steps else None
         for step in range(state.step, num_steps):
@@ -267,13 +284,14 @@ class _Loop:
     """
 
     def __init__(self, *, checkpoint_path, checkpoint_writer, meta, info, history_file,
-                 evaluate, bar):
+                 evaluate, callbacks, bar):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_writer = checkpoint_writer
         self.meta = meta
         self.info = info
         self.evaluate = evaluate
         self.history_file = history_file
+        self.callbacks = callbacks
         self.bar = bar
         self.unchecked: list = []
         self.pending: Checkpoint | None = None
@@ -311,8 +329,10 @@ class _Loop:
                     record |= self.evaluated(model, step)
                 self.history.append(record)
                 if self.history_file is not None:
-                    self.history_file.append(record)
-                _update_bar(self.bar, record)
+                    self.history_file.append(record)  # before the callbacks: one may raise
+                update_bar(self.bar, record)
+                for callback in self.callbacks:
+                    callback(dict(record))
 
     def evaluated(self, model, step: int) -> dict[str, float]:
         """`evaluate(model, step)` as floats; a failed solve in it stops training."""
@@ -364,17 +384,3 @@ def _diverged_message(cause: str, checkpoint_path) -> str:
     )
     return f"{cause}; training stopped. {kept} {_FIX}"
 
-
-def _progress_bar(initial: int, total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True
-    )
-
-
-def _update_bar(bar, record: dict[str, float]) -> None:
-    postfix = {"loss": f"{record['loss']:.4f}"}
-    if "num_steps" in record:
-        postfix["solver steps"] = f"{record['num_steps']:.0f}"
-    bar.set_postfix(postfix)

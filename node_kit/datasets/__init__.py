@@ -7,7 +7,14 @@ TensorFlow-Datasets is imported only when a dataset is built or read, so importi
 stays fast.
 
 Each dataset is described by one `DatasetSpec` in its own file; `register(spec)` adds one.
+
+This package needs the `experiments` extra (`pip install "node_kit[experiments]"`); without
+it, importing it raises `ImportError` with that line.
 """
+
+from .._extras import DATASET_PACKAGES, require_experiments_extra
+
+require_experiments_extra("node_kit.datasets", DATASET_PACKAGES)
 
 from ._batching import (
     batch_at as batch_at,
