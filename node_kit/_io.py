@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TypeGuard
 
 import equinox as eqx
 
@@ -210,7 +211,7 @@ def _read_sidecar(path: Path, size: int, fix: str) -> dict:
     return fields
 
 
-def _well_formed(fields) -> bool:
+def _well_formed(fields) -> TypeGuard[dict]:
     """A dict with every field of a sidecar of this version, of the right types."""
     if not (isinstance(fields, dict) and fields.get("format") == FORMAT
             and fields.get("version") == VERSION and isinstance(fields.get("weights"), dict)):

@@ -14,11 +14,9 @@ import pytest
 from conftest import tree_allclose
 
 import node_kit as nk
-from node_kit._io import (
-    previous_path as nk_previous,
-    read_checkpoint_bytes as nk_read_checkpoint_bytes,
-    sidecar_path as nk_sidecar,
-)
+from node_kit._io import previous_path as nk_previous
+from node_kit._io import read_checkpoint_bytes as nk_read_checkpoint_bytes
+from node_kit._io import sidecar_path as nk_sidecar
 
 TS = jnp.linspace(0.0, 0.5, 4)
 
@@ -226,12 +224,11 @@ def test_damaged_checkpoints_raise_one_clear_error(getkey, tmp_path):
     cases = {  # name: (weights, their sidecar or None, the error)
         "garbage": (b"\x07" * 100, None, missing.format("garbage", 100)),
         "empty": (b"", None, missing.format("empty", 0)),
-        "truncated": (data[: len(data) // 2], sidecar, r"is damaged: it holds \d+ bytes where "
-                      r"its sidecar truncated\.eqx\.json records \d+"),
-        "flipped": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], sidecar, "is damaged: its "
-                    "contents do not match the checksum in its sidecar flipped.eqx.json"),
-        "bad_sidecar": (data, b"{" + sidecar, r"its sidecar bad_sidecar\.eqx\.json is not a "
-                        r"node_kit sidecar"),
+        "truncated": (data[: len(data) // 2], sidecar, (
+            r"is damaged: it holds \d+ bytes where its sidecar truncated\.eqx\.json records \d+")),
+        "flipped": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], sidecar, (
+            "is damaged: its contents do not match the checksum in its sidecar flipped.eqx.json")),
+        "bad_sidecar": (data, b"{" + sidecar, r"its sidecar bad_sidecar\.eqx\.json is not a node_kit sidecar"),
     }
     for name, (content, its_sidecar, match) in cases.items():
         bad = tmp_path / f"{name}.eqx"

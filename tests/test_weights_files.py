@@ -111,23 +111,21 @@ def _flip(data: bytes, index: int) -> bytes:
 
 # (weights, sidecar, previous sidecar) -> the damaged (weights, sidecar or None); the error.
 DAMAGE = {
-    "weights-bit-flipped": (lambda w, s, p: (_flip(w, len(w) - 5), s),
-                            r"is damaged: its contents do not match the checksum in its sidecar "
-                            r"checkpoint\.eqx\.json \(a flipped or lost byte"),
-    "weights-cut-off": (lambda w, s, p: (w[:-8], s),
-                        r"is damaged: it holds \d+ bytes where its sidecar checkpoint\.eqx\.json "
-                        r"records \d+"),
-    "sidecar-of-the-write-before": (lambda w, s, p: (w, p),
-                                    r"is damaged: its contents do not match the checksum"),
-    "sidecar-step-bit-flipped": (lambda w, s, p: (w, s.replace(b'"step": 4', b'"step": 5')),
-                                 r"cannot be read: its sidecar checkpoint\.eqx\.json is damaged "
-                                 r"\(its fields, such as the step or the config, do not match"),
-    "sidecar-not-json": (lambda w, s, p: (w, s[: len(s) // 2]),
-                         r"cannot be read: its sidecar checkpoint\.eqx\.json is not a node_kit "
-                         r"sidecar \(not JSON"),
-    "sidecar-missing": (lambda w, s, p: (w, None),
-                        r"cannot be read: its sidecar checkpoint\.eqx\.json is missing \(it is "
-                        r"written just after the weights"),
+    "weights-bit-flipped": (lambda w, s, p: (_flip(w, len(w) - 5), s), (
+        r"is damaged: its contents do not match the checksum in its sidecar "
+        r"checkpoint\.eqx\.json \(a flipped or lost byte")),
+    "weights-cut-off": (lambda w, s, p: (w[:-8], s), (
+        r"is damaged: it holds \d+ bytes where its sidecar checkpoint\.eqx\.json records \d+")),
+    "sidecar-of-the-write-before": (lambda w, s, p: (w, p), (
+        r"is damaged: its contents do not match the checksum")),
+    "sidecar-step-bit-flipped": (lambda w, s, p: (w, s.replace(b'"step": 4', b'"step": 5')), (
+        r"cannot be read: its sidecar checkpoint\.eqx\.json is damaged \(its fields, such as "
+        r"the step or the config, do not match")),
+    "sidecar-not-json": (lambda w, s, p: (w, s[: len(s) // 2]), (
+        r"cannot be read: its sidecar checkpoint\.eqx\.json is not a node_kit sidecar \(not JSON")),
+    "sidecar-missing": (lambda w, s, p: (w, None), (
+        r"cannot be read: its sidecar checkpoint\.eqx\.json is missing \(it is written just "
+        r"after the weights")),
 }
 
 

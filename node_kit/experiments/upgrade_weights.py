@@ -81,7 +81,7 @@ def main(paths: Sequence[str]) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(prog="python -m node_kit.experiments.upgrade_weights",
-                                     description=__doc__.splitlines()[0])
+                                     description=(__doc__ or "").split("\n")[0])
     parser.add_argument("paths", nargs="+", help="run folders (searched recursively) or files")
     return parser.parse_args(argv).paths
 
