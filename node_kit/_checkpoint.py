@@ -33,14 +33,18 @@ def save_checkpoint(
     info: dict | None = None,
     keep_previous: bool = True,
 ) -> None:
-    """Write the state, its config `meta` and a checksum atomically.
+    """Write the state's leaves to `path`, then its config `meta`, step and checksum to the
+    sidecar `<path>.json`, each atomically.
 
-    The checkpoint it replaces is kept as `<path>.prev` (unless `keep_previous=False`),
-    so a damaged latest file still leaves one to resume from. A `state` whose
-    `opt_state` is `None` writes the model alone (the weights a finished run keeps);
-    [`node_kit.load_checkpoint`][] reads it back with `Checkpoint(like, None, 0)`.
-    `info` (JSON values, e.g. the command and full config of a run) is written into the
-    header as `"info"` and, unlike `meta`, never checked on resume.
+    `path` is a plain `eqx.tree_serialise_leaves` file of `(model, opt_state)`. The
+    checkpoint it replaces is kept as `<path>.prev` with its sidecar (unless
+    `keep_previous=False`), so a damaged latest file, or a kill between the two writes,
+    still leaves one to resume from. A `state` whose `opt_state` is `None` writes the
+    model alone (the weights a finished run keeps): equinox reads it with
+    `eqx.tree_deserialise_leaves(path, model_skeleton)`, and
+    [`node_kit.load_checkpoint`][] with `Checkpoint(like, None, 0)`. `info` (JSON values,
+    e.g. the command and full config of a run) is written into the sidecar as `"info"`
+    and, unlike `meta`, never checked on resume.
     """
     if not isinstance(state, Checkpoint):
         raise ValueError(
@@ -53,12 +57,12 @@ def save_checkpoint(
         raise ValueError(f"`info` must be a dict of JSON values or None; got {type_name(info)}.")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
-    header = {**meta, "step": state.step, **({} if info is None else {"info": info})}
-    write_checkpoint_bytes(path, header, buffer.getvalue(), keep_previous=keep_previous)
+    write_checkpoint_bytes(path, buffer.getvalue(), step=state.step, meta=meta, info=info,
+                           keep_previous=keep_previous)
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The checked JSON header of a checkpoint (its config and step)."""
+    """The checked config and step of a checkpoint (from its sidecar, or an old file's header)."""
     return read_checkpoint_bytes(path)[0]
 
 
@@ -68,10 +72,10 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
     **Raises:**
 
     [`node_kit.CheckpointError`][] (a `ValueError`) naming the file, what is wrong and
-    what to do: it is missing, not a checkpoint, truncated, damaged (the checksum does not
-    match), from a run with another config (the keys of `meta` that differ), or does not
-    fit `like` (another model size or another optimizer's state). A `like` whose
-    `opt_state` is `None` reads the model only.
+    what to do: it is missing, not a checkpoint, truncated, damaged (its sidecar is
+    missing or damaged, or the checksum in it does not match), from a run with another
+    config (the keys of `meta` that differ), or does not fit `like` (another model size or
+    another optimizer's state). A `like` whose `opt_state` is `None` reads the model only.
     """
     saved, payload = read_checkpoint_bytes(path)
     differ = sorted(k for k in meta if saved.get(k) != meta[k])
@@ -96,7 +100,8 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
 
 
 def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Checkpoint:
-    """[`node_kit.load_checkpoint`][], falling back to `<path>.prev` if the latest is unusable.
+    """[`node_kit.load_checkpoint`][], falling back to `<path>.prev` (and its sidecar) if the
+    latest is unusable.
 
     A fallback is announced with a warning naming both files and the reason. A
     checkpoint from another config is never skipped over: that error is raised as is.

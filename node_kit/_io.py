@@ -1,23 +1,25 @@
-"""Atomic file writes and the checkpoint file format (header, checksum, previous copy)."""
+"""Atomic file writes, and the weights file format: equinox's leaves with a JSON sidecar."""
 
+import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TypeGuard
 
 import equinox as eqx
 
+from ._old_formats import split_old_format
 
-def atomic_write_bytes(
-    path: str | os.PathLike, data: bytes, *, keep_previous: str | os.PathLike | None = None
-) -> None:
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temporary file, `fsync` and a rename.
 
     The parent directory is created if needed; on any error the temporary file is
-    removed and `path` keeps its old contents. With `keep_previous`, an existing `path`
-    is first copied there (after the new data is safely on disk), so that `path` exists
-    at every moment and a kill leaves either the old or the new file in place.
+    removed and `path` keeps its old contents: it holds the old or the new data at every
+    moment.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,9 +32,7 @@ def atomic_write_bytes(
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if keep_previous is not None and path.exists():
-            _copy_into_place(path, Path(keep_previous))
-        os.replace(tmp, path)  # `path` holds the old or the new data at every moment
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -50,15 +50,18 @@ def _copy_into_place(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
-# ---------------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------------- weights files
 #
-# A checkpoint file is MAGIC, an 8-byte little-endian header length, a JSON header (the run's
-# config `meta`, the step, the SHA-256 of the payload), then the payload written by
-# `eqx.tree_serialise_leaves`. Files written before the magic existed (header length first,
-# no checksum) are still read.
+# A weights file (`model.eqx`, `best.eqx`, `checkpoint.eqx` and its `.prev` copy) holds
+# exactly what `eqx.tree_serialise_leaves` writes. Its sidecar `<file>.json` holds the format
+# and its version, the step, the run's config `meta` and `info`, the byte length and SHA-256
+# of the weights, and the SHA-256 of its own fields (`sidecar_sha256`), so that a changed
+# step or config is caught too. The weights are written first, then the sidecar, each
+# atomically: a missing or mismatched sidecar marks the file as damaged. The formats with
+# a header inside the file (_old_formats.py) are still read.
 
-MAGIC = b"NODE_KIT_CHECKPOINT\x00v2\n"
-_HEADER_LIMIT = 1 << 24  # 16 MiB of JSON is no header node_kit writes
+FORMAT = "node_kit weights"
+VERSION = 3
 
 
 class CheckpointError(ValueError):
@@ -80,37 +83,81 @@ def previous_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def write_checkpoint_bytes(
-    path: str | os.PathLike, header: dict, payload: bytes, *, keep_previous: bool = True
-) -> None:
-    """Write a checkpoint atomically, keeping the one it replaces as `<path>.prev` (unless
-    `keep_previous=False`)."""
-    import hashlib
-    import json
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of a weights file: `<path>.json`."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
 
-    header = {**header, "sha256": hashlib.sha256(payload).hexdigest()}
+
+def sidecar_bytes(payload: bytes, *, step: int, meta: dict, info: dict | None) -> bytes:
+    """The sidecar of the weights `payload`: format, step, `meta`, `info`, checksums."""
+    fields = {"format": FORMAT, "version": VERSION, "step": step, "meta": meta, "info": info,
+              "weights": {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}}
     try:
-        text = json.dumps(header, allow_nan=False).encode()
+        fields = json.loads(json.dumps(fields, allow_nan=False))  # as a reader will see them
     except (TypeError, ValueError) as error:
         raise ValueError(
             "`meta` must hold JSON values only (str, int, finite float, bool, None, lists "
             f"and dicts of them), so that a resumed run can compare it; got {error}. Convert "
             "the value, e.g. with str(), or leave it out of `meta`."
         ) from None
-    data = MAGIC + len(text).to_bytes(8, "little") + text + payload
-    atomic_write_bytes(path, data, keep_previous=previous_path(path) if keep_previous else None)
+    fields["sidecar_sha256"] = _fields_digest(fields)
+    return json.dumps(fields, indent=2).encode() + b"\n"
+
+
+def _fields_digest(fields: dict) -> str:
+    """SHA-256 of a sidecar's fields (`sidecar_sha256` left out), in a canonical form."""
+    rest = {k: v for k, v in fields.items() if k != "sidecar_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_checkpoint_bytes(path: str | os.PathLike, payload: bytes, *, step: int, meta: dict,
+                           info: dict | None = None, keep_previous: bool = True) -> None:
+    """Write the weights `payload` atomically, then its sidecar.
+
+    With `keep_previous`, the pair it replaces (if sound) is first copied to `<path>.prev`
+    and its sidecar, so that a kill at any moment leaves a sound pair: the latest, or
+    while the latest is half written, the previous one.
+    """
+    path = Path(path)
+    sidecar = sidecar_bytes(payload, step=step, meta=meta, info=info)
+    if keep_previous and _is_sound(path):  # a damaged latest never replaces a sound .prev
+        _copy_pair(path, previous_path(path))
+    atomic_write_bytes(path, payload)
+    atomic_write_bytes(sidecar_path(path), sidecar)
+
+
+def remove_weights(path: str | os.PathLike) -> None:
+    """Remove a weights file and then its sidecar (a sidecar alone is ignored)."""
+    Path(path).unlink(missing_ok=True)
+    sidecar_path(path).unlink(missing_ok=True)
+
+
+def _is_sound(path: Path) -> bool:
+    try:
+        read_checkpoint_bytes(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _copy_pair(path: Path, target: Path) -> None:
+    """Copy a weights file and its sidecar to `target` and its sidecar (each atomically)."""
+    if sidecar_path(path).exists():
+        _copy_into_place(sidecar_path(path), sidecar_path(target))
+    else:  # an old format, its header inside: a sidecar left at `target` would not match
+        sidecar_path(target).unlink(missing_ok=True)
+    _copy_into_place(path, target)
 
 
 def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) -> tuple[dict, bytes]:
-    """`(header, payload)` of a checkpoint, checked: a `CheckpointError` says what is wrong.
+    """`(header, payload)` of a weights file, checked: a `CheckpointError` says what is wrong.
 
-    `fix` replaces the advice that ends each message (by default: how to resume).
+    `header` is the run's config `meta` with `"step"` and, where written, `"info"`;
+    `payload` the file's leaves as `eqx.tree_serialise_leaves` wrote them. `fix` replaces
+    the advice that ends each message (by default: how to resume).
     """
-    import hashlib
-    import json
-
     path = Path(path)
-    previous = previous_path(path).name
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -118,35 +165,77 @@ def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) ->
             f"no checkpoint at {path}. " + (fix or "Train without resuming to start fresh, or "
                                              "pass the output folder of the run to continue.")
         ) from None
-    legacy = not data.startswith(MAGIC)
-    start = 0 if legacy else len(MAGIC)
-    size = int.from_bytes(data[start : start + 8], "little") if len(data) >= start + 8 else -1
-    end = start + 8 + size
-    if not 0 < size <= _HEADER_LIMIT or end > len(data):
-        what = "it is truncated" if not legacy else "it is not a node_kit checkpoint"
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read: {what} ({len(data)} bytes). " + (
-                fix or f"Resume from {previous} if it exists, or start fresh without resuming.")
-        )
+    fix = fix or (f"Resume from {previous_path(path).name} (node_kit falls back to it when "
+                  "resuming) if it exists, or start fresh without resuming.")
+    old = split_old_format(data)
+    if old is not None:
+        header, payload, problem = old
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {path} {problem}. {fix}")
+        return {k: v for k, v in header.items() if k != "sha256"}, payload
+    fields = _read_sidecar(path, len(data), fix)
+    _check_weights(path, data, fields["weights"], fix)
+    info = {} if fields["info"] is None else {"info": fields["info"]}
+    return {**fields["meta"], "step": fields["step"], **info}, data
+
+
+def _read_sidecar(path: Path, size: int, fix: str) -> dict:
+    """The fields of the sidecar of `path` (a file of `size` bytes), checked."""
+    sidecar = sidecar_path(path)
     try:
-        header = json.loads(data[start + 8 : end])
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
+        fields = json.loads(sidecar.read_bytes())
+    except FileNotFoundError:
         raise CheckpointError(
-            f"checkpoint {path} cannot be read: its header is not valid JSON (not a node_kit "
-            "checkpoint, or damaged). " + (fix or "Start fresh without resuming.")
-        )
-    payload = data[end:]
-    digest = header.get("sha256")
-    if not legacy and digest != hashlib.sha256(payload).hexdigest():
+            f"checkpoint {path} cannot be read: its sidecar {sidecar.name} is missing (it is "
+            "written just after the weights: a write was cut off, or the file was copied "
+            f"without it), and the file is in no older node_kit format ({size} bytes). {fix}"
+        ) from None
+    except ValueError:  # not JSON, or not UTF-8
+        fields = None
+    if isinstance(fields, dict) and type(fields.get("version")) is int and fields["version"] > VERSION:
         raise CheckpointError(
-            f"checkpoint {path} is damaged: its contents do not match the checksum in its "
-            "header (a flipped or missing byte). " + (
-                fix or f"Resume from {previous} (node_kit falls back to it when resuming), "
-                "or start fresh.")
+            f"checkpoint {path} was written by a newer node_kit (sidecar version "
+            f"{fields['version']}; this one reads up to {VERSION}). Upgrade node_kit to read it.",
+            damaged=False,
         )
-    return header, payload
+    if not _well_formed(fields):
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: its sidecar {sidecar.name} is not a node_kit "
+            f"sidecar (not JSON, or fields missing: damaged, or another program's file). {fix}"
+        )
+    if fields["sidecar_sha256"] != _fields_digest(fields):
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: its sidecar {sidecar.name} is damaged (its "
+            f"fields, such as the step or the config, do not match their checksum). {fix}"
+        )
+    return fields
+
+
+def _well_formed(fields) -> TypeGuard[dict]:
+    """A dict with every field of a sidecar of this version, of the right types."""
+    if not (isinstance(fields, dict) and fields.get("format") == FORMAT
+            and fields.get("version") == VERSION and isinstance(fields.get("weights"), dict)):
+        return False
+    weights = fields["weights"]
+    return (type(fields.get("step")) is int and isinstance(fields.get("meta"), dict)
+            and (fields.get("info") is None or isinstance(fields["info"], dict))
+            and type(weights.get("bytes")) is int and isinstance(weights.get("sha256"), str)
+            and isinstance(fields.get("sidecar_sha256"), str))
+
+
+def _check_weights(path: Path, data: bytes, recorded: dict, fix: str) -> None:
+    """The weights are the bytes their sidecar records (length and SHA-256)."""
+    sidecar = sidecar_path(path).name
+    if len(data) != recorded["bytes"]:
+        what = f"it holds {len(data)} bytes where its sidecar {sidecar} records {recorded['bytes']}"
+    elif hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        what = f"its contents do not match the checksum in its sidecar {sidecar}"
+    else:
+        return
+    raise CheckpointError(
+        f"checkpoint {path} is damaged: {what} (a flipped or lost byte, or a write cut off "
+        f"between the weights and their sidecar). {fix}"
+    )
 
 
 def deserialise_leaves(payload: bytes, like, *, read_all: bool,

@@ -2,10 +2,11 @@
 
 A training command (`python -m node_kit.experiments.<name>`) writes into its `--out`
 folder the checkpoint `checkpoint.eqx` while it trains and the weights `model.eqx` when it
-ends (`best.eqx` with `--eval-every`). Each file's header records the command (its module)
-and the full config of the run. [`node_kit.load_run`][] reads the header, looks the command
-up in the command registry (`node_kit.experiments._registry`, imported only then: node_kit
-never imports the commands on its own, and they need the `experiments` extra), rebuilds its
+ends (`best.eqx` with `--eval-every`), each a plain `eqx.tree_serialise_leaves` file whose
+JSON sidecar (`model.eqx.json`) records the command (its module) and the full config of
+the run. [`node_kit.load_run`][] reads the sidecar, looks the command up in the command
+registry (`node_kit.experiments._registry`, imported only then: node_kit never imports the
+commands on its own, and they need the `experiments` extra), rebuilds its
 `Config` and the model's skeleton (`model_skeleton(config)`), and reads the weights into it.
 """
 
@@ -95,8 +96,8 @@ def _registered(name, what: str):
 def _fix(path: Path) -> str:
     """What to do about an unreadable weights file."""
     if path.name == "model.eqx" and (path.parent / "checkpoint.eqx").exists():
-        return ("Delete it and nk.load_run reads the run's checkpoint.eqx instead (the same "
-                "weights, for a run that finished), or train the run again.")
+        return ("Delete it and its sidecar, and nk.load_run reads the run's checkpoint.eqx "
+                "instead (the same weights, for a run that finished), or train the run again.")
     return "Train the run again, or pass the folder of another run."
 
 
@@ -138,7 +139,7 @@ def _weights_file(folder: Path, best: bool, command) -> Path:
 
 
 def _record(header: dict, path: Path) -> dict:
-    """The `{"command", "config"}` a run wrote into the file's header."""
+    """The `{"command", "config"}` a run wrote into the file's sidecar (or old header)."""
     record = header.get("info")
     if not (isinstance(record, dict) and isinstance(record.get("command"), str)
             and isinstance(record.get("config"), dict)):

@@ -397,12 +397,15 @@ def _files() -> dict[str, Path]:
     folder = Path(_TEMP.name)
     good = folder / "good.eqx"
     nk.save_checkpoint(good, nk.Checkpoint({"w": jnp.ones(2)}, None, 1), {"lr": 0.1})
-    data = good.read_bytes()
+    data, sidecar = good.read_bytes(), (folder / "good.eqx.json").read_bytes()
     files = {"good": good, "missing": folder / "missing.eqx"}
-    for name, content in (("text", b"not a checkpoint\n"), ("truncated", data[:30]),
-                          ("flipped", data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])):
+    for name, content, its_sidecar in (
+            ("text", b"not a checkpoint\n", None), ("truncated", data[:30], sidecar),
+            ("flipped", data[:-3] + bytes([data[-3] ^ 1]) + data[-2:], sidecar)):
         files[name] = folder / f"{name}.eqx"
         files[name].write_bytes(content)
+        if its_sidecar is not None:
+            (folder / f"{name}.eqx.json").write_bytes(its_sidecar)
     return files
 
 
@@ -432,9 +435,9 @@ _add("fit", "fit", [
 
 _add("checkpoint", "ckpt", [
     ("load-missing", lambda: _load("missing"), CE, r"no checkpoint at .*missing\.eqx"),
-    ("load-not-a-checkpoint", lambda: _load("text"), CE, r"checkpoint .*text\.eqx cannot be read: it is not a node_kit checkpoint \(17 bytes\)"),
-    ("load-truncated", lambda: _load("truncated"), CE, r"checkpoint .*truncated\.eqx cannot be read: it is truncated \(30 bytes\)"),
-    ("load-flipped-byte", lambda: _load("flipped"), CE, r"checkpoint .*flipped\.eqx is damaged: its contents do not match the checksum"),
+    ("load-not-a-checkpoint", lambda: _load("text"), CE, r"checkpoint .*text\.eqx cannot be read: its sidecar text\.eqx\.json is missing .*, and the file is in no older node_kit format \(17 bytes\)"),
+    ("load-truncated", lambda: _load("truncated"), CE, r"checkpoint .*truncated\.eqx is damaged: it holds 30 bytes where its sidecar truncated\.eqx\.json records \d+"),
+    ("load-flipped-byte", lambda: _load("flipped"), CE, r"checkpoint .*flipped\.eqx is damaged: its contents do not match the checksum in its sidecar flipped\.eqx\.json"),
     ("load-other-config", lambda: _load("good", meta={"lr": 0.2}), CE, r"checkpoint .*good\.eqx is from another config \(lr: checkpoint 0\.1 vs now 0\.2\)"),
     ("load-other-model-size", lambda: _load("good", like=nk.Checkpoint({"w": jnp.ones(3)}, None, 0)), CE, r"checkpoint .*good\.eqx does not fit this model and optimizer"),
     ("resume-damaged-no-previous", lambda: _load("flipped", resume=True), CE, r"checkpoint .*flipped\.eqx is damaged"),

@@ -34,7 +34,9 @@ def test_command_resumes_each_model(tmp_path):
     `.prev` files), the MLP never started. The resumed run ends where the first one did."""
     config, models = _run_and_check(tmp_path)
     for name in ("deq", "neural_ode"):
-        os.replace(tmp_path / name / "checkpoint.eqx.prev", tmp_path / name / "checkpoint.eqx")
+        for end in ("", ".json"):  # the weights and their sidecar
+            os.replace(tmp_path / name / f"checkpoint.eqx.prev{end}",
+                       tmp_path / name / f"checkpoint.eqx{end}")
     shutil.rmtree(tmp_path / "mlp")
     deq_experiment.main(dataclasses.replace(config, resume=True))
     resumed = json.loads((tmp_path / "results.json").read_text())

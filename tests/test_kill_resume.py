@@ -7,13 +7,15 @@ sends itself SIGKILL (no `finally`, no flush) at one point:
 - `checkpoint`: writing the final checkpoint, its new file on disk but not yet renamed
     into place (so the checkpoint on disk is a step back and the history holds a row
     after it, which the resume drops and computes again);
+- `sidecar`: the final checkpoint's weights renamed into place, its sidecar not yet (the
+    weights do not match the sidecar: the resume falls back to `checkpoint.eqx.prev`);
 - `evaluation`: training finished, the test NLL being computed;
 - `picture`: results.json written, the picture not yet.
 
 The uninterrupted run and the resumes run in this process, so they share one compile.
 The killed runs share theirs through a persistent compilation cache of their own: the
 first compiles the training step while this process runs the uninterrupted one, the
-other two read it. JAX does not cache a program with host callbacks, so they run with
+others read it. JAX does not cache a program with host callbacks, so they run with
 `EQX_ON_ERROR=nan` (equinox's checks as NaNs, not callbacks); no solve fails in them.
 """
 
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from test_experiment_cnf import TINY
 
 import node_kit as nk
@@ -43,11 +46,12 @@ KILLER = textwrap.dedent("""
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if point == "checkpoint":
+    if point in ("checkpoint", "sidecar"):
         replace, writes = os.replace, []
+        name = "checkpoint.eqx" if point == "checkpoint" else "checkpoint.eqx.json"
 
         def replace_unless_last(src, dst):
-            if Path(dst).name == "checkpoint.eqx":
+            if Path(dst).name == name:
                 writes.append(dst)
                 if len(writes) == 3:  # steps 1, 2, then the final 3
                     die()
@@ -62,7 +66,7 @@ KILLER = textwrap.dedent("""
     print("not killed", flush=True)
 """)
 
-POINTS = ("checkpoint", "evaluation", "picture")
+POINTS = ("checkpoint", "sidecar", "evaluation", "picture")
 TIMING = ("train_seconds_this_run",)
 
 
@@ -108,8 +112,15 @@ def test_kill_9_at_any_point_then_resume_gives_the_uninterrupted_run(tmp_path):
     for point in POINTS:
         out = tmp_path / point
         assert (out / "checkpoint.eqx").exists(), point  # a kill never leaves none behind
-        cnf_experiment.main(cnf_experiment.parse_args(args + ["--out", str(out), "--resume"]))
+        resume = cnf_experiment.parse_args(args + ["--out", str(out), "--resume"])
+        if point == "sidecar":
+            with pytest.warns(UserWarning, match=r"resuming from the previous checkpoint "
+                              r".*checkpoint\.eqx\.prev \(step 2\): .* do not match the checksum"):
+                cnf_experiment.main(resume)
+        else:
+            cnf_experiment.main(resume)
         assert _rows(out / "history.csv") == expected_rows, point
         assert _results(out / "results.json") == _results(straight / "results.json"), point
-        assert (out / "checkpoint.eqx").read_bytes() == (straight / "checkpoint.eqx").read_bytes()
+        for name in ("checkpoint.eqx", "checkpoint.eqx.json", "model.eqx", "model.eqx.json"):
+            assert (out / name).read_bytes() == (straight / name).read_bytes(), (point, name)
         assert (out / "8gaussians.png").exists(), point

@@ -14,7 +14,9 @@ import pytest
 from conftest import tree_allclose
 
 import node_kit as nk
-from node_kit._io import previous_path as nk_previous, read_checkpoint_bytes as nk_read_checkpoint_bytes
+from node_kit._io import previous_path as nk_previous
+from node_kit._io import read_checkpoint_bytes as nk_read_checkpoint_bytes
+from node_kit._io import sidecar_path as nk_sidecar
 
 TS = jnp.linspace(0.0, 0.5, 4)
 
@@ -99,8 +101,9 @@ def test_resume_continues_exactly(getkey, tmp_path):
     resumed, history = fit(20, tmp_path / "b.eqx", True)
     assert history[0]["step"] == 13
     assert tree_allclose(resumed, straight, rtol=0, atol=0)
-    # No temp files; each checkpoint keeps the one before it.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eqx", "a.eqx.prev", "b.eqx", "b.eqx.prev"]
+    # No temp files; each checkpoint keeps the one before it, each with its sidecar.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{name}.eqx{end}" for name in "ab" for end in ("", ".json", ".prev", ".prev.json")]
 
 
 def test_checkpoint_from_another_config_is_refused(getkey, tmp_path):
@@ -216,18 +219,22 @@ def test_fit_argument_checks(getkey, tmp_path):
 def test_damaged_checkpoints_raise_one_clear_error(getkey, tmp_path):
     path = tmp_path / "ok.eqx"
     _fit(_model(getkey()), _loss, _batch_at, 2, path)
-    data = path.read_bytes()
-    cases = {
-        "garbage": (b"\x07" * 100, "cannot be read"),
-        "empty": (b"", r"cannot be read: it is not a node_kit checkpoint \(0 bytes\)"),
-        "truncated": (data[: len(data) // 2], "damaged|truncated"),
-        "header_only": (data[:40], "truncated"),
-        "flipped": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "is damaged: its contents "
-                    "do not match the checksum"),
+    data, sidecar = path.read_bytes(), nk_sidecar(path).read_bytes()
+    missing = r"cannot be read: its sidecar {}\.eqx\.json is missing .* older node_kit format \({} bytes\)"
+    cases = {  # name: (weights, their sidecar or None, the error)
+        "garbage": (b"\x07" * 100, None, missing.format("garbage", 100)),
+        "empty": (b"", None, missing.format("empty", 0)),
+        "truncated": (data[: len(data) // 2], sidecar, (
+            r"is damaged: it holds \d+ bytes where its sidecar truncated\.eqx\.json records \d+")),
+        "flipped": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], sidecar, (
+            "is damaged: its contents do not match the checksum in its sidecar flipped.eqx.json")),
+        "bad_sidecar": (data, b"{" + sidecar, r"its sidecar bad_sidecar\.eqx\.json is not a node_kit sidecar"),
     }
-    for name, (content, match) in cases.items():
+    for name, (content, its_sidecar, match) in cases.items():
         bad = tmp_path / f"{name}.eqx"
         bad.write_bytes(content)
+        if its_sidecar is not None:
+            nk_sidecar(bad).write_bytes(its_sidecar)
         with pytest.raises(nk.CheckpointError, match=match) as info:
             _load(bad, getkey)
         assert str(bad) in str(info.value)
@@ -261,6 +268,7 @@ def test_resume_keeps_the_history_up_to_the_checkpoint_and_recomputes_the_rest(g
     path = tmp_path / "run.eqx"
     _fit(init, _loss, _batch_at, 8, path, log_every=1, history_path=history)
     path.write_bytes(nk_previous(path).read_bytes())  # as if killed after step 8: back at 6
+    nk_sidecar(path).write_bytes(nk_sidecar(nk_previous(path)).read_bytes())
     history.write_text(history.read_text() + "8,garbage row of a killed run\n")
     _, resumed = _fit(init, _loss, _batch_at, 8, path, resume=True, log_every=1,
                       history_path=history)

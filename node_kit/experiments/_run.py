@@ -50,7 +50,7 @@ import node_kit as nk
 
 from .._checks import check_int, check_real
 from .._checkpoint import Checkpoint, save_checkpoint
-from .._io import CheckpointError, previous_path, read_checkpoint_bytes
+from .._io import CheckpointError, previous_path, read_checkpoint_bytes, remove_weights
 from .._parallel import DataParallel, is_main_process, local_value
 from .._history import read_history
 from ._cli import _module_name, run_meta
@@ -175,9 +175,9 @@ class Run:
             self.best = _BestModel(self, validation)
             fit_options = {"evaluate": self.best, "evaluate_every": every, **fit_options}
         if is_main_process():
-            self.model_path.unlink(missing_ok=True)  # from the run before: no longer the end
+            remove_weights(self.model_path)  # from the run before: no longer the end
             if not config.resume:
-                self.best_path.unlink(missing_ok=True)
+                remove_weights(self.best_path)
         meta = self.meta
         model, _ = nk.fit(
             model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
