@@ -20,7 +20,7 @@ reference on the same steps. It fits the growth exponent of memory in N, checks
 prints a table, and writes `<out>/<name>.csv`, `.json` (with versions, backend, device
 and machine) and `.png`.
 
-`--family` picks the gradients (see `_memory_families.py`): `ode` (the above, the
+`--family` picks the gradients (see `_memory_problems.py`): `ode` (the above, the
 default), `deq` (a DEQ layer's `implicit`, `unrolled` and `phantom` backward passes
 against K forward iterations) or `inner` (MAML, first-order MAML and iMAML
 meta-gradients against K inner steps); `--solver-steps` is then K, `--modes` the methods,

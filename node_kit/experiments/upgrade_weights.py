@@ -25,7 +25,7 @@ from .._io import (
     sidecar_path,
 )
 from .._old_formats import npy_records, split_old_format
-from ._run import run_command
+from ._protocol import exit_on_user_error
 
 
 def upgrade(path: str | Path) -> bool:
@@ -74,9 +74,13 @@ def weights_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def main(paths: Sequence[str]) -> None:
+def main(paths: Sequence[str]) -> dict:
+    """Upgrade every weights file of `paths`; `{path: upgraded}` (False: already current)."""
+    done = {}
     for path in weights_files(paths):
-        print(f"{'upgraded' if upgrade(path) else 'already current'}: {path}", flush=True)
+        done[str(path)] = upgrade(path)
+        print(f"{'upgraded' if done[str(path)] else 'already current'}: {path}", flush=True)
+    return done
 
 
 def parse_args(argv: Sequence[str] | None = None) -> list[str]:
@@ -87,4 +91,4 @@ def parse_args(argv: Sequence[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    run_command(main, parse_args)
+    exit_on_user_error(lambda: main(parse_args()))
