@@ -1,4 +1,9 @@
-"""mkdocs hooks: serve the committed result pictures, which live outside docs/.
+"""mkdocs hooks: the commands' pages in the nav, and the committed result pictures, which
+live outside docs/.
+
+`on_config` puts every registered command's page (`COMMAND.docs`) in the nav: a page that
+mkdocs.yml does not name is added under "Commands", so a new command's page needs no edit
+of mkdocs.yml.
 
 The pages link a picture by its path from docs/ in the repository,
 `../experiments/results/<run>/<picture>.png`, so that the links also work where GitHub
@@ -16,6 +21,13 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 LINK = re.compile(r"(\]\(|src=\")\.\./((?:\.\./)*experiments/results/)")
+
+
+def on_config(config):
+    from node_kit.experiments._registry import nav_with_commands
+
+    config["nav"] = nav_with_commands(config["nav"])
+    return config
 
 
 def on_files(files, config):

@@ -124,3 +124,22 @@ def test_unknown_and_bad_registrations_are_refused():
         _registry.register("node_kit._checks")
     with pytest.raises(ValueError, match=r"'cnf' is one of node_kit's commands"):
         _registry.unregister("cnf")
+
+
+def test_every_command_has_a_docs_page_in_the_nav():
+    """Each command names its page, which shows how to run it; the docs nav holds every
+    such page: mkdocs.yml's, plus a "Commands" section for those it lacks."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    for command in COMMANDS:
+        page = root / "docs" / command.docs
+        assert page.is_file(), (command.name, command.docs)
+        assert f"python -m node_kit.experiments.{command.name}" in page.read_text(), command.name
+    listed = re.findall(r":\s*([\w/-]+\.md)\s*$", (root / "mkdocs.yml").read_text(), re.M)
+    nav = [{"Home": "index.md"}, {"Pages": [{p: p} for p in listed if p != "index.md"]}]
+    assert _registry.nav_with_commands(nav) == nav  # every command's page is listed already
+    fewer = [{"Home": "index.md"}, {"Pages": [{p: p} for p in listed if p != "cnf.md"]}]
+    assert _registry.nav_with_commands(fewer)[-1] == {"Commands": [{"cnf": "cnf.md"},
+                                                                   {"cnf_overhead": "cnf.md"}]}

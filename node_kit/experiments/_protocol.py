@@ -169,6 +169,8 @@ class Command:
         old flag is refused naming the new one, and a run recorded with the old name loads.
     - `worker`: `worker(payload) -> dict`, run instead of `main` for `--worker PAYLOAD`
         (a command that measures in child processes).
+    - `docs`: its page under docs/ (`"cnf.md"`); the docs nav lists every command's page
+        (experiments/mkdocs_hooks.py adds one that mkdocs.yml does not name).
     - `description`: its one-paragraph summary (default: the first paragraph of the
         module's docstring).
     """
@@ -185,6 +187,7 @@ class Command:
     reference: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
     worker: Callable[[str], dict] | None = None
+    docs: str | None = None
     description: str = ""
 
     def __post_init__(self):

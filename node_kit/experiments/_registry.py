@@ -70,6 +70,22 @@ def unregister(name: str) -> None:
     _modules.pop(name, None)
 
 
+def nav_with_commands(nav: list) -> list:
+    """A mkdocs nav (a list of pages and `{title: page or list}`) with a "Commands" section
+    for the registered commands' pages (`Command.docs`) that it does not name."""
+    named = _nav_pages(nav)
+    missing = [{c.name: c.docs} for c in commands() if c.docs and c.docs not in named]
+    return [*nav, {"Commands": missing}] if missing else nav
+
+
+def _nav_pages(nav) -> set[str]:
+    pages = set()
+    for entry in nav or []:
+        for value in (entry.values() if isinstance(entry, dict) else [entry]):
+            pages |= _nav_pages(value) if isinstance(value, list) else {value}
+    return pages
+
+
 def _command_of(module: str) -> Command:
     command = getattr(importlib.import_module(module), "COMMAND", None)
     if not isinstance(command, Command):

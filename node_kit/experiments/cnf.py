@@ -361,7 +361,7 @@ def _plot_images(cnf: nk.CNF, data: Data, key):
 
 
 COMMAND = Command(
-    "cnf", Config, main, choices=_choices, model_skeleton=model_skeleton,
+    "cnf", Config, main, docs="cnf.md", choices=_choices, model_skeleton=model_skeleton,
     headline=lambda results: {"test_nll": results["test_nll"]},
     reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
 )

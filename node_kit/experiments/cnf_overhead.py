@@ -294,7 +294,7 @@ def plot(report: dict):
 
 
 COMMAND = Command(
-    "cnf_overhead", Config, main, choices=lambda: {"workloads": WORKLOAD_NAMES},
+    "cnf_overhead", Config, main, docs="cnf.md", choices=lambda: {"workloads": WORKLOAD_NAMES},
     committed=lambda results: ({"cnf_overhead": results / "cnf_overhead.json"}
                                if (results / "cnf_overhead.json").exists() else {}),
     output=lambda config: "cnf_overhead.json",

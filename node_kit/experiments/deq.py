@@ -304,7 +304,7 @@ def _print_summary(summaries: dict, out: Path) -> None:
 
 
 COMMAND = Command(
-    "deq", Config, main, choices=_choices,
+    "deq", Config, main, docs="implicit-layers.md", choices=_choices,
     headline=lambda results: {f"{name} test_accuracy": m["test_accuracy"]
                               for name, m in results["models"].items()},
 )

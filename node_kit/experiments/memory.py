@@ -262,7 +262,7 @@ def command_line(config: Config) -> str:
 
 
 COMMAND = Command(
-    "memory", Config, main,
+    "memory", Config, main, docs="choosing-an-adjoint.md",
     choices=lambda: {"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
                      "family": tuple(FAMILIES)},
     headline=lambda results: {

@@ -286,7 +286,7 @@ def main(config: Config) -> dict:
 
 
 COMMAND = Command(
-    "meta", Config, main,
+    "meta", Config, main, docs="implicit-layers.md",
     choices=lambda: {"methods": METHOD_NAMES, "activation": tuple(ACTIVATIONS)},
     headline=lambda results: {f"{row['method']} K={row['shots']} test_mse": row["test_mse"]
                               for row in results["rows"]},

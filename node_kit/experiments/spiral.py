@@ -185,7 +185,7 @@ def plot(true: np.ndarray, predicted: np.ndarray):
 
 
 COMMAND = Command(
-    "spiral", Config, main, choices=lambda: {"adjoint": ADJOINT_NAMES},
+    "spiral", Config, main, docs="index.md", choices=lambda: {"adjoint": ADJOINT_NAMES},
     model_skeleton=model_skeleton,
     headline=lambda results: {"trajectory_mae": results["trajectory_mae"]},
 )

@@ -357,7 +357,7 @@ def headline(results: dict) -> dict[str, float]:
 
 
 COMMAND = Command(
-    "timeseries", Config, main, choices=_choices, model_skeleton=model_skeleton,
+    "timeseries", Config, main, docs="timeseries.md", choices=_choices, model_skeleton=model_skeleton,
     headline=headline,
     reference=(("--steps", "20"), ("test_mse", "baseline_linear_interpolation_mse",
                                    "eval_num_steps")),
