@@ -10,6 +10,10 @@ NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "imaml": "iMAML",
 """The methods as the notes name them."""
 
 
+def _name(method: str) -> str:
+    return NAMES.get(method, method)
+
+
 def meta_table(results: Path) -> str:
     """Post-adaptation test MSE of each meta-learning method, with its costs."""
     r = load(results / "meta" / "results.json")
@@ -41,7 +45,7 @@ def meta_notes(results: Path) -> str:
     for shots in sorted({row["shots"] for row in r["rows"]}):
         rows = sorted((row for row in r["rows"] if row["shots"] == shots),
                       key=lambda row: row["test_mse"])
-        order = ", ".join(NAMES.get(row["method"], row["method"]) for row in rows)
+        order = ", ".join(_name(row["method"]) for row in rows)
         out.append(f"- K = {shots}: from the lowest test MSE, {order}.")
         pre = next((row for row in rows if row["method"] == "pretrained"), None)
         if pre is not None:
@@ -50,8 +54,8 @@ def meta_notes(results: Path) -> str:
                         f"{change} ({pre['test_mse_before_adaptation']:.3f} before, "
                         f"{pre['test_mse']:.3f} after).")
     slowest = max(r["rows"], key=lambda row: row["grad_median_seconds"])
-    out.append(f"- The slowest meta-gradient is {NAMES.get(slowest['method'], slowest['method'])}'s "
-               f"at K = {slowest['shots']}.")
+    out.append(f"- The slowest meta-gradient is {_name(slowest['method'])}'s at K = "
+               f"{slowest['shots']}.")
     return "\n".join(out)
 
 
