@@ -6,9 +6,10 @@ flags, on the workloads of `python -m node_kit.experiments.cnf_overhead`.
     python experiments/compile_flags.py --workloads cnf_exact_eval --rounds 1 --out /tmp/f.json
 
 XLA reads XLA_FLAGS once, when a process starts its backend, so each setting runs in its
-own process: `defaults` (XLA_FLAGS as inherited) and `fast` (`FAST_COMPILE_FLAGS` added:
-LLVM at -O0 and XLA:CPU's elemental fusion emitter instead of its MLIR fusion emitters,
-what tests/conftest.py gives the test suite). The settings alternate over `--rounds`
+own process: `defaults` (XLA_FLAGS as inherited) and `fast` (`FAST_COMPILE_FLAGS` of
+`node_kit/experiments/_compile_flags.py` added: LLVM at -O0 and XLA:CPU's elemental fusion
+emitter instead of its MLIR fusion emitters, what tests/conftest.py gives the test suite;
+the summary and table are there too). The settings alternate over `--rounds`
 rounds. Each process first compiles one small step untimed (what a process does once is
 not charged to the first workload), then per workload compiles node_kit's program (the
 first call, split into JAX's phases as `cnf_overhead` does) and times `--steps` steps
@@ -27,16 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from node_kit.experiments._compile_flags import SETTINGS, summarise, table, with_xla_flags
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "compile_flags.json"
-FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
-"""XLA flags for code that compiles fast and runs slower; tests/conftest.py reads them here."""
-SETTINGS = {"defaults": (), "fast": FAST_COMPILE_FLAGS}
-
-
-def with_xla_flags(flags) -> str:
-    """This process's XLA_FLAGS with `flags` added after them (for a child process)."""
-    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
 
 
 def measure(workloads: list[str], steps: int) -> dict:
@@ -76,55 +71,6 @@ def measure(workloads: list[str], steps: int) -> dict:
         }
     return {"backend": jax.default_backend(), "x64": bool(jax.config.read("jax_enable_x64")),
             "rows": rows}
-
-
-def summarise(rounds: list[dict]) -> dict:
-    """Medians over the rounds per workload and setting, their ratios and the break-even."""
-    names = list(rounds[0]["defaults"]["rows"])
-    out = {}
-    for name in names:
-        entry = {}
-        for setting in SETTINGS:
-            rows = [r[setting]["rows"][name] for r in rounds]
-            entry[setting] = {
-                "compile_seconds": statistics.median(r["compile_seconds"] for r in rows),
-                "compile_seconds_each": [r["compile_seconds"] for r in rows],
-                "xla_compile_seconds": statistics.median(r["xla_compile_seconds"] for r in rows),
-                "median_step_seconds": statistics.median(r["median_step_seconds"] for r in rows),
-                "value": rows[0]["value"], "num_steps": rows[0]["num_steps"],
-            }
-        d, f = entry["defaults"], entry["fast"]
-        entry["compile_speedup"] = d["compile_seconds"] / f["compile_seconds"]
-        entry["xla_compile_speedup"] = d["xla_compile_seconds"] / f["xla_compile_seconds"]
-        entry["step_slowdown"] = f["median_step_seconds"] / d["median_step_seconds"]
-        lost = f["median_step_seconds"] - d["median_step_seconds"]
-        saved = d["compile_seconds"] - f["compile_seconds"]
-        entry["break_even_steps"] = saved / lost if lost > 0 else None  # None: fast never loses
-        entry["value_relative_difference"] = abs(f["value"] - d["value"]) / max(abs(d["value"]), 1e-30)
-        out[name] = entry
-    return out
-
-
-def table(result: dict) -> str:
-    lines = ["| workload | compile (s): defaults / fast | speed-up | XLA's part alone | step (ms): "
-             "defaults / fast | slow-down | fast flags finish first below (steps) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, e in result["workloads"].items():
-        d, f = e["defaults"], e["fast"]
-        even = "always" if e["break_even_steps"] is None else f"{e['break_even_steps']:.0f}"
-        lines.append(f"| `{name}` | {d['compile_seconds']:.2f} / {f['compile_seconds']:.2f} | "
-                     f"{e['compile_speedup']:.1f}x | {e['xla_compile_speedup']:.1f}x | "
-                     f"{1e3 * d['median_step_seconds']:.2f} / "
-                     f"{1e3 * f['median_step_seconds']:.2f} | {e['step_slowdown']:.1f}x | {even} |")
-    worst = max(e["value_relative_difference"] for e in result["workloads"].values())
-    lines += ["", f"Compile: tracing + lowering + XLA of node_kit's program, the first call; "
-              f"step: the median of {result['steps']} steps; each the median of "
-              f"{result['rounds']} rounds with the settings alternating, one process per setting "
-              f"and round, on {result['cpu_cores']} CPU core(s) ({result['backend']}, "
-              f"{'float64' if result['x64'] else 'float32'}). Fast flags: "
-              f"`{' '.join(FAST_COMPILE_FLAGS)}`. The first losses of the two settings differ "
-              f"by at most {worst:.1e} (relative)."]
-    return "\n".join(lines)
 
 
 def parse(argv=None):

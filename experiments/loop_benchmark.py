@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from node_kit.experiments._reports import loop_table
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "loop"
 
@@ -214,25 +216,8 @@ def write(path: Path, result: dict) -> None:
 
 
 def compare(out: Path) -> str:
-    before, after = (json.loads((out / f"{k}.json").read_text()) for k in ("before", "after"))
-    rows = [
-        ("steps/s (median)", "steps_per_s_median", ".2f"),
-        ("ms/step (median)", "ms_per_step_median", ".2f"),
-        ("compile s (first 2-step fit)", "compile_s", ".1f"),
-        ("host syncs / 100 steps", "syncs_per_100_steps", "d"),
-        ("mean solver steps per solve", "mean_solver_steps", ".1f"),
-        ("final loss", "final_loss", ".4f"),
-    ]
-    lines = ["| | before | after | after / before |", "|---|---|---|---|"]
-    for name, key, fmt in rows:
-        b, a = before[key], after[key]
-        ratio = f"{a / b:.3f}" if b else "-"
-        lines.append(f"| {name} | {b:{fmt}} | {a:{fmt}} | {ratio} |")
-    lines.append(f"| timed fits (steps each) | {len(before['steps_per_s'])} ({before['steps']}) "
-                 f"| {len(after['steps_per_s'])} ({after['steps']}) | |")
-    lines.append(f"| commit | {before['environment']['commit']} | "
-                 f"{after['environment']['commit']} | |")
-    table = "\n".join(lines)
+    """Print and return the table of `out`'s before.json against its after.json."""
+    table = loop_table(out)
     print(table)
     return table
 

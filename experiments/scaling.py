@@ -21,13 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from node_kit.experiments._reports import scaling_table as table
+
 HERE = Path(__file__).resolve().parent
 MODES = {"global": False, "per_device": True}
 
 
 def probe() -> dict:
-    """The backend and device count, from a fresh process (this one never imports JAX,
-    so it holds no GPU memory and sets no device count)."""
+    """The backend and device count, from a fresh process (this one never starts a JAX
+    backend, so it holds no GPU memory and sets no device count)."""
     code = "import jax, json; print(json.dumps([jax.default_backend(), jax.device_count()]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     backend, count = json.loads(out.stdout.strip().splitlines()[-1])
@@ -80,17 +82,6 @@ def run_count(devices: int, args) -> list[dict]:
         print(f"  {devices} device(s), {mode}: {rows[-1]['steps_per_s_median']:.2f} steps/s, "
               f"compile {compile_s:.1f} s", flush=True)
     return rows
-
-
-def table(rows: list[dict]) -> str:
-    base = {r["mode"]: r["steps_per_s_median"] for r in rows if r["devices"] == 1}
-    lines = ["| devices | mode | global batch | steps/s (median) | vs 1 device | compile s |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        speedup = r["steps_per_s_median"] / base[r["mode"]] if r["mode"] in base else float("nan")
-        lines.append(f"| {r['devices']} | {r['mode']} | {r['global_batch']} | "
-                     f"{r['steps_per_s_median']:.2f} | {speedup:.2f}x | {r['compile_s']:.1f} |")
-    return "\n".join(lines)
 
 
 def parse(argv=None):

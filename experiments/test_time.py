@@ -22,7 +22,6 @@ so other load inflates it.
 """
 
 import argparse
-import collections
 import datetime
 import json
 import os
@@ -35,15 +34,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from node_kit.experiments._reports import (
+    SUITE_RUNS as RUNS,
+    suite_time_table as table,
+    summarise_profile as summarise,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "results" / "test_time.json"
-RUNS = {"cold": "cold", "warm": "warm",
-        "defaults": "cold, XLA's default compile options"}
-"""The runs, in order, and their column labels: `cold` (an empty cache), `warm` (the cache
-the cold run filled), `defaults` (an empty cache and NODE_KIT_TEST_FAST_COMPILE=off)."""
-PHASES = {"jaxpr_trace_duration": "trace_s", "jaxpr_to_mlir_module_duration": "lower_s",
-          "backend_compile_duration": "compile_s"}
 
 
 def _children_cpu() -> float:
@@ -53,40 +52,6 @@ def _children_cpu() -> float:
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
-def summarise(records: list, top: int = 12) -> dict:
-    """Totals, per test file and per compiled function, from the plugin's records."""
-    totals = collections.Counter()
-    files = collections.defaultdict(collections.Counter)
-    functions = collections.defaultdict(collections.Counter)
-    for test, event, function, seconds in records:
-        file = (test or "(outside a test)").split("::")[0]
-        if event in PHASES:
-            totals[PHASES[event]] += seconds
-            files[file][PHASES[event]] += seconds
-        if event == "backend_compile_duration":
-            totals["compiles"] += 1
-            files[file]["compiles"] += 1
-            functions[function]["compiles"] += 1
-            functions[function]["compile_s"] += seconds
-        elif event in ("cache_hits", "cache_misses"):
-            totals[event] += 1
-        elif event in ("test_wall", "test_cpu"):
-            files[file][event.replace("test_", "") + "_s"] += seconds
-            totals["tests"] += event == "test_wall"
-
-    def rounded(counter):
-        return {k: round(v, 1) if isinstance(v, float) else v for k, v in counter.items()}
-
-    by_wall = sorted(files.items(), key=lambda kv: -kv[1]["wall_s"])
-    by_compile = sorted(functions.items(), key=lambda kv: -kv[1]["compile_s"])
-    return {
-        "totals": rounded(totals),
-        "files": [{"file": f, **rounded(c)} for f, c in by_wall],
-        "functions": [{"function": f, **rounded(c)} for f, c in by_compile[:top]],
-        "distinct_functions": len(functions),
-    }
 
 
 def run_suite(cache: Path, pytest_args: list[str], workers: int, fast_compile: bool = True) -> dict:
@@ -112,44 +77,6 @@ def run_suite(cache: Path, pytest_args: list[str], workers: int, fast_compile: b
         print(done.stdout[-3000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
     return {"exit_code": done.returncode, "summary_line": last, **counts,
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **summarise(records)}
-
-
-def _minutes(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)  # round first: 59.6 s is 1:00, never 0:60
-    return f"{minutes}:{rest:02d}"
-
-
-def table(result: dict) -> str:
-    """Markdown: cold and warm side by side, then where the cold run's compiling goes."""
-    runs = result["runs"]
-    names = [n for n in RUNS if n in runs]
-    rows = [("wall time (min:s)", lambda r: _minutes(r["wall_s"])),
-            ("CPU time, all processes (min:s)", lambda r: _minutes(r["cpu_s"])),
-            ("tests passed", lambda r: str(r.get("passed", 0))),
-            ("programs built (XLA compile or persistent-cache read)",
-             lambda r: str(r["totals"].get("compiles", 0))),
-            ("... read from the persistent cache", lambda r: str(r["totals"].get("cache_hits", 0))),
-            ("... compiled and written to it", lambda r: str(r["totals"].get("cache_misses", 0))),
-            ("building them (s, summed over workers)", lambda r: f"{r['totals'].get('compile_s', 0):.0f}"),
-            ("Python tracing (s)", lambda r: f"{r['totals'].get('trace_s', 0):.0f}"),
-            ("lowering to MLIR (s)", lambda r: f"{r['totals'].get('lower_s', 0):.0f}")]
-    lines = ["| " + " | ".join(["", *(RUNS[n] for n in names)]) + " |",
-             "|---" * (len(names) + 1) + "|"]
-    lines += ["| " + " | ".join([label, *(get(runs[n]) for n in names)]) + " |" for label, get in rows]
-    cold = runs[names[0]]
-    lines += ["", f"Where the {names[0]} run's XLA compiling goes (the largest compiled functions):", "",
-              "| function | compiles | XLA compile (s) |", "|---|---|---|"]
-    shown = cold["functions"][:8]
-    lines += [f"| `{f['function']}` | {f['compiles']} | {f['compile_s']:.0f} |" for f in shown]
-    rest = cold["distinct_functions"] - len(shown)
-    lines.append(f"| the other {rest} functions (eager operations, initialisers, checks, ...) | "
-                 f"{cold['totals'].get('compiles', 0) - sum(f['compiles'] for f in shown)} | "
-                 f"{cold['totals'].get('compile_s', 0) - sum(f['compile_s'] for f in shown):.0f} |")
-    source = result["provenance"]
-    lines += ["", f"Measured {source['date']} at code {source['git_commit'][:7]}"
-              f"{' with uncommitted changes' if source['git_dirty'] else ''} on {source['cpus']} "
-              f"CPU cores: `{result['command']}`."]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -16,44 +16,35 @@ if _CACHE != "off":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
-import importlib.util
 import subprocess
 import sys
 
+from node_kit.experiments._compile_flags import FAST_COMPILE_FLAGS, with_xla_flags
+
 # XLA compile options for the test run. Most of the suite's time is XLA compiling small
 # programs that then run for milliseconds. With LLVM at -O0 and XLA:CPU's elemental fusion
-# emitter (instead of its newer MLIR fusion emitters), XLA compiles about 3x faster and the
-# compiled code runs several times slower (experiments/compile_flags.py measures both),
-# which cuts the suite by about a third. XLA's HLO passes still run; what changes is how
-# the fused HLO becomes machine code, so results may differ in the last bits (the tests'
-# tolerances are the same either way). NODE_KIT_TEST_FAST_COMPILE=off runs the suite at
-# XLA's defaults, as users run. The flags are used on the CPU only (on a GPU, -O0 would
-# slow its kernels). An unknown flag makes XLA abort the process, so they are first tried
-# in a subprocess, once per test run, which also says which backend the tests get. The
-# outcome is left in the environment (NODE_KIT_TEST_FAST_COMPILE=applied, unsupported,
-# not-cpu or xla-fails) for the xdist workers and the tests' subprocesses, which inherit
-# XLA_FLAGS too.
+# emitter (instead of its newer MLIR fusion emitters), XLA compiles about 3x faster and
+# the compiled code runs several times slower (node_kit/experiments/_compile_flags.py
+# holds the flags, experiments/compile_flags.py measures both), which cuts the suite by
+# about a third. XLA's HLO passes still run; what changes is how the fused HLO becomes
+# machine code, so results may differ in the last bits (the tests' tolerances are the same
+# either way). NODE_KIT_TEST_FAST_COMPILE=off runs the suite at XLA's defaults, as users
+# run. The flags are used on the CPU only (on a GPU, -O0 would slow its kernels). An
+# unknown flag makes XLA abort the process, so they are first tried in a subprocess, once
+# per test run, which also says which backend the tests get. The outcome is left in the
+# environment (NODE_KIT_TEST_FAST_COMPILE=applied, unsupported, not-cpu or xla-fails) for
+# the xdist workers and the tests' subprocesses, which inherit XLA_FLAGS too. Importing
+# node_kit (for the flags) imports JAX but starts no backend, and XLA reads XLA_FLAGS when
+# the first backend starts: the flags set below still apply.
 
 
-def _load_compile_flags():
-    """experiments/compile_flags.py (its flags, which it measures), without importing JAX."""
-    spec = importlib.util.spec_from_file_location(
-        "compile_flags", Path(__file__).parents[1] / "experiments" / "compile_flags.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_compile_flags = _load_compile_flags()
-FAST_COMPILE_FLAGS = _compile_flags.FAST_COMPILE_FLAGS
-_with_xla_flags = _compile_flags.with_xla_flags
 _PROBE = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready(); print(jax.default_backend())"
 _MODES = ("on", "off", "applied", "unsupported", "not-cpu", "xla-fails")
 
 
 def _backend_with(flags: list[str]) -> str | None:
     """The default backend of a process started with `flags` added, or None if it fails."""
-    env = dict(os.environ, XLA_FLAGS=_with_xla_flags(flags))
+    env = dict(os.environ, XLA_FLAGS=with_xla_flags(flags))
     try:
         done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
                               text=True, timeout=300)
@@ -81,7 +72,7 @@ def _use_fast_compile_flags() -> None:
         mode = "applied"
     else:  # neither flag works: this XLA lacks both, or the inherited XLA_FLAGS stop it
         mode = "unsupported" if _backend_with([]) is not None else "xla-fails"
-    os.environ["XLA_FLAGS"] = _with_xla_flags(flags)
+    os.environ["XLA_FLAGS"] = with_xla_flags(flags)
     os.environ["NODE_KIT_TEST_FAST_COMPILE"] = mode
     os.environ["NODE_KIT_TEST_FAST_COMPILE_FLAGS"] = " ".join(flags)
 

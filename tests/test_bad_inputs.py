@@ -17,8 +17,8 @@ that there is no traceback. The command's first piece of work (loading data, the
 replaced by a stub that raises, so a flag that is accepted never starts real work.
 
 Every case fails before XLA compiles anything, except the few run-time checks, which share
-one compiled function. `experiments/bad_inputs.py` runs the same cases outside pytest and
-writes the counts quoted in docs/errors.md.
+one compiled function. `experiments/bad_inputs.py` runs this matrix through pytest,
+collects the outcome each case records, and writes the counts quoted in docs/errors.md.
 """
 
 import contextlib
@@ -774,8 +774,11 @@ def _param(case: Case):
 
 
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
-def test_bad_input_gets_a_clear_error(case: Case):
+def test_bad_input_gets_a_clear_error(case: Case, record_property):
     kind, detail = outcome(case)
+    # What experiments/bad_inputs.py counts (its pytest plugin reads this record).
+    record_property("bad_input", {"id": case.id, "area": case.area, "kind": kind,
+                                  "gap": case.gap, "detail": detail})
     assert kind == "clear", f"{kind}: {detail}"
 
 

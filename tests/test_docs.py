@@ -15,27 +15,19 @@
 """
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from node_kit.experiments import _cnf_tables, _tables as tables
+
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!-- test: (slow|skip \((?P<reason>[^)]+)\)) -->")
-
-
-def _tables():
-    spec = importlib.util.spec_from_file_location("tables", ROOT / "experiments" / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tables = _tables()
 
 
 def _name(page: Path) -> str:
@@ -119,22 +111,28 @@ def test_generated_blocks_are_what_tables_py_prints():
                        "(run `python experiments/tables.py --write`):\n" + "\n".join(stale))
 
 
-def test_tables_py_check_and_write_find_a_stale_block(tmp_path, monkeypatch):
+def test_tables_py_check_and_write_find_a_stale_block(tmp_path):
     page = tmp_path / "README.md"
     page.write_text("a\n\n<!-- tables.py overhead -->\n\n| stale |\n\n<!-- /tables.py -->\n")
-    monkeypatch.setattr(tables, "pages", lambda: [page])
-    monkeypatch.setattr(tables, "ROOT", tmp_path)
-    assert tables.stale() == ["README.md: overhead"]
-    assert tables.main(["--check"]) == 1
-    assert tables.write() == [page]
-    assert tables.stale() == [] and tables.main(["--check"]) == 0
+    assert tables.stale(tmp_path) == ["README.md: overhead"]
+    assert tables.main(["--check"], root=tmp_path) == 1
+    assert tables.write(tmp_path) == [page]
+    assert tables.stale(tmp_path) == [] and tables.main(["--check"], root=tmp_path) == 0
     assert tables.printed("overhead") in page.read_text()
     page.write_text("<!-- tables.py nonsense -->\n<!-- /tables.py -->\n")
     with pytest.raises(KeyError, match="unknown block `nonsense`"):
-        tables.stale()
+        tables.stale(tmp_path)
 
 
-def test_default_run_sentence_has_the_wall_time_only_when_recorded(tmp_path, monkeypatch):
+def test_a_table_name_has_one_owner(monkeypatch):
+    monkeypatch.setitem(tables.REPORTS, "cnf", tables.REPORTS["loop"])
+    with pytest.raises(ValueError, match=r"'cnf' is given by the command cnf "
+                                         r"\(node_kit.experiments.cnf\) and by "
+                                         r"node_kit.experiments._tables.REPORTS"):
+        tables.tables()
+
+
+def test_default_run_sentence_has_the_wall_time_only_when_recorded(tmp_path):
     results = tmp_path / "results"
     run = results / "cnf" / "toy"
     run.mkdir(parents=True)
@@ -142,16 +140,15 @@ def test_default_run_sentence_has_the_wall_time_only_when_recorded(tmp_path, mon
     record = {"config": {}, "environment": {"device": "cpu", "cpu_count": 2}, "test_nll": 2.9,
               "test_nll_se": 0.01, "true_entropy": 2.8, "true_entropy_se": 0.002}
     (run / "results.json").write_text(json.dumps(record))
-    monkeypatch.setattr(tables, "HERE", tmp_path)
-    monkeypatch.setattr(tables, "RESULTS", results)
-    assert "It took" not in tables.cnf_default() and "`toy`" in tables.cnf_default()
+    sentence = _cnf_tables.cnf_default
+    assert "It took" not in sentence(results) and "`toy`" in sentence(results)
     record["provenance"] = {"wall_seconds": 200.4, "device": "cpu"}
     (run / "results.json").write_text(json.dumps(record))
-    assert "It took 3 min 20 s from start to finish (cpu, 2 CPU cores;" in tables.cnf_default()
+    assert "It took 3 min 20 s from start to finish (cpu, 2 CPU cores;" in sentence(results)
     record["environment"]["cpu_cores"] = 1  # pinned to one of the two
     (run / "results.json").write_text(json.dumps(record))
     assert "(cpu, 1 of its 2 CPU cores: prefix the command with `taskset -c 0` for the same " \
-           "bits;" in " ".join(tables.cnf_default().split())
+           "bits;" in " ".join(sentence(results).split())
 
 
 # --- Numbers in prose ----------------------------------------------------------------------

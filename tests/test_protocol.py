@@ -1,4 +1,5 @@
-"""A new command is one module: registered, it trains, loads, evaluates and reproduces."""
+"""A new command is one module: registered, it trains, loads, evaluates, reproduces and
+writes its tables."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import node_kit as nk
-from node_kit.experiments import _registry, _reproduce
+from node_kit.experiments import _registry, _reproduce, _tables
 
 TESTS = Path(__file__).parent
 
@@ -39,7 +40,15 @@ def test_a_registered_command_trains_loads_evaluates_and_reproduces(tmp_path, mo
         record = json.loads((results / "reproduce.json").read_text())["tiny/first"]
         assert record["status"] == "reproduced", record
         assert record["command"] == "python -m tiny_command"
-        assert command.tables["tiny"](results).splitlines()[-1].startswith("| tiny/first | 6 |")
+        table = command.tables["tiny"](results)
+        assert table.splitlines()[-1].startswith("| tiny/first | 6 |")
+        # The table writer fills a page's block with it, from this results folder.
+        page = tmp_path / "README.md"
+        page.write_text("<!-- tables.py tiny -->\n<!-- /tables.py -->\n")
+        assert _tables.main(["--check"], root=tmp_path, results=results) == 1
+        assert _tables.write(tmp_path, results) == [page]
+        assert page.read_text() == f"<!-- tables.py tiny -->\n\n{table}\n\n<!-- /tables.py -->\n"
+        assert _tables.main(["--check"], root=tmp_path, results=results) == 0
     finally:
         _registry.unregister("tiny")
     assert "tiny" not in _registry.names()

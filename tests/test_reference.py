@@ -1,12 +1,21 @@
 """The short reference runs of the commands still give the numbers of experiments/reference.json (its `source` names the commit)."""
 
-import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from node_kit.experiments import _reference_check as check, _registry, _reproduce as reproduce
+from node_kit.experiments import (
+    _compile_flags as compile_flags,
+    _reference_check as check,
+    _registry,
+    _reports as reports,
+    _reproduce as reproduce,
+)
+
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.slow
@@ -14,19 +23,10 @@ def test_commands_reproduce_the_reference_numbers(tmp_path):
     assert check.main(["--data-dir", str(tmp_path / "data")]) == 0
 
 
-def _load(name: str):
-    path = Path(__file__).parents[1] / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reproduce_rebuilds_every_committed_config_from_its_flags():
     """experiments/reproduce.py re-runs each committed run with flags that parse back to the
     recorded config (all but where it writes and whether it resumed)."""
     import dataclasses
-    import json
 
     runs = reproduce.committed_runs()
     assert len(runs) > 40
@@ -44,7 +44,6 @@ def test_committed_default_runs_load_without_training(run):
     """The default runs' model.eqx is committed: nk.load_run gives the model and the config
     their results.json records."""
     import dataclasses
-    import json
 
     import equinox as eqx
 
@@ -114,8 +113,11 @@ def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
 def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
     """experiments/test_time.py: its plugin sees every test of a real (small) pytest run, and
     the summary adds each compile phase up per file and per function."""
-    test_time = _load("test_time")
-    run = test_time.run_suite(tmp_path / "cache", ["tests/test_checks.py"], workers=1)
+    out = tmp_path / "test_time.json"
+    subprocess.run([sys.executable, "experiments/test_time.py", "--runs", "cold", "--workers",
+                    "1", "--out", str(out), "--", "tests/test_checks.py"],
+                   cwd=ROOT, check=True, capture_output=True, text=True)
+    run = json.loads(out.read_text())["runs"]["cold"]
     assert run["exit_code"] == 0 and run["passed"] > 0
     assert run["totals"]["tests"] == run["passed"]
     assert [f["file"] for f in run["files"]] == ["tests/test_checks.py"]
@@ -130,7 +132,7 @@ def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
         ["tests/b.py::t2", "test_wall", None, 9.0],
         [None, "backend_compile_duration", "jit(h)", 0.25],
     ]
-    summary = test_time.summarise(records)
+    summary = reports.summarise_profile(records)
     assert summary["totals"] == {"trace_s": 1.0, "compile_s": 6.8, "compiles": 4,
                                  "cache_misses": 1, "cache_hits": 1, "tests": 2}
     assert [f["file"] for f in summary["files"]] == ["tests/b.py", "tests/a.py", "(outside a test)"]
@@ -140,7 +142,7 @@ def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
     result = {"command": "python experiments/test_time.py", "runs": {"cold": cold},
               "provenance": {"date": "2026-12-02", "git_commit": "0" * 40, "git_dirty": False,
                              "cpus": 2}}
-    printed = test_time.table(result)
+    printed = reports.suite_time_table(result)
     assert "| `jit(f)` | 2 | 6 |" in printed
     assert "| the other 2 functions (eager operations, initialisers, checks, ...) | 2 | 1 |" in printed
 
@@ -171,8 +173,6 @@ def test_check_reference_runs_on_the_cores_its_reference_was_recorded_on(tmp_pat
 def test_compile_flags_summary_medians_ratios_and_break_even():
     """experiments/compile_flags.py: medians over the rounds, the ratios, and the run
     length below which the faster-compiling flags finish first."""
-    compile_flags = _load("compile_flags")
-
     def measured(compile_s, step_s, value):
         row = {"compile_seconds": compile_s, "xla_compile_seconds": compile_s / 2,
                "median_step_seconds": step_s, "value": value, "num_steps": 7}

@@ -217,6 +217,19 @@ def table(runs: list[Committed], record: dict) -> str:
     return "\n".join(lines)
 
 
+def report(results: Path = RESULTS) -> str:
+    """The `reproduce` table of the docs: each committed run's last re-run from scratch
+    (`<results>/reproduce.json`), or why it was not re-run, under a count by status."""
+    path = results / "reproduce.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    runs = committed_runs(results)
+    counts = {status: sum(1 for run in runs if record.get(run.name, {}).get("status") == status)
+              for status in ("reproduced", "replaced", "differs", "failed")}
+    counts["not re-run"] = sum(1 for run in runs if run.name not in record)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    return f"{len(runs)} committed runs: {summary}.\n\n" + table(runs, record)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python experiments/reproduce.py",
                                      description=" ".join(__doc__.split("\n\n")[0].split()))

@@ -39,6 +39,7 @@ from ._choices import (
     trace_estimator_from_name,
 )
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances
+from ._cnf_tables import TABLES
 from ._cnf_data import (
     Data,
     draw_samples,
@@ -364,6 +365,7 @@ COMMAND = Command(
     "cnf", Config, main, docs="cnf.md", choices=_choices, model_skeleton=model_skeleton,
     headline=lambda results: {"test_nll": results["test_nll"]},
     reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 

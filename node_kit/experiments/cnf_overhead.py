@@ -39,6 +39,7 @@ import node_kit as nk
 
 from .._checks import check_choice
 from ._outputs import plt
+from ._overhead_tables import TABLES
 from ._overhead_workloads import PATHS, WORKLOAD_NAMES, WORKLOADS, Case, build
 from ._protocol import Command, CommandConfig, flag
 from ._run import Run
@@ -298,6 +299,7 @@ COMMAND = Command(
     committed=lambda results: ({"cnf_overhead": results / "cnf_overhead.json"}
                                if (results / "cnf_overhead.json").exists() else {}),
     output=lambda config: "cnf_overhead.json",
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 

@@ -42,6 +42,7 @@ from ._deq_models import (
     parameter_count,
 )
 from ._deq_plots import plot
+from ._deq_tables import TABLES
 from ._protocol import Command, DataConfig, flag, TrainConfig
 from ._run import check_training_flags, Run, training_optimizer
 
@@ -307,6 +308,7 @@ COMMAND = Command(
     "deq", Config, main, docs="implicit-layers.md", choices=_choices,
     headline=lambda results: {f"{name} test_accuracy": m["test_accuracy"]
                               for name, m in results["models"].items()},
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 

@@ -43,6 +43,7 @@ from ._choices import MODES_HELP, parse_mode, SOLVER_NAMES
 from ._cli import config_flags, ordered_fields
 from ._memory_problems import FAMILIES, LAYOUTS
 from ._memory_report import format_report, write_outputs
+from ._memory_tables import FILES, TABLES
 from ._memory_sweep import (
     check_budgets,
     fit_exponents,
@@ -268,11 +269,11 @@ COMMAND = Command(
     headline=lambda results: {
         f"{row['mode']} {row.get('layout', '')} N={row['steps']} temp_bytes": row["temp_bytes"]
         for row in results["rows"]},
-    committed=lambda results: {stem: results / f"{stem}.json" for stem in
-                               ("memory", "memory_deq", "memory_inner")
-                               if (results / f"{stem}.json").exists()},
+    committed=lambda results: {name.removesuffix(".json"): results / name
+                               for name in FILES.values() if (results / name).exists()},
     output=lambda config: f"{config.get('name', 'memory')}.json",
     renamed=RENAMED, worker=run_worker,
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 

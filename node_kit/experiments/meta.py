@@ -36,6 +36,7 @@ from node_kit.datasets import sinusoid_tasks
 from .._checks import check_choice, check_int
 from ._cli import check_at_most, check_choices, check_flags
 from ._meta_plots import plot_fits, print_table
+from ._meta_tables import TABLES
 from ._protocol import Command, flag, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, with_clipping
 
@@ -291,6 +292,7 @@ COMMAND = Command(
     headline=lambda results: {f"{row['method']} K={row['shots']} test_mse": row["test_mse"]
                               for row in results["rows"]},
     renamed=RENAMED,
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 

@@ -43,6 +43,7 @@ from ._run import check_training_flags, recent_mean, Run, training_optimizer, Va
 from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
 from ._series_models import MODELS
 from ._series_tasks import TASKS
+from ._series_tables import TABLES
 from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained, with_weights
 
 MODEL_NAMES = tuple(MODELS)
@@ -361,6 +362,7 @@ COMMAND = Command(
     headline=headline,
     reference=(("--steps", "20"), ("test_mse", "baseline_linear_interpolation_mse",
                                    "eval_num_steps")),
+    tables=TABLES,
 )
 parse_args = COMMAND.parse
 
