@@ -17,7 +17,7 @@ def cnf_default(results: Path) -> str:
     """The default CNF command's run, by name, with its measured time when recorded."""
     name = default_run(results, RUN_SCRIPT)
     r = by_name(runs(results, "cnf"))[name]
-    return (f"Its committed run is `{name}` in the CNF table below: test NLL "
+    return (f"Its committed run is `{name}` in the CNF results table (docs/cnf.md): test NLL "
             f"{r['test_nll']:.4f} ± {r['test_nll_se']:.4f} nats against the true entropy "
             f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}.{wall_time(r)}")
 
