@@ -124,6 +124,21 @@ def test_unknown_and_bad_registrations_are_refused():
         _registry.register("node_kit._checks")
     with pytest.raises(ValueError, match=r"'cnf' is one of node_kit's commands"):
         _registry.unregister("cnf")
+    with pytest.raises(ValueError, match=r"no module named 'no_such_command' can be imported; "
+                                         r"put its folder on PYTHONPATH"):
+        _registry.register("no_such_command")
+    for bad in (3, "runs/my_command.py", ""):
+        with pytest.raises(ValueError, match=r"registered by the importable name of its module"):
+            _registry.register(bad)
+
+
+def test_reproduce_refuses_a_results_folder_that_is_not_one(tmp_path, capsys):
+    from node_kit.experiments import _reproduce
+
+    with pytest.raises(SystemExit) as exit_info:
+        _reproduce.main(["--results", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert "--results must be a folder of committed runs" in capsys.readouterr().err
 
 
 def test_every_command_has_a_docs_page_in_the_nav():

@@ -87,7 +87,17 @@ def _nav_pages(nav) -> set[str]:
 
 
 def _command_of(module: str) -> Command:
-    command = getattr(importlib.import_module(module), "COMMAND", None)
+    if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
+        raise ValueError(f"a command is registered by the importable name of its module, such "
+                         f"as \"my_package.my_command\"; got {module!r}.")
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module.startswith(error.name):
+            raise  # the module exists; something it imports does not
+        raise ValueError(f"no module named {module!r} can be imported; put its folder on "
+                         "PYTHONPATH (or install its package), then register it.") from None
+    command = getattr(imported, "COMMAND", None)
     if not isinstance(command, Command):
         raise ValueError(f"{module} defines no COMMAND (a node_kit.experiments._protocol."
                          "Command); it is not a command.")

@@ -249,6 +249,9 @@ def main(argv=None) -> int:
                         help="install a re-run over its committed folder when it differs or the "
                              "committed file has no provenance (clean code only)")
     args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        parser.error(f"--results must be a folder of committed runs; {str(args.results)!r} "
+                     "is not one (the default is this checkout's experiments/results).")
     runs = committed_runs(args.results)
     record_path = args.results / "reproduce.json"
     names = {run.name for run in runs}
