@@ -113,8 +113,10 @@ def check_real(
         ok = value <= upper
     if not ok:
         if expected is None:
-            expected = "a positive float" if positive else (
-                "a non-negative float" if non_negative else "a real number"
+            expected = (
+                "a positive float"
+                if positive
+                else ("a non-negative float" if non_negative else "a real number")
             )
             expected += "" if upper is None else f" <= {upper}"
         if infinite:
@@ -167,9 +169,7 @@ def check_choice(name: str, value: Any, choices: Iterable[str], *, what: str = "
     choices = tuple(choices)
     if value not in choices:
         what = f" {what}" if what else ""
-        raise ValueError(
-            f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}."
-        )
+        raise ValueError(f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}.")
     return value
 
 
@@ -186,7 +186,11 @@ def check_key(name: str, key: Any) -> Any:
     typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
     raw = dtype == jnp.uint32 and shape is not None and len(shape) >= 1 and shape[-1] == 2
     if not (typed or raw):
-        shown = f"{type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}{tuple(shape)}"
+        shown = (
+            f"{type(key).__name__} {key!r}"
+            if dtype is None
+            else f"an array of {dtype}{tuple(shape)}"
+        )
         raise ValueError(
             f"`{name}` must be a JAX PRNG key; got {shown}. Make one with "
             f"`jax.random.key(0)`, and split it for each use."

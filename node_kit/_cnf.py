@@ -31,10 +31,11 @@ from ._checks import (
     type_name,
 )
 from ._neural_ode import BatchedField
-from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
+from ._regularisers import check_coefficients, regulariser_integrands, REGULARISER_NAMES
 from ._solve import SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import field_sizes
+
 
 _Stats = dict[str, Array]
 
@@ -53,7 +54,7 @@ class _CNFDynamics(eqx.Module):
     regularise: bool = eqx.field(static=True)
 
     def __call__(self, t, state: Float[Array, " state"], probe) -> Float[Array, " state"]:
-        fn = lambda z: self.field(t, z, None)  # noqa: E731
+        fn = lambda z: self.field(t, z, None)
         f, trace, vjp = self.trace_estimator(fn, state[: self.size], probe)
         parts = [f, trace[None]]
         if self.regularise:
@@ -118,21 +119,32 @@ class CNF(eqx.Module):
     ):
         self.data_size = _check_field(vector_field, data_size)
         _check_trace_estimator(trace_estimator)
-        self.t1 = check_real("t1", t1, positive=True, expected="a positive Python float",
-                             fix="E.g. t1=1.0.")
+        self.t1 = check_real(
+            "t1", t1, positive=True, expected="a positive Python float", fix="E.g. t1=1.0."
+        )
         self.trace_estimator = trace_estimator
         self.vector_field = vector_field
         self.settings = SolveSettings.of(settings, **solve_keywords)
 
     def with_settings(self, settings: SolveSettings) -> "CNF":
         """The same flow with other solve settings (e.g. `settings.with_adjoint(...)`)."""
-        return CNF(self.vector_field, trace_estimator=self.trace_estimator, t1=self.t1,
-                   data_size=self.data_size, settings=settings)
+        return CNF(
+            self.vector_field,
+            trace_estimator=self.trace_estimator,
+            t1=self.t1,
+            data_size=self.data_size,
+            settings=settings,
+        )
 
     def with_trace_estimator(self, trace_estimator: AbstractTraceEstimator) -> "CNF":
         """The same flow with another trace estimator (e.g. `ExactTrace()` to evaluate)."""
-        return CNF(self.vector_field, trace_estimator=trace_estimator, t1=self.t1,
-                   data_size=self.data_size, settings=self.settings)
+        return CNF(
+            self.vector_field,
+            trace_estimator=trace_estimator,
+            t1=self.t1,
+            data_size=self.data_size,
+            settings=self.settings,
+        )
 
     def log_prob(
         self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None
@@ -152,7 +164,10 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats(x, key=key)[0]
 
     def log_prob_and_stats(
-        self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None,
+        self,
+        x: Float[Array, " data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, ""], _Stats]:
         """Like [`node_kit.CNF.log_prob`][], with the solve's statistics.
@@ -194,7 +209,10 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats_batched(xs, key=key)[0]
 
     def log_prob_and_stats_batched(
-        self, xs: Float[Array, "batch data_size"], *, key: PRNGKeyArray | None = None,
+        self,
+        xs: Float[Array, "batch data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, " batch"], _Stats]:
         """Like [`node_kit.CNF.log_prob_batched`][], with the solve's statistics.
@@ -263,8 +281,9 @@ class CNF(eqx.Module):
         dynamics = self._dynamics(x.shape[-1], regularise=regularise)
         extra = 1 + (len(REGULARISER_NAMES) if regularise else 0)
         y0 = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], extra), x.dtype)], axis=-1)
-        y1, num_steps = self._solve(dynamics, y0, probe, reverse=False, batched=batched,
-                                    name="xs" if batched else "x")
+        y1, num_steps = self._solve(
+            dynamics, y0, probe, reverse=False, batched=batched, name="xs" if batched else "x"
+        )
         size = x.shape[-1]
         z, integrals = y1[..., :size], y1[..., size:]
         log_prob = _standard_normal_log_prob(z) + integrals[..., 0]
@@ -314,7 +333,11 @@ class CNF(eqx.Module):
         size_ok = self.data_size is None or x.shape[-1:] == (self.data_size,)
         if x.ndim != (2 if batched else 1) or not size_ok:
             hint = "Use the *_batched method or jax.vmap for a batch." if not batched else ""
-            size = "" if self.data_size is None else f" with data_size={self.data_size} (the vector field's data_size)"
+            size = (
+                ""
+                if self.data_size is None
+                else f" with data_size={self.data_size} (the vector field's data_size)"
+            )
             raise ValueError(
                 f"`{name}` must have shape {expected}{size}; got shape {tuple(x.shape)}. "
                 f"{hint}".rstrip()
@@ -370,8 +393,11 @@ def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*b
 
 
 def _check_field(vector_field, data_size) -> int | None:
-    check_callable("vector_field", vector_field,
-                   expected="a callable f(t, z, args) such as nk.ConcatSquashField")
+    check_callable(
+        "vector_field",
+        vector_field,
+        expected="a callable f(t, z, args) such as nk.ConcatSquashField",
+    )
     declared, state_size = field_sizes(vector_field)
     if declared is not None and state_size != declared:
         raise ValueError(

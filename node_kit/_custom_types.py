@@ -4,6 +4,7 @@ from typing import TypeAlias
 
 from jaxtyping import Array, ArrayLike, Float, PyTree, Real
 
+
 Times: TypeAlias = Real[ArrayLike, " times"]
 """Output times, 1-D and strictly increasing."""
 

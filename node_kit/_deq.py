@@ -27,11 +27,16 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from ._checks import check_bool, check_callable, check_choice, check_int, check_real, type_name
 from ._fixed_point import AndersonAcceleration
 
+
 BACKWARD_MODES = ("implicit", "unrolled", "phantom")
 """The backward passes of [`node_kit.DEQ`][]."""
 
-_SOLVER_TYPES = (optx.AbstractFixedPointSolver, optx.AbstractRootFinder,
-                 optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)
+_SOLVER_TYPES = (
+    optx.AbstractFixedPointSolver,
+    optx.AbstractRootFinder,
+    optx.AbstractLeastSquaresSolver,
+    optx.AbstractMinimiser,
+)
 
 
 class DEQSolution(eqx.Module):
@@ -116,8 +121,13 @@ class DEQ(eqx.Module):
         self.backward = check_choice("backward", backward, BACKWARD_MODES, what="DEQ")
         self.max_steps = check_int("max_steps", max_steps, fix="E.g. max_steps=100.")
         self.phantom_steps = check_int("phantom_steps", phantom_steps, fix="E.g. 1.")
-        self.phantom_damping = check_real("phantom_damping", phantom_damping, positive=True,
-                                          upper=1.0, fix="E.g. 1.0 (no damping) or 0.5.")
+        self.phantom_damping = check_real(
+            "phantom_damping",
+            phantom_damping,
+            positive=True,
+            upper=1.0,
+            fix="E.g. 1.0 (no damping) or 0.5.",
+        )
         self.throw = check_bool("throw", throw)
 
     def __check_init__(self):
@@ -136,15 +146,28 @@ class DEQ(eqx.Module):
     def replace(self, **changes) -> "DEQ":
         """A copy with some constructor arguments changed (checked again), e.g.
         `deq.replace(backward="unrolled")`."""
-        names = ("f", "state_shape", "solver", "backward", "max_steps", "linear_solver",
-                 "phantom_steps", "phantom_damping", "throw")
+        names = (
+            "f",
+            "state_shape",
+            "solver",
+            "backward",
+            "max_steps",
+            "linear_solver",
+            "phantom_steps",
+            "phantom_damping",
+            "throw",
+        )
         unknown = sorted(set(changes) - set(names))
         if unknown:
-            raise ValueError(f"`DEQ.replace` got unknown arguments {unknown}; expected some "
-                             f"of {', '.join(names)}.")
+            raise ValueError(
+                f"`DEQ.replace` got unknown arguments {unknown}; expected some "
+                f"of {', '.join(names)}."
+            )
         current = {name: getattr(self, name) for name in names}
-        f, shape = changes.pop("f", current.pop("f")), changes.pop("state_shape",
-                                                                   current.pop("state_shape"))
+        f, shape = (
+            changes.pop("f", current.pop("f")),
+            changes.pop("state_shape", current.pop("state_shape")),
+        )
         return DEQ(f, shape, **{**current, **changes})
 
     def __call__(self, x: PyTree[Array], z0: Float[Array, "..."] | None = None):
@@ -230,8 +253,9 @@ class DEQ(eqx.Module):
             adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=self.max_steps)
         else:
             adjoint = optx.ImplicitAdjoint(linear_solver=self._linear_solver(z0.dtype))
-        return optx.fixed_point(_apply, self.solver, z0, args, max_steps=self.max_steps,
-                                adjoint=adjoint, throw=False)
+        return optx.fixed_point(
+            _apply, self.solver, z0, args, max_steps=self.max_steps, adjoint=adjoint, throw=False
+        )
 
     def _linear_solver(self, dtype) -> lx.AbstractLinearSolver:
         if self.linear_solver is not None:
@@ -246,12 +270,14 @@ class DEQ(eqx.Module):
         fz = jax.lax.stop_gradient(fz)
         residual = jnp.linalg.norm((fz - z).ravel())
         relative = residual / jnp.maximum(jnp.linalg.norm(fz.ravel()), jnp.finfo(z.dtype).tiny)
-        result = optx.RESULTS.where(jnp.isfinite(residual), sol.result,
-                                    optx.RESULTS.nonlinear_divergence)
+        result = optx.RESULTS.where(
+            jnp.isfinite(residual), sol.result, optx.RESULTS.nonlinear_divergence
+        )
         if self.throw:
             value = eqx.error_if(value, ~jnp.isfinite(residual), _DIVERGED_MESSAGE)
-            value = eqx.error_if(value, result != optx.RESULTS.successful,
-                                 _not_converged_message(self))
+            value = eqx.error_if(
+                value, result != optx.RESULTS.successful, _not_converged_message(self)
+            )
         return DEQSolution(value, residual, relative, sol.stats["num_steps"], result)
 
 
@@ -289,8 +315,11 @@ def _relative_residual(layer, z, x):
 
 def _check_shape(state_shape) -> tuple[int, ...]:
     shape = (state_shape,) if isinstance(state_shape, int) else state_shape
-    if not (isinstance(shape, tuple) and shape and all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+    if not (
+        isinstance(shape, tuple)
+        and shape
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
         raise ValueError(
             f"`state_shape` must be a positive int or a tuple of positive ints (the shape "
             f"of z for one sample, e.g. 64 or (8, 8)); got {state_shape!r}."

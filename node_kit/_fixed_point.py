@@ -75,8 +75,13 @@ class FixedPointIteration(optx.AbstractFixedPointSolver):
 
     def __check_init__(self):
         _check_tolerances(self)
-        check_real("damping", self.damping, non_negative=True, upper=0.999,
-                   fix="E.g. damping=0.0 (none) or 0.5.")
+        check_real(
+            "damping",
+            self.damping,
+            non_negative=True,
+            upper=0.999,
+            fix="E.g. damping=0.0 (none) or 0.5.",
+        )
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _IterationState:
         y_flat, _ = ravel_pytree(y)
@@ -128,10 +133,19 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
 
     def __check_init__(self):
         _check_tolerances_and_memory(self)
-        check_real("mixing", self.mixing, positive=True, upper=1.0,
-                   fix="E.g. mixing=1.0 (no damping) or 0.5.")
-        check_real("regularisation", self.regularisation, non_negative=True,
-                   fix="E.g. regularisation=1e-8.")
+        check_real(
+            "mixing",
+            self.mixing,
+            positive=True,
+            upper=1.0,
+            fix="E.g. mixing=1.0 (no damping) or 0.5.",
+        )
+        check_real(
+            "regularisation",
+            self.regularisation,
+            non_negative=True,
+            fix="E.g. regularisation=1e-8.",
+        )
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _AndersonState:
         del fn, args, options, f_struct, aux_struct, tags
@@ -161,8 +175,9 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
         ridge = self.regularisation * scale + jnp.finfo(residuals.dtype).tiny
         gram = jnp.where(pair, gram, 0) + jnp.diag(jnp.where(valid, ridge, 1.0))
         ones = valid.astype(residuals.dtype)
-        system = jnp.block([[jnp.zeros((1, 1), residuals.dtype), ones[None, :]],
-                           [ones[:, None], gram]])
+        system = jnp.block(
+            [[jnp.zeros((1, 1), residuals.dtype), ones[None, :]], [ones[:, None], gram]]
+        )
         rhs = jnp.zeros(m + 1, residuals.dtype).at[0].set(1.0)
         return jnp.linalg.solve(system, rhs)[1:]
 
@@ -209,16 +224,29 @@ class Broyden(optx.AbstractFixedPointSolver):
         del fn, args, options, f_struct, aux_struct, tags
         y_flat, _ = ravel_pytree(y)
         buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
-        return _BroydenState(jnp.zeros_like(y_flat), jnp.zeros_like(y_flat), buffer, buffer,
-                             jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+        return _BroydenState(
+            jnp.zeros_like(y_flat),
+            jnp.zeros_like(y_flat),
+            buffer,
+            buffer,
+            jnp.array(0),
+            jnp.array(jnp.inf, y_flat.dtype),
+        )
 
     def step(self, fn, y, args, options, state: _BroydenState, tags):
         del options, tags
         y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
         g = fy_flat - y_flat
-        us, vs = jax.lax.cond(state.count > 0, self._update, lambda *a: (a[0], a[1]),
-                              state.us, state.vs, y_flat - state.previous_y,
-                              g - state.previous_g, state.count)
+        us, vs = jax.lax.cond(
+            state.count > 0,
+            self._update,
+            lambda *a: (a[0], a[1]),
+            state.us,
+            state.vs,
+            y_flat - state.previous_y,
+            g - state.previous_g,
+            state.count,
+        )
         new_y = y_flat - _apply_inverse(us, vs, g)
         error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
         return unravel(new_y), _BroydenState(y_flat, g, us, vs, state.count + 1, error), aux
@@ -249,6 +277,5 @@ def _terminate(error: Scalar) -> tuple[Bool[Array, ""], Any]:
     """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
     once."""
     finite = ~jnp.isnan(error)
-    result = optx.RESULTS.where(finite, optx.RESULTS.successful,
-                                optx.RESULTS.nonlinear_divergence)
+    result = optx.RESULTS.where(finite, optx.RESULTS.successful, optx.RESULTS.nonlinear_divergence)
     return (error < 1) | ~finite, result

@@ -132,8 +132,10 @@ def check_observed(observed, name: str = "mask") -> Bool[Array, "*batch times da
     traced ones (inside `jit` or `vmap`) are checked at run time with `eqx.error_if`.
     """
     seen = jnp.any(observed, axis=(-2, -1))
-    fix = ("A series with no observed entry has no likelihood term (its ELBO would be -KL); "
-           "drop it, or fill a batch with copies of an observed series.")
+    fix = (
+        "A series with no observed entry has no likelihood term (its ELBO would be -KL); "
+        "drop it, or fill a batch with copies of an observed series."
+    )
     if isinstance(seen, jax.core.Tracer):
         message = f"`{name}` must observe at least one entry of every series. {fix}"
         return eqx.error_if(observed, ~jnp.all(seen), message)

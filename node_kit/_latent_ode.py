@@ -83,7 +83,12 @@ class LatentODE(eqx.Module):
     obs_std: float = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, latent_size: int, hidden_size: int, width_size: int, depth: int,
+        self,
+        data_size: int,
+        latent_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
         *,
         num_classes: int | None = None,
         obs_std: float = 0.01,
@@ -97,7 +102,9 @@ class LatentODE(eqx.Module):
             check_ints(1, num_classes=num_classes)
         obs_std = check_real("obs_std", obs_std, positive=True, show_name=True)
         settings = SolveSettings.of(settings, **solve_keywords)
-        encoder_settings = settings if encoder_settings is None else SolveSettings.of(encoder_settings)
+        encoder_settings = (
+            settings if encoder_settings is None else SolveSettings.of(encoder_settings)
+        )
         k_enc, k_field, k_obs, k_cls = jr.split(check_key("key", key), 4)
         self.encoder = ODERNN(
             data_size,
@@ -181,8 +188,9 @@ class LatentODE(eqx.Module):
 
     def _decode(self, ts, z0):
         """Decode on times already checked (strictly increasing)."""
-        sol = self.decoder.settings.solve(self.decoder.vector_field, ts.astype(z0.dtype), z0,
-                                          y0_name="z0")
+        sol = self.decoder.settings.solve(
+            self.decoder.vector_field, ts.astype(z0.dtype), z0, y0_name="z0"
+        )
         return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):

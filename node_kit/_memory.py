@@ -22,6 +22,7 @@ from ._checks import check_bool, check_callable, is_real, type_name
 from ._custom_types import Args, Times
 from ._neural_ode import BatchedField, NeuralODE
 
+
 MIB = 2**20
 
 
@@ -99,8 +100,13 @@ def default_loss(ys: Float[Array, "batch times ..."]) -> Float[Array, ""]:
 
 
 def compile_gradient(
-    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
-    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE,
+    ts: Times,
+    y0s: Float[Array, "batch ..."],
+    args: Args = None,
+    *,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
 ) -> CompiledGradient:
     """Compile the gradient of `loss(solve(model))` with respect to the parameters.
 
@@ -221,8 +227,13 @@ class CheckpointMemoryModel:
 
 
 def checkpoint_memory_model(
-    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
-    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE,
+    ts: Times,
+    y0s: Float[Array, "batch ..."],
+    args: Args = None,
+    *,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
 ) -> CheckpointMemoryModel:
     """Measure the memory of checkpointed gradients for this solve: up to three compiles.
 
@@ -281,9 +292,14 @@ def _checkpoint_bytes(
 
 
 def checkpoint_adjoint_for_budget(
-    memory_budget_bytes: float, *, model: NeuralODE, ts: Times,
+    memory_budget_bytes: float,
+    *,
+    model: NeuralODE,
+    ts: Times,
     y0s: Float[Array, "batch ..."],
-    args: Args = None, batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    args: Args = None,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
     verify: bool = True,
 ) -> diffrax.RecursiveCheckpointAdjoint:
     """The checkpointed adjoint with as many checkpoints as a memory budget allows.
@@ -329,7 +345,9 @@ def checkpoint_adjoint_for_budget(
     while verify and checkpoints > 1:
         measured = memory.measured(checkpoints)
         if measured is None:
-            chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
+            chosen = model.with_settings(
+                model.settings.with_adjoint(checkpoint_adjoint(checkpoints))
+            )
             compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
             measured = compiled.memory.total_bytes
         excess = measured - memory_budget_bytes

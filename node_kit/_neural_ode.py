@@ -28,9 +28,7 @@ class BatchedField(eqx.Module):
     field: Callable
     args_axis: int | None = eqx.field(static=True, default=None)
 
-    def __call__(
-        self, t, y: Float[Array, "batch ..."], args: Args
-    ) -> Float[Array, "batch ..."]:
+    def __call__(self, t, y: Float[Array, "batch ..."], args: Args) -> Float[Array, "batch ..."]:
         return jax.vmap(self.field, in_axes=(None, 0, self.args_axis))(t, y, args)
 
 
@@ -87,8 +85,8 @@ class NeuralODE(eqx.Module):
         """Like `__call__` but returns the `diffrax.Solution`.
 
         `sol.ys` are the states, `sol.stats["num_steps"]` the number of steps (NFE is
-        about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage), and `sol.result` the outcome
-        (always successful when `settings.throw`).
+        about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage),
+        and `sol.result` the outcome (always successful when `settings.throw`).
         """
         ts = check_times(ts)
         y0 = self.initial_state(y0, batched=False)
@@ -126,8 +124,9 @@ class NeuralODE(eqx.Module):
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""
         ts = check_times(ts)
         y0s = self.initial_state(y0s, batched=True)
-        return self.settings.solve(BatchedField(self.vector_field, args_axis), ts, y0s, args,
-                                   y0_name="y0s")
+        return self.settings.solve(
+            BatchedField(self.vector_field, args_axis), ts, y0s, args, y0_name="y0s"
+        )
 
     def initial_state(self, y0, *, batched: bool):
         """The checked initial state as the solver sees it (padded for an augmented field).

@@ -271,7 +271,12 @@ class ODERNN(AbstractIrregularRNN):
     hidden_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, hidden_size: int, width_size: int, depth: int, *,
+        self,
+        data_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
+        *,
         readout_size: int | None = None,
         settings: SolveSettings | None = None,
         key: PRNGKeyArray,
@@ -337,7 +342,11 @@ class GRUDelta(AbstractIrregularRNN):
     hidden_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, hidden_size: int, *, readout_size: int | None = None,
+        self,
+        data_size: int,
+        hidden_size: int,
+        *,
+        readout_size: int | None = None,
         key: PRNGKeyArray,
     ):
         readout_size = data_size if readout_size is None else readout_size

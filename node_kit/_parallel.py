@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._checks import check_bool, is_int, type_name
 
+
 AXIS = "data"
 """The name of the mesh axis a batch is split along."""
 
@@ -47,8 +48,10 @@ def _devices(devices) -> list:
                 "imported) makes N devices."
             )
         return available[: int(devices)]
-    if isinstance(devices, Sequence) and devices and all(
-        isinstance(d, jax.Device) for d in devices
+    if (
+        isinstance(devices, Sequence)
+        and devices
+        and all(isinstance(d, jax.Device) for d in devices)
     ):
         return list(devices)
     raise ValueError(
@@ -71,7 +74,9 @@ class DataParallel(eqx.Module):
     mesh: Mesh = eqx.field(static=True)
     per_device: bool = eqx.field(static=True)
 
-    def __init__(self, devices: int | Sequence[jax.Device] | None = None, *, per_device: bool = False):
+    def __init__(
+        self, devices: int | Sequence[jax.Device] | None = None, *, per_device: bool = False
+    ):
         self.mesh = Mesh(np.array(_devices(devices)), (AXIS,))
         self.per_device = check_bool("per_device", per_device)
 
@@ -117,6 +122,7 @@ class DataParallel(eqx.Module):
         With one process `batch` is the global batch; with several it is this process's
         rows (`process_rows`) and the global batch is assembled from all of them.
         """
+
         def put(x):
             if not eqx.is_array(x):  # a Python number or other static leaf: as it is
                 return x
@@ -187,7 +193,10 @@ class _PerDeviceLoss(eqx.Module):
 
         spec, split = PartitionSpec(), PartitionSpec(AXIS)
         return jax.shard_map(
-            local, mesh=self.mesh, in_specs=(spec, split, spec), out_specs=spec,
+            local,
+            mesh=self.mesh,
+            in_specs=(spec, split, spec),
+            out_specs=spec,
             check_vma=False,  # equinox's error checks are not typed for varying values
         )(params, batch, key)
 
@@ -205,7 +214,8 @@ def is_main_process() -> bool:
 
 
 def initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
     process_id: int | None = None,
 ) -> None:
     """Join the processes of a multi-host run (`jax.distributed.initialize`).

@@ -23,6 +23,7 @@ from ._adjoint import adjoint_from_name
 from ._checks import check_bool, check_optional_int, is_real, type_name
 from ._custom_types import Args
 
+
 DEFAULT_SOLVER = diffrax.Tsit5()
 DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
 DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
@@ -162,8 +163,9 @@ class SolveSettings(eqx.Module):
         if self.throw:
             # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
             y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
-            sol = raise_if_failed(sol, ts, max_steps=self.max_steps, y0_finite=y0_finite,
-                                  y0_name=y0_name)
+            sol = raise_if_failed(
+                sol, ts, max_steps=self.max_steps, y0_finite=y0_finite, y0_name=y0_name
+            )
         return sol
 
 
@@ -355,18 +357,21 @@ def _failure_messages(ts, max_steps, y0_name: str = "y0") -> list[str]:
 
     hit_max = [
         f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
-        "loosen rtol/atol, or regularise the dynamics." for i in range(n)
+        "loosen rtol/atol, or regularise the dynamics."
+        for i in range(n)
     ]
     other = [
         f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
-        f"{where(i)}. Check the inputs and parameters for NaN." for i in range(n)
+        f"{where(i)}. Check the inputs and parameters for NaN."
+        for i in range(n)
     ]
     nonfinite = [
         f"the solution became NaN or inf at ts[{i}]"
         + (f" (t={values[i]:.6g})" if values is not None else "")
         + " although the solver reported success (a fixed step size does not "
         "check this). Use a smaller `dt0` or an adaptive controller, and check the "
-        "inputs and parameters for NaN." for i in range(n)
+        "inputs and parameters for NaN."
+        for i in range(n)
     ]
     start = [f"`{y0_name}` contains NaN or inf; check the data."]
     return hit_max + other + nonfinite + start

@@ -16,7 +16,9 @@ from ._checks import as_array
 def check_finite_times(ts: jax.Array, name: str = "ts") -> jax.Array:
     """Refuse NaN or inf in times: a `ValueError` now, or `eqx.error_if` when traced."""
     if isinstance(ts, jax.core.Tracer):
-        return eqx.error_if(ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf).")
+        return eqx.error_if(
+            ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf)."
+        )
     values = np.asarray(ts)
     if not np.all(np.isfinite(values)):
         i = int(np.argmax(~np.isfinite(values)))
@@ -74,8 +76,7 @@ def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
         )
     if batched and y0.ndim < 1:
         raise ValueError(
-            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
-            "for one sample."
+            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) for one sample."
         )
     if data_size is not None:
         expected = (y0.shape[0], data_size) if batched and y0.ndim >= 1 else (data_size,)

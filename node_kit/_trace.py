@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import check_key
 
+
 PROBE_NAMES = ("rademacher", "gaussian")
 TRACE_ESTIMATOR_NAMES = ("exact", "hutchinson")
 

@@ -4,7 +4,8 @@ import importlib.util
 
 import numpy as np
 
-from ._spec import SPLITS, DatasetSpec, Feature, Generated, Requirement
+from ._spec import DatasetSpec, Feature, Generated, Requirement, SPLITS
+
 
 SKLEARN_HINT = 'pip install "node_kit[data]"'
 

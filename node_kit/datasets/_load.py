@@ -20,7 +20,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ._registry import check_split, find_spec, names, resolve_data_dir, specs
-from ._spec import SPLITS, DatasetSpec
+from ._spec import DatasetSpec, SPLITS
 from ._toy2d import check_seed
 
 
@@ -152,8 +152,9 @@ def _read_kept_arrays(path: str, fingerprint: str, expected: int | None) -> dict
         with np.load(path, allow_pickle=False) as kept:
             if str(kept[_FINGERPRINT]) != fingerprint:
                 return None
-            arrays = {key[len(_FEATURE):]: kept[key] for key in kept.files
-                      if key.startswith(_FEATURE)}
+            arrays = {
+                key[len(_FEATURE) :]: kept[key] for key in kept.files if key.startswith(_FEATURE)
+            }
     except (OSError, ValueError, KeyError, EOFError):
         return None
     rows = {len(array) for array in arrays.values()}

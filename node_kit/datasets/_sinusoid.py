@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_int, check_key
 
+
 SINUSOID_AMPLITUDE = (0.1, 5.0)
 """Range of the uniform amplitude."""
 

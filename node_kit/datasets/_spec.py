@@ -14,6 +14,7 @@ import numpy as np
 from .._checks import is_int
 from ._series import SeriesPreparation
 
+
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 """Split names of every node_kit dataset, in the order `split_sizes` lists them."""
 

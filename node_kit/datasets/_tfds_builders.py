@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ._spec import SPLITS, DatasetSpec, Feature, Generated
+from ._spec import DatasetSpec, Feature, Generated, SPLITS
 
 
 @dataclasses.dataclass(eq=False)
