@@ -13,6 +13,7 @@ Sampling runs the flow backwards. Every solve goes through
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -30,46 +31,15 @@ from ._checks import (
     check_real,
     type_name,
 )
+from ._cnf_dynamics import CNFDynamics, standard_normal_log_prob, TimeReversed
 from ._neural_ode import BatchedField
-from ._regularisers import check_coefficients, regulariser_integrands, REGULARISER_NAMES
-from ._solve import SolveSettings
+from ._regularisers import check_coefficients, REGULARISER_NAMES
+from ._solve import saved_states, SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import field_sizes
 
 
 _Stats = dict[str, Array]
-
-
-class _CNFDynamics(eqx.Module):
-    """The augmented field `d/dt [z, Δlogp, (KE, JN)]` for ONE sample.
-
-    The field is a module field and the probe arrives in `args`, so the parameters
-    reach diffrax through `terms` (backsolve differentiates them) and the probe is
-    the same at every evaluation of a solve.
-    """
-
-    field: Callable
-    trace_estimator: AbstractTraceEstimator
-    size: int = eqx.field(static=True)
-    regularise: bool = eqx.field(static=True)
-
-    def __call__(self, t, state: Float[Array, " state"], probe) -> Float[Array, " state"]:
-        fn = lambda z: self.field(t, z, None)
-        f, trace, vjp = self.trace_estimator(fn, state[: self.size], probe)
-        parts = [f, trace[None]]
-        if self.regularise:
-            parts.append(regulariser_integrands(f, vjp))
-        return jnp.concatenate(parts).astype(state.dtype)
-
-
-class _TimeReversed(eqx.Module):
-    """`g(s, y, args) = -F(t1 - s, y, args)`: solving `g` from `s=0` to `t1` runs `F` backwards."""
-
-    field: Callable
-    t1: float = eqx.field(static=True)
-
-    def __call__(self, s, y, args):
-        return -self.field(self.t1 - s, y, args)
 
 
 class CNF(eqx.Module):
@@ -115,7 +85,7 @@ class CNF(eqx.Module):
         t1: float = 1.0,
         data_size: int | None = None,
         settings: SolveSettings | None = None,
-        **solve_keywords,
+        **solve_keywords: Any,
     ):
         self.data_size = _check_field(vector_field, data_size)
         _check_trace_estimator(trace_estimator)
@@ -275,7 +245,7 @@ class CNF(eqx.Module):
         dynamics = self._dynamics(z.shape[-1], regularise=False)
         y0 = jnp.concatenate([z, jnp.zeros((1,), z.dtype)])
         y, _ = self._solve(dynamics, y0, probe, reverse=True, batched=False, name="z")
-        return y[: z.shape[-1]], _standard_normal_log_prob(z) - y[z.shape[-1]]
+        return y[: z.shape[-1]], standard_normal_log_prob(z) - y[z.shape[-1]]
 
     def _log_prob(self, x, probe, *, regularise: bool, batched: bool):
         dynamics = self._dynamics(x.shape[-1], regularise=regularise)
@@ -286,15 +256,15 @@ class CNF(eqx.Module):
         )
         size = x.shape[-1]
         z, integrals = y1[..., :size], y1[..., size:]
-        log_prob = _standard_normal_log_prob(z) + integrals[..., 0]
+        log_prob = standard_normal_log_prob(z) + integrals[..., 0]
         stats = {"num_steps": num_steps}
         if regularise:
             stats.update({n: integrals[..., 1 + i] for i, n in enumerate(REGULARISER_NAMES)})
         return log_prob, stats
 
-    def _dynamics(self, size: int, *, regularise: bool) -> _CNFDynamics:
+    def _dynamics(self, size: int, *, regularise: bool) -> CNFDynamics:
         check_bool("regularise", regularise, why="it changes the ODE state")
-        return _CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
+        return CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
 
     def _solve(self, field, y0, args, *, reverse: bool, batched: bool, name: str):
         """One solve of `field` over `[0, t1]` (time-reversed if `reverse`).
@@ -305,12 +275,12 @@ class CNF(eqx.Module):
         straight to the settings' solve without NeuralODE's input checks.
         """
         if reverse:
-            field = _TimeReversed(field, self.t1)
+            field = TimeReversed(field, self.t1)
         if batched:
             field = BatchedField(field, None if args is None else 0)
         ts = np.array([0.0, self.t1], dtype=y0.dtype)
         sol = self.settings.solve(field, ts, y0, args, y0_name=name)
-        return sol.ys[-1], sol.stats["num_steps"]
+        return saved_states(sol)[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:
         check_key("key", key)
@@ -386,10 +356,6 @@ def cnf_loss(
             aux[name] = jnp.mean(stats[name])
             loss = loss + weight * aux[name]
     return loss, aux
-
-
-def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-    return -0.5 * (jnp.sum(z**2, axis=-1) + z.shape[-1] * jnp.log(2 * jnp.pi))
 
 
 def _check_field(vector_field, data_size) -> int | None:

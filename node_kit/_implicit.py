@@ -112,7 +112,7 @@ def proximal_loss(loss: Callable[[PyTree[Array]], Scalar], reg: float) -> Callab
     check_callable("loss", loss, expected="a callable loss(w) -> scalar")
     reg = check_real("reg", reg, positive=True, fix="E.g. reg=1.0.")
 
-    def proximal(w, theta):
+    def proximal(w: PyTree[Array], theta: PyTree[Array]) -> Scalar:
         squares = jtu.tree_map(lambda a, b: jnp.sum((a - b) ** 2), w, theta)
         return loss(w) + 0.5 * reg * sum(jtu.tree_leaves(squares))
 
@@ -157,7 +157,7 @@ def _argmin_bwd(w_star, grad_w, perturbed, vjp_arg, w0, settings: _Settings):
         is_leaf=lambda x: x is None,
     )
 
-    def gradient_in_w(w, arg):
+    def gradient_in_w(w: PyTree[Array], arg: tuple[PyTree[Array], Callable]) -> PyTree[Array]:
         theta, closed = arg
         return jax.grad(closed)(w, theta)
 

@@ -11,18 +11,20 @@ standard deviation `obs_std` and counts observed entries only.
 """
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from ._checks import check_ints, check_key, check_real
+from ._custom_types import SeriesMask, SeriesValues, Times
 from ._irregular import check_observed, check_series, check_series_times
 from ._neural_ode import NeuralODE
 from ._ode_rnn import ODERNN
-from ._solve import SolveSettings
+from ._solve import saved_states, SolveSettings
 from ._vector_field import MLPField
 
 
@@ -43,7 +45,7 @@ def gaussian_kl(mu: Float[Array, " latent"], sigma: Float[Array, " latent"]) -> 
 def masked_gaussian_log_likelihood(
     values: Float[Array, "times data_size"],
     means: Float[Array, "times data_size"],
-    observed,
+    observed: Bool[Array, "times data_size"],
     std: float,
 ) -> Float[Array, ""]:
     """`sum` over observed entries of `log N(values; means, std^2)`; masked entries add 0."""
@@ -95,7 +97,7 @@ class LatentODE(eqx.Module):
         settings: SolveSettings | None = None,
         encoder_settings: SolveSettings | None = None,
         key: PRNGKeyArray,
-        **solve_keywords,
+        **solve_keywords: Any,
     ):
         data_size, latent_size = check_ints(1, data_size=data_size, latent_size=latent_size)
         if num_classes is not None:
@@ -130,7 +132,12 @@ class LatentODE(eqx.Module):
         self.obs_std = float(obs_std)
 
     def posterior(
-        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        t0: Real[ArrayLike, ""] | None = None,
     ) -> tuple[Float[Array, " latent"], Float[Array, " latent"]]:
         """`q(z0)` at time `t0` (default `ts[0]`) from the backwards ODE-RNN.
 
@@ -150,7 +157,12 @@ class LatentODE(eqx.Module):
         return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)[:2]
 
     def posterior_counted(
-        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        t0: Real[ArrayLike, ""] | None = None,
     ) -> tuple[Float[Array, " latent"], Float[Array, " latent"], Int[Array, ""]]:
         """`(mu, sigma, solver steps)`: `posterior` and the encoder's solver steps."""
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
@@ -191,14 +203,21 @@ class LatentODE(eqx.Module):
         sol = self.decoder.settings.solve(
             self.decoder.vector_field, ts.astype(z0.dtype), z0, y0_name="z0"
         )
-        return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
+        return jax.vmap(self.observation)(saved_states(sol)), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):
         check_key("key", key)
         return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
 
     def elbo(
-        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask: SeriesMask | None = None,
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
         """The evidence lower bound of one series, averaged over `num_samples` draws of `z0`.
 
@@ -229,7 +248,14 @@ class LatentODE(eqx.Module):
         return self._elbo(ts, values, mask, key, num_samples, target_mask)[:2]
 
     def elbo_and_logits(
-        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask: SeriesMask | None = None,
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]], Float[Array, "samples classes"]]:
         """`elbo(...)` and the classifier's logits at each `z0` draw, from one encoder pass.
 
@@ -270,7 +296,7 @@ class LatentODE(eqx.Module):
         return log_likelihood - kl, aux, z0s
 
     def classify(
-        self, ts, values, mask, *, key: PRNGKeyArray | None = None
+        self, ts: Times, values: SeriesValues, mask: SeriesMask, *, key: PRNGKeyArray | None = None
     ) -> Float[Array, " classes"]:
         """Class logits from `z0`: the posterior mean, or one sample if `key` is given.
 
@@ -291,9 +317,9 @@ class LatentODE(eqx.Module):
 
     def predict(
         self,
-        ts,
-        values,
-        mask,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
         ts_query: Real[ArrayLike, " query"],
         *,
         key: PRNGKeyArray,

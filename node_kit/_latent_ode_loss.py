@@ -5,6 +5,7 @@ from collections.abc import Mapping
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -44,12 +45,13 @@ def latent_ode_terms(
     target = batch.get("target_mask", mask)
     keys = jr.split(check_key("key", key), jnp.shape(batch["x"])[0])
 
-    def one(t, x, m, target_m, k):
-        options = {"key": k, "num_samples": num_samples, "target_mask": target_m}
+    def one(t: Array, x: Array, m: Array, target_m: Array, k: PRNGKeyArray) -> dict[str, Array]:
         if logits:
-            _, aux, class_logits = model.elbo_and_logits(t, x, m, **options)
+            _, aux, class_logits = model.elbo_and_logits(
+                t, x, m, key=k, num_samples=num_samples, target_mask=target_m
+            )
             return {**aux, "logits": class_logits}
-        return model.elbo(t, x, m, **options)[1]
+        return model.elbo(t, x, m, key=k, num_samples=num_samples, target_mask=target_m)[1]
 
     return jax.vmap(one)(batch["t"], batch["x"], mask, target, keys)
 

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -85,7 +86,7 @@ class CompiledGradient:
         return self.compiled(*self.inputs)
 
     @classmethod
-    def of(cls, gradient: Callable, *inputs) -> "CompiledGradient":
+    def of(cls, gradient: Callable, *inputs: Any) -> "CompiledGradient":
         """`jax.jit(gradient)` compiled for `inputs`, with its memory and compile time
         (tracing included). The inputs are arguments, not constants."""
         start = time.perf_counter()
@@ -135,8 +136,8 @@ def compile_gradient(
     check_callable("loss", loss, expected="a callable mapping the states to a scalar")
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    def gradient(params, ts, y0s, args):
-        def scalar_loss(params):
+    def gradient(params: PyTree[Array], ts: Array, y0s: Array, args: Args) -> PyTree[Array]:
+        def scalar_loss(params: PyTree[Array]) -> Float[Array, ""]:
             solve = eqx.combine(params, static)
             if batched:
                 ys = solve.batched(ts, y0s, args)
@@ -250,14 +251,13 @@ def checkpoint_memory_model(
     A [`node_kit.CheckpointMemoryModel`][] for `model` with its adjoint replaced by
     checkpointing.
     """
-    _check_max_steps(model)
+    n = _check_max_steps(model)
 
     def measured(checkpoints: int) -> int:
         chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
         compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
         return compiled.memory.total_bytes
 
-    n = model.settings.max_steps
     counts = sorted({min(math.ceil(n / 2), n - 1), n - 1} - {0, 1}) if n >= 3 else []
     return CheckpointMemoryModel(
         floor_bytes=measured(1),
@@ -283,7 +283,7 @@ def _checkpoint_bytes(
     ts = jnp.asarray(ts)
     field = BatchedField(model.vector_field) if batched else model.vector_field
 
-    def carry(y0):
+    def carry(y0: Array) -> tuple[Array, PyTree]:
         y0 = model.initial_state(y0, batched=batched)
         return y0, model.settings.solver.init(diffrax.ODETerm(field), ts[0], ts[-1], y0, args)
 
@@ -374,14 +374,17 @@ def _check_model(model) -> None:
         raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type_name(model)}.")
 
 
-def _check_max_steps(model) -> None:
+def _check_max_steps(model: Any) -> int:
+    """`model.settings.max_steps`, which must be an int."""
     _check_model(model)
-    if model.settings.max_steps is None:
+    max_steps = model.settings.max_steps
+    if max_steps is None:
         raise ValueError(
             "`model.settings.max_steps` must be an int to budget checkpoints (the buffers are "
             "sized by it); got None. Build the NeuralODE with e.g. max_steps=4096, or "
             "max_steps=N for N fixed steps."
         )
+    return max_steps
 
 
 def _mib(nbytes: int) -> str:

@@ -179,7 +179,7 @@ def maml_adapt(
     first_order = check_bool("first_order", first_order)
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    def step(params, _):
+    def step(params: PyTree, _: None) -> tuple[PyTree, None]:
         grads = jax.grad(lambda p: loss(eqx.combine(p, static), support))(params)
         if first_order:
             grads = jax.lax.stop_gradient(grads)

@@ -27,6 +27,7 @@ import jax
 import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from ._checks import check_bool, is_int, type_name
 
@@ -35,7 +36,7 @@ AXIS = "data"
 """The name of the mesh axis a batch is split along."""
 
 
-def _devices(devices) -> list:
+def _devices(devices: Any) -> list:
     available = jax.devices()
     if devices is None:
         return available
@@ -75,7 +76,11 @@ class DataParallel(eqx.Module):
     per_device: bool = eqx.field(static=True)
 
     def __init__(
-        self, devices: int | Sequence[jax.Device] | None = None, *, per_device: bool = False
+        self,
+        # jaxlib ships no type stubs, so to pyright `jax.Device` is a variable of unknown type.
+        devices: int | Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
+        *,
+        per_device: bool = False,
     ):
         self.mesh = Mesh(np.array(_devices(devices)), (AXIS,))
         self.per_device = check_bool("per_device", per_device)
@@ -123,7 +128,7 @@ class DataParallel(eqx.Module):
         rows (`process_rows`) and the global batch is assembled from all of them.
         """
 
-        def put(x):
+        def put(x: Any) -> Any:
             if not eqx.is_array(x):  # a Python number or other static leaf: as it is
                 return x
             sharding = self.batch_sharding if np.ndim(x) else self.replicated  # a scalar: copied
@@ -163,10 +168,12 @@ class _PerDeviceLoss(eqx.Module):
     loss_fn: Callable = eqx.field(static=True)
     mesh: Mesh = eqx.field(static=True)
 
-    def __call__(self, model, batch, key):
+    def __call__(self, model: PyTree, batch: PyTree, key: PRNGKeyArray) -> tuple[Array, PyTree]:
         return self._map(lambda m, b, k: self.loss_fn(m, b, k), model, batch, key)
 
-    def value_and_grad(self, model, batch, key):
+    def value_and_grad(
+        self, model: PyTree, batch: PyTree, key: PRNGKeyArray
+    ) -> tuple[tuple[Array, PyTree], PyTree]:
         grad_fn = eqx.filter_value_and_grad(self.loss_fn, has_aux=True)
         try:
             return self._map(grad_fn, model, batch, key)
@@ -181,10 +188,10 @@ class _PerDeviceLoss(eqx.Module):
                 "solve over the global batch, which works with every adjoint)."
             ) from None
 
-    def _map(self, fn, model, batch, key):
+    def _map(self, fn: Callable, model: PyTree, batch: PyTree, key: PRNGKeyArray) -> Any:
         params, static = eqx.partition(model, eqx.is_array)
 
-        def local(params, batch, key):
+        def local(params: PyTree, batch: PyTree, key: PRNGKeyArray) -> PyTree:
             key = jr.fold_in(key, jax.lax.axis_index(AXIS))
             out = fn(eqx.combine(params, static), batch, key)
             return jax.tree_util.tree_map(

@@ -35,7 +35,9 @@ class AbstractVectorField(eqx.Module):
     state_size: eqx.AbstractVar[int | None]
 
     @abc.abstractmethod
-    def __call__(self, t: Real[Array, ""], y: Float[Array, " state"], args: Args):
+    def __call__(
+        self, t: Real[Array, ""], y: Float[Array, " state"], args: Args
+    ) -> Float[Array, " state"]:
         """`dy/dt` at `(t, y)`, the shape of `y`."""
 
 

@@ -23,6 +23,7 @@ and inside `jax.jit`.
 import math
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real

@@ -161,10 +161,10 @@ class DatasetSpec:
                 "`split_sizes` must be three positive ints (train, validation, test); "
                 f"got split_sizes={sizes!r}."
             )
-        values = tuple(int(s) for s in values)
+        train, validation, test = (int(s) for s in values)
         if self.check_sizes is not None:
-            self.check_sizes(values)
-        return values
+            self.check_sizes((train, validation, test))
+        return train, validation, test
 
     def config_name(self, seed: int, sizes: tuple[int, int, int]) -> str:
         """The config (folder) name of one variant, e.g. `moons-seed0-50000-10000-10000`."""
