@@ -9,6 +9,7 @@ import equinox as eqx
 
 from ._checks import check_bool, check_choice, check_int
 
+
 ADJOINT_NAMES = ("backsolve", "checkpoint", "direct")
 
 
@@ -53,9 +54,7 @@ def backsolve_adjoint(
             "Pass the controller used for the forward solve, or set `seminorm=False` "
             "(a fixed step size has no error control to apply a seminorm to)."
         )
-    backward = eqx.tree_at(
-        lambda c: c.norm, stepsize_controller, diffrax.adjoint_rms_seminorm
-    )
+    backward = eqx.tree_at(lambda c: c.norm, stepsize_controller, diffrax.adjoint_rms_seminorm)
     return diffrax.BacksolveAdjoint(stepsize_controller=backward)
 
 
@@ -84,7 +83,9 @@ def checkpoint_adjoint(checkpoints: int | None = None) -> diffrax.RecursiveCheck
     A `diffrax.RecursiveCheckpointAdjoint`.
     """
     if checkpoints is not None:
-        check_int("checkpoints", checkpoints, expected="a positive integer", fix="Pass an int >= 1.")
+        check_int(
+            "checkpoints", checkpoints, expected="a positive integer", fix="Pass an int >= 1."
+        )
     return diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
 
 

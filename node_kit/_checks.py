@@ -9,15 +9,22 @@ Times and states of a solve are checked in `_solve_inputs.py`, series in `_irreg
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TYPE_CHECKING, TypeGuard, TypeVar
 
 
-def is_int(value: Any) -> bool:
+if TYPE_CHECKING:
+    from jax import Array
+
+
+_T = TypeVar("_T")
+
+
+def is_int(value: Any) -> TypeGuard[int]:
     """`True` for a Python or NumPy integer that is not a `bool`."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_real(value: Any) -> bool:
+def is_real(value: Any) -> TypeGuard[float]:
     """`True` for a Python or NumPy real number (int or float) that is not a `bool`."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -69,7 +76,7 @@ def check_int(
     return int(value)
 
 
-def check_optional_int(name: str, value: Any, **kwargs) -> int | None:
+def check_optional_int(name: str, value: Any, **kwargs: Any) -> int | None:
     """Like [`check_int`][] but `None` passes through."""
     return None if value is None else check_int(name, value, **kwargs)
 
@@ -113,8 +120,10 @@ def check_real(
         ok = value <= upper
     if not ok:
         if expected is None:
-            expected = "a positive float" if positive else (
-                "a non-negative float" if non_negative else "a real number"
+            expected = (
+                "a positive float"
+                if positive
+                else ("a non-negative float" if non_negative else "a real number")
             )
             expected += "" if upper is None else f" <= {upper}"
         if infinite:
@@ -130,7 +139,7 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def check_callable(name: str, value: Any, *, expected: str = "a callable") -> Any:
+def check_callable(name: str, value: _T, *, expected: str = "a callable") -> _T:
     """Check that `value` can be called (a function, a module, `jax.nn.relu`, ...)."""
     if not callable(value):
         raise ValueError(f"`{name}` must be {expected}; got {type_name(value)} {value!r}.")
@@ -153,7 +162,7 @@ def check_callables(name: str, value: Any, *, expected: str) -> tuple:
     return tuple(value)
 
 
-def as_array(name: str, value: Any, expected: str) -> Any:
+def as_array(name: str, value: Any, expected: str) -> "Array":
     """`jnp.asarray(value)`, or a `ValueError` naming `name` if it is no numeric array.
 
     `None`, strings and ragged lists fail inside JAX with a message that names no
@@ -183,13 +192,11 @@ def check_choice(name: str, value: Any, choices: Iterable[str], *, what: str = "
     choices = tuple(choices)
     if value not in choices:
         what = f" {what}" if what else ""
-        raise ValueError(
-            f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}."
-        )
+        raise ValueError(f"unknown{what} {name} {value!r}; expected one of {', '.join(choices)}.")
     return value
 
 
-def check_key(name: str, key: Any) -> Any:
+def check_key(name: str, key: Any) -> "Array":
     """Check a JAX PRNG key: a typed key (`jax.random.key`) or a raw `uint32[..., 2]` one.
 
     Works on traced keys too (it looks at the dtype and shape only).
@@ -202,7 +209,11 @@ def check_key(name: str, key: Any) -> Any:
     typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
     raw = dtype == jnp.uint32 and shape is not None and len(shape) >= 1 and shape[-1] == 2
     if not (typed or raw):
-        shown = f"{type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}{tuple(shape)}"
+        shown = (
+            f"{type(key).__name__} {key!r}"
+            if dtype is None
+            else f"an array of {dtype}{tuple(shape or ())}"
+        )
         raise ValueError(
             f"`{name}` must be a JAX PRNG key; got {shown}. Make one with "
             f"`jax.random.key(0)`, and split it for each use."

@@ -13,6 +13,7 @@ Sampling runs the flow backwards. Every solve goes through
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -30,45 +31,15 @@ from ._checks import (
     check_real,
     type_name,
 )
+from ._cnf_dynamics import CNFDynamics, standard_normal_log_prob, TimeReversed
 from ._neural_ode import BatchedField
-from ._regularisers import REGULARISER_NAMES, check_coefficients, regulariser_integrands
-from ._solve import SolveSettings
+from ._regularisers import check_coefficients, REGULARISER_NAMES
+from ._solve import saved_states, SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import field_sizes
 
+
 _Stats = dict[str, Array]
-
-
-class _CNFDynamics(eqx.Module):
-    """The augmented field `d/dt [z, Δlogp, (KE, JN)]` for ONE sample.
-
-    The field is a module field and the probe arrives in `args`, so the parameters
-    reach diffrax through `terms` (backsolve differentiates them) and the probe is
-    the same at every evaluation of a solve.
-    """
-
-    field: Callable
-    trace_estimator: AbstractTraceEstimator
-    size: int = eqx.field(static=True)
-    regularise: bool = eqx.field(static=True)
-
-    def __call__(self, t, state: Float[Array, " state"], probe) -> Float[Array, " state"]:
-        fn = lambda z: self.field(t, z, None)  # noqa: E731
-        f, trace, vjp = self.trace_estimator(fn, state[: self.size], probe)
-        parts = [f, trace[None]]
-        if self.regularise:
-            parts.append(regulariser_integrands(f, vjp))
-        return jnp.concatenate(parts).astype(state.dtype)
-
-
-class _TimeReversed(eqx.Module):
-    """`g(s, y, args) = -F(t1 - s, y, args)`: solving `g` from `s=0` to `t1` runs `F` backwards."""
-
-    field: Callable
-    t1: float = eqx.field(static=True)
-
-    def __call__(self, s, y, args):
-        return -self.field(self.t1 - s, y, args)
 
 
 class CNF(eqx.Module):
@@ -114,25 +85,36 @@ class CNF(eqx.Module):
         t1: float = 1.0,
         data_size: int | None = None,
         settings: SolveSettings | None = None,
-        **solve_keywords,
+        **solve_keywords: Any,
     ):
         self.data_size = _check_field(vector_field, data_size)
         _check_trace_estimator(trace_estimator)
-        self.t1 = check_real("t1", t1, positive=True, expected="a positive Python float",
-                             fix="E.g. t1=1.0.")
+        self.t1 = check_real(
+            "t1", t1, positive=True, expected="a positive Python float", fix="E.g. t1=1.0."
+        )
         self.trace_estimator = trace_estimator
         self.vector_field = vector_field
         self.settings = SolveSettings.of(settings, **solve_keywords)
 
     def with_settings(self, settings: SolveSettings) -> "CNF":
         """The same flow with other solve settings (e.g. `settings.with_adjoint(...)`)."""
-        return CNF(self.vector_field, trace_estimator=self.trace_estimator, t1=self.t1,
-                   data_size=self.data_size, settings=settings)
+        return CNF(
+            self.vector_field,
+            trace_estimator=self.trace_estimator,
+            t1=self.t1,
+            data_size=self.data_size,
+            settings=settings,
+        )
 
     def with_trace_estimator(self, trace_estimator: AbstractTraceEstimator) -> "CNF":
         """The same flow with another trace estimator (e.g. `ExactTrace()` to evaluate)."""
-        return CNF(self.vector_field, trace_estimator=trace_estimator, t1=self.t1,
-                   data_size=self.data_size, settings=self.settings)
+        return CNF(
+            self.vector_field,
+            trace_estimator=trace_estimator,
+            t1=self.t1,
+            data_size=self.data_size,
+            settings=self.settings,
+        )
 
     def log_prob(
         self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None
@@ -152,7 +134,10 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats(x, key=key)[0]
 
     def log_prob_and_stats(
-        self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None,
+        self,
+        x: Float[Array, " data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, ""], _Stats]:
         """Like [`node_kit.CNF.log_prob`][], with the solve's statistics.
@@ -194,7 +179,10 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats_batched(xs, key=key)[0]
 
     def log_prob_and_stats_batched(
-        self, xs: Float[Array, "batch data_size"], *, key: PRNGKeyArray | None = None,
+        self,
+        xs: Float[Array, "batch data_size"],
+        *,
+        key: PRNGKeyArray | None = None,
         regularise: bool = False,
     ) -> tuple[Float[Array, " batch"], _Stats]:
         """Like [`node_kit.CNF.log_prob_batched`][], with the solve's statistics.
@@ -257,25 +245,26 @@ class CNF(eqx.Module):
         dynamics = self._dynamics(z.shape[-1], regularise=False)
         y0 = jnp.concatenate([z, jnp.zeros((1,), z.dtype)])
         y, _ = self._solve(dynamics, y0, probe, reverse=True, batched=False, name="z")
-        return y[: z.shape[-1]], _standard_normal_log_prob(z) - y[z.shape[-1]]
+        return y[: z.shape[-1]], standard_normal_log_prob(z) - y[z.shape[-1]]
 
     def _log_prob(self, x, probe, *, regularise: bool, batched: bool):
         dynamics = self._dynamics(x.shape[-1], regularise=regularise)
         extra = 1 + (len(REGULARISER_NAMES) if regularise else 0)
         y0 = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], extra), x.dtype)], axis=-1)
-        y1, num_steps = self._solve(dynamics, y0, probe, reverse=False, batched=batched,
-                                    name="xs" if batched else "x")
+        y1, num_steps = self._solve(
+            dynamics, y0, probe, reverse=False, batched=batched, name="xs" if batched else "x"
+        )
         size = x.shape[-1]
         z, integrals = y1[..., :size], y1[..., size:]
-        log_prob = _standard_normal_log_prob(z) + integrals[..., 0]
+        log_prob = standard_normal_log_prob(z) + integrals[..., 0]
         stats = {"num_steps": num_steps}
         if regularise:
             stats.update({n: integrals[..., 1 + i] for i, n in enumerate(REGULARISER_NAMES)})
         return log_prob, stats
 
-    def _dynamics(self, size: int, *, regularise: bool) -> _CNFDynamics:
+    def _dynamics(self, size: int, *, regularise: bool) -> CNFDynamics:
         check_bool("regularise", regularise, why="it changes the ODE state")
-        return _CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
+        return CNFDynamics(self.vector_field, self.trace_estimator, size, regularise)
 
     def _solve(self, field, y0, args, *, reverse: bool, batched: bool, name: str):
         """One solve of `field` over `[0, t1]` (time-reversed if `reverse`).
@@ -286,12 +275,12 @@ class CNF(eqx.Module):
         straight to the settings' solve without NeuralODE's input checks.
         """
         if reverse:
-            field = _TimeReversed(field, self.t1)
+            field = TimeReversed(field, self.t1)
         if batched:
             field = BatchedField(field, None if args is None else 0)
         ts = np.array([0.0, self.t1], dtype=y0.dtype)
         sol = self.settings.solve(field, ts, y0, args, y0_name=name)
-        return sol.ys[-1], sol.stats["num_steps"]
+        return saved_states(sol)[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:
         check_key("key", key)
@@ -314,7 +303,11 @@ class CNF(eqx.Module):
         size_ok = self.data_size is None or x.shape[-1:] == (self.data_size,)
         if x.ndim != (2 if batched else 1) or not size_ok:
             hint = "Use the *_batched method or jax.vmap for a batch." if not batched else ""
-            size = "" if self.data_size is None else f" with data_size={self.data_size} (the vector field's data_size)"
+            size = (
+                ""
+                if self.data_size is None
+                else f" with data_size={self.data_size} (the vector field's data_size)"
+            )
             raise ValueError(
                 f"`{name}` must have shape {expected}{size}; got shape {tuple(x.shape)}. "
                 f"{hint}".rstrip()
@@ -365,13 +358,12 @@ def cnf_loss(
     return loss, aux
 
 
-def _standard_normal_log_prob(z: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-    return -0.5 * (jnp.sum(z**2, axis=-1) + z.shape[-1] * jnp.log(2 * jnp.pi))
-
-
 def _check_field(vector_field, data_size) -> int | None:
-    check_callable("vector_field", vector_field,
-                   expected="a callable f(t, z, args) such as nk.ConcatSquashField")
+    check_callable(
+        "vector_field",
+        vector_field,
+        expected="a callable f(t, z, args) such as nk.ConcatSquashField",
+    )
     declared, state_size = field_sizes(vector_field)
     if declared is not None and state_size != declared:
         raise ValueError(

@@ -1,11 +1,16 @@
 """jaxtyping aliases shared across node_kit (shapes are for ONE sample)."""
 
+from collections.abc import Callable
 from typing import TypeAlias
 
-from jaxtyping import Array, ArrayLike, Float, PyTree, Real
+from jaxtyping import Array, ArrayLike, Float, PyTree, Real, Shaped
+
 
 Times: TypeAlias = Real[ArrayLike, " times"]
 """Output times, 1-D and strictly increasing."""
+
+Time: TypeAlias = Real[ArrayLike, ""]
+"""One time, a scalar."""
 
 State: TypeAlias = Float[Array, "..."]
 """An ODE state for one sample."""
@@ -15,3 +20,15 @@ Trajectory: TypeAlias = Float[Array, "times ..."]
 
 Args: TypeAlias = PyTree | None
 """Extra arguments passed to the vector field as `f(t, y, args)`."""
+
+VectorField: TypeAlias = Callable[..., PyTree[Array]]
+"""A vector field `f(t, y, args) -> dy/dt` for one sample, any callable."""
+
+Scalar: TypeAlias = Float[Array, ""]
+"""A floating-point scalar array (a loss, a log-density, a trace)."""
+
+SeriesValues: TypeAlias = Real[ArrayLike, "times channels"]
+"""The values of one irregular series; entries where the mask is 0 are ignored."""
+
+SeriesMask: TypeAlias = Shaped[ArrayLike, "times channels"]
+"""Which entries of a series are observed: bool, or 0/1 numbers, the shape of the values."""

@@ -15,23 +15,34 @@ three, the same contrast as the ODE adjoints:
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
-from jaxtyping import Array, Bool, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from ._checks import check_bool, check_callable, check_choice, check_int, check_real, type_name
 from ._fixed_point import AndersonAcceleration
 
+
 BACKWARD_MODES = ("implicit", "unrolled", "phantom")
 """The backward passes of [`node_kit.DEQ`][]."""
 
-_SOLVER_TYPES = (optx.AbstractFixedPointSolver, optx.AbstractRootFinder,
-                 optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)
+_SOLVER_TYPES = (
+    optx.AbstractFixedPointSolver,
+    optx.AbstractRootFinder,
+    optx.AbstractLeastSquaresSolver,
+    optx.AbstractMinimiser,
+)
+_Solver: TypeAlias = (
+    optx.AbstractFixedPointSolver
+    | optx.AbstractRootFinder
+    | optx.AbstractLeastSquaresSolver
+    | optx.AbstractMinimiser
+)
 
 
 class DEQSolution(eqx.Module):
@@ -87,7 +98,7 @@ class DEQ(eqx.Module):
     """
 
     f: Callable
-    solver: Any
+    solver: _Solver
     linear_solver: lx.AbstractLinearSolver | None
     state_shape: tuple[int, ...] = eqx.field(static=True)
     backward: str = eqx.field(static=True)
@@ -101,7 +112,7 @@ class DEQ(eqx.Module):
         f: Callable,
         state_shape: int | tuple[int, ...],
         *,
-        solver=None,
+        solver: _Solver | None = None,
         backward: str = "implicit",
         max_steps: int = 100,
         linear_solver: lx.AbstractLinearSolver | None = None,
@@ -116,8 +127,13 @@ class DEQ(eqx.Module):
         self.backward = check_choice("backward", backward, BACKWARD_MODES, what="DEQ")
         self.max_steps = check_int("max_steps", max_steps, fix="E.g. max_steps=100.")
         self.phantom_steps = check_int("phantom_steps", phantom_steps, fix="E.g. 1.")
-        self.phantom_damping = check_real("phantom_damping", phantom_damping, positive=True,
-                                          upper=1.0, fix="E.g. 1.0 (no damping) or 0.5.")
+        self.phantom_damping = check_real(
+            "phantom_damping",
+            phantom_damping,
+            positive=True,
+            upper=1.0,
+            fix="E.g. 1.0 (no damping) or 0.5.",
+        )
         self.throw = check_bool("throw", throw)
 
     def __check_init__(self):
@@ -133,30 +149,40 @@ class DEQ(eqx.Module):
                 f"atol=1e-8)); got {type_name(self.linear_solver)}."
             )
 
-    def replace(self, **changes) -> "DEQ":
+    def replace(self, **changes: Any) -> "DEQ":
         """A copy with some constructor arguments changed (checked again), e.g.
         `deq.replace(backward="unrolled")`."""
-        names = ("f", "state_shape", "solver", "backward", "max_steps", "linear_solver",
-                 "phantom_steps", "phantom_damping", "throw")
+        names = tuple(
+            "f state_shape solver backward max_steps linear_solver phantom_steps "
+            "phantom_damping throw".split()
+        )
         unknown = sorted(set(changes) - set(names))
         if unknown:
-            raise ValueError(f"`DEQ.replace` got unknown arguments {unknown}; expected some "
-                             f"of {', '.join(names)}.")
+            raise ValueError(
+                f"`DEQ.replace` got unknown arguments {unknown}; expected some "
+                f"of {', '.join(names)}."
+            )
         current = {name: getattr(self, name) for name in names}
-        f, shape = changes.pop("f", current.pop("f")), changes.pop("state_shape",
-                                                                   current.pop("state_shape"))
+        f, shape = (
+            changes.pop("f", current.pop("f")),
+            changes.pop("state_shape", current.pop("state_shape")),
+        )
         return DEQ(f, shape, **{**current, **changes})
 
-    def __call__(self, x: PyTree[Array], z0: Float[Array, "..."] | None = None):
+    def __call__(
+        self, x: PyTree[Array], z0: Float[ArrayLike, "..."] | None = None
+    ) -> Float[Array, "..."]:
         """The equilibrium `z*` for one input `x` (from `z0`, default zeros)."""
         return self.solve(x, z0).value
 
-    def solve(self, x: PyTree[Array], z0: Float[Array, "..."] | None = None) -> DEQSolution:
+    def solve(self, x: PyTree[Array], z0: Float[ArrayLike, "..."] | None = None) -> DEQSolution:
         """Like `__call__` but returns the [`node_kit.DEQSolution`][] (residual, steps)."""
         z0 = self.initial_state(x, z0, batch=None)
         return self._solve(_Layer(self.f), x, z0)
 
-    def batched(self, xs: PyTree[Array], z0s: Float[Array, "batch ..."] | None = None):
+    def batched(
+        self, xs: PyTree[Array], z0s: Float[ArrayLike, "batch ..."] | None = None
+    ) -> Float[Array, "batch ..."]:
         """Solve a batch as ONE fixed-point problem whose state is the whole batch.
 
         One solve (the iterations stop when every sample has converged), as
@@ -165,13 +191,17 @@ class DEQ(eqx.Module):
         """
         return self.solve_batched(xs, z0s).value
 
-    def solve_batched(self, xs: PyTree[Array], z0s=None) -> DEQSolution:
+    def solve_batched(
+        self, xs: PyTree[Array], z0s: Float[ArrayLike, "batch ..."] | None = None
+    ) -> DEQSolution:
         """Like [`node_kit.DEQ.batched`][] but returns the [`node_kit.DEQSolution`][]."""
         batch = _batch_size(xs)
         z0s = self.initial_state(xs, z0s, batch=batch)
         return self._solve(_Layer(self.f, batched=True), xs, z0s)
 
-    def initial_state(self, x, z0, *, batch: int | None):
+    def initial_state(
+        self, x: PyTree[Array], z0: Float[ArrayLike, "..."] | None, *, batch: int | None
+    ) -> Float[Array, "..."]:
         """`z0` checked against the state's shape, or zeros in `x`'s float dtype."""
         shape = self.state_shape if batch is None else (batch, *self.state_shape)
         if z0 is None:
@@ -185,7 +215,14 @@ class DEQ(eqx.Module):
             )
         return z0
 
-    def residual_history(self, x, z0=None, *, batched: bool = False, steps: int | None = None):
+    def residual_history(
+        self,
+        x: PyTree[Array],
+        z0: Float[ArrayLike, "..."] | None = None,
+        *,
+        batched: bool = False,
+        steps: int | None = None,
+    ) -> Float[Array, " steps"]:
         """The relative residual `|f(z_k) - z_k| / |f(z_k)|` at each of `steps` solver
         iterations (default `max_steps`), without stopping at convergence: for plots.
 
@@ -204,7 +241,7 @@ class DEQ(eqx.Module):
         struct = jax.eval_shape(lambda: z0)
         state = self.solver.init(_with_aux, z0, args, {}, struct, None, frozenset())
 
-        def body(carry, _):
+        def body(carry: tuple, _: None) -> tuple[tuple, Float[Array, ""]]:
             z, state = carry
             new_z, state, _ = self.solver.step(_with_aux, z, args, {}, state, frozenset())
             return (new_z, state), _relative_residual(layer, z, x)
@@ -230,8 +267,9 @@ class DEQ(eqx.Module):
             adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=self.max_steps)
         else:
             adjoint = optx.ImplicitAdjoint(linear_solver=self._linear_solver(z0.dtype))
-        return optx.fixed_point(_apply, self.solver, z0, args, max_steps=self.max_steps,
-                                adjoint=adjoint, throw=False)
+        return optx.fixed_point(
+            _apply, self.solver, z0, args, max_steps=self.max_steps, adjoint=adjoint, throw=False
+        )
 
     def _linear_solver(self, dtype) -> lx.AbstractLinearSolver:
         if self.linear_solver is not None:
@@ -246,12 +284,14 @@ class DEQ(eqx.Module):
         fz = jax.lax.stop_gradient(fz)
         residual = jnp.linalg.norm((fz - z).ravel())
         relative = residual / jnp.maximum(jnp.linalg.norm(fz.ravel()), jnp.finfo(z.dtype).tiny)
-        result = optx.RESULTS.where(jnp.isfinite(residual), sol.result,
-                                    optx.RESULTS.nonlinear_divergence)
+        result = optx.RESULTS.where(
+            jnp.isfinite(residual), sol.result, optx.RESULTS.nonlinear_divergence
+        )
         if self.throw:
             value = eqx.error_if(value, ~jnp.isfinite(residual), _DIVERGED_MESSAGE)
-            value = eqx.error_if(value, result != optx.RESULTS.successful,
-                                 _not_converged_message(self))
+            value = eqx.error_if(
+                value, result != optx.RESULTS.successful, _not_converged_message(self)
+            )
         return DEQSolution(value, residual, relative, sol.stats["num_steps"], result)
 
 
@@ -289,8 +329,11 @@ def _relative_residual(layer, z, x):
 
 def _check_shape(state_shape) -> tuple[int, ...]:
     shape = (state_shape,) if isinstance(state_shape, int) else state_shape
-    if not (isinstance(shape, tuple) and shape and all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+    if not (
+        isinstance(shape, tuple)
+        and shape
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
         raise ValueError(
             f"`state_shape` must be a positive int or a tuple of positive ints (the shape "
             f"of z for one sample, e.g. 64 or (8, 8)); got {state_shape!r}."

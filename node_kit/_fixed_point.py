@@ -14,16 +14,23 @@ error in the default float dtype, which breaks a float32 solve with float64 enab
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Bool, Float, Int, Scalar
+from jaxtyping import Array, Bool, Float, Int, PyTree, Scalar
 
 from ._checks import check_int, check_real
+
+
+# As optimistix's solvers: the state `Y` and the auxiliary output `Aux` of `fn(y, args)`.
+Y = TypeVar("Y")
+Aux = TypeVar("Aux")
+_Fn = Callable[[Y, PyTree], tuple[Y, Aux]]
+_Structs = PyTree[jax.ShapeDtypeStruct]
 
 
 def _residual_error(y_flat, fy_flat, rtol: float, atol: float) -> Scalar:
@@ -53,12 +60,47 @@ def _check_tolerances_and_memory(solver) -> None:
     check_int("memory", solver.memory, fix="E.g. memory=5 (past iterates kept).")
 
 
+# `terminate` and `postprocess`, the same for the three solvers (each state has `error`).
+_State: TypeAlias = "_IterationState | _AndersonState | _BroydenState"
+
+
+def _terminate(
+    self: optx.AbstractFixedPointSolver,
+    fn: _Fn[Y, Aux],
+    y: Y,
+    args: PyTree,
+    options: dict[str, Any],
+    state: _State,
+    tags: frozenset[object],
+) -> tuple[Bool[Array, ""], optx.RESULTS]:
+    """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
+    once."""
+    error = state.error
+    finite = ~jnp.isnan(error)
+    result = optx.RESULTS.where(finite, optx.RESULTS.successful, optx.RESULTS.nonlinear_divergence)
+    return (error < 1) | ~finite, result
+
+
+def _postprocess(
+    self: optx.AbstractFixedPointSolver,
+    fn: _Fn[Y, Aux],
+    y: Y,
+    aux: Aux,
+    args: PyTree,
+    options: dict[str, Any],
+    state: _State,
+    tags: frozenset[object],
+    result: optx.RESULTS,
+) -> tuple[Y, Aux, dict[str, Any]]:
+    return y, aux, {}
+
+
 class _IterationState(eqx.Module):
     count: Int[Array, ""]
     error: Scalar
 
 
-class FixedPointIteration(optx.AbstractFixedPointSolver):
+class FixedPointIteration(optx.AbstractFixedPointSolver[Y, Aux, _IterationState]):
     """Plain fixed-point iteration `y <- (1 - damping) f(y) + damping y`.
 
     **Arguments:**
@@ -75,24 +117,43 @@ class FixedPointIteration(optx.AbstractFixedPointSolver):
 
     def __check_init__(self):
         _check_tolerances(self)
-        check_real("damping", self.damping, non_negative=True, upper=0.999,
-                   fix="E.g. damping=0.0 (none) or 0.5.")
+        check_real(
+            "damping",
+            self.damping,
+            non_negative=True,
+            upper=0.999,
+            fix="E.g. damping=0.0 (none) or 0.5.",
+        )
 
-    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _IterationState:
+    def init(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        f_struct: _Structs,
+        aux_struct: _Structs,
+        tags: frozenset[object],
+    ) -> _IterationState:
         y_flat, _ = ravel_pytree(y)
         return _IterationState(jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
 
-    def step(self, fn, y, args, options, state: _IterationState, tags):
+    def step(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        state: _IterationState,
+        tags: frozenset[object],
+    ) -> tuple[Y, _IterationState, Aux]:
         y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
         new_y = (1 - self.damping) * fy_flat + self.damping * y_flat
         error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
         return unravel(new_y), _IterationState(state.count + 1, error), aux
 
-    def terminate(self, fn, y, args, options, state: _IterationState, tags):
-        return _terminate(state.error)
-
-    def postprocess(self, fn, y, aux, args, options, state, tags, result):
-        return y, aux, {}
+    terminate = _terminate
+    postprocess = _postprocess
 
 
 class _AndersonState(eqx.Module):
@@ -102,7 +163,7 @@ class _AndersonState(eqx.Module):
     error: Scalar
 
 
-class AndersonAcceleration(optx.AbstractFixedPointSolver):
+class AndersonAcceleration(optx.AbstractFixedPointSolver[Y, Aux, _AndersonState]):
     """Anderson acceleration (type II) for `y = f(y)`.
 
     Each step mixes the last `memory` values `f(y_i)` with weights `alpha` that minimise
@@ -128,18 +189,44 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
 
     def __check_init__(self):
         _check_tolerances_and_memory(self)
-        check_real("mixing", self.mixing, positive=True, upper=1.0,
-                   fix="E.g. mixing=1.0 (no damping) or 0.5.")
-        check_real("regularisation", self.regularisation, non_negative=True,
-                   fix="E.g. regularisation=1e-8.")
+        check_real(
+            "mixing",
+            self.mixing,
+            positive=True,
+            upper=1.0,
+            fix="E.g. mixing=1.0 (no damping) or 0.5.",
+        )
+        check_real(
+            "regularisation",
+            self.regularisation,
+            non_negative=True,
+            fix="E.g. regularisation=1e-8.",
+        )
 
-    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _AndersonState:
+    def init(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        f_struct: _Structs,
+        aux_struct: _Structs,
+        tags: frozenset[object],
+    ) -> _AndersonState:
         del fn, args, options, f_struct, aux_struct, tags
         y_flat, _ = ravel_pytree(y)
         buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
         return _AndersonState(buffer, buffer, jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
 
-    def step(self, fn, y, args, options, state: _AndersonState, tags):
+    def step(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        state: _AndersonState,
+        tags: frozenset[object],
+    ) -> tuple[Y, _AndersonState, Aux]:
         del options, tags
         y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
         slot = state.count % self.memory
@@ -161,16 +248,14 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver):
         ridge = self.regularisation * scale + jnp.finfo(residuals.dtype).tiny
         gram = jnp.where(pair, gram, 0) + jnp.diag(jnp.where(valid, ridge, 1.0))
         ones = valid.astype(residuals.dtype)
-        system = jnp.block([[jnp.zeros((1, 1), residuals.dtype), ones[None, :]],
-                           [ones[:, None], gram]])
+        system = jnp.block(
+            [[jnp.zeros((1, 1), residuals.dtype), ones[None, :]], [ones[:, None], gram]]
+        )
         rhs = jnp.zeros(m + 1, residuals.dtype).at[0].set(1.0)
         return jnp.linalg.solve(system, rhs)[1:]
 
-    def terminate(self, fn, y, args, options, state: _AndersonState, tags):
-        return _terminate(state.error)
-
-    def postprocess(self, fn, y, aux, args, options, state, tags, result):
-        return y, aux, {}
+    terminate = _terminate
+    postprocess = _postprocess
 
 
 class _BroydenState(eqx.Module):
@@ -182,7 +267,7 @@ class _BroydenState(eqx.Module):
     error: Scalar
 
 
-class Broyden(optx.AbstractFixedPointSolver):
+class Broyden(optx.AbstractFixedPointSolver[Y, Aux, _BroydenState]):
     """Limited-memory ("good") Broyden's method on `g(y) = f(y) - y`, as in deep
     equilibrium models (Bai et al. 2019).
 
@@ -205,20 +290,50 @@ class Broyden(optx.AbstractFixedPointSolver):
     def __check_init__(self):
         _check_tolerances_and_memory(self)
 
-    def init(self, fn, y, args, options, f_struct, aux_struct, tags) -> _BroydenState:
+    def init(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        f_struct: _Structs,
+        aux_struct: _Structs,
+        tags: frozenset[object],
+    ) -> _BroydenState:
         del fn, args, options, f_struct, aux_struct, tags
         y_flat, _ = ravel_pytree(y)
         buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
-        return _BroydenState(jnp.zeros_like(y_flat), jnp.zeros_like(y_flat), buffer, buffer,
-                             jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+        return _BroydenState(
+            jnp.zeros_like(y_flat),
+            jnp.zeros_like(y_flat),
+            buffer,
+            buffer,
+            jnp.array(0),
+            jnp.array(jnp.inf, y_flat.dtype),
+        )
 
-    def step(self, fn, y, args, options, state: _BroydenState, tags):
+    def step(
+        self,
+        fn: _Fn[Y, Aux],
+        y: Y,
+        args: PyTree,
+        options: dict[str, Any],
+        state: _BroydenState,
+        tags: frozenset[object],
+    ) -> tuple[Y, _BroydenState, Aux]:
         del options, tags
         y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
         g = fy_flat - y_flat
-        us, vs = jax.lax.cond(state.count > 0, self._update, lambda *a: (a[0], a[1]),
-                              state.us, state.vs, y_flat - state.previous_y,
-                              g - state.previous_g, state.count)
+        us, vs = jax.lax.cond(
+            state.count > 0,
+            self._update,
+            lambda *a: (a[0], a[1]),
+            state.us,
+            state.vs,
+            y_flat - state.previous_y,
+            g - state.previous_g,
+            state.count,
+        )
         new_y = y_flat - _apply_inverse(us, vs, g)
         error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
         return unravel(new_y), _BroydenState(y_flat, g, us, vs, state.count + 1, error), aux
@@ -233,22 +348,10 @@ class Broyden(optx.AbstractFixedPointSolver):
         slot = (count - 1) % self.memory
         return us.at[slot].set(u), vs.at[slot].set(jnp.where(safe, s_inverse, 0.0))
 
-    def terminate(self, fn, y, args, options, state: _BroydenState, tags):
-        return _terminate(state.error)
-
-    def postprocess(self, fn, y, aux, args, options, state, tags, result):
-        return y, aux, {}
+    terminate = _terminate
+    postprocess = _postprocess
 
 
 def _apply_inverse(us, vs, x) -> Float[Array, " size"]:
     """`J^-1 x` for `J^-1 = -I + sum_i u_i v_i^T` (`us`, `vs` rows; zero rows unused)."""
     return -x + (vs @ x) @ us
-
-
-def _terminate(error: Scalar) -> tuple[Bool[Array, ""], Any]:
-    """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
-    once."""
-    finite = ~jnp.isnan(error)
-    result = optx.RESULTS.where(finite, optx.RESULTS.successful,
-                                optx.RESULTS.nonlinear_divergence)
-    return (error < 1) | ~finite, result

@@ -30,6 +30,7 @@ from jaxtyping import Array, PyTree, Scalar
 
 from ._checks import check_bool, check_callable, check_int, check_real, type_name
 
+
 _SOLVER_HINT = "e.g. optx.BFGS(rtol=1e-8, atol=1e-8), optx.LBFGS(...) or optax.adam(1e-2)"
 
 
@@ -86,8 +87,10 @@ def implicit_minimise(
     _check_loss_output(loss, w0, theta)
     check_solvers(solver, linear_solver)
     settings = _Settings(
-        _as_minimiser(solver, w0), _as_linear_solver(linear_solver, w0),
-        check_int("max_steps", max_steps), check_bool("throw", throw),
+        _as_minimiser(solver, w0),
+        _as_linear_solver(linear_solver, w0),
+        check_int("max_steps", max_steps),
+        check_bool("throw", throw),
     )
     closed = eqx.filter_closure_convert(loss, w0, theta)
     return _argmin((theta, closed), jax.lax.stop_gradient(w0), settings)
@@ -109,7 +112,7 @@ def proximal_loss(loss: Callable[[PyTree[Array]], Scalar], reg: float) -> Callab
     check_callable("loss", loss, expected="a callable loss(w) -> scalar")
     reg = check_real("reg", reg, positive=True, fix="E.g. reg=1.0.")
 
-    def proximal(w, theta):
+    def proximal(w: PyTree[Array], theta: PyTree[Array]) -> Scalar:
         squares = jtu.tree_map(lambda a, b: jnp.sum((a - b) ** 2), w, theta)
         return loss(w) + 0.5 * reg * sum(jtu.tree_leaves(squares))
 
@@ -127,8 +130,12 @@ class _Settings(eqx.Module):
 def _argmin(vjp_arg, w0, settings: _Settings):
     theta, closed = vjp_arg
     sol = optx.minimise(
-        lambda w, args: closed(w, args), settings.solver, w0, theta,
-        max_steps=settings.max_steps, throw=False,
+        lambda w, args: closed(w, args),
+        settings.solver,
+        w0,
+        theta,
+        max_steps=settings.max_steps,
+        throw=False,
     )
     return _inner_checked(sol, settings)
 
@@ -144,11 +151,13 @@ def _argmin_fwd(perturbed, vjp_arg, w0, settings: _Settings):
 def _argmin_bwd(w_star, grad_w, perturbed, vjp_arg, w0, settings: _Settings):
     del perturbed, w0
     grad_w = jtu.tree_map(  # a symbolic zero (None) as an array of zeros
-        lambda g, w: g if g is not None or w is None else jnp.zeros_like(w), grad_w, w_star,
+        lambda g, w: g if g is not None or w is None else jnp.zeros_like(w),
+        grad_w,
+        w_star,
         is_leaf=lambda x: x is None,
     )
 
-    def gradient_in_w(w, arg):
+    def gradient_in_w(w: PyTree[Array], arg: tuple[PyTree[Array], Callable]) -> PyTree[Array]:
         theta, closed = arg
         return jax.grad(closed)(w, theta)
 
@@ -169,7 +178,8 @@ def _hessian_solve(gradient: Callable, w_star, v, settings: _Settings):
     if not settings.throw:
         return sol.value
     return eqx.error_if(
-        sol.value, sol.result != lx.RESULTS.successful,
+        sol.value,
+        sol.result != lx.RESULTS.successful,
         "implicit_minimise: the linear solve H u = v of the implicit gradient failed (H the "
         "Hessian at w*). CG needs H positive definite: w* may not be a minimum (tighten "
         "the inner solve), or raise the linear solver's max_steps.",
@@ -182,7 +192,8 @@ def _inner_checked(sol: optx.Solution, settings: _Settings):
     if not settings.throw:
         return w
     w = eqx.error_if(
-        w, sol.result == optx.RESULTS.nonlinear_max_steps_reached,
+        w,
+        sol.result == optx.RESULTS.nonlinear_max_steps_reached,
         f"implicit_minimise: the inner minimisation reached max_steps={settings.max_steps} "
         "without converging; raise `max_steps`, loosen the solver's rtol/atol, or start "
         "closer (w0).",
@@ -190,7 +201,8 @@ def _inner_checked(sol: optx.Solution, settings: _Settings):
     w = sol.result.error_if(w, sol.result != optx.RESULTS.successful)  # optimistix's message
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jtu.tree_leaves(w)]))
     return eqx.error_if(
-        w, ~finite,
+        w,
+        ~finite,
         "implicit_minimise: the inner minimisation gave a non-finite w*; check the loss, "
         "lower the learning rate, or use another solver.",
     )
@@ -208,16 +220,20 @@ def _check_w0(w0) -> None:
 
 
 def _check_loss_output(loss: Callable, w0, theta) -> None:
-    check_scalar_loss(loss, (w0, theta), what=", loss(w, theta)",
-                      fix="Reduce it, e.g. with jnp.mean or jnp.sum.")
+    check_scalar_loss(
+        loss, (w0, theta), what=", loss(w, theta)", fix="Reduce it, e.g. with jnp.mean or jnp.sum."
+    )
 
 
 def check_scalar_loss(loss: Callable, args: tuple, *, what: str, fix: str) -> None:
     """A `ValueError` unless `loss(*args)` is a floating-point scalar (traced abstractly);
     `what` follows "a floating-point scalar" in the message (e.g. the signature)."""
     out = eqx.filter_eval_shape(loss, *args)
-    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
-            and jnp.issubdtype(out.dtype, jnp.floating)):
+    if not (
+        isinstance(out, jax.ShapeDtypeStruct)
+        and out.shape == ()
+        and jnp.issubdtype(out.dtype, jnp.floating)
+    ):
         shown = f"{out.dtype}{out.shape}" if hasattr(out, "shape") else type_name(out)
         raise ValueError(
             f"`loss` must return a floating-point scalar{what} -> shape (); got {shown}. {fix}"
@@ -233,7 +249,9 @@ def default_tolerance(w0: PyTree[Array]) -> float:
 def check_solvers(solver: Any, linear_solver: Any) -> None:
     """`solver`: `None`, an optimistix minimiser or an optax optimizer; `linear_solver`:
     `None` or a lineax solver. A `ValueError` naming the argument otherwise."""
-    if not (solver is None or isinstance(solver, (optx.AbstractMinimiser, optax.GradientTransformation))):
+    if not (
+        solver is None or isinstance(solver, (optx.AbstractMinimiser, optax.GradientTransformation))
+    ):
         raise ValueError(
             f"`solver` must be an optimistix.AbstractMinimiser or an optax.GradientTransformation "
             f"({_SOLVER_HINT}); got {type_name(solver)}."

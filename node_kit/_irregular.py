@@ -25,16 +25,18 @@ adaptive solver's steps by no more than the solver's tolerance.
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from ._checks import as_array, check_key, is_real
+from ._custom_types import SeriesMask, SeriesValues, Times
 from ._solve_inputs import check_finite_times
 
 
-def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " times"]:
+def check_series_times(ts: Times, *, strict: bool, name: str = "ts") -> Float[Array, " times"]:
     """Check one series' times: 1-D, non-empty, increasing; return a float array.
 
     `strict=True` asks for strictly increasing times (output times of an ODE solve);
@@ -68,7 +70,7 @@ def check_series_times(ts, *, strict: bool, name: str = "ts") -> Float[Array, " 
     return ts
 
 
-def _check_binary(mask) -> Bool[Array, "times data_size"]:
+def _check_binary(mask: Array) -> Bool[Array, "times data_size"]:
     if mask.dtype == jnp.bool_:
         return mask
     message = "`mask` must hold only 0 and 1 (1 = observed)."
@@ -82,7 +84,7 @@ def _check_binary(mask) -> Bool[Array, "times data_size"]:
 
 
 def check_series(
-    ts, values, mask, *, data_size: int, strict: bool
+    ts: Times, values: SeriesValues, mask: SeriesMask, *, data_size: int, strict: bool
 ) -> tuple[Float[Array, " times"], Float[Array, "times data_size"], Bool[Array, "times data_size"]]:
     """Check one series against a model's `data_size`; return `(ts, values, observed)`.
 
@@ -115,15 +117,13 @@ def check_series(
         )
     observed = _check_binary(mask)
     bad = jnp.any(observed & ~jnp.isfinite(values))
-    values = eqx.error_if(
-        values,
-        bad,
-        "`values` holds NaN or inf at observed entries; fix them or set their mask to 0.",
-    )
-    return ts, values, observed
+    message = "`values` holds NaN or inf at observed entries; fix them or set their mask to 0."
+    return ts, eqx.error_if(values, bad, message), observed
 
 
-def check_observed(observed, name: str = "mask") -> Bool[Array, "*batch times data_size"]:
+def check_observed(
+    observed: Bool[Array, "*batch times data_size"], name: str = "mask"
+) -> Bool[Array, "*batch times data_size"]:
     """Refuse a series with nothing observed: every entry of its `observed` is `False`.
 
     For the ELBO, where such a series has no likelihood term (its ELBO would be `-KL`,
@@ -132,8 +132,10 @@ def check_observed(observed, name: str = "mask") -> Bool[Array, "*batch times da
     traced ones (inside `jit` or `vmap`) are checked at run time with `eqx.error_if`.
     """
     seen = jnp.any(observed, axis=(-2, -1))
-    fix = ("A series with no observed entry has no likelihood term (its ELBO would be -KL); "
-           "drop it, or fill a batch with copies of an observed series.")
+    fix = (
+        "A series with no observed entry has no likelihood term (its ELBO would be -KL); "
+        "drop it, or fill a batch with copies of an observed series."
+    )
     if isinstance(seen, jax.core.Tracer):
         message = f"`{name}` must observe at least one entry of every series. {fix}"
         return eqx.error_if(observed, ~jnp.all(seen), message)

@@ -11,18 +11,20 @@ standard deviation `obs_std` and counts observed entries only.
 """
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from ._checks import check_ints, check_key, check_real
+from ._custom_types import SeriesMask, SeriesValues, Times
 from ._irregular import check_observed, check_series, check_series_times
 from ._neural_ode import NeuralODE
 from ._ode_rnn import ODERNN
-from ._solve import SolveSettings
+from ._solve import saved_states, SolveSettings
 from ._vector_field import MLPField
 
 
@@ -43,7 +45,7 @@ def gaussian_kl(mu: Float[Array, " latent"], sigma: Float[Array, " latent"]) -> 
 def masked_gaussian_log_likelihood(
     values: Float[Array, "times data_size"],
     means: Float[Array, "times data_size"],
-    observed,
+    observed: Bool[Array, "times data_size"],
     std: float,
 ) -> Float[Array, ""]:
     """`sum` over observed entries of `log N(values; means, std^2)`; masked entries add 0."""
@@ -83,21 +85,28 @@ class LatentODE(eqx.Module):
     obs_std: float = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, latent_size: int, hidden_size: int, width_size: int, depth: int,
+        self,
+        data_size: int,
+        latent_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
         *,
         num_classes: int | None = None,
         obs_std: float = 0.01,
         settings: SolveSettings | None = None,
         encoder_settings: SolveSettings | None = None,
         key: PRNGKeyArray,
-        **solve_keywords,
+        **solve_keywords: Any,
     ):
         data_size, latent_size = check_ints(1, data_size=data_size, latent_size=latent_size)
         if num_classes is not None:
             check_ints(1, num_classes=num_classes)
         obs_std = check_real("obs_std", obs_std, positive=True, show_name=True)
         settings = SolveSettings.of(settings, **solve_keywords)
-        encoder_settings = settings if encoder_settings is None else SolveSettings.of(encoder_settings)
+        encoder_settings = (
+            settings if encoder_settings is None else SolveSettings.of(encoder_settings)
+        )
         k_enc, k_field, k_obs, k_cls = jr.split(check_key("key", key), 4)
         self.encoder = ODERNN(
             data_size,
@@ -123,7 +132,12 @@ class LatentODE(eqx.Module):
         self.obs_std = float(obs_std)
 
     def posterior(
-        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        t0: Real[ArrayLike, ""] | None = None,
     ) -> tuple[Float[Array, " latent"], Float[Array, " latent"]]:
         """`q(z0)` at time `t0` (default `ts[0]`) from the backwards ODE-RNN.
 
@@ -143,7 +157,12 @@ class LatentODE(eqx.Module):
         return self._posterior(ts, values, observed, ts[0] if t0 is None else t0)[:2]
 
     def posterior_counted(
-        self, ts, values, mask, *, t0: Real[ArrayLike, ""] | None = None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        t0: Real[ArrayLike, ""] | None = None,
     ) -> tuple[Float[Array, " latent"], Float[Array, " latent"], Int[Array, ""]]:
         """`(mu, sigma, solver steps)`: `posterior` and the encoder's solver steps."""
         ts, values, observed = check_series(ts, values, mask, data_size=self.data_size, strict=True)
@@ -181,16 +200,24 @@ class LatentODE(eqx.Module):
 
     def _decode(self, ts, z0):
         """Decode on times already checked (strictly increasing)."""
-        sol = self.decoder.settings.solve(self.decoder.vector_field, ts.astype(z0.dtype), z0,
-                                          y0_name="z0")
-        return jax.vmap(self.observation)(sol.ys), sol.stats["num_steps"]
+        sol = self.decoder.settings.solve(
+            self.decoder.vector_field, ts.astype(z0.dtype), z0, y0_name="z0"
+        )
+        return jax.vmap(self.observation)(saved_states(sol)), sol.stats["num_steps"]
 
     def _sample_z0(self, mu, sigma, key, num_samples):
         check_key("key", key)
         return mu + sigma * jr.normal(key, (num_samples, self.latent_size), mu.dtype)
 
     def elbo(
-        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask: SeriesMask | None = None,
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
         """The evidence lower bound of one series, averaged over `num_samples` draws of `z0`.
 
@@ -221,7 +248,14 @@ class LatentODE(eqx.Module):
         return self._elbo(ts, values, mask, key, num_samples, target_mask)[:2]
 
     def elbo_and_logits(
-        self, ts, values, mask, *, key: PRNGKeyArray, num_samples: int = 1, target_mask=None
+        self,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
+        *,
+        key: PRNGKeyArray,
+        num_samples: int = 1,
+        target_mask: SeriesMask | None = None,
     ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]], Float[Array, "samples classes"]]:
         """`elbo(...)` and the classifier's logits at each `z0` draw, from one encoder pass.
 
@@ -262,7 +296,7 @@ class LatentODE(eqx.Module):
         return log_likelihood - kl, aux, z0s
 
     def classify(
-        self, ts, values, mask, *, key: PRNGKeyArray | None = None
+        self, ts: Times, values: SeriesValues, mask: SeriesMask, *, key: PRNGKeyArray | None = None
     ) -> Float[Array, " classes"]:
         """Class logits from `z0`: the posterior mean, or one sample if `key` is given.
 
@@ -283,9 +317,9 @@ class LatentODE(eqx.Module):
 
     def predict(
         self,
-        ts,
-        values,
-        mask,
+        ts: Times,
+        values: SeriesValues,
+        mask: SeriesMask,
         ts_query: Real[ArrayLike, " query"],
         *,
         key: PRNGKeyArray,

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -44,12 +45,13 @@ def latent_ode_terms(
     target = batch.get("target_mask", mask)
     keys = jr.split(check_key("key", key), jnp.shape(batch["x"])[0])
 
-    def one(t, x, m, target_m, k):
-        options = dict(key=k, num_samples=num_samples, target_mask=target_m)
+    def one(t: Array, x: Array, m: Array, target_m: Array, k: PRNGKeyArray) -> dict[str, Array]:
         if logits:
-            _, aux, class_logits = model.elbo_and_logits(t, x, m, **options)
+            _, aux, class_logits = model.elbo_and_logits(
+                t, x, m, key=k, num_samples=num_samples, target_mask=target_m
+            )
             return {**aux, "logits": class_logits}
-        return model.elbo(t, x, m, **options)[1]
+        return model.elbo(t, x, m, key=k, num_samples=num_samples, target_mask=target_m)[1]
 
     return jax.vmap(one)(batch["t"], batch["x"], mask, target, keys)
 
@@ -95,8 +97,11 @@ def _check_batch(batch) -> None:
     `ValueError` naming that series; a traced one is checked per series by `elbo`.
     """
     if not isinstance(batch, Mapping) or "t" not in batch or "x" not in batch:
-        got = f"a dict with the keys {sorted(batch)}" if isinstance(batch, Mapping) else (
-            type_name(batch))
+        got = (
+            f"a dict with the keys {sorted(batch)}"
+            if isinstance(batch, Mapping)
+            else (type_name(batch))
+        )
         raise ValueError(
             '`batch` must be a dict with the times "t" (batch, n) and the values "x" '
             '(batch, n, data_size), and optionally "mask" and "target_mask" like "x"; got '
@@ -119,7 +124,9 @@ def _check_kl_weight(kl_weight):
     if dtype is not None and jnp.ndim(kl_weight) == 0 and jnp.issubdtype(dtype, jnp.floating):
         kl_weight = float(kl_weight)  # a concrete 0-d array, NumPy or JAX
     return check_real(
-        "kl_weight", kl_weight, non_negative=True,
+        "kl_weight",
+        kl_weight,
+        non_negative=True,
         expected="a non-negative float (or a traced scalar)",
         fix="Anneal it from 0 to 1; 1 is the ELBO.",
     )

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -21,6 +22,7 @@ from ._adjoint import checkpoint_adjoint
 from ._checks import check_bool, check_callable, is_real, type_name
 from ._custom_types import Args, Times
 from ._neural_ode import BatchedField, NeuralODE
+
 
 MIB = 2**20
 
@@ -84,7 +86,7 @@ class CompiledGradient:
         return self.compiled(*self.inputs)
 
     @classmethod
-    def of(cls, gradient: Callable, *inputs) -> "CompiledGradient":
+    def of(cls, gradient: Callable, *inputs: Any) -> "CompiledGradient":
         """`jax.jit(gradient)` compiled for `inputs`, with its memory and compile time
         (tracing included). The inputs are arguments, not constants."""
         start = time.perf_counter()
@@ -99,8 +101,13 @@ def default_loss(ys: Float[Array, "batch times ..."]) -> Float[Array, ""]:
 
 
 def compile_gradient(
-    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
-    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE,
+    ts: Times,
+    y0s: Float[Array, "batch ..."],
+    args: Args = None,
+    *,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
 ) -> CompiledGradient:
     """Compile the gradient of `loss(solve(model))` with respect to the parameters.
 
@@ -129,8 +136,8 @@ def compile_gradient(
     check_callable("loss", loss, expected="a callable mapping the states to a scalar")
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    def gradient(params, ts, y0s, args):
-        def scalar_loss(params):
+    def gradient(params: PyTree[Array], ts: Array, y0s: Array, args: Args) -> PyTree[Array]:
+        def scalar_loss(params: PyTree[Array]) -> Float[Array, ""]:
             solve = eqx.combine(params, static)
             if batched:
                 ys = solve.batched(ts, y0s, args)
@@ -221,8 +228,13 @@ class CheckpointMemoryModel:
 
 
 def checkpoint_memory_model(
-    model: NeuralODE, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *,
-    batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    model: NeuralODE,
+    ts: Times,
+    y0s: Float[Array, "batch ..."],
+    args: Args = None,
+    *,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
 ) -> CheckpointMemoryModel:
     """Measure the memory of checkpointed gradients for this solve: up to three compiles.
 
@@ -239,14 +251,13 @@ def checkpoint_memory_model(
     A [`node_kit.CheckpointMemoryModel`][] for `model` with its adjoint replaced by
     checkpointing.
     """
-    _check_max_steps(model)
+    n = _check_max_steps(model)
 
     def measured(checkpoints: int) -> int:
         chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
         compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
         return compiled.memory.total_bytes
 
-    n = model.settings.max_steps
     counts = sorted({min(math.ceil(n / 2), n - 1), n - 1} - {0, 1}) if n >= 3 else []
     return CheckpointMemoryModel(
         floor_bytes=measured(1),
@@ -272,7 +283,7 @@ def _checkpoint_bytes(
     ts = jnp.asarray(ts)
     field = BatchedField(model.vector_field) if batched else model.vector_field
 
-    def carry(y0):
+    def carry(y0: Array) -> tuple[Array, PyTree]:
         y0 = model.initial_state(y0, batched=batched)
         return y0, model.settings.solver.init(diffrax.ODETerm(field), ts[0], ts[-1], y0, args)
 
@@ -281,9 +292,14 @@ def _checkpoint_bytes(
 
 
 def checkpoint_adjoint_for_budget(
-    memory_budget_bytes: float, *, model: NeuralODE, ts: Times,
+    memory_budget_bytes: float,
+    *,
+    model: NeuralODE,
+    ts: Times,
     y0s: Float[Array, "batch ..."],
-    args: Args = None, batched: bool = True, loss: Callable[[Array], Array] = default_loss,
+    args: Args = None,
+    batched: bool = True,
+    loss: Callable[[Array], Array] = default_loss,
     verify: bool = True,
 ) -> diffrax.RecursiveCheckpointAdjoint:
     """The checkpointed adjoint with as many checkpoints as a memory budget allows.
@@ -329,7 +345,9 @@ def checkpoint_adjoint_for_budget(
     while verify and checkpoints > 1:
         measured = memory.measured(checkpoints)
         if measured is None:
-            chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
+            chosen = model.with_settings(
+                model.settings.with_adjoint(checkpoint_adjoint(checkpoints))
+            )
             compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
             measured = compiled.memory.total_bytes
         excess = measured - memory_budget_bytes
@@ -356,14 +374,17 @@ def _check_model(model) -> None:
         raise ValueError(f"`model` must be a node_kit.NeuralODE; got {type_name(model)}.")
 
 
-def _check_max_steps(model) -> None:
+def _check_max_steps(model: Any) -> int:
+    """`model.settings.max_steps`, which must be an int."""
     _check_model(model)
-    if model.settings.max_steps is None:
+    max_steps = model.settings.max_steps
+    if max_steps is None:
         raise ValueError(
             "`model.settings.max_steps` must be an int to budget checkpoints (the buffers are "
             "sized by it); got None. Build the NeuralODE with e.g. max_steps=4096, or "
             "max_steps=N for N fixed steps."
         )
+    return max_steps
 
 
 def _mib(nbytes: int) -> str:

@@ -39,6 +39,7 @@ from ._implicit import (
     proximal_loss,
 )
 
+
 Loss = Callable[[PyTree, PyTree], Scalar]
 """`loss(model, data) -> scalar` for one task."""
 
@@ -88,8 +89,14 @@ class MAML(AbstractMetaLearner):
         self.first_order = check_bool("first_order", first_order)
 
     def adapt(self, model: PyTree, loss: Loss, support: PyTree) -> PyTree:
-        return maml_adapt(model, loss, support, inner_steps=self.inner_steps,
-                          inner_lr=self.inner_lr, first_order=self.first_order)
+        return maml_adapt(
+            model,
+            loss,
+            support,
+            inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr,
+            first_order=self.first_order,
+        )
 
 
 class IMAML(AbstractMetaLearner):
@@ -140,13 +147,25 @@ class IMAML(AbstractMetaLearner):
         self.throw = check_bool("throw", throw)
 
     def adapt(self, model: PyTree, loss: Loss, support: PyTree) -> PyTree:
-        return imaml_adapt(model, loss, support, reg=self.reg, solver=self.solver,
-                           linear_solver=self.linear_solver, max_steps=self.max_steps,
-                           throw=self.throw)
+        return imaml_adapt(
+            model,
+            loss,
+            support,
+            reg=self.reg,
+            solver=self.solver,
+            linear_solver=self.linear_solver,
+            max_steps=self.max_steps,
+            throw=self.throw,
+        )
 
 
 def maml_adapt(
-    model: PyTree, loss: Loss, support: PyTree, *, inner_steps: int, inner_lr: float,
+    model: PyTree,
+    loss: Loss,
+    support: PyTree,
+    *,
+    inner_steps: int,
+    inner_lr: float,
     first_order: bool = False,
 ) -> PyTree:
     """`model` after `inner_steps` steps of gradient descent on `loss(model, support)`.
@@ -160,7 +179,7 @@ def maml_adapt(
     first_order = check_bool("first_order", first_order)
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    def step(params, _):
+    def step(params: PyTree, _: None) -> tuple[PyTree, None]:
         grads = jax.grad(lambda p: loss(eqx.combine(p, static), support))(params)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
@@ -171,9 +190,14 @@ def maml_adapt(
 
 
 def imaml_adapt(
-    model: PyTree, loss: Loss, support: PyTree, *, reg: float,
+    model: PyTree,
+    loss: Loss,
+    support: PyTree,
+    *,
+    reg: float,
     solver: optx.AbstractMinimiser | optax.GradientTransformation | None = None,
-    linear_solver: lx.AbstractLinearSolver | None = None, max_steps: int = 256,
+    linear_solver: lx.AbstractLinearSolver | None = None,
+    max_steps: int = 256,
     throw: bool = True,
 ) -> PyTree:
     """`argmin_w loss(w, support) + reg/2 ||w - theta||^2`, `theta` the model's parameters.
@@ -189,14 +213,23 @@ def imaml_adapt(
         solver = optx.LBFGS(rtol=tol, atol=tol)
     task_loss = lambda w: loss(eqx.combine(w, static), support)
     adapted = implicit_minimise(
-        proximal_loss(task_loss, reg), params, params, solver=solver,
-        linear_solver=linear_solver, max_steps=max_steps, throw=throw,
+        proximal_loss(task_loss, reg),
+        params,
+        params,
+        solver=solver,
+        linear_solver=linear_solver,
+        max_steps=max_steps,
+        throw=throw,
     )
     return eqx.combine(adapted, static)
 
 
 def query_losses(
-    learner: AbstractMetaLearner, model: PyTree, loss: Loss, support: PyTree, query: PyTree,
+    learner: AbstractMetaLearner,
+    model: PyTree,
+    loss: Loss,
+    support: PyTree,
+    query: PyTree,
 ) -> Float[Array, " tasks"]:
     """Each task's query loss after adapting `model` to its support set.
 
@@ -223,7 +256,11 @@ def query_losses(
 
 
 def meta_loss(
-    learner: AbstractMetaLearner, model: PyTree, loss: Loss, support: PyTree, query: PyTree,
+    learner: AbstractMetaLearner,
+    model: PyTree,
+    loss: Loss,
+    support: PyTree,
+    query: PyTree,
 ) -> Scalar:
     """The mean over tasks of [`node_kit.query_losses`][]: what meta-training minimises."""
     return jnp.mean(query_losses(learner, model, loss, support, query))
@@ -231,13 +268,16 @@ def meta_loss(
 
 def _check_loss(loss: Any, model: PyTree, support: PyTree) -> None:
     check_callable("loss", loss, expected="a callable loss(model, data) -> scalar")
-    check_scalar_loss(loss, (model, support), what=" for one task, loss(model, data)",
-                      fix="Reduce over the task's points, e.g. with jnp.mean.")
+    check_scalar_loss(
+        loss,
+        (model, support),
+        what=" for one task, loss(model, data)",
+        fix="Reduce over the task's points, e.g. with jnp.mean.",
+    )
 
 
 def _check_tasks(support: PyTree, query: PyTree) -> None:
-    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None
-             for x in jtu.tree_leaves((support, query))}
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jtu.tree_leaves((support, query))}
     if not sizes or None in sizes or len(sizes) != 1:
         raise ValueError(
             "`support` and `query` must stack the tasks along a leading axis of one size in "

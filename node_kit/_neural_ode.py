@@ -1,16 +1,17 @@
 """NeuralODE: an Equinox module around one `diffrax.diffeqsolve`."""
 
 from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_callable
-from ._custom_types import Args, State, Times, Trajectory
-from ._solve import SolveSettings
+from ._custom_types import Args, State, Time, Times, Trajectory
+from ._solve import saved_states, SolveSettings
 from ._solve_inputs import check_state, check_times
 from ._vector_field import field_sizes, pad_to_state
 
@@ -29,7 +30,7 @@ class BatchedField(eqx.Module):
     args_axis: int | None = eqx.field(static=True, default=None)
 
     def __call__(
-        self, t, y: Float[Array, "batch ..."], args: Args
+        self, t: Time, y: Float[Array, "batch ..."], args: Args
     ) -> Float[Array, "batch ..."]:
         return jax.vmap(self.field, in_axes=(None, 0, self.args_axis))(t, y, args)
 
@@ -56,7 +57,10 @@ class NeuralODE(eqx.Module):
     settings: SolveSettings
 
     def __init__(
-        self, vector_field: Callable, settings: SolveSettings | None = None, **solve_keywords
+        self,
+        vector_field: Callable,
+        settings: SolveSettings | None = None,
+        **solve_keywords: Any,
     ):
         self.vector_field = check_callable(
             "vector_field", vector_field, expected="a callable f(t, y, args) such as nk.MLPField"
@@ -81,21 +85,26 @@ class NeuralODE(eqx.Module):
         The states at `ts`, shape `(len(ts), *y0.shape)` (augmented for an
         [`node_kit.AugmentedField`][]).
         """
-        return self.solve(ts, y0, args).ys
+        return saved_states(self.solve(ts, y0, args))
 
     def solve(self, ts: Times, y0: State, args: Args = None) -> diffrax.Solution:
         """Like `__call__` but returns the `diffrax.Solution`.
 
         `sol.ys` are the states, `sol.stats["num_steps"]` the number of steps (NFE is
-        about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage), and `sol.result` the outcome
-        (always successful when `settings.throw`).
+        about `num_steps` times the solver's stages, 6 for Tsit5, which reuses its last stage),
+        and `sol.result` the outcome (always successful when `settings.throw`).
         """
         ts = check_times(ts)
         y0 = self.initial_state(y0, batched=False)
         return self.settings.solve(self.vector_field, ts, y0, args, y0_name="y0")
 
     def batched(
-        self, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *, args_axis=None
+        self,
+        ts: Times,
+        y0s: Float[Array, "batch ..."],
+        args: Args = None,
+        *,
+        args_axis: int | None = None,
     ) -> Float[Array, "batch times ..."]:
         """Solve a batch as ONE ODE whose state is the whole batch.
 
@@ -117,19 +126,26 @@ class NeuralODE(eqx.Module):
 
         States of shape `(batch, len(ts), *state)`, like `jax.vmap(model)` returns.
         """
-        return jnp.moveaxis(self.solve_batched(ts, y0s, args, args_axis=args_axis).ys, 0, 1)
+        sol = self.solve_batched(ts, y0s, args, args_axis=args_axis)
+        return jnp.moveaxis(saved_states(sol), 0, 1)
 
     def solve_batched(
-        self, ts: Times, y0s: Float[Array, "batch ..."], args: Args = None, *, args_axis=None
+        self,
+        ts: Times,
+        y0s: Float[Array, "batch ..."],
+        args: Args = None,
+        *,
+        args_axis: int | None = None,
     ) -> diffrax.Solution:
         """Like [`node_kit.NeuralODE.batched`][] but returns the `diffrax.Solution`
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""
         ts = check_times(ts)
         y0s = self.initial_state(y0s, batched=True)
-        return self.settings.solve(BatchedField(self.vector_field, args_axis), ts, y0s, args,
-                                   y0_name="y0s")
+        return self.settings.solve(
+            BatchedField(self.vector_field, args_axis), ts, y0s, args, y0_name="y0s"
+        )
 
-    def initial_state(self, y0, *, batched: bool):
+    def initial_state(self, y0: ArrayLike, *, batched: bool) -> Float[Array, "*batch state"]:
         """The checked initial state as the solver sees it (padded for an augmented field).
 
         **Arguments:** `y0` of one sample, or a batch `(batch, *state)` if `batched`.

@@ -21,18 +21,20 @@ fraction of each gap, not an absolute time.
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, Real
 
 from ._checks import check_ints, check_key
-from ._custom_types import Args
+from ._custom_types import SeriesMask, SeriesValues, Times
 from ._irregular import check_series
+from ._masked_scan import scan_observations, ScanResult
 from ._neural_ode import NeuralODE
-from ._solve import SolveSettings
+from ._solve import saved_states, SolveSettings
 from ._vector_field import AbstractVectorField, field_sizes, MLPField
 
 
@@ -50,6 +52,9 @@ class GapField(AbstractVectorField):
 
     field: Callable
 
+    def __init__(self, field: Callable):
+        self.field = field
+
     @property
     def data_size(self) -> int | None:
         """The wrapped field's data size, if it declares one."""
@@ -60,53 +65,16 @@ class GapField(AbstractVectorField):
         """The wrapped field's state size, if it declares one."""
         return field_sizes(self.field)[1]
 
-    def __call__(self, s, h: Float[Array, " hidden"], args: Args) -> Float[Array, " hidden"]:
-        t_start, gap, field_args = args
+    def __call__(
+        self, s: Real[Array, ""], h: Float[Array, " hidden"], args: PyTree
+    ) -> Float[Array, " hidden"]:
+        t_start, gap, field_args = args  # always a tuple here, unlike other fields' `args`
         return gap * self.field(t_start + s * gap, h, field_args)
 
 
-def _gru_input(x, observed, *extra) -> Float[Array, " input"]:
+def _gru_input(x: Array, observed: Array, *extra: Array) -> Float[Array, " input"]:
     values = jnp.where(observed, x, jnp.zeros_like(x))
     return jnp.concatenate([values, observed.astype(x.dtype), *extra])
-
-
-def scan_observations(evolve: Callable, update: Callable, h0, ts, values, observed):
-    """Run a recurrent model over one series, skipping time points with nothing observed.
-
-    **Arguments:**
-
-    - `evolve(h, t_last, t)`: `(state at t, solver steps taken)` from the state at the
-        last observation.
-    - `update(h, x, observed, gap)`: the state after reading the observation at `t`.
-    - `h0`: the state at `ts[0]`; `ts`, `values`, `observed` as `check_series` returns.
-
-    **Returns:**
-
-    `((h_last, t_last), (before, after), num_steps)`: the state and time of the last
-    observation (`h0` and `ts[0]` if there is none), the states at every time point
-    before and after its update, each `(n, hidden)`, and the solver steps summed over
-    all gaps. The state stays `h0` until the first observation, so time points with
-    nothing observed influence no other state.
-    """
-
-    def step(carry, inputs):
-        h, t_last, started, num_steps = carry
-        t, x, m = inputs
-        t_from = jnp.where(started, t_last, t)  # a zero gap until the first observation
-        h_pred, gap_steps = evolve(h, t_from, t)
-        seen = jnp.any(m)
-        h_new = jnp.where(seen, update(h_pred, x, m, t - t_from), h_pred)
-        carry = (
-            jnp.where(seen, h_new, h),
-            jnp.where(seen, t, t_last),
-            started | seen,
-            num_steps + gap_steps,
-        )
-        return carry, (h_pred, h_new)
-
-    init = (h0, ts[0], jnp.array(False), jnp.array(0, jnp.int32))
-    (h_last, t_last, _, num_steps), states = jax.lax.scan(step, init, (ts, values, observed))
-    return (h_last, t_last), states, num_steps
 
 
 @eqx.filter_jit
@@ -162,17 +130,26 @@ class AbstractIrregularRNN(eqx.Module):
 
     @abc.abstractmethod
     def update(
-        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+        self,
+        h: Float[Array, " hidden"],
+        x: Float[Array, " data_size"],
+        observed: Bool[Array, " data_size"],
+        gap: Float[Array, ""],
     ) -> Float[Array, " hidden"]:
         """The state after reading the observation `x` (mask `observed`), `gap` after the last."""
 
-    def _scan(self, ts, values, mask):
+    def _scan(self, ts: Times, values: SeriesValues, mask: SeriesMask):
         ts, values, observed = check_series(
             ts, values, mask, data_size=self.data_size, strict=False
         )
         return self.scan(ts, values, observed)
 
-    def scan(self, ts, values, observed):
+    def scan(
+        self,
+        ts: Float[Array, " times"],
+        values: Float[Array, "times data_size"],
+        observed: Bool[Array, "times data_size"],
+    ) -> ScanResult:
         """The scan over a series already checked by `check_series` (no checks again).
 
         **Arguments:** `ts`, `values` and the bool mask `observed` as `check_series`
@@ -184,7 +161,7 @@ class AbstractIrregularRNN(eqx.Module):
         return _compiled_scan(self, ts, values, observed)
 
     def states(
-        self, ts: Real[ArrayLike, " times"], values: Float[ArrayLike, "times data_size"], mask
+        self, ts: Times, values: SeriesValues, mask: SeriesMask
     ) -> tuple[Float[Array, "times hidden"], Float[Array, "times hidden"]]:
         """The hidden states at every time point, before and after reading its observations.
 
@@ -202,11 +179,15 @@ class AbstractIrregularRNN(eqx.Module):
         """
         return self._scan(ts, values, mask)[1]
 
-    def __call__(self, ts, values, mask) -> Float[Array, "times hidden"]:
+    def __call__(
+        self, ts: Times, values: SeriesValues, mask: SeriesMask
+    ) -> Float[Array, "times hidden"]:
         """The hidden state at every time point after its update (`states(...)[1]`)."""
         return self.states(ts, values, mask)[1]
 
-    def predict(self, ts, values, mask) -> Float[Array, "times readout"]:
+    def predict(
+        self, ts: Times, values: SeriesValues, mask: SeriesMask
+    ) -> Float[Array, "times readout"]:
         """One-step-ahead readout: at each time point, from the observations before it.
 
         Arguments as for `states`. **Returns:** `readout` of the state before each
@@ -214,7 +195,9 @@ class AbstractIrregularRNN(eqx.Module):
         """
         return jax.vmap(self.readout)(self.states(ts, values, mask)[0])
 
-    def state_at(self, ts, values, mask, t: Real[ArrayLike, ""]) -> Float[Array, " hidden"]:
+    def state_at(
+        self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Real[ArrayLike, ""]
+    ) -> Float[Array, " hidden"]:
         """The hidden state at time `t` after reading the whole series.
 
         The state of the last observation evolved to `t` (forwards or backwards); `ts`,
@@ -223,14 +206,16 @@ class AbstractIrregularRNN(eqx.Module):
         return self.state_at_counted(ts, values, mask, t)[0]
 
     def state_at_counted(
-        self, ts, values, mask, t: Real[ArrayLike, ""]
+        self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Real[ArrayLike, ""]
     ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
         """`(state_at(ts, values, mask, t), solver steps)`: the steps of every gap and the last."""
         (h, t_last), _, num_steps = self._scan(ts, values, mask)
         h, last_steps = self.evolve_counted(h, t_last, t)
         return h, num_steps + last_steps
 
-    def states_counted(self, ts, values, mask):
+    def states_counted(
+        self, ts: Times, values: SeriesValues, mask: SeriesMask
+    ) -> tuple[tuple[Float[Array, "times hidden"], Float[Array, "times hidden"]], Int[Array, ""]]:
         """`(states(ts, values, mask), solver steps)`: the work done, summed over all solves.
 
         One solve runs per time point: from the last observation to that point (a
@@ -271,11 +256,16 @@ class ODERNN(AbstractIrregularRNN):
     hidden_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, hidden_size: int, width_size: int, depth: int, *,
+        self,
+        data_size: int,
+        hidden_size: int,
+        width_size: int,
+        depth: int,
+        *,
         readout_size: int | None = None,
         settings: SolveSettings | None = None,
         key: PRNGKeyArray,
-        **solve_keywords,
+        **solve_keywords: Any,
     ):
         readout_size = data_size if readout_size is None else readout_size
         data_size, hidden_size, readout_size = check_ints(
@@ -307,10 +297,16 @@ class ODERNN(AbstractIrregularRNN):
         sol = self.ode.solve(s, h, (t0, gap, None))
         # The field is exactly zero at gap 0, but some solvers' output interpolation
         # (Heun's Hermite polynomial) rounds y0 in the last bit; return h itself.
-        return jnp.where(gap == 0, h, sol.ys[-1]), sol.stats["num_steps"].astype(jnp.int32)
+        return jnp.where(gap == 0, h, saved_states(sol)[-1]), sol.stats["num_steps"].astype(
+            jnp.int32
+        )
 
     def update(
-        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+        self,
+        h: Float[Array, " hidden"],
+        x: Float[Array, " data_size"],
+        observed: Bool[Array, " data_size"],
+        gap: Float[Array, ""],
     ) -> Float[Array, " hidden"]:
         """The GRU update `cell(concat(values * mask, mask), h)`."""
         del gap
@@ -337,7 +333,11 @@ class GRUDelta(AbstractIrregularRNN):
     hidden_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, hidden_size: int, *, readout_size: int | None = None,
+        self,
+        data_size: int,
+        hidden_size: int,
+        *,
+        readout_size: int | None = None,
         key: PRNGKeyArray,
     ):
         readout_size = data_size if readout_size is None else readout_size
@@ -358,7 +358,11 @@ class GRUDelta(AbstractIrregularRNN):
         return h, jnp.array(0, jnp.int32)
 
     def update(
-        self, h: Float[Array, " hidden"], x, observed, gap: Float[Array, ""]
+        self,
+        h: Float[Array, " hidden"],
+        x: Float[Array, " data_size"],
+        observed: Bool[Array, " data_size"],
+        gap: Float[Array, ""],
     ) -> Float[Array, " hidden"]:
         """The GRU update `cell(concat(values * mask, mask, [gap]), h)`."""
         return self.cell(_gru_input(x, observed, gap[None]), h)

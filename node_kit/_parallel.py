@@ -27,14 +27,16 @@ import jax
 import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from ._checks import check_bool, is_int, type_name
+
 
 AXIS = "data"
 """The name of the mesh axis a batch is split along."""
 
 
-def _devices(devices) -> list:
+def _devices(devices: Any) -> list:
     available = jax.devices()
     if devices is None:
         return available
@@ -47,8 +49,10 @@ def _devices(devices) -> list:
                 "imported) makes N devices."
             )
         return available[: int(devices)]
-    if isinstance(devices, Sequence) and devices and all(
-        isinstance(d, jax.Device) for d in devices
+    if (
+        isinstance(devices, Sequence)
+        and devices
+        and all(isinstance(d, jax.Device) for d in devices)
     ):
         return list(devices)
     raise ValueError(
@@ -71,7 +75,13 @@ class DataParallel(eqx.Module):
     mesh: Mesh = eqx.field(static=True)
     per_device: bool = eqx.field(static=True)
 
-    def __init__(self, devices: int | Sequence[jax.Device] | None = None, *, per_device: bool = False):
+    def __init__(
+        self,
+        # jaxlib ships no type stubs, so to pyright `jax.Device` is a variable of unknown type.
+        devices: int | Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
+        *,
+        per_device: bool = False,
+    ):
         self.mesh = Mesh(np.array(_devices(devices)), (AXIS,))
         self.per_device = check_bool("per_device", per_device)
 
@@ -117,7 +127,8 @@ class DataParallel(eqx.Module):
         With one process `batch` is the global batch; with several it is this process's
         rows (`process_rows`) and the global batch is assembled from all of them.
         """
-        def put(x):
+
+        def put(x: Any) -> Any:
             if not eqx.is_array(x):  # a Python number or other static leaf: as it is
                 return x
             sharding = self.batch_sharding if np.ndim(x) else self.replicated  # a scalar: copied
@@ -157,10 +168,12 @@ class _PerDeviceLoss(eqx.Module):
     loss_fn: Callable = eqx.field(static=True)
     mesh: Mesh = eqx.field(static=True)
 
-    def __call__(self, model, batch, key):
+    def __call__(self, model: PyTree, batch: PyTree, key: PRNGKeyArray) -> tuple[Array, PyTree]:
         return self._map(lambda m, b, k: self.loss_fn(m, b, k), model, batch, key)
 
-    def value_and_grad(self, model, batch, key):
+    def value_and_grad(
+        self, model: PyTree, batch: PyTree, key: PRNGKeyArray
+    ) -> tuple[tuple[Array, PyTree], PyTree]:
         grad_fn = eqx.filter_value_and_grad(self.loss_fn, has_aux=True)
         try:
             return self._map(grad_fn, model, batch, key)
@@ -175,10 +188,10 @@ class _PerDeviceLoss(eqx.Module):
                 "solve over the global batch, which works with every adjoint)."
             ) from None
 
-    def _map(self, fn, model, batch, key):
+    def _map(self, fn: Callable, model: PyTree, batch: PyTree, key: PRNGKeyArray) -> Any:
         params, static = eqx.partition(model, eqx.is_array)
 
-        def local(params, batch, key):
+        def local(params: PyTree, batch: PyTree, key: PRNGKeyArray) -> PyTree:
             key = jr.fold_in(key, jax.lax.axis_index(AXIS))
             out = fn(eqx.combine(params, static), batch, key)
             return jax.tree_util.tree_map(
@@ -187,7 +200,10 @@ class _PerDeviceLoss(eqx.Module):
 
         spec, split = PartitionSpec(), PartitionSpec(AXIS)
         return jax.shard_map(
-            local, mesh=self.mesh, in_specs=(spec, split, spec), out_specs=spec,
+            local,
+            mesh=self.mesh,
+            in_specs=(spec, split, spec),
+            out_specs=spec,
             check_vma=False,  # equinox's error checks are not typed for varying values
         )(params, batch, key)
 
@@ -205,7 +221,8 @@ def is_main_process() -> bool:
 
 
 def initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
     process_id: int | None = None,
 ) -> None:
     """Join the processes of a multi-host run (`jax.distributed.initialize`).

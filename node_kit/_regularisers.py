@@ -14,6 +14,7 @@ from jaxtyping import Array, Float
 
 from ._checks import check_choice, check_real
 
+
 REGULARISER_NAMES = ("kinetic_energy", "jacobian_norm")
 
 
@@ -50,7 +51,9 @@ def check_coefficients(**coefficients: float) -> dict[str, float]:
     for name, value in coefficients.items():
         check_choice("regulariser", name, REGULARISER_NAMES)
         checked[name] = check_real(
-            name, value, non_negative=True,
+            name,
+            value,
+            non_negative=True,
             expected="a non-negative Python float (a config-level weight, 0.0 to switch it off)",
         )
     return checked

@@ -4,6 +4,7 @@ from typing import ClassVar
 
 import diffrax
 import numpy as np
+from jaxtyping import Array, PyTree
 
 
 class RK4(diffrax.AbstractERK):
@@ -25,10 +26,19 @@ class RK4(diffrax.AbstractERK):
     )
     interpolation_cls: ClassVar = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
 
-    def order(self, terms) -> int:
+    def order(self, terms: PyTree[diffrax.AbstractTerm]) -> int:
         return 4
 
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+    def step(
+        self,
+        terms: PyTree[diffrax.AbstractTerm],
+        t0: float | Array | np.ndarray,
+        t1: float | Array | np.ndarray,
+        y0: PyTree[Array],
+        args: PyTree,
+        solver_state: PyTree,
+        made_jump: bool | Array | np.ndarray,
+    ) -> tuple[PyTree[Array], None, dict[str, PyTree[Array]], PyTree, diffrax.RESULTS]:
         # No error estimate (the tableau's zero `b_error` is a placeholder), so that an
         # adaptive controller refuses this solver instead of accepting every step.
         y1, _, dense_info, solver_state, result = super().step(

@@ -10,18 +10,24 @@ check. A changed copy comes from [`node_kit.SolveSettings.replace`][] or
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 import diffrax
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Float
 
 from ._adjoint import adjoint_from_name
 from ._checks import check_bool, check_optional_int, is_real, type_name
-from ._custom_types import Args
+from ._custom_types import Args, State, Trajectory, VectorField
+from ._solve_inputs import CheckedField
+
+
+# Output times already checked (`check_times`), or the concrete `[0, t1]` of a CNF.
+_Times = Float[Array | np.ndarray, " times"]
 
 DEFAULT_SOLVER = diffrax.Tsit5()
 DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
@@ -113,7 +119,7 @@ class SolveSettings(eqx.Module):
         """A copy with another adjoint (an object or a mode name)."""
         return self.replace(adjoint=adjoint)
 
-    def _check_dt0_fits(self, ts) -> None:
+    def _check_dt0_fits(self, ts: _Times) -> None:
         if self.dt0 is None or isinstance(ts, jax.core.Tracer):
             return
         values = np.asarray(ts)  # concrete; jnp arithmetic here would be staged under jit
@@ -126,7 +132,13 @@ class SolveSettings(eqx.Module):
             )
 
     def solve(
-        self, vector_field: Callable, ts, y0, args: Args = None, *, y0_name: str = "y0"
+        self,
+        vector_field: VectorField,
+        ts: _Times,
+        y0: State,
+        args: Args = None,
+        *,
+        y0_name: str = "y0",
     ) -> diffrax.Solution:
         """Solve `dy/dt = vector_field(t, y, args)` from `ts[0]`, saving at `ts`.
 
@@ -142,7 +154,7 @@ class SolveSettings(eqx.Module):
         The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
         """
         vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
-        term = diffrax.ODETerm(_CheckedField(vector_field))
+        term = diffrax.ODETerm(CheckedField(vector_field))
         self._check_dt0_fits(ts)
         saveat = _save_at(ts, self.adjoint)
         sol = diffrax.diffeqsolve(
@@ -162,12 +174,13 @@ class SolveSettings(eqx.Module):
         if self.throw:
             # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
             y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
-            sol = raise_if_failed(sol, ts, max_steps=self.max_steps, y0_finite=y0_finite,
-                                  y0_name=y0_name)
+            sol = raise_if_failed(
+                sol, ts, max_steps=self.max_steps, y0_finite=y0_finite, y0_name=y0_name
+            )
         return sol
 
 
-def _save_at(ts, adjoint: diffrax.AbstractAdjoint) -> diffrax.SaveAt:
+def _save_at(ts: _Times, adjoint: diffrax.AbstractAdjoint) -> diffrax.SaveAt:
     """Where to save: at `ts`, without the machinery `SaveAt(ts=...)` needs when the output
     times are the solve's end points.
 
@@ -183,6 +196,7 @@ def _save_at(ts, adjoint: diffrax.AbstractAdjoint) -> diffrax.SaveAt:
     """
     if ts.shape[0] == 2:
         return diffrax.SaveAt(t0=True, t1=True)
+    ts = jnp.asarray(ts)  # a no-op: only the CNF's two concrete times are NumPy
     if not isinstance(adjoint, diffrax.BacksolveAdjoint):
         return diffrax.SaveAt(ts=ts)
     if ts.shape[0] == 1:
@@ -202,7 +216,7 @@ def _to_common_dtype(ts, tree):
     floats = [x for x in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(x)]
     dtype = jnp.result_type(ts, *floats)
 
-    def cast(x):
+    def cast(x: Any) -> Any:
         return x.astype(dtype) if eqx.is_inexact_array(x) and x.dtype != dtype else x
 
     return jax.tree_util.tree_map(cast, tree)
@@ -283,36 +297,13 @@ def _check_adjoint(adjoint, max_steps) -> None:
         )
 
 
-class _CheckedField(eqx.Module):
-    """The vector field, checked where diffrax first traces it (no extra trace of its own).
-
-    A field that fails on the state, or returns dy/dt of another shape than the state,
-    raises a `ValueError` naming both shapes. Under `jit` the check costs nothing: shapes
-    are known when tracing.
-    """
-
-    field: Callable
-
-    def __call__(self, t, y, args):
-        try:
-            out = self.field(t, y, args)
-        except Exception as error:  # any failure to trace the field on this state
-            raise ValueError(
-                f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
-                f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
-                "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
-            ) from error
-        if not (eqx.is_array_like(out) and jnp.shape(out) == jnp.shape(y)):
-            got = jnp.shape(out) if eqx.is_array_like(out) else type(out).__name__
-            raise ValueError(
-                f"the vector field must return dy/dt with the shape of `y0` "
-                f"{tuple(jnp.shape(y))}; it returned {got}."
-            )
-        return out
-
-
 def raise_if_failed(
-    sol: diffrax.Solution, ts, *, max_steps: int | None, y0_finite=None, y0_name: str = "y0"
+    sol: diffrax.Solution,
+    ts: _Times,
+    *,
+    max_steps: int | None,
+    y0_finite: Bool[Array, ""] | None = None,
+    y0_name: str = "y0",
 ) -> diffrax.Solution:
     """Raise an error naming `max_steps` and where the solve stopped, if it failed.
 
@@ -330,8 +321,9 @@ def raise_if_failed(
     # fills the outputs with inf, so this is also how far a failed solve got; a fixed-step
     # solve reports success even when the state turns NaN, so it is checked there too.
     # One reduction over all of `ys`: each entry's output index where it is not finite.
-    at = jax.lax.broadcasted_iota(jnp.int32, sol.ys.shape, 0)
-    first_bad = jnp.min(jnp.where(jnp.isfinite(sol.ys), n, at))
+    ys = saved_states(sol)
+    at = jax.lax.broadcasted_iota(jnp.int32, ys.shape, 0)
+    first_bad = jnp.min(jnp.where(jnp.isfinite(ys), n, at))
     bad_start = first_bad == 0 if y0_finite is None else ~y0_finite
     kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
     # A failed solve never reached ts[-1], so it stopped before the last output time, even
@@ -343,7 +335,13 @@ def raise_if_failed(
     return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps, y0_name))
 
 
-def _failure_messages(ts, max_steps, y0_name: str = "y0") -> list[str]:
+def saved_states(sol: diffrax.Solution) -> Trajectory:
+    """`sol.ys` of a solve by [`node_kit.SolveSettings.solve`][], which always saves states."""
+    assert sol.ys is not None, "SolveSettings.solve saves at `ts`, so `ys` is never None"
+    return sol.ys
+
+
+def _failure_messages(ts: _Times, max_steps: int | None, y0_name: str = "y0") -> list[str]:
     n = ts.shape[0]
     values = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
 
@@ -355,18 +353,21 @@ def _failure_messages(ts, max_steps, y0_name: str = "y0") -> list[str]:
 
     hit_max = [
         f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
-        "loosen rtol/atol, or regularise the dynamics." for i in range(n)
+        "loosen rtol/atol, or regularise the dynamics."
+        for i in range(n)
     ]
     other = [
         f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
-        f"{where(i)}. Check the inputs and parameters for NaN." for i in range(n)
+        f"{where(i)}. Check the inputs and parameters for NaN."
+        for i in range(n)
     ]
     nonfinite = [
         f"the solution became NaN or inf at ts[{i}]"
         + (f" (t={values[i]:.6g})" if values is not None else "")
         + " although the solver reported success (a fixed step size does not "
         "check this). Use a smaller `dt0` or an adaptive controller, and check the "
-        "inputs and parameters for NaN." for i in range(n)
+        "inputs and parameters for NaN."
+        for i in range(n)
     ]
     start = [f"`{y0_name}` contains NaN or inf; check the data."]
     return hit_max + other + nonfinite + start

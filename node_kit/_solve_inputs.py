@@ -1,22 +1,29 @@
-"""Checks of a solve's inputs: output times and initial states.
+"""Checks of a solve's inputs: output times, initial states, and the field's output shape.
 
 Concrete values are checked now with a `ValueError` that says what to pass; traced values
 (inside `jit`) are checked at run time with `eqx.error_if`. The solve settings themselves
 are checked in `_solve.py`.
 """
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import as_array
+from ._custom_types import Args, State, Time, Times
 
 
-def check_finite_times(ts: jax.Array, name: str = "ts") -> jax.Array:
+def check_finite_times(ts: Array, name: str = "ts") -> Array:
     """Refuse NaN or inf in times: a `ValueError` now, or `eqx.error_if` when traced."""
     if isinstance(ts, jax.core.Tracer):
-        return eqx.error_if(ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf).")
+        return eqx.error_if(
+            ts, jnp.any(~jnp.isfinite(ts)), f"`{name}` must be finite (no NaN or inf)."
+        )
     values = np.asarray(ts)
     if not np.all(np.isfinite(values)):
         i = int(np.argmax(~np.isfinite(values)))
@@ -27,7 +34,7 @@ def check_finite_times(ts: jax.Array, name: str = "ts") -> jax.Array:
     return ts
 
 
-def check_times(ts) -> jax.Array:
+def check_times(ts: Times) -> Float[Array, " times"]:
     """Check output times: 1-D, non-empty, strictly increasing; return a float array.
 
     Concrete `ts` are checked now with a `ValueError`; traced `ts` (inside `jit`)
@@ -62,7 +69,7 @@ def check_times(ts) -> jax.Array:
     return ts
 
 
-def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
+def check_state(y0: ArrayLike, *, data_size: int | None, batched: bool) -> Array:
     """Check an initial state's dtype and shape. Its values (NaN or inf) are checked by the
     solve's one run-time check ([`node_kit.SolveSettings.solve`][], with `throw`)."""
     name = "y0s" if batched else "y0"
@@ -74,8 +81,7 @@ def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
         )
     if batched and y0.ndim < 1:
         raise ValueError(
-            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) "
-            "for one sample."
+            "`y0s` must have a leading batch axis; got a scalar. Use model(ts, y0) for one sample."
         )
     if data_size is not None:
         expected = (y0.shape[0], data_size) if batched and y0.ndim >= 1 else (data_size,)
@@ -86,3 +92,31 @@ def check_state(y0, *, data_size: int | None, batched: bool) -> jax.Array:
                 f"(data_size={data_size}); got {tuple(y0.shape)}."
             )
     return y0
+
+
+class CheckedField(eqx.Module):
+    """The vector field, checked where diffrax first traces it (no extra trace of its own).
+
+    A field that fails on the state, or returns dy/dt of another shape than the state,
+    raises a `ValueError` naming both shapes. Under `jit` the check costs nothing: shapes
+    are known when tracing.
+    """
+
+    field: Callable
+
+    def __call__(self, t: Time, y: State, args: Args) -> State:
+        try:
+            out = self.field(t, y, args)
+        except Exception as error:  # any failure to trace the field on this state
+            raise ValueError(
+                f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
+                f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
+                "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
+            ) from error
+        if not (eqx.is_array_like(out) and jnp.shape(out) == jnp.shape(y)):
+            got = jnp.shape(out) if eqx.is_array_like(out) else type(out).__name__
+            raise ValueError(
+                f"the vector field must return dy/dt with the shape of `y0` "
+                f"{tuple(jnp.shape(y))}; it returned {got}."
+            )
+        return out

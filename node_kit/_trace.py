@@ -13,9 +13,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, DTypeLike, Float, PRNGKeyArray
 
 from ._checks import check_key
+
 
 PROBE_NAMES = ("rademacher", "gaussian")
 TRACE_ESTIMATOR_NAMES = ("exact", "hutchinson")
@@ -35,7 +36,7 @@ class AbstractTraceEstimator(eqx.Module):
 
     @abc.abstractmethod
     def draw_probe(
-        self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype
+        self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype: DTypeLike
     ) -> Float[Array, "*batch dim"] | None:
         """Draw the probe for one solve (`None` for a deterministic estimator).
 
@@ -80,13 +81,17 @@ class ExactTrace(AbstractTraceEstimator):
     `e_i^T ∂f/∂y`), so the Frobenius regulariser is exact too.
     """
 
-    def draw_probe(self, key, shape, dtype) -> None:
+    def draw_probe(
+        self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype: DTypeLike
+    ) -> None:
         """No probe: the exact trace is deterministic (`key` is ignored)."""
         del key, shape, dtype
         return None
 
-    def __call__(self, fn: _Field, y: Float[Array, " dim"], probe: None = None) -> _Estimate:
-        """`(f(y), tr(∂f/∂y), ∂f/∂y)`; see [`node_kit.AbstractTraceEstimator`][]."""
+    def __call__(
+        self, fn: _Field, y: Float[Array, " dim"], probe: Float[Array, " dim"] | None = None
+    ) -> _Estimate:
+        """`(f(y), tr(∂f/∂y), ∂f/∂y)`, `probe` unused; see [`node_kit.AbstractTraceEstimator`][]."""
         del probe
         f, vjp_fn = jax.vjp(fn, y)
         (jacobian,) = jax.vmap(vjp_fn)(jnp.eye(f.shape[0], dtype=f.dtype))
@@ -124,7 +129,7 @@ class HutchinsonTrace(AbstractTraceEstimator):
             )
 
     def draw_probe(
-        self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype
+        self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype: DTypeLike
     ) -> Float[Array, "*batch dim"]:
         """A Rademacher or Gaussian probe of shape `shape`; `key` is required."""
         if key is None:

@@ -35,7 +35,9 @@ class AbstractVectorField(eqx.Module):
     state_size: eqx.AbstractVar[int | None]
 
     @abc.abstractmethod
-    def __call__(self, t: Real[Array, ""], y: Float[Array, " state"], args: Args):
+    def __call__(
+        self, t: Real[Array, ""], y: Float[Array, " state"], args: Args
+    ) -> Float[Array, " state"]:
         """`dy/dt` at `(t, y)`, the shape of `y`."""
 
 
@@ -71,7 +73,11 @@ class MLPField(AbstractVectorField):
     data_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, width_size: int, depth: int, *,
+        self,
+        data_size: int,
+        width_size: int,
+        depth: int,
+        *,
         activation: Callable = jax.nn.softplus,
         final_activation: Callable = lambda x: x,
         key: PRNGKeyArray,
@@ -79,8 +85,11 @@ class MLPField(AbstractVectorField):
         data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
         (depth,) = check_ints(0, depth=depth)
         check_callable("activation", activation, expected="a callable such as jax.nn.softplus")
-        check_callable("final_activation", final_activation,
-                       expected="a callable such as jnp.tanh (or lambda x: x)")
+        check_callable(
+            "final_activation",
+            final_activation,
+            expected="a callable such as jnp.tanh (or lambda x: x)",
+        )
         check_key("key", key)
         self.data_size = data_size
         self.mlp = eqx.nn.MLP(
@@ -144,7 +153,11 @@ class ConcatSquashField(AbstractVectorField):
     data_size: int = eqx.field(static=True)
 
     def __init__(
-        self, data_size: int, width_size: int, depth: int, *,
+        self,
+        data_size: int,
+        width_size: int,
+        depth: int,
+        *,
         activation: Callable = jnp.tanh,
         key: PRNGKeyArray,
     ):
@@ -202,8 +215,13 @@ class AugmentedField(AbstractVectorField):
                 "MLPField or ConcatSquashField with data_size = data + augment_size, or "
                 "subclass node_kit.AbstractVectorField."
             )
-        check_int("augment_size", augment_size, minimum=1, maximum=state_size - 1,
-                  fix=f"The field's state has {state_size} dims.")
+        check_int(
+            "augment_size",
+            augment_size,
+            minimum=1,
+            maximum=state_size - 1,
+            fix=f"The field's state has {state_size} dims.",
+        )
         self.field = field
         self.augment_size = augment_size
         self.data_size = state_size - augment_size

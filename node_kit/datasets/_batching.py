@@ -74,12 +74,13 @@ def _num_examples(data: Any) -> int:
     if not leaves:
         raise ValueError("`data` must hold at least one array; got an empty PyTree.")
     lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
-    if len(lengths) != 1 or None in lengths:
+    length = next(iter(lengths))
+    if len(lengths) != 1 or length is None:
         raise ValueError(
             "`data` must be an array or a PyTree (dict) of arrays sharing their first axis; "
             f"got leading sizes {sorted(map(str, lengths))}."
         )
-    return lengths.pop()
+    return length
 
 
 def batch_at(data: Any, step: int, *, batch_size: int, seed: int, rows: slice | None = None) -> Any:

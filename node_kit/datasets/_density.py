@@ -10,10 +10,10 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 
 from ._toy2d import (
-    TOY2D_NAMES,
     checkerboard_scale,
     eight_gaussians_centers,
     eight_gaussians_std,
+    TOY2D_NAMES,
 )
 
 

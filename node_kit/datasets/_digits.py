@@ -4,7 +4,8 @@ import importlib.util
 
 import numpy as np
 
-from ._spec import SPLITS, DatasetSpec, Feature, Generated, Requirement
+from ._spec import DatasetSpec, Feature, Generated, Requirement, SPLITS
+
 
 SKLEARN_HINT = 'pip install "node_kit[data]"'
 
@@ -33,15 +34,15 @@ def raw_digits() -> tuple[np.ndarray, np.ndarray]:
     require_sklearn()
     from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    pixels = np.asarray(bunch.data)
+    data, target = load_digits(return_X_y=True)
+    pixels = np.asarray(data)
     if pixels.shape != (1797, 64) or pixels.min() < 0 or pixels.max() > 16:
         raise RuntimeError(
             "scikit-learn's load_digits returned unexpected data "
             f"(shape {pixels.shape}, range {pixels.min()}..{pixels.max()}); expected "
             "(1797, 64) pixels in 0..16."
         )
-    return pixels.astype(np.uint8), np.asarray(bunch.target, dtype=np.int64)
+    return pixels.astype(np.uint8), np.asarray(target, dtype=np.int64)
 
 
 def split_indices(sizes: tuple[int, int, int], *, seed: int) -> tuple[np.ndarray, ...]:

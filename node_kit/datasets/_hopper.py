@@ -38,6 +38,7 @@ from ._series import SeriesPreparation
 from ._spec import DatasetSpec, Feature, Generated, Requirement, split_rows
 from ._toy2d import check_seed
 
+
 HOPPER_NUM_STEPS = 200
 """Recorded states per series (the paper's 200 time points)."""
 
@@ -172,8 +173,7 @@ def normalise_min_max(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3 or x.size == 0:
         raise ValueError(
-            "`x` must be a non-empty array (num_series, num_steps, dim); "
-            f"got shape {x.shape}."
+            f"`x` must be a non-empty array (num_series, num_steps, dim); got shape {x.shape}."
         )
     minimum = x.min(axis=(0, 1))
     maximum = x.max(axis=(0, 1))

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_bytes
-from ._registry import check_split, find_spec, names, resolve_data_dir, specs
-from ._spec import SPLITS, DatasetSpec
+from ._registry import check_split, find_spec, get_spec, names, resolve_data_dir, specs
+from ._spec import DatasetSpec, SPLITS
 from ._toy2d import check_seed
 
 
@@ -48,7 +48,7 @@ def _node_kit_builder(
 ) -> Any:
     from ._tfds_builders import builder_class, spec_config
 
-    spec = find_spec(name)
+    spec = get_spec(name)
     cls = builder_class(spec)
     config = spec_config(spec, seed, split_sizes)
     # TFDS refuses a config object that shares its name with a predefined one; pass the name.
@@ -80,7 +80,7 @@ def _spec_builder(
 ) -> Any:
     """The prepared builder of a node_kit dataset, its arguments checked; built if needed."""
     seed = check_seed(0 if seed is None else seed)
-    sizes = find_spec(name).split_sizes(split_sizes)
+    sizes = get_spec(name).split_sizes(split_sizes)
     builder = _node_kit_builder(name, seed, sizes, resolve_data_dir(data_dir))
     _prepare(builder)
     return builder
@@ -152,8 +152,9 @@ def _read_kept_arrays(path: str, fingerprint: str, expected: int | None) -> dict
         with np.load(path, allow_pickle=False) as kept:
             if str(kept[_FINGERPRINT]) != fingerprint:
                 return None
-            arrays = {key[len(_FEATURE):]: kept[key] for key in kept.files
-                      if key.startswith(_FEATURE)}
+            arrays = {
+                key[len(_FEATURE) :]: kept[key] for key in kept.files if key.startswith(_FEATURE)
+            }
     except (OSError, ValueError, KeyError, EOFError):
         return None
     rows = {len(array) for array in arrays.values()}
@@ -171,7 +172,8 @@ def _write_kept_arrays(path: str, fingerprint: str, arrays: Any) -> None:
     named = {_FEATURE + key: array for key, array in arrays.items()}
     buffer = io.BytesIO()
     try:
-        np.savez(buffer, **named, **{_FINGERPRINT: np.array(fingerprint)})
+        # `allow_pickle` (numpy's default) given by name: `**named` cannot stand for it.
+        np.savez(buffer, allow_pickle=True, **named, **{_FINGERPRINT: np.array(fingerprint)})
         atomic_write_bytes(path, buffer.getvalue())
     except OSError:
         pass  # decoded again next time

@@ -14,6 +14,7 @@ from ._series import SeriesPreparation
 from ._spec import DatasetSpec, Feature, Generated, split_rows
 from ._toy2d import check_seed
 
+
 PERIODIC_NUM_POINTS = 100
 """Time points per series."""
 

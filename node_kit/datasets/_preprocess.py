@@ -23,11 +23,13 @@ and inside `jax.jit`.
 import math
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._checks import check_int, check_key, is_real
+
 
 DIGITS_NUM_LEVELS = 17
 """Grey levels of `sklearn.datasets.load_digits` pixels (integers 0..16)."""

@@ -11,9 +11,10 @@ import os
 from ._digits import DIGITS
 from ._hopper import HOPPER
 from ._periodic import PERIODIC
-from ._spec import SPLITS, DatasetSpec
+from ._spec import DatasetSpec, SPLITS
 from ._toy2d import TOY2D_SPECS
 from ._uea import JAPANESE_VOWELS
+
 
 _SPECS: list[DatasetSpec] = [
     *TOY2D_SPECS,

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, DTypeLike, Float, PRNGKeyArray
 
 from .._checks import check_int, check_key
+
 
 SINUSOID_AMPLITUDE = (0.1, 5.0)
 """Range of the uniform amplitude."""
@@ -53,7 +54,7 @@ def sinusoid(x: Array, amplitude: Array, phase: Array) -> Array:
 
 
 def sinusoid_tasks(
-    key: PRNGKeyArray, num_tasks: int, shots: int, queries: int, *, dtype=jnp.float32
+    key: PRNGKeyArray, num_tasks: int, shots: int, queries: int, *, dtype: DTypeLike = jnp.float32
 ) -> SinusoidTasks:
     """Draw `num_tasks` sinusoid tasks, each with `shots` support and `queries` query points.
 

@@ -14,6 +14,7 @@ import numpy as np
 from .._checks import is_int
 from ._series import SeriesPreparation
 
+
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 """Split names of every node_kit dataset, in the order `split_sizes` lists them."""
 
@@ -160,10 +161,10 @@ class DatasetSpec:
                 "`split_sizes` must be three positive ints (train, validation, test); "
                 f"got split_sizes={sizes!r}."
             )
-        values = tuple(int(s) for s in values)
+        train, validation, test = (int(s) for s in values)
         if self.check_sizes is not None:
-            self.check_sizes(values)
-        return values
+            self.check_sizes((train, validation, test))
+        return train, validation, test
 
     def config_name(self, seed: int, sizes: tuple[int, int, int]) -> str:
         """The config (folder) name of one variant, e.g. `moons-seed0-50000-10000-10000`."""

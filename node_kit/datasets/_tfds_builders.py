@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ._spec import SPLITS, DatasetSpec, Feature, Generated
+from ._spec import DatasetSpec, Feature, Generated, SPLITS
 
 
 @dataclasses.dataclass(eq=False)
@@ -96,11 +96,15 @@ class NodeKitBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
         del dl_manager  # Nothing is downloaded.
         config = self.builder_config
-        sizes = tuple(config.split_sizes)
+        assert isinstance(config, SpecConfig), "builder_class(spec) builds with SpecConfigs"
+        train, validation, test = config.split_sizes
+        sizes = (train, validation, test)
         generated = self.SPEC.generate(sizes, config.seed)
         _check_generated(self.SPEC, generated, sizes)
-        if self.SPEC.metadata_keys:
-            self.info.metadata.update(generated.metadata)
+        if self.SPEC.metadata_keys:  # then `_info` gave the dataset a MetadataDict
+            metadata = self.info.metadata
+            assert metadata is not None
+            metadata.update(generated.metadata)
         keys = _keys(generated, sizes)
         return {s: self._generate_examples(generated.splits[s], keys[s]) for s in SPLITS}
 

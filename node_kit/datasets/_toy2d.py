@@ -17,6 +17,7 @@ import numpy as np
 from .._checks import check_int
 from ._spec import DatasetSpec, Feature, Generated, split_rows
 
+
 _EIGHT_GAUSSIANS_SCALE = 4.0
 _EIGHT_GAUSSIANS_STD = 0.5
 _EIGHT_GAUSSIANS_DIVISOR = 1.414  # FFJORD divides by 1.414, not sqrt(2).

@@ -28,6 +28,7 @@ import numpy as np
 from ._series import SeriesPreparation
 from ._spec import DatasetSpec, Feature, Generated, Requirement
 
+
 UEA_HINT = 'pip install "node_kit[uea]"'
 """The install command for the UEA datasets' optional dependency (aeon)."""
 
