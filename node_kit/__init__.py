@@ -1,47 +1,36 @@
 """node_kit: neural ODEs and continuous normalizing flows in JAX."""
 
 from ._adjoint import (
-    ADJOINT_NAMES as ADJOINT_NAMES,
     adjoint_from_name as adjoint_from_name,
+    ADJOINT_NAMES as ADJOINT_NAMES,
     backsolve_adjoint as backsolve_adjoint,
     checkpoint_adjoint as checkpoint_adjoint,
     direct_adjoint as direct_adjoint,
 )
-from ._io import CheckpointError as CheckpointError
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     load_checkpoint as load_checkpoint,
     resume_checkpoint as resume_checkpoint,
     save_checkpoint as save_checkpoint,
 )
-from ._history import read_history as read_history
-from ._runs import load_run as load_run
-from ._training import (
-    fit as fit,
-    make_step as make_step,
-    TrainingDiverged as TrainingDiverged,
-)
 from ._cnf import CNF as CNF, cnf_loss as cnf_loss
-from ._regularisers import REGULARISER_NAMES as REGULARISER_NAMES
-from ._trace import (
-    AbstractTraceEstimator as AbstractTraceEstimator,
-    ExactTrace as ExactTrace,
-    HutchinsonTrace as HutchinsonTrace,
-    PROBE_NAMES as PROBE_NAMES,
-    TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
-    trace_estimator_from_name as trace_estimator_from_name,
+from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
+from ._fixed_point import (
+    AndersonAcceleration as AndersonAcceleration,
+    Broyden as Broyden,
+    FixedPointIteration as FixedPointIteration,
 )
+from ._history import read_history as read_history
+from ._implicit import (
+    implicit_minimise as implicit_minimise,
+    proximal_loss as proximal_loss,
+)
+from ._io import CheckpointError as CheckpointError
 from ._irregular import subsample_mask as subsample_mask, union_grid as union_grid
 from ._latent_ode import gaussian_kl as gaussian_kl, LatentODE as LatentODE
 from ._latent_ode_loss import (
     latent_ode_loss as latent_ode_loss,
     latent_ode_terms as latent_ode_terms,
-)
-from ._ode_rnn import (
-    AbstractIrregularRNN as AbstractIrregularRNN,
-    GapField as GapField,
-    GRUDelta as GRUDelta,
-    ODERNN as ODERNN,
 )
 from ._memory import (
     checkpoint_adjoint_for_budget as checkpoint_adjoint_for_budget,
@@ -50,31 +39,6 @@ from ._memory import (
     compile_gradient as compile_gradient,
     CompiledGradient as CompiledGradient,
     CompiledMemory as CompiledMemory,
-)
-from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
-from ._parallel import (
-    DataParallel as DataParallel,
-    initialize_distributed as initialize_distributed,
-)
-from ._solve import SolveSettings as SolveSettings
-from ._rk4 import RK4 as RK4
-from ._vector_field import (
-    AbstractVectorField as AbstractVectorField,
-    AugmentedField as AugmentedField,
-    ConcatSquashField as ConcatSquashField,
-    ConcatSquashLinear as ConcatSquashLinear,
-    MLPField as MLPField,
-)
-
-from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
-from ._fixed_point import (
-    AndersonAcceleration as AndersonAcceleration,
-    Broyden as Broyden,
-    FixedPointIteration as FixedPointIteration,
-)
-from ._implicit import (
-    implicit_minimise as implicit_minimise,
-    proximal_loss as proximal_loss,
 )
 from ._meta import (
     AbstractMetaLearner as AbstractMetaLearner,
@@ -85,5 +49,41 @@ from ._meta import (
     meta_loss as meta_loss,
     query_losses as query_losses,
 )
+from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
+from ._ode_rnn import (
+    AbstractIrregularRNN as AbstractIrregularRNN,
+    GapField as GapField,
+    GRUDelta as GRUDelta,
+    ODERNN as ODERNN,
+)
+from ._parallel import (
+    DataParallel as DataParallel,
+    initialize_distributed as initialize_distributed,
+)
+from ._regularisers import REGULARISER_NAMES as REGULARISER_NAMES
+from ._rk4 import RK4 as RK4
+from ._runs import load_run as load_run
+from ._solve import SolveSettings as SolveSettings
+from ._trace import (
+    AbstractTraceEstimator as AbstractTraceEstimator,
+    ExactTrace as ExactTrace,
+    HutchinsonTrace as HutchinsonTrace,
+    PROBE_NAMES as PROBE_NAMES,
+    trace_estimator_from_name as trace_estimator_from_name,
+    TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
+)
+from ._training import (
+    fit as fit,
+    make_step as make_step,
+    TrainingDiverged as TrainingDiverged,
+)
+from ._vector_field import (
+    AbstractVectorField as AbstractVectorField,
+    AugmentedField as AugmentedField,
+    ConcatSquashField as ConcatSquashField,
+    ConcatSquashLinear as ConcatSquashLinear,
+    MLPField as MLPField,
+)
+
 
 __version__ = "0.1.0"

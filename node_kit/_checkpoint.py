@@ -57,8 +57,9 @@ def save_checkpoint(
         raise ValueError(f"`info` must be a dict of JSON values or None; got {type_name(info)}.")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
-    write_checkpoint_bytes(path, buffer.getvalue(), step=state.step, meta=meta, info=info,
-                           keep_previous=keep_previous)
+    write_checkpoint_bytes(
+        path, buffer.getvalue(), step=state.step, meta=meta, info=info, keep_previous=keep_previous
+    )
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
@@ -87,8 +88,9 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
             damaged=False,
         )
     # Everything must be read, unless `like` asks for the model only (opt_state None).
-    tree, problem = deserialise_leaves(payload, (like.model, like.opt_state),
-                                       read_all=like.opt_state is not None)
+    tree, problem = deserialise_leaves(
+        payload, (like.model, like.opt_state), read_all=like.opt_state is not None
+    )
     if problem is not None:
         raise CheckpointError(
             f"checkpoint {path} does not fit this model and optimizer (another model size, "

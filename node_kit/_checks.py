@@ -151,14 +151,16 @@ def check_callables(name: str, value: Any, *, expected: str) -> tuple:
     must = f"`{name}` must be a list or tuple of callables {expected}"
     if callable(value):
         function = getattr(value, "__name__", "f")
-        raise ValueError(f"{must}; got one {type_name(value)}. Wrap it in a list: "
-                         f"{name}=[{function}].")
+        raise ValueError(
+            f"{must}; got one {type_name(value)}. Wrap it in a list: {name}=[{function}]."
+        )
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{must}; got {type_name(value)} {value!r}. E.g. {name}=[print].")
     for index, item in enumerate(value):
         if not callable(item):
-            raise ValueError(f"{must}; got {name}[{index}]={item!r} ({type_name(item)}), "
-                             "which is not callable.")
+            raise ValueError(
+                f"{must}; got {name}[{index}]={item!r} ({type_name(item)}), which is not callable."
+            )
     return tuple(value)
 
 

@@ -7,8 +7,10 @@ importing it, so TFDS, slow to import, still loads only when a dataset is built 
 
 import importlib.util
 
+
 EXPERIMENTS_INSTALL = 'pip install "node_kit[experiments]"'
-"""The install line for the `experiments` extra (from a clone: `pip install -e ".[experiments]"`)."""
+"""The install line for the `experiments` extra (from a clone:
+`pip install -e ".[experiments]"`)."""
 
 DATASET_PACKAGES = {
     "tensorflow_datasets": "tensorflow-datasets",

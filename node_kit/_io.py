@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import equinox as eqx
 
@@ -91,8 +91,14 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 def sidecar_bytes(payload: bytes, *, step: int, meta: dict, info: dict | None) -> bytes:
     """The sidecar of the weights `payload`: format, step, `meta`, `info`, checksums."""
-    fields = {"format": FORMAT, "version": VERSION, "step": step, "meta": meta, "info": info,
-              "weights": {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}}
+    fields = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": step,
+        "meta": meta,
+        "info": info,
+        "weights": {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()},
+    }
     try:
         fields = json.loads(json.dumps(fields, allow_nan=False))  # as a reader will see them
     except (TypeError, ValueError) as error:
@@ -108,11 +114,20 @@ def sidecar_bytes(payload: bytes, *, step: int, meta: dict, info: dict | None) -
 def _fields_digest(fields: dict) -> str:
     """SHA-256 of a sidecar's fields (`sidecar_sha256` left out), in a canonical form."""
     rest = {k: v for k, v in fields.items() if k != "sidecar_sha256"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
-def write_checkpoint_bytes(path: str | os.PathLike, payload: bytes, *, step: int, meta: dict,
-                           info: dict | None = None, keep_previous: bool = True) -> None:
+def write_checkpoint_bytes(
+    path: str | os.PathLike,
+    payload: bytes,
+    *,
+    step: int,
+    meta: dict,
+    info: dict | None = None,
+    keep_previous: bool = True,
+) -> None:
     """Write the weights `payload` atomically, then its sidecar.
 
     With `keep_previous`, the pair it replaces (if sound) is first copied to `<path>.prev`
@@ -162,11 +177,17 @@ def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) ->
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(
-            f"no checkpoint at {path}. " + (fix or "Train without resuming to start fresh, or "
-                                             "pass the output folder of the run to continue.")
+            f"no checkpoint at {path}. "
+            + (
+                fix
+                or "Train without resuming to start fresh, or "
+                "pass the output folder of the run to continue."
+            )
         ) from None
-    fix = fix or (f"Resume from {previous_path(path).name} (node_kit falls back to it when "
-                  "resuming) if it exists, or start fresh without resuming.")
+    fix = fix or (
+        f"Resume from {previous_path(path).name} (node_kit falls back to it when "
+        "resuming) if it exists, or start fresh without resuming."
+    )
     old = split_old_format(data)
     if old is not None:
         header, payload, problem = old
@@ -192,7 +213,11 @@ def _read_sidecar(path: Path, size: int, fix: str) -> dict:
         ) from None
     except ValueError:  # not JSON, or not UTF-8
         fields = None
-    if isinstance(fields, dict) and type(fields.get("version")) is int and fields["version"] > VERSION:
+    if (
+        isinstance(fields, dict)
+        and type(fields.get("version")) is int
+        and fields["version"] > VERSION
+    ):
         raise CheckpointError(
             f"checkpoint {path} was written by a newer node_kit (sidecar version "
             f"{fields['version']}; this one reads up to {VERSION}). Upgrade node_kit to read it.",
@@ -213,14 +238,22 @@ def _read_sidecar(path: Path, size: int, fix: str) -> dict:
 
 def _well_formed(fields) -> TypeGuard[dict]:
     """A dict with every field of a sidecar of this version, of the right types."""
-    if not (isinstance(fields, dict) and fields.get("format") == FORMAT
-            and fields.get("version") == VERSION and isinstance(fields.get("weights"), dict)):
+    if not (
+        isinstance(fields, dict)
+        and fields.get("format") == FORMAT
+        and fields.get("version") == VERSION
+        and isinstance(fields.get("weights"), dict)
+    ):
         return False
     weights = fields["weights"]
-    return (type(fields.get("step")) is int and isinstance(fields.get("meta"), dict)
-            and (fields.get("info") is None or isinstance(fields["info"], dict))
-            and type(weights.get("bytes")) is int and isinstance(weights.get("sha256"), str)
-            and isinstance(fields.get("sidecar_sha256"), str))
+    return (
+        type(fields.get("step")) is int
+        and isinstance(fields.get("meta"), dict)
+        and (fields.get("info") is None or isinstance(fields["info"], dict))
+        and type(weights.get("bytes")) is int
+        and isinstance(weights.get("sha256"), str)
+        and isinstance(fields.get("sidecar_sha256"), str)
+    )
 
 
 def _check_weights(path: Path, data: bytes, recorded: dict, fix: str) -> None:
@@ -238,8 +271,9 @@ def _check_weights(path: Path, data: bytes, recorded: dict, fix: str) -> None:
     )
 
 
-def deserialise_leaves(payload: bytes, like, *, read_all: bool,
-                       filter_spec=eqx.default_deserialise_filter_spec):
+def deserialise_leaves(
+    payload: bytes, like: Any, *, read_all: bool, filter_spec=eqx.default_deserialise_filter_spec
+) -> tuple[Any, str | None]:
     """`(tree, problem)`: `like` with the leaves stored in `payload` (equinox's format) and
     `None`; or `None` and what went wrong, for the caller's error message: the error
     deserialising raised (a tree that does not fit), or, with `read_all`, the bytes left

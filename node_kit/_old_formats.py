@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 
+
 MAGIC = b"NODE_KIT_CHECKPOINT\x00v2\n"
 _HEADER_LIMIT = 1 << 24  # 16 MiB of JSON is no header node_kit wrote
 
@@ -33,17 +34,33 @@ def split_old_format(data: bytes) -> tuple[dict, bytes, str | None] | None:
     if data.startswith(MAGIC):
         header, payload = _split_header(data, len(MAGIC))
         if header is None:
-            return {}, b"", f"cannot be read: it is truncated, or its header is damaged ({len(data)} bytes)"
+            return (
+                {},
+                b"",
+                f"cannot be read: it is truncated, or its header is damaged ({len(data)} bytes)",
+            )
         if header.get("sha256") != hashlib.sha256(payload).hexdigest():
-            return header, payload, ("is damaged: its contents do not match the checksum in "
-                                     "its header (a flipped or missing byte)")
+            return (
+                header,
+                payload,
+                (
+                    "is damaged: its contents do not match the checksum in "
+                    "its header (a flipped or missing byte)"
+                ),
+            )
     else:
         header, payload = _split_header(data, 0)
         if header is None:
             return None
         if npy_records(payload) is None:
-            return header, payload, ("is damaged: its arrays are cut off or garbled (a file "
-                                     "of node_kit's first format, which has no checksum)")
+            return (
+                header,
+                payload,
+                (
+                    "is damaged: its arrays are cut off or garbled (a file "
+                    "of node_kit's first format, which has no checksum)"
+                ),
+            )
     if type(header.get("step")) is not int:
         return header, payload, "cannot be read: its header records no step"
     return header, payload, None

@@ -15,9 +15,7 @@ def progress_bar(initial: int, total: int, enabled: bool):
         return _TextProgress(initial, total, enabled)
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True
-    )
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
 
 
 def update_bar(bar, record: dict[str, float]) -> None:

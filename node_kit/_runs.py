@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from ._checks import type_name
 from ._io import CheckpointError, deserialise_leaves, read_checkpoint_bytes
 
+
 FILES = {"final": ("model.eqx", "checkpoint.eqx"), "best": ("best.eqx",)}
 """The files a run's weights are read from, in order of preference."""
 
@@ -75,7 +76,9 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     config = recorded.config_from_record(values, str(path))
     # The skeleton's shapes and dtypes only (traced, nothing compiled or initialised): the
     # weights replace every array of it.
-    skeleton = eqx.filter_eval_shape(recorded.model_skeleton, config)
+    build = recorded.model_skeleton
+    assert build is not None  # _recorded_command refuses a command without one
+    skeleton = eqx.filter_eval_shape(build, config)
     model = _read_weights(payload, skeleton, path)
     return model, config
 
@@ -85,8 +88,9 @@ def _registered(name, what: str):
     from node_kit.experiments import _registry  # the commands: only when a run is loaded
 
     if not isinstance(name, str):
-        raise ValueError(f"{what} must be a command's name such as \"cnf\", or None; "
-                         f"got {type_name(name)}.")
+        raise ValueError(
+            f'{what} must be a command\'s name such as "cnf", or None; got {type_name(name)}.'
+        )
     try:
         return _registry.get(name)
     except ValueError as error:
@@ -96,8 +100,10 @@ def _registered(name, what: str):
 def _fix(path: Path) -> str:
     """What to do about an unreadable weights file."""
     if path.name == "model.eqx" and (path.parent / "checkpoint.eqx").exists():
-        return ("Delete it and its sidecar, and nk.load_run reads the run's checkpoint.eqx "
-                "instead (the same weights, for a run that finished), or train the run again.")
+        return (
+            "Delete it and its sidecar, and nk.load_run reads the run's checkpoint.eqx "
+            "instead (the same weights, for a run that finished), or train the run again."
+        )
     return "Train the run again, or pass the folder of another run."
 
 
@@ -124,25 +130,36 @@ def _weights_file(folder: Path, best: bool, command) -> Path:
         if (folder / name).exists():
             return folder / name
     inner = sorted(p.parent.name for name in FILES["final"] for p in folder.glob(f"*/{name}"))
-    hint = (f" It holds runs in its subfolders {', '.join(dict.fromkeys(inner))}: pass one "
-            "of those." if inner else "")
+    hint = (
+        f" It holds runs in its subfolders {', '.join(dict.fromkeys(inner))}: pass one of those."
+        if inner
+        else ""
+    )
     if best:
-        detail = ("holds no best.eqx (the best model on the validation split, kept by a run "
-                  "trained with --eval-every K). Pass best=False for the final model, or "
-                  "train with --eval-every.")
+        detail = (
+            "holds no best.eqx (the best model on the validation split, kept by a run "
+            "trained with --eval-every K). Pass best=False for the final model, or "
+            "train with --eval-every."
+        )
     else:
         module = command.module if command is not None else "node_kit.experiments.<command>"
-        detail = (f"holds no trained run (no {' or '.join(names)}). Train one there "
-                  f"(python -m {module} --out {folder}), or pass the folder of a finished run.")
-    raise ValueError(f"`run` must be the output folder of a training run; {str(folder)!r} "
-                     f"{detail}{hint}")
+        detail = (
+            f"holds no trained run (no {' or '.join(names)}). Train one there "
+            f"(python -m {module} --out {folder}), or pass the folder of a finished run."
+        )
+    raise ValueError(
+        f"`run` must be the output folder of a training run; {str(folder)!r} {detail}{hint}"
+    )
 
 
 def _record(header: dict, path: Path) -> dict:
     """The `{"command", "config"}` a run wrote into the file's sidecar (or old header)."""
     record = header.get("info")
-    if not (isinstance(record, dict) and isinstance(record.get("command"), str)
-            and isinstance(record.get("config"), dict)):
+    if not (
+        isinstance(record, dict)
+        and isinstance(record.get("command"), str)
+        and isinstance(record.get("config"), dict)
+    ):
         raise ValueError(
             f"`run`: {path} does not say which command wrote it (it was written by an "
             "older node_kit, or by nk.fit outside a command). Resume the run once with its "
@@ -190,8 +207,12 @@ def _as_skeleton_float(stream, like):
     """Equinox's reading of one leaf, with a floating array cast to the skeleton's dtype."""
     value = eqx.default_deserialise_filter_spec(stream, like)
     like_dtype = getattr(like, "dtype", None)
-    if (like_dtype is not None and jnp.issubdtype(like_dtype, jnp.floating)
-            and jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != like_dtype):
+    if (
+        like_dtype is not None
+        and jnp.issubdtype(like_dtype, jnp.floating)
+        and jnp.issubdtype(value.dtype, jnp.floating)
+        and value.dtype != like_dtype
+    ):
         return jnp.asarray(value, like_dtype)
     return value
 
@@ -202,8 +223,9 @@ def _read_weights(payload: bytes, skeleton, path: Path):
     # Checks each array's shape; floats take the skeleton's width, so a run trained in
     # float32 loads with float64 on (jax_enable_x64) and the other way round. A
     # checkpoint.eqx holds the optimizer state after the model.
-    model, problem = deserialise_leaves(payload, skeleton, read_all=path.name != "checkpoint.eqx",
-                                        filter_spec=_as_skeleton_float)
+    model, problem = deserialise_leaves(
+        payload, skeleton, read_all=path.name != "checkpoint.eqx", filter_spec=_as_skeleton_float
+    )
     if problem is not None:
         raise CheckpointError(
             f"the weights in {path} do not fit the model its command builds from the run's "

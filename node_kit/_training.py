@@ -19,6 +19,7 @@ from ._history import _HistoryFile
 from ._parallel import DataParallel, is_main_process, local_value
 from ._progress import progress_bar, update_bar
 
+
 LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Array]]]
 """`loss_fn(model, batch, key) -> (loss, aux)`, `aux` a dict of scalars to log."""
 
@@ -40,7 +41,9 @@ class TrainingDiverged(RuntimeError):
 
 def _check_callables(*, loss_fn, optimizer, batch_at=None) -> None:
     """The functions handed to training: a callable loss (and `batch_at`), an optax optimizer."""
-    check_callable("loss_fn", loss_fn, expected="a callable loss_fn(model, batch, key) -> (loss, aux)")
+    check_callable(
+        "loss_fn", loss_fn, expected="a callable loss_fn(model, batch, key) -> (loss, aux)"
+    )
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(
             "`optimizer` must be an optax.GradientTransformation such as optax.adam(1e-3); "
@@ -101,7 +104,8 @@ def _guarded_step(batch, model, opt_state, key, loss_fn: LossFn, optimizer):
     """
     model, opt_state, loss, aux, grads = _update(model, opt_state, batch, key, loss_fn, optimizer)
     code = jnp.where(
-        ~jnp.isfinite(loss), _BAD_LOSS,
+        ~jnp.isfinite(loss),
+        _BAD_LOSS,
         jnp.where(~_all_finite(grads), _BAD_GRAD, jnp.where(~_all_finite(model), _BAD_PARAMS, _OK)),
     )
     return model, opt_state, loss, aux, code
@@ -229,9 +233,16 @@ def fit(
     else:
         place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
         model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
-    loop = _Loop(checkpoint_path=checkpoint_path, checkpoint_writer=checkpoint_writer, meta=meta,
-                 info=info, history_file=history_file, evaluate=evaluate, callbacks=callbacks,
-                 bar=progress_bar(state.step, num_steps, progress))
+    loop = _Loop(
+        checkpoint_path=checkpoint_path,
+        checkpoint_writer=checkpoint_writer,
+        meta=meta,
+        info=info,
+        history_file=history_file,
+        evaluate=evaluate,
+        callbacks=callbacks,
+        bar=progress_bar(state.step, num_steps, progress),
+    )
     try:
         next_batch = place(batch_at(state.step)) if state.step < num_steps else None
         for step in range(state.step, num_steps):
@@ -254,7 +265,8 @@ def fit(
             if logged or checkpoint_now or loop.pending is not None:
                 loop.sync(model if evaluate_now else None)
             if checkpoint_now:  # written once the next step shows its parameters good
-                loop.pending = Checkpoint(*_copy((model, opt_state)), step + 1)
+                kept_model, kept_state = _copy((model, opt_state))
+                loop.pending = Checkpoint(kept_model, kept_state, step + 1)
         loop.write_pending()  # the final one: the last step found its parameters finite
     finally:
         loop.bar.close()
@@ -283,8 +295,18 @@ class _Loop:
     step after it has shown its parameters good.
     """
 
-    def __init__(self, *, checkpoint_path, checkpoint_writer, meta, info, history_file,
-                 evaluate, callbacks, bar):
+    def __init__(
+        self,
+        *,
+        checkpoint_path,
+        checkpoint_writer,
+        meta,
+        info,
+        history_file,
+        evaluate,
+        callbacks,
+        bar,
+    ):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_writer = checkpoint_writer
         self.meta = meta
@@ -316,15 +338,19 @@ class _Loop:
                 self.diverged(f"loss became {loss_value} at step {step}")
             self.write_pending()  # the step's loss from its parameters was finite
             if code == _BAD_GRAD:
-                self.diverged(f"the gradient became NaN or inf at step {step} (the loss was "
-                              f"{loss_value:.6g})")
+                self.diverged(
+                    f"the gradient became NaN or inf at step {step} (the loss was {loss_value:.6g})"
+                )
             if code == _BAD_PARAMS:
                 self.diverged(f"the update of step {step} made a parameter NaN or inf")
             self.verified = step
             if aux is not None:
-                record = {"step": step, "loss": loss_value,
-                          **{k: float(local_value(v)) for k, v in aux.items()},
-                          "time": time.perf_counter() - self.start}
+                record = {
+                    "step": step,
+                    "loss": loss_value,
+                    **{k: float(local_value(v)) for k, v in aux.items()},
+                    "time": time.perf_counter() - self.start,
+                }
                 if model is not None and index == len(unchecked) - 1:
                     record |= self.evaluated(model, step)
                 self.history.append(record)
@@ -345,13 +371,17 @@ class _Loop:
     def write_pending(self) -> None:
         if self.pending is not None:
             if self.checkpoint_writer is not None:
-                save_checkpoint(self.checkpoint_writer, _on_host(self.pending), self.meta,
-                                info=self.info)
+                save_checkpoint(
+                    self.checkpoint_writer, _on_host(self.pending), self.meta, info=self.info
+                )
             self.pending = None
 
     def solve_failed(self, error: Exception, step: int) -> None:
-        where = f"step {step}" if step == self.verified + 1 else (
-            f"one of the steps {self.verified + 1} to {step}")
+        where = (
+            f"step {step}"
+            if step == self.verified + 1
+            else (f"one of the steps {self.verified + 1} to {step}")
+        )
         cause = f"a solve failed inside {where} ({_runtime_message(error)})"
         raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
 
@@ -383,4 +413,3 @@ def _diverged_message(cause: str, checkpoint_path) -> str:
         else "No checkpoint was written before it."
     )
     return f"{cause}; training stopped. {kept} {_FIX}"
-

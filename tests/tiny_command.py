@@ -85,7 +85,7 @@ def main(config: Config) -> dict:
 def table(results: Path) -> str:
     """Every committed run's test MSE."""
     lines = ["| run | steps | test MSE |", "|---|---|---|"]
-    for name, path in COMMAND.committed(results).items():
+    for name, path in COMMAND.committed_runs(results).items():
         import json
 
         r = json.loads(path.read_text())

@@ -14,6 +14,7 @@ it, importing it raises `ImportError` with that line.
 
 from .._extras import DATASET_PACKAGES, require_experiments_extra
 
+
 require_experiments_extra("node_kit.datasets", DATASET_PACKAGES)
 
 from ._batching import (
@@ -27,8 +28,8 @@ from ._density import (
     checkerboard_area as checkerboard_area,
     log_density as log_density,
 )
-from ._entropy import true_entropy as true_entropy
 from ._digits import DIGITS_SPLIT_SIZES as DIGITS_SPLIT_SIZES
+from ._entropy import true_entropy as true_entropy
 from ._hopper import (
     HOPPER_NUM_STEPS as HOPPER_NUM_STEPS,
     HOPPER_SPLIT_SIZES as HOPPER_SPLIT_SIZES,
@@ -43,45 +44,49 @@ from ._load import (
     metadata as metadata,
     unavailable as unavailable,
 )
-from ._preprocess import (
-    DEFAULT_ALPHA as DEFAULT_ALPHA,
-    DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,
-    bits_per_dim as bits_per_dim,
-    dequantize as dequantize,
-    inverse_logit_transform as inverse_logit_transform,
-    logit_transform as logit_transform,
-    preprocess as preprocess,
-)
 from ._periodic import (
     PERIODIC_NUM_POINTS as PERIODIC_NUM_POINTS,
     PERIODIC_SPLIT_SIZES as PERIODIC_SPLIT_SIZES,
     PERIODIC_T_MAX as PERIODIC_T_MAX,
     sample_periodic as sample_periodic,
 )
+from ._preprocess import (
+    bits_per_dim as bits_per_dim,
+    DEFAULT_ALPHA as DEFAULT_ALPHA,
+    dequantize as dequantize,
+    DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,
+    inverse_logit_transform as inverse_logit_transform,
+    logit_transform as logit_transform,
+    preprocess as preprocess,
+)
 from ._registry import (
     DATA_DIR_ENV as DATA_DIR_ENV,
-    TIME_SERIES_NAMES as TIME_SERIES_NAMES,
-    Registration as Registration,
     get_spec as get_spec,
     names as names,
     register as register,
+    Registration as Registration,
     resolve_data_dir as resolve_data_dir,
     specs as specs,
+    TIME_SERIES_NAMES as TIME_SERIES_NAMES,
 )
 from ._series import SeriesPreparation as SeriesPreparation
-from ._sinusoid import SinusoidTasks as SinusoidTasks, sinusoid as sinusoid, sinusoid_tasks as sinusoid_tasks
+from ._sinusoid import (
+    sinusoid as sinusoid,
+    sinusoid_tasks as sinusoid_tasks,
+    SinusoidTasks as SinusoidTasks,
+)
 from ._spec import (
-    SPLITS as SPLITS,
     DatasetSpec as DatasetSpec,
     Feature as Feature,
     Generated as Generated,
     Requirement as Requirement,
     split_rows as split_rows,
+    SPLITS as SPLITS,
 )
 from ._toy2d import (
+    sample_toy2d as sample_toy2d,
     TOY2D_NAMES as TOY2D_NAMES,
     TOY2D_SPLIT_SIZES as TOY2D_SPLIT_SIZES,
-    sample_toy2d as sample_toy2d,
 )
 from ._uea import (
     JAPANESE_VOWELS_MAX_LENGTH as JAPANESE_VOWELS_MAX_LENGTH,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, DTypeLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, DTypeLike, Float, PRNGKeyArray
 
 from .._checks import check_int, check_key
 
@@ -48,9 +48,9 @@ class SinusoidTasks(NamedTuple):
         return self.query_x, self.query_y
 
 
-def sinusoid(x: Array, amplitude: Array, phase: Array) -> Array:
+def sinusoid(x: ArrayLike, amplitude: ArrayLike, phase: ArrayLike) -> Array:
     """`amplitude * sin(x - phase)`, the true curve of a task (broadcasting)."""
-    return amplitude * jnp.sin(x - phase)
+    return jnp.asarray(amplitude) * jnp.sin(jnp.asarray(x) - jnp.asarray(phase))
 
 
 def sinusoid_tasks(

@@ -7,4 +7,5 @@ it, importing this package (as `python -m node_kit.experiments.<name>` does firs
 
 from .._extras import COMMAND_PACKAGES, require_experiments_extra
 
+
 require_experiments_extra("node_kit.experiments", COMMAND_PACKAGES)

@@ -16,11 +16,11 @@ import diffrax
 
 import node_kit as nk
 from node_kit import (
-    ADJOINT_NAMES as ADJOINT_NAMES,
     adjoint_from_name as adjoint_from_name,
+    ADJOINT_NAMES as ADJOINT_NAMES,
     PROBE_NAMES as PROBE_NAMES,
-    TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
     trace_estimator_from_name as trace_estimator_from_name,
+    TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
 )
 
 from .._checks import check_choice
@@ -139,6 +139,9 @@ def fixed_point_solver(name: str, *, rtol: float, atol: float):
     """`anderson` -> [`node_kit.AndersonAcceleration`][], `broyden` -> [`node_kit.Broyden`][],
     `iteration` -> [`node_kit.FixedPointIteration`][], each with `rtol` and `atol`."""
     check_choice("solver", name, FIXED_POINT_SOLVER_NAMES, what="fixed-point")
-    make = {"anderson": nk.AndersonAcceleration, "broyden": nk.Broyden,
-            "iteration": nk.FixedPointIteration}[name]
+    make = {
+        "anderson": nk.AndersonAcceleration,
+        "broyden": nk.Broyden,
+        "iteration": nk.FixedPointIteration,
+    }[name]
     return make(rtol=rtol, atol=atol)

@@ -48,8 +48,10 @@ def ordered_fields(config_cls, shared: Sequence[type] = ()) -> list[dataclasses.
     """The fields of `config_cls`: its own first, then those declared by each of the
     `shared` classes in turn (the order of `--help`)."""
     order = {cls: i for i, cls in enumerate(shared)}
-    return sorted(dataclasses.fields(config_cls),
-                  key=lambda f: order.get(_declared_by(config_cls, f.name), -1))
+    return sorted(
+        dataclasses.fields(config_cls),
+        key=lambda f: order.get(_declared_by(config_cls, f.name), -1),
+    )
 
 
 def parse_config(
@@ -91,16 +93,24 @@ def parse_config(
         kind, many = _flag_type(hints[field.name])
         if kind is bool:
             group.add_argument(
-                *flags, dest=field.name, action=argparse.BooleanOptionalAction,
-                default=default, help=text,
+                *flags,
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=text,
             )
             continue
         nargs = field.metadata.get("nargs", "+") if many else None
         if many:
             tuples.append(field.name)
         group.add_argument(
-            *flags, dest=field.name, type=kind, nargs=nargs, default=default,
-            choices=(choices or {}).get(field.name), help=text,
+            *flags,
+            dest=field.name,
+            type=kind,
+            nargs=nargs,
+            default=default,
+            choices=(choices or {}).get(field.name),
+            help=text,
         )
     argv = sys.argv[1:] if argv is None else list(argv)
     _refuse_renamed(parser, argv, renamed or {})
@@ -110,8 +120,9 @@ def parse_config(
     return config_cls(**values)
 
 
-def _refuse_renamed(parser: argparse.ArgumentParser, argv: Sequence[str],
-                    renamed: Mapping[str, str]) -> None:
+def _refuse_renamed(
+    parser: argparse.ArgumentParser, argv: Sequence[str], renamed: Mapping[str, str]
+) -> None:
     """Exit with argparse's usage error for a flag spelt as before a rename."""
     old = {flag(name): flag(new) for name, new in renamed.items()}
     old |= {"--no-" + name[2:]: "--no-" + new[2:] for name, new in old.items()}
@@ -120,12 +131,14 @@ def _refuse_renamed(parser: argparse.ArgumentParser, argv: Sequence[str],
             break
         given = token.split("=", 1)[0]
         if given in old:
-            parser.error(f"{given} was renamed {old[given]} (see CHANGELOG.md); pass "
-                         f"{old[given]} instead.")
+            parser.error(
+                f"{given} was renamed {old[given]} (see CHANGELOG.md); pass {old[given]} instead."
+            )
 
 
-def config_flags(values: Mapping[str, Any], defaults: Mapping[str, Any],
-                 skip: Sequence[str] = ()) -> list[str]:
+def config_flags(
+    values: Mapping[str, Any], defaults: Mapping[str, Any], skip: Sequence[str] = ()
+) -> list[str]:
     """The flags that rebuild a config's `values` (those that differ from `defaults`, a
     dict of the config's defaults; not those in `skip`): the inverse of
     [`parse_config`][]. JSON lists count as the tuples they were."""
@@ -165,8 +178,20 @@ def _flag_type(hint) -> tuple[type, bool]:
 def run_meta(
     config,
     *,
-    ignore=("out", "resume", "progress", "steps", "lr", "checkpoint_every", "clip_norm",
-            "devices", "coordinator", "num_processes", "process_id", "distributed"),
+    ignore=(
+        "out",
+        "resume",
+        "progress",
+        "steps",
+        "lr",
+        "checkpoint_every",
+        "clip_norm",
+        "devices",
+        "coordinator",
+        "num_processes",
+        "process_id",
+        "distributed",
+    ),
 ) -> dict:
     """The part of a config that must match to resume a checkpoint.
 
@@ -233,8 +258,13 @@ def check_at_most(name: str, value: int, available: int, what: str) -> None:
         )
 
 
-def config_from_record(config_cls, values: Mapping[str, Any], where: Path | str = "the run", *,
-                       renamed: Mapping[str, str] | None = None):
+def config_from_record(
+    config_cls,
+    values: Mapping[str, Any],
+    where: Path | str = "the run",
+    *,
+    renamed: Mapping[str, str] | None = None,
+):
     """`config_cls(**values)` from a run's recorded (JSON) config: lists back to tuples,
     a field recorded under a name since `renamed` under its new name, fields added to the
     command since the run at their defaults; a field the command no longer has is an error."""

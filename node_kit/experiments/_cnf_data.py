@@ -38,8 +38,12 @@ def load_data(config, *, validation: bool = False) -> Data:
                 f"dataset {config.dataset!r} split {split!r} contains NaN or inf "
                 f"({int(np.sum(~np.isfinite(x)))} entries); rebuild it or clean the data."
             )
-    return Data(splits["train"], splits["test"], images=config.dataset == "digits",
-                validation=splits.get("validation"))
+    return Data(
+        splits["train"],
+        splits["test"],
+        images=config.dataset == "digits",
+        validation=splits.get("validation"),
+    )
 
 
 def to_flow_space(images: bool, x, key):
@@ -68,7 +72,13 @@ def from_flow_space(images: bool, ys):
 
 
 def evaluate_nll(
-    cnf: nk.CNF, data: Data, x: np.ndarray, *, batch: int, key, probe_key=None,
+    cnf: nk.CNF,
+    data: Data,
+    x: np.ndarray,
+    *,
+    batch: int,
+    key,
+    probe_key=None,
     data_parallel: nk.DataParallel | None = None,
 ) -> dict:
     """Per-sample test NLL (data space) with the CNF's estimator; padded fixed-size batches.

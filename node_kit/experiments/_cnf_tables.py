@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ._table_parts import by_name, default_run, runs, wall_time
 
+
 RUN_SCRIPT = "cnf_runs.sh"
 """The script beside the results folder that makes the committed runs."""
 
@@ -17,9 +18,11 @@ def cnf_default(results: Path) -> str:
     """The default CNF command's run, by name, with its measured time when recorded."""
     name = default_run(results, RUN_SCRIPT)
     r = by_name(runs(results, "cnf"))[name]
-    return (f"Its committed run is `{name}` in the CNF results table (docs/cnf.md): test NLL "
-            f"{r['test_nll']:.4f} ± {r['test_nll_se']:.4f} nats against the true entropy "
-            f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}.{wall_time(r)}")
+    return (
+        f"Its committed run is `{name}` in the CNF results table (docs/cnf.md): test NLL "
+        f"{r['test_nll']:.4f} ± {r['test_nll_se']:.4f} nats against the true entropy "
+        f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}.{wall_time(r)}"
+    )
 
 
 def _cell(r: dict, key: str, fmt: str) -> str:
@@ -34,7 +37,9 @@ def cnf_table(results: Path) -> str:
     ]
     for r in runs(results, "cnf"):
         cfg = r["config"]
-        entropy = f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}" if "true_entropy" in r else "–"
+        entropy = (
+            f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}" if "true_entropy" in r else "–"
+        )
         reg = " (RNODE)" if _regularised(r) else ""
         rows.append(
             f"| {r['name']}{reg} | {cfg['dataset']} | {cfg['steps']} | "
@@ -52,8 +57,10 @@ def _regularised(r: dict) -> bool:
 
 def _plain(runs: list[dict], dataset: str) -> list[dict]:
     """The unregularised runs of `dataset`, fewest steps first."""
-    return sorted((r for r in runs if r["config"]["dataset"] == dataset and not _regularised(r)),
-                  key=lambda r: r["config"]["steps"])
+    return sorted(
+        (r for r in runs if r["config"]["dataset"] == dataset and not _regularised(r)),
+        key=lambda r: r["config"]["steps"],
+    )
 
 
 def cnf_notes(results: Path) -> str:
@@ -69,29 +76,39 @@ def cnf_notes(results: Path) -> str:
 
 
 def _note_8gaussians(r: dict, _: dict) -> str:
-    within = ("within the test NLL's standard error" if abs(r["kl_gap"]) <= r["test_nll_se"]
-              else f"{abs(r['kl_gap']) / r['test_nll_se']:.1f} standard errors from zero")
-    return (f"- `{r['name']}`: the KL gap is {r['kl_gap']:+.4f} nats, {within} "
-            f"({r['test_nll_se']:.4f}; aim: a gap below 0.03 nats).")
+    within = (
+        "within the test NLL's standard error"
+        if abs(r["kl_gap"]) <= r["test_nll_se"]
+        else f"{abs(r['kl_gap']) / r['test_nll_se']:.1f} standard errors from zero"
+    )
+    return (
+        f"- `{r['name']}`: the KL gap is {r['kl_gap']:+.4f} nats, {within} "
+        f"({r['test_nll_se']:.4f}; aim: a gap below 0.03 nats)."
+    )
 
 
 def _note_checkerboard(short: dict, long: dict) -> str:
-    return (f"- `{short['name']}`: KL gap {short['kl_gap']:+.4f} nats after "
-            f"{short['config']['steps']} steps; after {long['config']['steps']} steps "
-            f"(`{long['name']}`, trained from scratch), {long['kl_gap']:+.4f} "
-            f"(aim: below 0.10).")
+    return (
+        f"- `{short['name']}`: KL gap {short['kl_gap']:+.4f} nats after "
+        f"{short['config']['steps']} steps; after {long['config']['steps']} steps "
+        f"(`{long['name']}`, trained from scratch), {long['kl_gap']:+.4f} "
+        f"(aim: below 0.10)."
+    )
 
 
 def _note_rings(rings: dict, longer: dict) -> str:
     name, steps = rings["name"], rings["config"]["steps"]
-    unfitted = (f"- `{name}` and `circles` are not fitted after {steps} steps (`{name}` stays "
-                "near a single Gaussian); their pictures show it.")
+    unfitted = (
+        f"- `{name}` and `circles` are not fitted after {steps} steps (`{name}` stays "
+        "near a single Gaussian); their pictures show it."
+    )
     return unfitted + (
         f" `{longer['name']}`, {longer['config']['steps']} steps at lr "
         f"{longer['config']['lr']:g}, moves from {rings['test_nll']:.4f} to "
         f"{longer['test_nll']:.4f} nats, and its density shows the outer ring beginning to form, "
         "but it is still far from fitted: these radially symmetric toys need much longer "
-        "training than we spent.")
+        "training than we spent."
+    )
 
 
 def _versus(r: dict) -> str:
@@ -100,31 +117,40 @@ def _versus(r: dict) -> str:
 
 
 def _note_digits(small: dict, wide: dict) -> str:
-    return (f"- `{small['name']}`: {small['bits_per_dim']:.3f} bits/dim after "
-            f"{small['config']['steps']} steps (width {small['config']['width']}), "
-            f"{_versus(small)} the full-covariance Gaussian "
-            f"({small['gaussian_baseline_bits_per_dim']:.3f}); `{wide['name']}` "
-            f"({wide['config']['steps']} steps, width {wide['config']['width']}) reaches "
-            f"{wide['bits_per_dim']:.3f} bits/dim, {_versus(wide)} the Gaussian.")
+    return (
+        f"- `{small['name']}`: {small['bits_per_dim']:.3f} bits/dim after "
+        f"{small['config']['steps']} steps (width {small['config']['width']}), "
+        f"{_versus(small)} the full-covariance Gaussian "
+        f"({small['gaussian_baseline_bits_per_dim']:.3f}); `{wide['name']}` "
+        f"({wide['config']['steps']} steps, width {wide['config']['width']}) reaches "
+        f"{wide['bits_per_dim']:.3f} bits/dim, {_versus(wide)} the Gaussian."
+    )
 
 
 def _note_rnode(reg: dict, runs: list[dict]) -> str:
     """A regularised run against the unregularised one of its dataset and steps."""
     cfg = reg["config"]
-    plain = next((r for r in _plain(runs, cfg["dataset"])
-                  if r["config"]["steps"] == cfg["steps"]), None)
+    plain = next(
+        (r for r in _plain(runs, cfg["dataset"]) if r["config"]["steps"] == cfg["steps"]), None
+    )
     if plain is None:
         return ""
-    return (f"- RNODE on `{cfg['dataset']}` (kinetic energy {cfg['kinetic_energy']:g}, Jacobian "
-            f"norm {cfg['jacobian_norm']:g}): {reg['eval_num_steps']:.1f} solver steps per "
-            f"evaluation solve against {plain['eval_num_steps']:.1f} unregularised, "
-            f"{reg['train_num_steps_last_100']:.1f} against "
-            f"{plain['train_num_steps_last_100']:.1f} per training solve; test NLL "
-            f"{reg['test_nll']:.4f} against {plain['test_nll']:.4f}.")
+    return (
+        f"- RNODE on `{cfg['dataset']}` (kinetic energy {cfg['kinetic_energy']:g}, Jacobian "
+        f"norm {cfg['jacobian_norm']:g}): {reg['eval_num_steps']:.1f} solver steps per "
+        f"evaluation solve against {plain['eval_num_steps']:.1f} unregularised, "
+        f"{reg['train_num_steps_last_100']:.1f} against "
+        f"{plain['train_num_steps_last_100']:.1f} per training solve; test NLL "
+        f"{reg['test_nll']:.4f} against {plain['test_nll']:.4f}."
+    )
 
 
-NOTES = {"8gaussians": (1, _note_8gaussians), "checkerboard": (2, _note_checkerboard),
-         "rings": (2, _note_rings), "digits": (2, _note_digits)}
+NOTES = {
+    "8gaussians": (1, _note_8gaussians),
+    "checkerboard": (2, _note_checkerboard),
+    "rings": (2, _note_rings),
+    "digits": (2, _note_digits),
+}
 """Per dataset, a note of its unregularised runs with the fewest and the most steps, and
 how many runs it needs (the 8gaussians note reads the first only)."""
 

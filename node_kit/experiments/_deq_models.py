@@ -26,6 +26,8 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 import node_kit as nk
+from node_kit._solve import saved_states
+
 
 NUM_PIXELS = 64
 NUM_CLASSES = 10
@@ -35,8 +37,13 @@ def parameter_count(model) -> int:
     """The number of trained scalars: the sizes of the floating arrays of `model` (arrays
     or, for a model built by `equinox.filter_eval_shape`, their shapes)."""
     leaves = jax.tree_util.tree_leaves(model)
-    return int(sum(math.prod(leaf.shape) for leaf in leaves
-                   if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)))
+    return int(
+        sum(
+            math.prod(leaf.shape)
+            for leaf in leaves
+            if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
+        )
+    )
 
 
 class AbstractClassifier(eqx.Module):
@@ -93,12 +100,27 @@ class DEQClassifier(AbstractClassifier):
     deq: nk.DEQ
     readout: eqx.nn.Linear
 
-    def __init__(self, width: int, *, radius: float, solver, backward: str, max_steps: int,
-                 linear_solver=None, key: PRNGKeyArray):
+    def __init__(
+        self,
+        width: int,
+        *,
+        radius: float,
+        solver,
+        backward: str,
+        max_steps: int,
+        linear_solver=None,
+        key: PRNGKeyArray,
+    ):
         inject_key, cell_key, readout_key = jr.split(key, 3)
         self.injection = eqx.nn.Linear(NUM_PIXELS, width, key=inject_key)
-        self.deq = nk.DEQ(TanhCell(width, radius, key=cell_key), width, solver=solver,
-                          backward=backward, max_steps=max_steps, linear_solver=linear_solver)
+        self.deq = nk.DEQ(
+            TanhCell(width, radius, key=cell_key),
+            width,
+            solver=solver,
+            backward=backward,
+            max_steps=max_steps,
+            linear_solver=linear_solver,
+        )
         self.readout = eqx.nn.Linear(width, NUM_CLASSES, key=readout_key)
 
     def inputs(self, xs):
@@ -120,8 +142,10 @@ class DEQClassifier(AbstractClassifier):
     def describe(self):
         width = self.readout.in_features
         cell = self.deq.f
-        return (f"u = U x + b (64 -> {width}); z* = tanh(W z* + u), |W|_2 <= {cell.radius}; "
-                f"linear {width} -> 10")
+        return (
+            f"u = U x + b (64 -> {width}); z* = tanh(W z* + u), |W|_2 <= {cell.radius}; "
+            f"linear {width} -> 10"
+        )
 
     def with_deq(self, **changes) -> "DEQClassifier":
         """The same parameters with other DEQ settings (`solver=`, `backward=`, `f=`...)."""
@@ -135,8 +159,9 @@ class ODEClassifier(AbstractClassifier):
     ode: nk.NeuralODE
     readout: eqx.nn.Linear
 
-    def __init__(self, width: int, field_width: int, *, settings: nk.SolveSettings,
-                 key: PRNGKeyArray):
+    def __init__(
+        self, width: int, field_width: int, *, settings: nk.SolveSettings, key: PRNGKeyArray
+    ):
         encoder_key, field_key, readout_key = jr.split(key, 3)
         self.encoder = eqx.nn.Linear(NUM_PIXELS, width, key=encoder_key)
         field = nk.MLPField(width, field_width, 1, activation=jnp.tanh, key=field_key)
@@ -146,16 +171,19 @@ class ODEClassifier(AbstractClassifier):
     def logits(self, xs):
         ts = jnp.array([0.0, 1.0], xs.dtype)
         sol = self.ode.solve_batched(ts, jax.vmap(self.encoder)(xs))
-        return jax.vmap(self.readout)(sol.ys[-1]), {"num_steps": sol.stats["num_steps"]}
+        final = saved_states(sol)[-1]
+        return jax.vmap(self.readout)(final), {"num_steps": sol.stats["num_steps"]}
 
     def iterations(self, stats):
         return stats["num_steps"]
 
     def describe(self):
         mlp = self.ode.vector_field.mlp
-        return (f"linear 64 -> {mlp.out_size}; dy/dt = MLP([t, y]) ({mlp.in_size} -> "
-                f"{mlp.width_size} -> {mlp.out_size}, tanh) over [0, 1], Tsit5; linear "
-                f"{mlp.out_size} -> 10")
+        return (
+            f"linear 64 -> {mlp.out_size}; dy/dt = MLP([t, y]) ({mlp.in_size} -> "
+            f"{mlp.width_size} -> {mlp.out_size}, tanh) over [0, 1], Tsit5; linear "
+            f"{mlp.out_size} -> 10"
+        )
 
 
 class MLPClassifier(AbstractClassifier):
@@ -164,8 +192,7 @@ class MLPClassifier(AbstractClassifier):
     mlp: eqx.nn.MLP
 
     def __init__(self, width: int, depth: int, *, key: PRNGKeyArray):
-        self.mlp = eqx.nn.MLP(NUM_PIXELS, NUM_CLASSES, width, depth, activation=jnp.tanh,
-                              key=key)
+        self.mlp = eqx.nn.MLP(NUM_PIXELS, NUM_CLASSES, width, depth, activation=jnp.tanh, key=key)
 
     def logits(self, xs):
         return jax.vmap(self.mlp)(xs), {}
@@ -184,6 +211,7 @@ def matched_width(build: Callable[[int], eqx.Module], target: int, *, limit: int
 
     The count grows with the width, so a bisection finds it.
     """
+
     def count(width: int) -> int:
         return parameter_count(eqx.filter_eval_shape(build, width))
 

@@ -25,15 +25,23 @@ def deq_table(results: Path) -> str:
     out += ["", "| DEQ backward | gradient temp MiB | gradient ms (median) |", "|---|---|---|"]
     for name, g in r["deq_gradient_by_backward"].items():
         out.append(f"| {name} | {g['temp_bytes'] / MIB:.2f} | {g['seconds_median'] * 1e3:.1f} |")
-    out += ["", "| forward solver | iterations to a relative residual below 1e-4 | "
-            "residual after the last shown |", "|---|---|---|"]
+    out += [
+        "",
+        "| forward solver | iterations to a relative residual below 1e-4 | "
+        "residual after the last shown |",
+        "|---|---|---|",
+    ]
     for name, history in r["residual_history"]["solvers"].items():
         below = next((k for k, value in enumerate(history) if value < 1e-4), None)
-        out.append(f"| {name} | {'–' if below is None else below} | {history[-1]:.1e} "
-                   f"(k = {len(history) - 1}) |")
+        out.append(
+            f"| {name} | {'–' if below is None else below} | {history[-1]:.1e} "
+            f"(k = {len(history) - 1}) |"
+        )
     cfg = r["config"]
-    out.append(f"\n{cfg['steps']} training steps, batch {cfg['batch_size']}, solver "
-               f"{cfg['solver']}, backward {cfg['backward']}; {r['environment']['device']}.")
+    out.append(
+        f"\n{cfg['steps']} training steps, batch {cfg['batch_size']}, solver "
+        f"{cfg['solver']}, backward {cfg['backward']}; {r['environment']['device']}."
+    )
     return "\n".join(out)
 
 

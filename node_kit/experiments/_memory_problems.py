@@ -40,6 +40,7 @@ import node_kit as nk
 from ._choices import adjoint_from_mode, solver_from_name
 from ._run import split_keys
 
+
 LAYOUTS = ("batched", "vmap")
 """How the ODE family solves a batch: `batched`, the batch as one ODE state; `vmap`, one
 solve per sample."""
@@ -50,12 +51,19 @@ T0, T1 = 0.0, 1.0
 class Sizes(Protocol):
     """What a problem is built from (the memory command's `Config` has these)."""
 
-    dim: int
-    batch_size: int
-    width: int
-    depth: int
-    seed: int
-    solver: str
+    @property
+    def dim(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def solver(self) -> str: ...
+
 
 DEQ_CONTRACTION = 0.9
 """The spectral norm of the DEQ layer's `W`: the plain iteration's error shrinks by
@@ -96,9 +104,7 @@ class TanhLayer(eqx.Module):
 
 
 def _cast(tree, dtype):
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, tree
-    )
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, tree)
 
 
 # ---------------------------------------------------------------------------------- ode
@@ -158,8 +164,14 @@ def _deq_gradient(deq: nk.DEQ):
 def deq_problem(config: Sizes, mode: str, k: int, dtype):
     """The DEQ gradient through exactly `k` plain iterations, and its inputs."""
     layer, xs = _deq_inputs(config, dtype)
-    deq = nk.DEQ(layer, config.dim, solver=nk.FixedPointIteration(rtol=0.0, atol=0.0),
-                 backward=mode, max_steps=k, throw=False)
+    deq = nk.DEQ(
+        layer,
+        config.dim,
+        solver=nk.FixedPointIteration(rtol=0.0, atol=0.0),
+        backward=mode,
+        max_steps=k,
+        throw=False,
+    )
     gradient, params = _deq_gradient(deq)
     return gradient, (params, xs)
 
@@ -169,8 +181,13 @@ def deq_reference(config: Sizes, k: int, mode: str) -> list[np.ndarray]:
     del k, mode
     with jax.enable_x64(True):
         layer, xs = _deq_inputs(config, jnp.float64)
-        deq = nk.DEQ(layer, config.dim, solver=nk.Broyden(rtol=1e-12, atol=1e-12),
-                     max_steps=1000, linear_solver=lx.GMRES(rtol=1e-12, atol=1e-12))
+        deq = nk.DEQ(
+            layer,
+            config.dim,
+            solver=nk.Broyden(rtol=1e-12, atol=1e-12),
+            max_steps=1000,
+            linear_solver=lx.GMRES(rtol=1e-12, atol=1e-12),
+        )
         gradient, params = _deq_gradient(deq)
         return [np.asarray(x) for x in jax.tree_util.tree_leaves(gradient(params, xs))]
 
@@ -189,8 +206,7 @@ def _inner_inputs(config: Sizes, dtype):
 
     keys = split_keys(config.seed, ("model", "data"))
     with jax.enable_x64(False):
-        model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jnp.tanh,
-                           key=keys["model"])
+        model = eqx.nn.MLP(1, 1, config.width, config.depth, activation=jnp.tanh, key=keys["model"])
         tasks = sinusoid_tasks(keys["data"], config.batch_size, SHOTS, SHOTS)
     support = (tasks.support_x, tasks.support_y)
     query = (tasks.query_x, tasks.query_y)
@@ -221,7 +237,7 @@ def inner_problem(config: Sizes, mode: str, k: int, dtype):
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def gradient(params, support, query):
-        loss = lambda p: nk.meta_loss(learner, eqx.combine(p, static), _mse, support, query)  # noqa: E731
+        loss = lambda p: nk.meta_loss(learner, eqx.combine(p, static), _mse, support, query)
         return jax.grad(loss)(params)
 
     return gradient, (params, support, query)
@@ -235,12 +251,34 @@ def inner_reference(config: Sizes, k: int, mode: str) -> list[np.ndarray]:
 
 
 FAMILIES = {
-    "ode": Family("ode", (), ("backsolve", "checkpoint", "direct"), "batched",
-                  "solver steps N", "Neural ODE gradient"),
-    "deq": Family("deq", nk.BACKWARD_MODES, nk.BACKWARD_MODES, "batched",
-                  "forward iterations K", "DEQ gradient", deq_problem, deq_reference),
-    "inner": Family("inner", INNER_MODES, INNER_MODES, "tasks", "inner steps K",
-                    "Meta-gradient (sinusoid regression)", inner_problem, inner_reference,
-                    reference_per_mode=True),
+    "ode": Family(
+        "ode",
+        (),
+        ("backsolve", "checkpoint", "direct"),
+        "batched",
+        "solver steps N",
+        "Neural ODE gradient",
+    ),
+    "deq": Family(
+        "deq",
+        nk.BACKWARD_MODES,
+        nk.BACKWARD_MODES,
+        "batched",
+        "forward iterations K",
+        "DEQ gradient",
+        deq_problem,
+        deq_reference,
+    ),
+    "inner": Family(
+        "inner",
+        INNER_MODES,
+        INNER_MODES,
+        "tasks",
+        "inner steps K",
+        "Meta-gradient (sinusoid regression)",
+        inner_problem,
+        inner_reference,
+        reference_per_mode=True,
+    ),
 }
 """The families of the memory command, by name."""

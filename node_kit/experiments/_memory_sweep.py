@@ -15,14 +15,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 
 import node_kit as nk
@@ -30,8 +28,12 @@ import node_kit as nk
 from ._choices import parse_mode
 from ._memory_problems import build_problem, FAMILIES, reference_gradient
 
+
 Config = Any
 """The memory command's `Config` (in `memory.py`, which imports this module)."""
+
+Reference = list[np.ndarray] | Callable[[], list[np.ndarray]]
+"""A float64 reference gradient's leaves, or a callable computing them when first needed."""
 
 WORKER_TAG = "MEMORY_ROW "
 """The prefix of the line in which a fresh-process worker prints its row."""
@@ -82,7 +84,9 @@ def device_peak_bytes() -> int | None:
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
-def measure(config: Config, mode: str, layout: str, n: int, reference=None) -> dict:
+def measure(
+    config: Config, mode: str, layout: str, n: int, reference: Reference | None = None
+) -> dict:
     """Compile, time and check one (mode, layout, N); returns one results row.
 
     `reference` is the float64 gradient, a callable giving it (called after the
@@ -112,9 +116,10 @@ def measure(config: Config, mode: str, layout: str, n: int, reference=None) -> d
     }
 
 
-def measure_family(config: Config, mode: str, k: int, reference=None) -> dict:
+def measure_family(config: Config, mode: str, k: int, reference: Reference | None = None) -> dict:
     """Compile, time and check one (mode, K) of an implicit-layer family: one row."""
     family = FAMILIES[config.family]
+    assert family.problem is not None  # every family but ode (measured by `measure`) has one
     gradient, inputs = family.problem(config, mode, k, jnp.float32)
     compiled = nk.CompiledGradient.of(gradient, *inputs)
     seconds, runs, grads = time_gradient(compiled, config.repeats, config.time_limit_s)
@@ -140,10 +145,15 @@ def measure_family(config: Config, mode: str, k: int, reference=None) -> dict:
 
 def measure_in_fresh_process(config: Config, mode: str, layout: str, n: int) -> dict:
     """Run `measure` in a new Python process (its device peak starts at zero)."""
-    payload = json.dumps({
-        "config": {**dataclasses.asdict(config), "progress": False}, "mode": mode, "layout": layout, "steps": n,
-        "x64": bool(jax.config.read("jax_enable_x64")),
-    })
+    payload = json.dumps(
+        {
+            "config": {**dataclasses.asdict(config), "progress": False},
+            "mode": mode,
+            "layout": layout,
+            "steps": n,
+            "x64": bool(jax.config.read("jax_enable_x64")),
+        }
+    )
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
@@ -155,7 +165,7 @@ def measure_in_fresh_process(config: Config, mode: str, layout: str, n: int) -> 
             f"the worker for mode={mode} layout={layout} N={n} failed (exit "
             f"{done.returncode}):\n{done.stderr[-3000:]}"
         )
-    return json.loads(lines[-1][len(WORKER_TAG):])
+    return json.loads(lines[-1][len(WORKER_TAG) :])
 
 
 def run_sweep(config: Config, fresh_process: bool) -> list[dict]:
@@ -164,11 +174,16 @@ def run_sweep(config: Config, fresh_process: bool) -> list[dict]:
 
     if config.family != "ode":
         return _run_family_sweep(config, fresh_process)
-    jobs = [(n, layout, mode) for n in config.solver_steps for layout in config.layouts
-            for mode in config.modes]
+    jobs = [
+        (n, layout, mode)
+        for n in config.solver_steps
+        for layout in config.layouts
+        for mode in config.modes
+    ]
     rows, references = [], {}
-    with tqdm(jobs, desc="memory sweep", unit="config", file=sys.stderr,
-              disable=not config.progress) as bar:
+    with tqdm(
+        jobs, desc="memory sweep", unit="config", file=sys.stderr, disable=not config.progress
+    ) as bar:
         for n, layout, mode in bar:
             bar.set_postfix_str(f"N={n} {layout} {mode}")
             if fresh_process:
@@ -188,8 +203,13 @@ def _run_family_sweep(config: Config, fresh_process: bool) -> list[dict]:
     family = FAMILIES[config.family]
     jobs = [(n, mode) for n in config.solver_steps for mode in config.modes]
     rows, references = [], {}
-    with tqdm(jobs, desc=f"memory sweep ({family.name})", unit="config",
-              file=sys.stderr, disable=not config.progress) as bar:
+    with tqdm(
+        jobs,
+        desc=f"memory sweep ({family.name})",
+        unit="config",
+        file=sys.stderr,
+        disable=not config.progress,
+    ) as bar:
         for n, mode in bar:
             bar.set_postfix_str(f"K={n} {mode}")
             if fresh_process:
@@ -197,6 +217,7 @@ def _run_family_sweep(config: Config, fresh_process: bool) -> list[dict]:
                 continue
             key = (n, mode if family.reference_per_mode else None)
             if config.reference and key not in references:
+                assert family.reference is not None  # every family but ode has one
                 references[key] = family.reference(config, n, mode)
             rows.append(measure_family(config, mode, n, references.get(key)))
     return rows
@@ -210,17 +231,20 @@ def fit_exponents(rows: list[dict]) -> list[dict]:
     """
     fits = []
     for key in dict.fromkeys((r["mode"], r["layout"]) for r in rows):
-        points = sorted((r["steps"], r["temp_bytes"]) for r in rows
-                        if (r["mode"], r["layout"]) == key)
+        points = sorted(
+            (r["steps"], r["temp_bytes"]) for r in rows if (r["mode"], r["layout"]) == key
+        )
         if len(points) < 2:
             continue
         logn, logm = np.log([p[0] for p in points]), np.log([p[1] for p in points])
-        fits.append({
-            "mode": key[0],
-            "layout": key[1],
-            "exponent": float(np.polyfit(logn, logm, 1)[0]),
-            "local_exponent": float((logm[-1] - logm[-2]) / (logn[-1] - logn[-2])),
-        })
+        fits.append(
+            {
+                "mode": key[0],
+                "layout": key[1],
+                "exponent": float(np.polyfit(logn, logm, 1)[0]),
+                "local_exponent": float((logm[-1] - logm[-2]) / (logn[-1] - logn[-2])),
+            }
+        )
     return fits
 
 
@@ -246,14 +270,16 @@ def check_budgets(config: Config, rows: list[dict]) -> list[dict]:
             try:
                 checks.append(_check_one_budget(memory, model, ts, y0s, layout, n, budget))
             except ValueError as error:  # below the floor: the chooser's message is the result
-                checks.append({"layout": layout, "steps": n, "budget_bytes": budget,
-                               "error": str(error)})
+                checks.append(
+                    {"layout": layout, "steps": n, "budget_bytes": budget, "error": str(error)}
+                )
     return checks
 
 
 def _totals(rows, mode, layout, n) -> list[int]:
-    return [r["total_bytes"] for r in rows
-            if (r["mode"], r["layout"], r["steps"]) == (mode, layout, n)]
+    return [
+        r["total_bytes"] for r in rows if (r["mode"], r["layout"], r["steps"]) == (mode, layout, n)
+    ]
 
 
 def _check_one_budget(memory: nk.CheckpointMemoryModel, model, ts, y0s, layout, n, budget):
@@ -278,5 +304,3 @@ def _check_one_budget(memory: nk.CheckpointMemoryModel, model, ts, y0s, layout, 
         "within_budget": measured <= budget,
         "prediction_error": (measured - predicted) / predicted,
     }
-
-

@@ -8,6 +8,7 @@ from pathlib import Path
 from ._memory_problems import FAMILIES
 from ._table_parts import load, MIB, times
 
+
 FILES = {"ode": "memory.json", "deq": "memory_deq.json", "inner": "memory_inner.json"}
 """The committed sweep of each family, in the results folder."""
 
@@ -24,9 +25,10 @@ def memory_table(results: Path) -> str:
     steps = sorted(cfg.get("solver_steps", cfg.get("steps")))  # "steps" before node_kit 0.2
     rows = {(row["mode"], row["layout"], row["steps"]): row for row in r["rows"]}
     local = {(e["mode"], e["layout"]): e["local_exponent"] for e in r["exponents"]}
+    batch = cfg.get("batch_size", cfg.get("batch"))  # "batch" before node_kit 0.2
     out = [
         f"XLA compiled memory (`memory_analysis()`, exact) of one gradient through N fixed "
-        f"{cfg['solver']} steps; MLP field, dim {cfg['dim']}, batch {cfg.get('batch_size', cfg.get('batch'))}, width "
+        f"{cfg['solver']} steps; MLP field, dim {cfg['dim']}, batch {batch}, width "
         f"{cfg['width']}x{cfg['depth']}, float32, {env['device']}, jax {versions['jax']}, "
         f"diffrax {versions['diffrax']}. Temp MiB at N = {' / '.join(map(str, steps))}, and "
         f"the growth exponent p (memory ~ N^p) between the two largest N:",
@@ -48,16 +50,22 @@ def memory_table(results: Path) -> str:
         out.append(f"| {label} | {cells[0]} | {cells[1]} |")
     last = steps[-1]
     one, each = rows["backsolve", "batched", last], rows["backsolve", "vmap", last]
-    out += ["", f"Solve the batch as one state where you can: at N = {last}, backsolve per "
-                f"sample needs {times(each['temp_bytes'], one['temp_bytes'])} the memory of "
-                f"backsolve on the batch as one state, and "
-                f"{times(each['time_s'], one['time_s'])} the time."]
+    out += [
+        "",
+        f"Solve the batch as one state where you can: at N = {last}, backsolve per "
+        f"sample needs {times(each['temp_bytes'], one['temp_bytes'])} the memory of "
+        f"backsolve on the batch as one state, and "
+        f"{times(each['time_s'], one['time_s'])} the time.",
+    ]
     checks = [c for c in r["budget_checks"] if "error" not in c]
     if checks:
         worst = max(abs(c["prediction_error"]) for c in checks)
-        out += ["", f"`node_kit.checkpoint_adjoint_for_budget` met each of its {len(checks)} "
-                    f"budgets at N = {last}, its compiled memory within {worst:.2%} of the "
-                    f"prediction."]
+        out += [
+            "",
+            f"`node_kit.checkpoint_adjoint_for_budget` met each of its {len(checks)} "
+            f"budgets at N = {last}, its compiled memory within {worst:.2%} of the "
+            f"prediction.",
+        ]
     return "\n".join(out)
 
 
@@ -81,15 +89,18 @@ def implicit_table(results: Path) -> str:
         for e in load(results / name)["exponents"]:
             if e["layout"] != layout:
                 continue
-            mine = sorted((row for row in rows if row["mode"] == e["mode"]),
-                          key=lambda row: row["steps"])
+            mine = sorted(
+                (row for row in rows if row["mode"] == e["mode"]), key=lambda row: row["steps"]
+            )
             steps = " / ".join(str(row["steps"]) for row in mine)
             temps = " / ".join(f"{row['temp_bytes'] / MIB:.3f}" for row in mine)
             error = mine[-1]["grad_rel_error"]
             error = "–" if error is None else f"{error:.1e}"
-            out.append(f"| {family} | {e['mode']} | {FAMILIES[family].axis} = {steps} | "
-                       f"{temps} | {_exponent(e['local_exponent'])} | "
-                       f"{_exponent(e['exponent'])} | {error} |")
+            out.append(
+                f"| {family} | {e['mode']} | {FAMILIES[family].axis} = {steps} | "
+                f"{temps} | {_exponent(e['local_exponent'])} | "
+                f"{_exponent(e['exponent'])} | {error} |"
+            )
     return "\n".join(out)
 
 
@@ -100,17 +111,21 @@ def implicit_notes(results: Path) -> str:
     largest = max(k for _, k in inner)
     smallest = min(k for _, k in inner)
     phantom = deq["phantom", max(k for _, k in deq)]["grad_rel_error"]
-    out = [f"Implicit gradients are flat in K in every family; unrolled ones grow linearly. "
-           f"The phantom DEQ gradient is the cheapest and {phantom:.0%} off the true one. The "
-           f"inner family's errors at K = {largest} (MAML "
-           f"{inner['maml', largest]['grad_rel_error']:.0f}x, FOMAML "
-           f"{inner['fomaml', largest]['grad_rel_error']:.1f}) are float32 against float64 "
-           f"after {largest} SGD steps: the two runs end at different adapted weights, and "
-           f"{largest} second-order steps amplify that."]
+    out = [
+        f"Implicit gradients are flat in K in every family; unrolled ones grow linearly. "
+        f"The phantom DEQ gradient is the cheapest and {phantom:.0%} off the true one. The "
+        f"inner family's errors at K = {largest} (MAML "
+        f"{inner['maml', largest]['grad_rel_error']:.0f}x, FOMAML "
+        f"{inner['fomaml', largest]['grad_rel_error']:.1f}) are float32 against float64 "
+        f"after {largest} SGD steps: the two runs end at different adapted weights, and "
+        f"{largest} second-order steps amplify that."
+    ]
     error = inner["imaml", smallest]["grad_rel_error"]
     if error is None or math.isnan(error):
-        out.append(f"iMAML's error at K = {smallest} is NaN: conjugate gradients break down in "
-                   f"float32 where the proximal problem is far from solved.")
+        out.append(
+            f"iMAML's error at K = {smallest} is NaN: conjugate gradients break down in "
+            f"float32 where the proximal problem is far from solved."
+        )
     return " ".join(out)
 
 

@@ -25,16 +25,20 @@ def overhead_table(results: Path) -> str:
         out.append(
             f"| `{name}` | {n['median_step_seconds'] * 1e3:.2f} / "
             f"{w['median_step_seconds'] * 1e3:.2f} | {e['step_ratio']:.3f} | "
-            f"{n['compile_seconds']:.2f} / {w['compile_seconds']:.2f} | {e['compile_ratio']:.2f} | "
-            f"{e['hlo_ratio']:.3f} | {e['nfe']} | {e['floor_seconds'] * 1e3:.2f} | {e['step_over_floor']:.2f} |"
+            f"{n['compile_seconds']:.2f} / {w['compile_seconds']:.2f} | "
+            f"{e['compile_ratio']:.2f} | {e['hlo_ratio']:.3f} | {e['nfe']} | "
+            f"{e['floor_seconds'] * 1e3:.2f} | {e['step_over_floor']:.2f} |"
         )
-    same = all(e["paths"]["node_kit"]["num_steps"] == e["paths"]["raw_diffrax"]["num_steps"]
-               for e in r["workloads"].values())
+    same = all(
+        e["paths"]["node_kit"]["num_steps"] == e["paths"]["raw_diffrax"]["num_steps"]
+        for e in r["workloads"].values()
+    )
     out += [
         "",
         f"{r['timed_steps_each']} timed steps per path, alternating rounds, "
         f"{r['environment']['device']}. Compile: tracing + lowering + XLA compilation of the "
-        f"first call{_compile_repeats(r)}; program size: characters of the lowered StableHLO. Largest ratios node_kit / raw: step {r['max_step_ratio']:.3f}, compile "
+        f"first call{_compile_repeats(r)}; program size: characters of the lowered StableHLO. "
+        f"Largest ratios node_kit / raw: step {r['max_step_ratio']:.3f}, compile "
         f"{r['max_compile_ratio']:.2f}. Solver steps of the two paths "
         f"{'agree on every workload' if same else 'DIFFER on some workload'}. Floor: NFE (field "
         "evaluations of the forward solve, counted) x one batched field evaluation with its "

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 import node_kit as nk
+from node_kit._solve import saved_states
 
 from ._choices import solve_settings, solver_from_name
 
@@ -90,8 +91,10 @@ class RawBatchField(eqx.Module):
         return jax.vmap(self.field, in_axes=(None, 0, None))(t, ys, args)
 
 
-_RAW_ADJOINTS = {"backsolve": diffrax.BacksolveAdjoint,
-                 "checkpoint": diffrax.RecursiveCheckpointAdjoint}
+_RAW_ADJOINTS = {
+    "backsolve": diffrax.BacksolveAdjoint,
+    "checkpoint": diffrax.RecursiveCheckpointAdjoint,
+}
 
 
 def _raw_solve(term, work: Workload, config, ts, y0, args):
@@ -104,9 +107,17 @@ def _raw_solve(term, work: Workload, config, ts, y0, args):
         controller, dt0 = diffrax.ConstantStepSize(), config.dt
         saveat = diffrax.SaveAt(ts=ts)
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(term), solver_from_name(work.solver), ts[0], ts[-1], dt0, y0, args,
-        saveat=saveat, stepsize_controller=controller,
-        adjoint=_RAW_ADJOINTS[work.adjoint](), max_steps=4096,
+        diffrax.ODETerm(term),
+        solver_from_name(work.solver),
+        ts[0],
+        ts[-1],
+        dt0,
+        y0,
+        args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=_RAW_ADJOINTS[work.adjoint](),
+        max_steps=4096,
     )
 
 
@@ -157,53 +168,65 @@ def _build_cnf(work, config, model_key, xs, probe_key) -> Case:
         probes = estimator.draw_probe(key, xs.shape, xs.dtype)  # what cnf_loss draws
         y0 = jnp.concatenate([xs, jnp.zeros((xs.shape[0], 1), xs.dtype)], axis=1)
         sol = _raw_solve(RawCNFDynamics(field, hutchinson), work, config, ts, y0, probes)
-        return sol.ys[-1], sol.stats["num_steps"]
+        return saved_states(sol)[-1], sol.stats["num_steps"]
 
-    if work.train:
-        def nk_loss(cnf, xs, key):
-            return nk.cnf_loss(cnf, xs, key=key)
+    def nk_train_loss(cnf, xs, key):
+        return nk.cnf_loss(cnf, xs, key=key)
 
-        def raw_loss(field, xs, key):
-            y1, num_steps = raw_y1(field, xs, key)
-            return _cnf_nll(y1), {"num_steps": num_steps}
-    else:
-        def nk_loss(cnf, xs, key):
-            log_prob, stats = cnf.log_prob_and_stats_batched(xs, key=key)
-            return jnp.mean(log_prob), {"num_steps": stats["num_steps"]}
+    def nk_eval_loss(cnf, xs, key):
+        log_prob, stats = cnf.log_prob_and_stats_batched(xs, key=key)
+        return jnp.mean(log_prob), {"num_steps": stats["num_steps"]}
 
-        def raw_loss(field, xs, key):
-            y1, num_steps = raw_y1(field, xs, key)
-            return -_cnf_nll(y1), {"num_steps": num_steps}
+    def raw_train_loss(field, xs, key):
+        y1, num_steps = raw_y1(field, xs, key)
+        return _cnf_nll(y1), {"num_steps": num_steps}
+
+    def raw_eval_loss(field, xs, key):
+        y1, num_steps = raw_y1(field, xs, key)
+        return -_cnf_nll(y1), {"num_steps": num_steps}
+
+    nk_loss, raw_loss = (
+        (nk_train_loss, raw_train_loss) if work.train else (nk_eval_loss, raw_eval_loss)
+    )
 
     probes = estimator.draw_probe(probe_key, xs.shape, xs.dtype)
     state = jnp.concatenate([xs, jnp.zeros((xs.shape[0], 1), xs.dtype)], axis=1)
     return Case(
-        work, {"node_kit": (cnf, nk_loss), "raw_diffrax": (field, raw_loss)}, xs,
-        dynamics=RawCNFDynamics(field, hutchinson), state=state, args=probes,
+        work,
+        {"node_kit": (cnf, nk_loss), "raw_diffrax": (field, raw_loss)},
+        xs,
+        dynamics=RawCNFDynamics(field, hutchinson),
+        state=state,
+        args=probes,
         forward_solve=lambda term: _raw_solve(term, work, config, ts, state, probes),
     )
 
 
 def _build_node(work, config, model_key, xs) -> Case:
     field = nk.MLPField(config.data_size, config.width, config.depth, key=model_key)
-    settings = solve_settings(work.solver, work.adjoint, rtol=config.rtol, atol=config.atol,
-                              fixed_dt=config.dt)
+    settings = solve_settings(
+        work.solver, work.adjoint, rtol=config.rtol, atol=config.atol, fixed_dt=config.dt
+    )
     node = nk.NeuralODE(field, settings=settings)
     ts = jnp.linspace(0.0, 1.0, config.save_times)
     target = jnp.sin(3 * ts)[None, :, None] * xs[:, None, :]  # (batch, time, dim)
 
     def nk_loss(node, xs, key):
         sol = node.solve_batched(ts, xs)
-        prediction = jnp.moveaxis(sol.ys, 0, 1)
+        prediction = jnp.moveaxis(saved_states(sol), 0, 1)
         return jnp.mean((prediction - target) ** 2), {"num_steps": sol.stats["num_steps"]}
 
     def raw_loss(field, xs, key):
         sol = _raw_solve(RawBatchField(field), work, config, ts, xs, None)
-        prediction = jnp.moveaxis(sol.ys, 0, 1)
+        prediction = jnp.moveaxis(saved_states(sol), 0, 1)
         return jnp.mean((prediction - target) ** 2), {"num_steps": sol.stats["num_steps"]}
 
     return Case(
-        work, {"node_kit": (node, nk_loss), "raw_diffrax": (field, raw_loss)}, xs,
-        dynamics=RawBatchField(field), state=xs, args=None,
+        work,
+        {"node_kit": (node, nk_loss), "raw_diffrax": (field, raw_loss)},
+        xs,
+        dynamics=RawBatchField(field),
+        state=xs,
+        args=None,
         forward_solve=lambda term: _raw_solve(term, work, config, ts, xs, None),
     )

@@ -51,8 +51,9 @@ def flag(default: Any, text: str, **metadata: Any) -> Any:
 class CommandConfig:
     """The flags of every command: where it writes, its seed, its progress bar."""
 
-    out: str = flag("runs", "folder the command writes to (results.json, history.csv, "
-                    "pictures, checkpoints)")
+    out: str = flag(
+        "runs", "folder the command writes to (results.json, history.csv, pictures, checkpoints)"
+    )
     seed: int = flag(0, "seed of every random draw of the run (weights, batches, noise)")
     progress: bool = flag(True, "show a progress bar")
 
@@ -68,8 +69,11 @@ class ParallelConfig:
     """
 
     devices: int = flag(0, "devices to split each batch over (0: all)")
-    per_device: bool = flag(False, "solve each device's shard as its own ODE (shard_map) "
-                            "instead of one solve over the global batch")
+    per_device: bool = flag(
+        False,
+        "solve each device's shard as its own ODE (shard_map) "
+        "instead of one solve over the global batch",
+    )
     coordinator: str = flag("", "HOST:PORT of process 0, for a run over several processes")
     num_processes: int = flag(1, "processes in the run (with --coordinator)")
     process_id: int = flag(0, "this process's index, 0 to --num-processes - 1")
@@ -82,15 +86,21 @@ class TrainConfig(CommandConfig, ParallelConfig):
     the field again without help text (`steps: int = 2000`): the help stays the shared one."""
 
     steps: int = flag(1000, "training steps (a resumed run stops at this total)")
-    batch_size: int = flag(32, "examples per training step (the global batch, split over "
-                           "the devices)")
-    lr: float = flag(1e-3, "peak learning rate of AdamW (weight decay 1e-5), which decays "
-                     "on a cosine to 5%% of it over --steps")
+    batch_size: int = flag(
+        32, "examples per training step (the global batch, split over the devices)"
+    )
+    lr: float = flag(
+        1e-3,
+        "peak learning rate of AdamW (weight decay 1e-5), which decays "
+        "on a cosine to 5%% of it over --steps",
+    )
     clip_norm: float = flag(0.0, "clip the gradient's global norm to this (0: off)")
-    resume: bool = flag(False, "continue the run in --out from its checkpoint (the same "
-                        "flags; --steps may grow)")
-    checkpoint_every: int = flag(100, "steps between checkpoints (one is always written at "
-                                 "the end)")
+    resume: bool = flag(
+        False, "continue the run in --out from its checkpoint (the same flags; --steps may grow)"
+    )
+    checkpoint_every: int = flag(
+        100, "steps between checkpoints (one is always written at the end)"
+    )
     log_every: int = flag(10, "steps between rows of history.csv (and of the progress bar)")
 
 
@@ -98,19 +108,28 @@ class TrainConfig(CommandConfig, ParallelConfig):
 class DataConfig:
     """The flag of every command that reads a built dataset."""
 
-    data_dir: str = flag("", "folder of the built datasets (empty: $NODE_KIT_DATA_DIR, else "
-                         "~/.cache/node_kit/tensorflow_datasets)")
+    data_dir: str = flag(
+        "",
+        "folder of the built datasets (empty: $NODE_KIT_DATA_DIR, else "
+        "~/.cache/node_kit/tensorflow_datasets)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
     """The flags of every command whose runs can be loaded (`nk.load_run`)."""
 
-    evaluate: bool = flag(False, "load the trained run in --out and compute its test metrics "
-                          "again into evaluation.json; no training")
-    eval_every: int = flag(0, "every K steps (and after the last), the validation metric "
-                           "joins the history and the best model so far is kept as best.eqx "
-                           "(0: off)")
+    evaluate: bool = flag(
+        False,
+        "load the trained run in --out and compute its test metrics "
+        "again into evaluation.json; no training",
+    )
+    eval_every: int = flag(
+        0,
+        "every K steps (and after the last), the validation metric "
+        "joins the history and the best model so far is kept as best.eqx "
+        "(0: off)",
+    )
 
 
 SHARED_CONFIGS = (CommandConfig, TrainConfig, DataConfig, EvaluationConfig, ParallelConfig)
@@ -129,8 +148,9 @@ def runs_in_folder(command: str) -> Callable[[Path], dict[str, Path]]:
         folder = results / command
         if (folder / "results.json").exists():
             return {command: folder / "results.json"}
-        return {f"{command}/{path.parent.name}": path
-                for path in sorted(folder.glob("*/results.json"))}
+        return {
+            f"{command}/{path.parent.name}": path for path in sorted(folder.glob("*/results.json"))
+        }
 
     return committed
 
@@ -192,10 +212,8 @@ class Command:
 
     def __post_init__(self):
         if not self.description:
-            doc = sys.modules[self.config.__module__].__doc__
+            doc = sys.modules[self.main.__module__].__doc__
             object.__setattr__(self, "description", first_paragraph(doc))
-        if self.committed is None:
-            object.__setattr__(self, "committed", runs_in_folder(self.name))
 
     @property
     def module(self) -> str:
@@ -205,6 +223,11 @@ class Command:
         spec = getattr(module, "__spec__", None)
         return spec.name if spec is not None and spec.name else self.config.__module__
 
+    def committed_runs(self, results: Path) -> dict[str, Path]:
+        """`{run name: results file}` of its committed runs under the folder `results`."""
+        find = self.committed or runs_in_folder(self.name)
+        return find(results)
+
     @property
     def loadable(self) -> bool:
         """Whether `nk.load_run` loads this command's runs."""
@@ -212,9 +235,15 @@ class Command:
 
     def parse(self, argv: Sequence[str] | None = None):
         """The `Config` of command-line flags (`sys.argv[1:]` by default)."""
-        return parse_config(self.config, argv, description=self.description,
-                            choices=dict(self.choices()), prog=f"python -m {self.module}",
-                            renamed=self.renamed, shared=SHARED_CONFIGS)
+        return parse_config(
+            self.config,
+            argv,
+            description=self.description,
+            choices=dict(self.choices()),
+            prog=f"python -m {self.module}",
+            renamed=self.renamed,
+            shared=SHARED_CONFIGS,
+        )
 
     def config_from_record(self, values: Mapping[str, Any], where: str = "the run"):
         """The `Config` a run recorded (JSON values; renamed fields under their new names)."""

@@ -4,13 +4,14 @@
     python experiments/check_reference.py             # compare with experiments/reference.json
     python experiments/check_reference.py --record    # write it from the code on PYTHONPATH
 
-Each check runs a registered command that declares a `reference` run
-(`python -m node_kit.experiments.cnf --steps 30`, `...timeseries --steps 20`) with a fixed seed into a temporary directory, then compares every column of
-its history.csv except the wall time, and the final test metrics of its results.json, with
-the reference. The comparison is exact unless `--rtol` is given. The reference was first
-recorded from commit 84400dc (before the structure issue), to show that restructuring
-moved no number; it is re-recorded, from a clean checkout and on one core, when a change is
-meant to move the numbers (its `source` says from which commit):
+Each check runs a registered command that declares a `reference` run (`python -m
+node_kit.experiments.cnf --steps 30`, `...timeseries --steps 20`) with a fixed seed into a
+temporary directory, then compares every column of its history.csv except the wall time,
+and the final test metrics of its results.json, with the reference. The comparison is
+exact unless `--rtol` is given. The reference was first recorded from commit 84400dc
+(before the structure issue), to show that restructuring moved no number; it is
+re-recorded, from a clean checkout and on one core, when a change is meant to move the
+numbers (its `source` says from which commit):
 
     python experiments/check_reference.py --record --cores 1
 
@@ -30,10 +31,12 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import _registry
 from ._outputs import own_cores, run_on_cores
+
 
 REFERENCE = Path(__file__).resolve().parents[2] / "experiments" / "reference.json"
 
@@ -43,7 +46,7 @@ def checks() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     return {c.name: c.reference for c in _registry.commands() if c.reference is not None}
 
 
-def run(command: str, argv: list[str], out: Path, data_dir: str | None, cores: int) -> dict:
+def run(command: str, argv: Sequence[str], out: Path, data_dir: str | None, cores: int) -> dict:
     """Run one command on `cores` cores and return its history rows (without `time`) and
     metrics."""
     flags = [*argv, "--out", str(out), "--no-progress"]
@@ -51,15 +54,21 @@ def run(command: str, argv: list[str], out: Path, data_dir: str | None, cores: i
         flags += ["--data-dir", data_dir]
     run_on_cores(
         [sys.executable, "-m", _registry.get(command).module, *flags],
-        cores, f"the reference of `{command} {' '.join(argv)}`", check=True, env=os.environ.copy(),
+        cores,
+        f"the reference of `{command} {' '.join(argv)}`",
+        check=True,
+        env=os.environ.copy(),
     )
     with open(out / "history.csv", newline="") as f:
         history = [
             {k: float(v) for k, v in row.items() if k != "time"} for row in csv.DictReader(f)
         ]
     results = json.loads((out / "results.json").read_text())
-    return {"argv": list(argv), "history": history,
-            "metrics": {k: results[k] for k in checks()[command][1] if k in results}}
+    return {
+        "argv": list(argv),
+        "history": history,
+        "metrics": {k: results[k] for k in checks()[command][1] if k in results},
+    }
 
 
 def differences(reference: dict, got: dict, rtol: float) -> list[str]:
@@ -69,7 +78,8 @@ def differences(reference: dict, got: dict, rtol: float) -> list[str]:
         return [f"history has {len(got['history'])} rows, reference {len(reference['history'])}"]
     pairs = [
         (f"history step {want['step']:.0f} {key}", want[key], have.get(key))
-        for want, have in zip(reference["history"], got["history"]) for key in want
+        for want, have in zip(reference["history"], got["history"])
+        for key in want
     ]
     pairs += [(f"results {k}", v, got["metrics"].get(k)) for k, v in reference["metrics"].items()]
     for where, want, have in pairs:
@@ -79,13 +89,19 @@ def differences(reference: dict, got: dict, rtol: float) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python experiments/check_reference.py",
-                                     description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = argparse.ArgumentParser(
+        prog="python experiments/check_reference.py",
+        description=" ".join((__doc__ or "").split("\n\n")[0].split()),
+    )
     parser.add_argument("--record", action="store_true", help="write the reference file")
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (0: exact)")
     parser.add_argument("--data-dir", default="", help="datasets directory (default: node_kit's)")
-    parser.add_argument("--cores", type=int, default=None,
-                        help="cores to run on (default: the reference's, or all when recording)")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="cores to run on (default: the reference's, or all when recording)",
+    )
     args = parser.parse_args(argv)
     recorded = {} if args.record else json.loads(REFERENCE.read_text())
     reference = recorded.get("checks", {})
@@ -100,10 +116,14 @@ def main(argv=None) -> int:
                 return 1
             if args.record:
                 continue
-            lines = (differences(reference[command], got[command], args.rtol)
-                     if command in reference else
-                     [f"no reference recorded for {command} in {REFERENCE.name}; record one "
-                      "with --record"])
+            lines = (
+                differences(reference[command], got[command], args.rtol)
+                if command in reference
+                else [
+                    f"no reference recorded for {command} in {REFERENCE.name}; record one "
+                    "with --record"
+                ]
+            )
             failed |= bool(lines)
             status = "DIFFERS" if lines else "same"
             print(f"{command} {' '.join(flags)}: {status}", *lines, sep="\n  ")
@@ -111,11 +131,11 @@ def main(argv=None) -> int:
         import node_kit
 
         package = Path(node_kit.__file__).parent
-        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         source = {"commit": commit, "python": sys.version.split()[0], "cpu_cores": cores}
         text = json.dumps({"source": source, "checks": got}, indent=2)
         REFERENCE.write_text(text + "\n")
         print(f"wrote {REFERENCE}")
     return int(failed)
-

@@ -11,6 +11,7 @@ import importlib
 
 from ._protocol import Command
 
+
 COMMANDS = ("cnf", "timeseries", "spiral", "deq", "meta", "memory", "cnf_overhead")
 """The commands node_kit ships, modules of `node_kit.experiments`."""
 
@@ -39,7 +40,7 @@ def get(name: str) -> Command:
     """The registered command called `name` (`"cnf"`) or defined by the module `name`
     (`"node_kit.experiments.cnf"`); a `ValueError` naming the registered ones otherwise."""
     if not isinstance(name, str):
-        raise ValueError(f"a command is named by a str such as \"cnf\"; got {type(name).__name__}.")
+        raise ValueError(f'a command is named by a str such as "cnf"; got {type(name).__name__}.')
     module = _modules.get(name) or (name if name in _modules.values() else None)
     if module is None:
         raise ValueError(
@@ -56,8 +57,10 @@ def register(module: str) -> Command:
     command = _command_of(module)
     taken = _modules.get(command.name)
     if taken is not None and taken != module:
-        raise ValueError(f"the command name {command.name!r} is taken by {taken}; give the "
-                         f"command in {module} another name.")
+        raise ValueError(
+            f"the command name {command.name!r} is taken by {taken}; give the "
+            f"command in {module} another name."
+        )
     _modules[command.name] = module
     return command
 
@@ -65,8 +68,10 @@ def register(module: str) -> Command:
 def unregister(name: str) -> None:
     """Drop a command registered with [`register`][] (node_kit's own stay)."""
     if name in COMMANDS:
-        raise ValueError(f"{name!r} is one of node_kit's commands; only commands added with "
-                         "register can be dropped.")
+        raise ValueError(
+            f"{name!r} is one of node_kit's commands; only commands added with "
+            "register can be dropped."
+        )
     _modules.pop(name, None)
 
 
@@ -81,24 +86,30 @@ def nav_with_commands(nav: list) -> list:
 def _nav_pages(nav) -> set[str]:
     pages = set()
     for entry in nav or []:
-        for value in (entry.values() if isinstance(entry, dict) else [entry]):
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
             pages |= _nav_pages(value) if isinstance(value, list) else {value}
     return pages
 
 
 def _command_of(module: str) -> Command:
     if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
-        raise ValueError(f"a command is registered by the importable name of its module, such "
-                         f"as \"my_package.my_command\"; got {module!r}.")
+        raise ValueError(
+            f"a command is registered by the importable name of its module, such "
+            f'as "my_package.my_command"; got {module!r}.'
+        )
     try:
         imported = importlib.import_module(module)
     except ModuleNotFoundError as error:
         if error.name is None or not module.startswith(error.name):
             raise  # the module exists; something it imports does not
-        raise ValueError(f"no module named {module!r} can be imported; put its folder on "
-                         "PYTHONPATH (or install its package), then register it.") from None
+        raise ValueError(
+            f"no module named {module!r} can be imported; put its folder on "
+            "PYTHONPATH (or install its package), then register it."
+        ) from None
     command = getattr(imported, "COMMAND", None)
     if not isinstance(command, Command):
-        raise ValueError(f"{module} defines no COMMAND (a node_kit.experiments._protocol."
-                         "Command); it is not a command.")
+        raise ValueError(
+            f"{module} defines no COMMAND (a node_kit.experiments._protocol."
+            "Command); it is not a command."
+        )
     return command

@@ -12,18 +12,23 @@ from pathlib import Path
 
 from ._table_parts import load
 
+
 # --- experiments/scaling.py --------------------------------------------------------------
 
 
 def scaling_table(rows: list[dict]) -> str:
     """Steps/s over 1, 2 and 4 devices, both modes, against one device."""
     base = {r["mode"]: r["steps_per_s_median"] for r in rows if r["devices"] == 1}
-    lines = ["| devices | mode | global batch | steps/s (median) | vs 1 device | compile s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| devices | mode | global batch | steps/s (median) | vs 1 device | compile s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         speedup = r["steps_per_s_median"] / base[r["mode"]] if r["mode"] in base else float("nan")
-        lines.append(f"| {r['devices']} | {r['mode']} | {r['global_batch']} | "
-                     f"{r['steps_per_s_median']:.2f} | {speedup:.2f}x | {r['compile_s']:.1f} |")
+        lines.append(
+            f"| {r['devices']} | {r['mode']} | {r['global_batch']} | "
+            f"{r['steps_per_s_median']:.2f} | {speedup:.2f}x | {r['compile_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -51,20 +56,26 @@ def loop_table(folder: Path) -> str:
         b, a = before[key], after[key]
         ratio = f"{a / b:.3f}" if b else "-"
         lines.append(f"| {name} | {b:{fmt}} | {a:{fmt}} | {ratio} |")
-    lines.append(f"| timed fits (steps each) | {len(before['steps_per_s'])} ({before['steps']}) "
-                 f"| {len(after['steps_per_s'])} ({after['steps']}) | |")
-    lines.append(f"| commit | {before['environment']['commit']} | "
-                 f"{after['environment']['commit']} | |")
+    lines.append(
+        f"| timed fits (steps each) | {len(before['steps_per_s'])} ({before['steps']}) "
+        f"| {len(after['steps_per_s'])} ({after['steps']}) | |"
+    )
+    lines.append(
+        f"| commit | {before['environment']['commit']} | {after['environment']['commit']} | |"
+    )
     return "\n".join(lines)
 
 
 def loop_report(results: Path) -> str:
     """The comparison of the committed loop benchmark, and the range of single fits."""
     folder = results / "loop"
-    fits = [x for label in ("before", "after")
-            for x in load(folder / f"{label}.json")["steps_per_s"]]
-    return (f"{loop_table(folder)}\n\nSingle timed fits ranged from {min(fits):.1f} to "
-            f"{max(fits):.1f} steps/s.")
+    fits = [
+        x for label in ("before", "after") for x in load(folder / f"{label}.json")["steps_per_s"]
+    ]
+    return (
+        f"{loop_table(folder)}\n\nSingle timed fits ranged from {min(fits):.1f} to "
+        f"{max(fits):.1f} steps/s."
+    )
 
 
 # --- experiments/bad_inputs.py -----------------------------------------------------------
@@ -79,9 +90,11 @@ def errors_table(summary: dict) -> str:
     rows.append(f"| **total** | **{summary['total']}** | **{o['clear']}** | |")
     share = 100 * o["clear"] / summary["total"]
     rows.append("")
-    rows.append(f"Clear: {o['clear']} of {summary['total']} ({share:.1f}%); unclear: "
-                f"{o['unclear']}; internal tracebacks: {o['internal']}; silent acceptances: "
-                f"{o['silent']}.")
+    rows.append(
+        f"Clear: {o['clear']} of {summary['total']} ({share:.1f}%); unclear: "
+        f"{o['unclear']}; internal tracebacks: {o['internal']}; silent acceptances: "
+        f"{o['silent']}."
+    )
     return "\n".join(rows)
 
 
@@ -96,8 +109,11 @@ SUITE_RUNS = {"cold": "cold", "warm": "warm", "defaults": "cold, XLA's default c
 """The runs of the test suite, in order, and their column labels: `cold` (an empty cache),
 `warm` (the cache the cold run filled), `defaults` (an empty cache and
 NODE_KIT_TEST_FAST_COMPILE=off)."""
-PHASES = {"jaxpr_trace_duration": "trace_s", "jaxpr_to_mlir_module_duration": "lower_s",
-          "backend_compile_duration": "compile_s"}
+PHASES = {
+    "jaxpr_trace_duration": "trace_s",
+    "jaxpr_to_mlir_module_duration": "lower_s",
+    "backend_compile_duration": "compile_s",
+}
 
 
 def summarise_profile(records: list, top: int = 12) -> dict:
@@ -144,8 +160,10 @@ SUITE_ROWS = [
     ("wall time (min:s)", lambda r: _minutes(r["wall_s"])),
     ("CPU time, all processes (min:s)", lambda r: _minutes(r["cpu_s"])),
     ("tests passed", lambda r: str(r.get("passed", 0))),
-    ("programs built (XLA compile or persistent-cache read)",
-     lambda r: str(r["totals"].get("compiles", 0))),
+    (
+        "programs built (XLA compile or persistent-cache read)",
+        lambda r: str(r["totals"].get("compiles", 0)),
+    ),
     ("... read from the persistent cache", lambda r: str(r["totals"].get("cache_hits", 0))),
     ("... compiled and written to it", lambda r: str(r["totals"].get("cache_misses", 0))),
     ("building them (s, summed over workers)", lambda r: f"{r['totals'].get('compile_s', 0):.0f}"),
@@ -158,23 +176,37 @@ def suite_time_table(result: dict) -> str:
     """Markdown: the runs side by side, then where the first run's compiling goes."""
     runs = result["runs"]
     names = [n for n in SUITE_RUNS if n in runs]
-    lines = ["| " + " | ".join(["", *(SUITE_RUNS[n] for n in names)]) + " |",
-             "|---" * (len(names) + 1) + "|"]
-    lines += ["| " + " | ".join([label, *(get(runs[n]) for n in names)]) + " |"
-              for label, get in SUITE_ROWS]
+    lines = [
+        "| " + " | ".join(["", *(SUITE_RUNS[n] for n in names)]) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    lines += [
+        "| " + " | ".join([label, *(get(runs[n]) for n in names)]) + " |"
+        for label, get in SUITE_ROWS
+    ]
     cold = runs[names[0]]
-    lines += ["", f"Where the {names[0]} run's XLA compiling goes (the largest compiled functions):", "",
-              "| function | compiles | XLA compile (s) |", "|---|---|---|"]
+    lines += [
+        "",
+        f"Where the {names[0]} run's XLA compiling goes (the largest compiled functions):",
+        "",
+        "| function | compiles | XLA compile (s) |",
+        "|---|---|---|",
+    ]
     shown = cold["functions"][:8]
     lines += [f"| `{f['function']}` | {f['compiles']} | {f['compile_s']:.0f} |" for f in shown]
     rest = cold["distinct_functions"] - len(shown)
-    lines.append(f"| the other {rest} functions (eager operations, initialisers, checks, ...) | "
-                 f"{cold['totals'].get('compiles', 0) - sum(f['compiles'] for f in shown)} | "
-                 f"{cold['totals'].get('compile_s', 0) - sum(f['compile_s'] for f in shown):.0f} |")
+    lines.append(
+        f"| the other {rest} functions (eager operations, initialisers, checks, ...) | "
+        f"{cold['totals'].get('compiles', 0) - sum(f['compiles'] for f in shown)} | "
+        f"{cold['totals'].get('compile_s', 0) - sum(f['compile_s'] for f in shown):.0f} |"
+    )
     source = result["provenance"]
-    lines += ["", f"Measured {source['date']} at code {source['git_commit'][:7]}"
-              f"{' with uncommitted changes' if source['git_dirty'] else ''} on {source['cpus']} "
-              f"CPU cores: `{result['command']}`."]
+    lines += [
+        "",
+        f"Measured {source['date']} at code {source['git_commit'][:7]}"
+        f"{' with uncommitted changes' if source['git_dirty'] else ''} on {source['cpus']} "
+        f"CPU cores: `{result['command']}`.",
+    ]
     return "\n".join(lines)
 
 

@@ -14,12 +14,13 @@ compiled bytes. The comparison is relative, `--rtol` (default 1e-4: the same cod
 same machine gives the same bits; other CPUs may differ in the last digits). A run whose
 committed training took longer than `--max-minutes` is not re-run, and says so.
 
-Each re-run's outcome is recorded in experiments/results/reproduce.json with the commit
-of the code that produced it (from the re-run's provenance; run it from a clean checkout,
+Each re-run's outcome is recorded in experiments/results/reproduce.json with the commit of
+the code that produced it (from the re-run's provenance; run it from a clean checkout,
 e.g. `git worktree add /tmp/repro HEAD` and `PYTHONPATH=/tmp/repro python
-/tmp/repro/experiments/reproduce.py ...`, while the working tree has changes); the table prints every committed run as `reproduced`,
-`differs` (with the values) or `not re-run` (with the reason). A run trained in pieces
-(`--resume` across sessions) is marked: only a run from scratch on unchanged code counts.
+/tmp/repro/experiments/reproduce.py ...`, while the working tree has changes); the table
+prints every committed run as `reproduced`, `differs` (with the values) or `not re-run`
+(with the reason). A run trained in pieces (`--resume` across sessions) is marked: only a
+run from scratch on unchanged code counts.
 
 Cores: XLA's CPU compiler splits loops over the cores the process may use, so float32
 training gives other last bits, and after many steps other metrics, on another count (the
@@ -51,6 +52,7 @@ from ._cli import config_flags, ordered_fields
 from ._outputs import own_cores, run_on_cores
 from ._protocol import Command, SHARED_CONFIGS
 
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 """The committed results of a checkout (`--results` reads another folder)."""
@@ -58,8 +60,17 @@ RESULTS = ROOT / "experiments" / "results"
 # are made on one core (docs/reproduce.md).
 DEFAULT_CORES = 1
 # Flags that do not define the result: where it is written, resuming, the bar, devices.
-NOT_DEFINING = ("out", "resume", "progress", "devices", "per_device", "coordinator",
-                "num_processes", "process_id", "distributed")
+NOT_DEFINING = (
+    "out",
+    "resume",
+    "progress",
+    "devices",
+    "per_device",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "distributed",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,17 +102,31 @@ class Committed:
         return " ".join([f"python -m {self.command.module}", *self.flags()])
 
     def argv(self, out: Path) -> list[str]:
-        return [sys.executable, "-m", self.command.module, *self.flags(), "--out", str(out),
-                "--no-progress"]
+        return [
+            sys.executable,
+            "-m",
+            self.command.module,
+            *self.flags(),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
 
-    def headline(self) -> dict[str, float]:
-        return self.command.headline(self.results)
+    def headline(self, results: dict | None = None) -> dict[str, float]:
+        """The headline metrics of the committed results, or of `results` (a re-run's)."""
+        assert self.command.headline is not None  # committed_runs keeps only such commands
+        return self.command.headline(self.results if results is None else results)
 
     def minutes(self) -> float | None:
         """The committed run's wall or training time in minutes, if it recorded one."""
         r = self.results
-        seconds = (r.get("provenance") or {}).get("wall_seconds") or r.get("wall_seconds") \
-            or r.get("wall_s") or r.get("train_seconds_total") or r.get("train_seconds_this_run")
+        seconds = (
+            (r.get("provenance") or {}).get("wall_seconds")
+            or r.get("wall_seconds")
+            or r.get("wall_s")
+            or r.get("train_seconds_total")
+            or r.get("train_seconds_this_run")
+        )
         if seconds is None and "models" in r:
             seconds = sum(m.get("train_seconds_total", 0) for m in r["models"].values())
         return None if seconds is None else seconds / 60
@@ -120,9 +145,12 @@ class Committed:
 def committed_runs(results: Path = RESULTS) -> list[Committed]:
     """Every committed run under `results` of every registered command that has a
     `headline` (the others, timings, are not re-run)."""
-    return [Committed(name, command, path, json.loads(path.read_text()))
-            for command in _registry.commands() if command.headline is not None
-            for name, path in command.committed(results).items()]
+    return [
+        Committed(name, command, path, json.loads(path.read_text()))
+        for command in _registry.commands()
+        if command.headline is not None
+        for name, path in command.committed_runs(results).items()
+    ]
 
 
 def cores_of(run: Committed) -> int:
@@ -143,8 +171,12 @@ def compare(expected: dict, got: dict, rtol: float) -> list[str]:
 def replaceable(run: Committed, entry: dict) -> str:
     """Why `run`'s committed folder should be replaced by its re-run, or "" if it should not."""
     # A run that is one file beside others (the memory sweeps) is not a folder to replace.
-    if run.path.name != "results.json" or entry["status"] == "failed" \
-            or entry.get("code_dirty") or not entry.get("code_commit"):
+    if (
+        run.path.name != "results.json"
+        or entry["status"] == "failed"
+        or entry.get("code_dirty")
+        or not entry.get("code_commit")
+    ):
         return ""
     if entry["status"] == "differs":
         return "differs"
@@ -162,21 +194,29 @@ def rerun(run: Committed, rtol: float, replace: bool = False, cores: int | None 
         start = time.perf_counter()
         done = run_on_cores(argv, cores, run.name, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        record = {"command": run.command_line(),
-                  "date": datetime.date.today().isoformat(),
-                  "seconds": round(seconds, 1), "rtol": rtol, "cores": cores,
-                  "committed_in_pieces": run.pieces()}
+        record = {
+            "command": run.command_line(),
+            "date": datetime.date.today().isoformat(),
+            "seconds": round(seconds, 1),
+            "rtol": rtol,
+            "cores": cores,
+            "committed_in_pieces": run.pieces(),
+        }
         if done.returncode != 0:
             return {**record, "status": "failed", "error": done.stderr.strip().splitlines()[-3:]}
         new = json.loads((out / run.command.output(run.results["config"])).read_text())
         record["cores"] = (new.get("environment") or {}).get("cpu_cores", cores)
-        got = run.command.headline(new)
+        got = run.headline(new)
         source = new.get("provenance", {})
         record |= {"code_commit": source.get("git_commit"), "code_dirty": source.get("git_dirty")}
         expected = run.headline()
         bad = compare(expected, got, rtol)
-        record |= {"status": "differs" if bad else "reproduced", "differences": bad,
-                   "committed": expected, "now": got}
+        record |= {
+            "status": "differs" if bad else "reproduced",
+            "differences": bad,
+            "committed": expected,
+            "now": got,
+        }
         why = replace and replaceable(run, record)
         if why:
             folder = run.path.parent
@@ -192,8 +232,10 @@ def _short(entry: dict) -> str:
 
 
 def table(runs: list[Committed], record: dict) -> str:
-    lines = ["| run | status | cores | committed run took (min) | detail |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| run | status | cores | committed run took (min) | detail |",
+        "|---|---|---|---|---|",
+    ]
     for run in runs:
         minutes = run.minutes()
         took = "–" if minutes is None else f"{minutes:.1f}"
@@ -202,14 +244,22 @@ def table(runs: list[Committed], record: dict) -> str:
             status, detail = "not re-run", "not yet re-run with reproduce.py"
         elif entry["status"] == "replaced":
             status = "replaced"
-            detail = (f"re-run from scratch at code {_short(entry)} ({entry['date']}) and "
-                      f"committed in place of the old file ({entry['replaced_because']}")
-            detail += "; old: " + "; ".join(entry["differences"]) + ")" if entry["differences"] \
+            detail = (
+                f"re-run from scratch at code {_short(entry)} ({entry['date']}) and "
+                f"committed in place of the old file ({entry['replaced_because']}"
+            )
+            detail += (
+                "; old: " + "; ".join(entry["differences"]) + ")"
+                if entry["differences"]
                 else ", same values within rtol)"
+            )
         else:
             status = entry["status"]
-            detail = "; ".join(entry.get("differences") or entry.get("error") or []) or \
-                f"identical within rtol {entry['rtol']:g} (code {_short(entry)}, {entry['date']})"
+            detail = (
+                "; ".join(entry.get("differences") or entry.get("error") or [])
+                or f"identical within rtol {entry['rtol']:g} "
+                f"(code {_short(entry)}, {entry['date']})"
+            )
         if run.pieces():
             detail += f"; the committed run {run.pieces()}"
         cores = "–" if entry is None else entry.get("cores", "–")
@@ -223,65 +273,104 @@ def report(results: Path = RESULTS) -> str:
     path = results / "reproduce.json"
     record = json.loads(path.read_text()) if path.exists() else {}
     runs = committed_runs(results)
-    counts = {status: sum(1 for run in runs if record.get(run.name, {}).get("status") == status)
-              for status in ("reproduced", "replaced", "differs", "failed")}
+    counts = {
+        status: sum(1 for run in runs if record.get(run.name, {}).get("status") == status)
+        for status in ("reproduced", "replaced", "differs", "failed")
+    }
     counts["not re-run"] = sum(1 for run in runs if run.name not in record)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     return f"{len(runs)} committed runs: {summary}.\n\n" + table(runs, record)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python experiments/reproduce.py",
-                                     description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--run", nargs="+", default=[], help="names of runs to re-run (as in the table)")
+    parser = argparse.ArgumentParser(
+        prog="python experiments/reproduce.py",
+        description=" ".join((__doc__ or "").split("\n\n")[0].split()),
+    )
+    parser.add_argument(
+        "--run", nargs="+", default=[], help="names of runs to re-run (as in the table)"
+    )
     parser.add_argument("--all", action="store_true", help="re-run every run under --max-minutes")
-    parser.add_argument("--max-minutes", type=float, default=10.0,
-                        help="skip runs whose committed run took longer (default: 10)")
-    parser.add_argument("--rtol", type=float, default=1e-4,
-                        help="relative tolerance of the comparison (default: 1e-4)")
-    parser.add_argument("--cores", type=int, default=None,
-                        help="pin each re-run to this many cores (default: as many as its "
-                             f"committed run had; {DEFAULT_CORES} where it does not say)")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=10.0,
+        help="skip runs whose committed run took longer (default: 10)",
+    )
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-4,
+        help="relative tolerance of the comparison (default: 1e-4)",
+    )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="pin each re-run to this many cores (default: as many as its "
+        f"committed run had; {DEFAULT_CORES} where it does not say)",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not update reproduce.json")
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help=f"folder of the committed runs (default: {RESULTS})")
-    parser.add_argument("--replace", action="store_true",
-                        help="install a re-run over its committed folder when it differs or the "
-                             "committed file has no provenance (clean code only)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help=f"folder of the committed runs (default: {RESULTS})",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="install a re-run over its committed folder when it differs or the "
+        "committed file has no provenance (clean code only)",
+    )
     args = parser.parse_args(argv)
     if not args.results.is_dir():
-        parser.error(f"--results must be a folder of committed runs; {str(args.results)!r} "
-                     "is not one (the default is this checkout's experiments/results).")
+        parser.error(
+            f"--results must be a folder of committed runs; {str(args.results)!r} "
+            "is not one (the default is this checkout's experiments/results)."
+        )
     runs = committed_runs(args.results)
     record_path = args.results / "reproduce.json"
     names = {run.name for run in runs}
     if args.cores is not None and not 1 <= args.cores <= len(own_cores()):
-        parser.error(f"--cores must be between 1 and the {len(own_cores())} cores this process "
-                     f"may use; got {args.cores}")
+        parser.error(
+            f"--cores must be between 1 and the {len(own_cores())} cores this process "
+            f"may use; got {args.cores}"
+        )
     unknown = [name for name in args.run if name not in names]
     if unknown:
-        parser.error(f"unknown run(s) {', '.join(unknown)}; the committed runs are: "
-                     f"{', '.join(sorted(names))}")
+        parser.error(
+            f"unknown run(s) {', '.join(unknown)}; the committed runs are: "
+            f"{', '.join(sorted(names))}"
+        )
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    chosen = [run for run in runs if run.name in args.run or (
-        args.all and (run.minutes() or 0) <= args.max_minutes)]
+    chosen = [
+        run
+        for run in runs
+        if run.name in args.run or (args.all and (run.minutes() or 0) <= args.max_minutes)
+    ]
     failed = False
     for run in chosen:
         cores = args.cores or cores_of(run)
-        print(f"re-running {run.name} on {cores} core{'s' * (cores > 1)}: "
-              f"{run.command_line()}", flush=True)
+        print(
+            f"re-running {run.name} on {cores} core{'s' * (cores > 1)}: {run.command_line()}",
+            flush=True,
+        )
         try:
             entry = rerun(run, args.rtol, args.replace, cores)
         except ValueError as error:
             print(f"  not re-run: {error} (--cores N re-runs it on N cores.)", flush=True)
             failed = True
             continue
-        print(f"  {entry['status']} in {entry['seconds']:.0f} s", *entry.get("differences", []),
-              sep="\n  ", flush=True)
+        print(
+            f"  {entry['status']} in {entry['seconds']:.0f} s",
+            *entry.get("differences", []),
+            sep="\n  ",
+            flush=True,
+        )
         failed |= entry["status"] not in ("reproduced", "replaced")
         record[run.name] = entry
         if not args.no_record:
             record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(table(runs, record))
     return 1 if failed else 0
-

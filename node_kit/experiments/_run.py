@@ -48,14 +48,14 @@ import optax
 
 import node_kit as nk
 
-from .._checks import check_int, check_real
 from .._checkpoint import Checkpoint, save_checkpoint
+from .._checks import check_int, check_real
+from .._history import read_history
 from .._io import CheckpointError, previous_path, read_checkpoint_bytes, remove_weights
 from .._parallel import DataParallel, is_main_process, local_value
-from .._history import read_history
 from ._cli import _module_name, run_meta
-from ._protocol import ParallelConfig
 from ._outputs import environment, provenance, save_figure, write_json
+from ._protocol import ParallelConfig
 
 
 USE_FLAGS = ("sample", "evaluate", "eval_every", "eval_rtol", "eval_atol")
@@ -96,11 +96,11 @@ class Run:
         `checkpoint_every`, `clip_norm`, those it has) are checked now, before any work.
     """
 
-    def __init__(self, config, *, keys: Sequence[str], training: bool = True):
-        self.data_parallel = _start_parallel(config) if isinstance(config, ParallelConfig) else None
+    def __init__(self, config: Any, *, keys: Sequence[str], training: bool = True):
+        self.data_parallel = _start_parallel(config)
         if training:
             check_training_flags(config)
-        self.config = config
+        self.config: Any = config  # the command's Config
         self.out = Path(config.out)
         if getattr(config, "resume", False) and not (
             self.checkpoint_path.exists() or previous_path(self.checkpoint_path).exists()
@@ -111,12 +111,17 @@ class Run:
             )
         self.out.mkdir(parents=True, exist_ok=True)
         self.keys = split_keys(config.seed, keys)
-        self.train_seconds: float | None = None
+        self.train_seconds = 0.0
+        """The wall seconds of [`Run.fit`][] (0 before it)."""
         self.started = time.perf_counter()
         self.best: _BestModel | None = None
-        recorded = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")}
-        self.record = {"command": _module_name(type(config)),
-                       "config": json.loads(json.dumps(recorded))}
+        recorded = {
+            k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")
+        }
+        self.record = {
+            "command": _module_name(type(config)),
+            "config": json.loads(json.dumps(recorded)),
+        }
         """What every weights file of the run records: the command's module and config
         (without `out` and `resume`, how this process ran: a moved or resumed run's files
         are the same)."""
@@ -141,8 +146,16 @@ class Run:
         """`<out>/history.csv`, appended to during [`Run.fit`][]."""
         return self.out / "history.csv"
 
-    def fit(self, model, loss: Callable, optimizer, batch_at: Callable, *,
-            validation: Validation | None = None, **fit_options):
+    def fit(
+        self,
+        model,
+        loss: Callable,
+        optimizer,
+        batch_at: Callable,
+        *,
+        validation: Validation | None = None,
+        **fit_options,
+    ):
         """[`node_kit.fit`][] for `config.steps` steps with the key `keys["train"]`.
 
         Checkpoints go to `<out>/checkpoint.eqx` with `run_meta(config)`; `--resume`
@@ -170,8 +183,10 @@ class Run:
         every = getattr(config, "eval_every", 0)
         if every:
             if validation is None:
-                raise ValueError(f"--eval-every is not supported by {self.record['command']}; "
-                                 "pass --eval-every 0.")
+                raise ValueError(
+                    f"--eval-every is not supported by {self.record['command']}; "
+                    "pass --eval-every 0."
+                )
             self.best = _BestModel(self, validation)
             fit_options = {"evaluate": self.best, "evaluate_every": every, **fit_options}
         if is_main_process():
@@ -180,18 +195,34 @@ class Run:
                 remove_weights(self.best_path)
         meta = self.meta
         model, _ = nk.fit(
-            model, loss, optimizer, batch_at, config.steps, key=self.keys["train"],
-            checkpoint_path=self.checkpoint_path, resume=config.resume,
-            meta=meta, progress=config.progress,
-            history_path=self.history_path, info=self.record,
-            **{"checkpoint_every": getattr(config, "checkpoint_every", 100),
-               "log_every": getattr(config, "log_every", 10), **fit_options},
+            model,
+            loss,
+            optimizer,
+            batch_at,
+            config.steps,
+            key=self.keys["train"],
+            checkpoint_path=self.checkpoint_path,
+            resume=config.resume,
+            meta=meta,
+            progress=config.progress,
+            history_path=self.history_path,
+            info=self.record,
+            **{
+                "checkpoint_every": getattr(config, "checkpoint_every", 100),
+                "log_every": getattr(config, "log_every", 10),
+                **fit_options,
+            },
         )
         self.train_seconds = time.perf_counter() - start
         if is_main_process():
             step = read_checkpoint_bytes(self.checkpoint_path)[0]["step"]
-            save_checkpoint(self.model_path, Checkpoint(_on_host(model), None, step), meta,
-                            info=self.record, keep_previous=False)
+            save_checkpoint(
+                self.model_path,
+                Checkpoint(_on_host(model), None, step),
+                meta,
+                info=self.record,
+                keep_previous=False,
+            )
         return model, read_history(self.history_path)
 
     @property
@@ -225,13 +256,23 @@ class Run:
         start of every results.json. `provenance` (versions, git commit, command line,
         wall seconds since the run began) is described in [`provenance`][]. With
         `--eval-every`, `validation` holds the best step and value on the validation split."""
-        parallel = {} if self.data_parallel is None else {
-            "devices": self.data_parallel.num_devices, "processes": jax.process_count(),
-        }
+        parallel = (
+            {}
+            if self.data_parallel is None
+            else {
+                "devices": self.data_parallel.num_devices,
+                "processes": jax.process_count(),
+            }
+        )
         validation = {} if self.best is None else {"validation": self.best.summary()}
-        return {"config": dataclasses.asdict(self.config),
-                "provenance": provenance(wall_seconds=time.perf_counter() - self.started),
-                "environment": environment(), **parallel, **validation, **fields}
+        return {
+            "config": dataclasses.asdict(self.config),
+            "provenance": provenance(wall_seconds=time.perf_counter() - self.started),
+            "environment": environment(),
+            **parallel,
+            **validation,
+            **fields,
+        }
 
     def write(self, results: dict, *, name: str = "results.json") -> None:
         """Write `<out>/<name>` (`results.json`) atomically (on process 0 only)."""
@@ -257,9 +298,13 @@ class _BestModel:
         self.path = run.best_path
         self.so_far: dict | None = None
         if run.config.resume and self.path.exists():
-            header, _ = read_checkpoint_bytes(self.path, fix=(
-                "Delete it to forget the best model so far (the next validation writes a new "
-                "one), then resume again."))
+            header, _ = read_checkpoint_bytes(
+                self.path,
+                fix=(
+                    "Delete it to forget the best model so far (the next validation writes a new "
+                    "one), then resume again."
+                ),
+            )
             self.so_far = header.get("info", {}).get("best")
 
     def better(self, value: float) -> bool:
@@ -277,27 +322,40 @@ class _BestModel:
         if self.better(value):
             self.so_far = {"metric": self.validation.best, "value": value, "step": step}
             if is_main_process():
-                save_checkpoint(self.path, Checkpoint(_on_host(model), None, step), self.run.meta,
-                                info={**self.run.record, "best": self.so_far}, keep_previous=False)
+                save_checkpoint(
+                    self.path,
+                    Checkpoint(_on_host(model), None, step),
+                    self.run.meta,
+                    info={**self.run.record, "best": self.so_far},
+                    keep_previous=False,
+                )
         return metrics
 
     def summary(self) -> dict:
         """`{"every", "metric", "higher_is_better", "best_step", "best_value", "file"}`."""
         best = self.so_far or {}
-        return {"every": self.run.config.eval_every, "metric": self.validation.best,
-                "higher_is_better": self.validation.higher_is_better,
-                "best_step": best.get("step"), "best_value": best.get("value"),
-                "file": self.path.name if best else None}
+        return {
+            "every": self.run.config.eval_every,
+            "metric": self.validation.best,
+            "higher_is_better": self.validation.higher_is_better,
+            "best_step": best.get("step"),
+            "best_value": best.get("value"),
+            "file": self.path.name if best else None,
+        }
 
 
 def _on_host(model):
     """The model's arrays as NumPy arrays of this process (replicated over devices)."""
     return jax.tree_util.tree_map(
-        lambda x: local_value(x) if isinstance(x, jax.Array) else x, model)
+        lambda x: local_value(x) if isinstance(x, jax.Array) else x, model
+    )
 
 
-def _start_parallel(config: "ParallelConfig") -> DataParallel:
-    """Join the processes (if asked) and make the device mesh of a run's flags."""
+def _start_parallel(config: Any) -> DataParallel | None:
+    """Join the processes (if asked) and make the device mesh of a run's flags (`None` for a
+    command without the device flags)."""
+    if not isinstance(config, ParallelConfig):
+        return None
     check_int("--devices", config.devices, minimum=0, fix="0 uses every device.")
     check_int("--num-processes", config.num_processes)
     if config.coordinator or config.num_processes > 1:
@@ -306,8 +364,7 @@ def _start_parallel(config: "ParallelConfig") -> DataParallel:
                 f"--num-processes {config.num_processes} needs --coordinator HOST:PORT (process "
                 "0's host and a free port), or --distributed to let JAX detect the cluster."
             )
-        check_int("--process-id", config.process_id, minimum=0,
-                  maximum=config.num_processes - 1)
+        check_int("--process-id", config.process_id, minimum=0, maximum=config.num_processes - 1)
         nk.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     elif config.distributed:
         nk.initialize_distributed()

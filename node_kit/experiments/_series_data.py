@@ -78,8 +78,14 @@ def load_data(config, task: AbstractSeriesTask, *, validation: bool = False) -> 
     train, test = result["train"], result["test"]
     labels = [split.label for split in (train, test) if split.label is not None]
     num_classes = int(max(label.max() for label in labels) + 1) if labels else None
-    return Data(train, test, train.x.shape[-1], num_classes, normalisation,
-                validation=result.get("validation"))
+    return Data(
+        train,
+        test,
+        train.x.shape[-1],
+        num_classes,
+        normalisation,
+        validation=result.get("validation"),
+    )
 
 
 def _arrays(config, split: str, index: int, arrays: dict) -> list:
@@ -110,7 +116,9 @@ def _windows(t, x, available, window, *, seed):
     return t[rows, cols], x[rows, cols], available[rows, cols]
 
 
-def batch_at(split: Split, step: int, *, batch_size: int, seed: int, rows: slice | None = None) -> dict:
+def batch_at(
+    split: Split, step: int, *, batch_size: int, seed: int, rows: slice | None = None
+) -> dict:
     """The training batch of `step`: a pure function of `(seed, step)` (see `datasets.batch_at`;
     `rows`: this process's share of it)."""
     arrays = {"t": split.t, "x": split.x, "available": split.available, "readable": split.readable}
@@ -157,12 +165,19 @@ class PaperReference:
 PAPER_REFERENCES = {
     "hopper": PaperReference(
         test_mse={
-            "latent_ode/interpolation": {0.1: 0.360e-2, 0.2: 0.295e-2, 0.3: 0.300e-2,
-                                         0.5: 0.285e-2},
-            "latent_ode/extrapolation": {0.1: 1.441e-2, 0.2: 1.400e-2, 0.3: 1.175e-2,
-                                         0.5: 1.258e-2},
-            "ode_rnn/interpolation": {0.1: 1.647e-2, 0.2: 1.209e-2, 0.3: 0.986e-2,
-                                      0.5: 0.665e-2},
+            "latent_ode/interpolation": {
+                0.1: 0.360e-2,
+                0.2: 0.295e-2,
+                0.3: 0.300e-2,
+                0.5: 0.285e-2,
+            },
+            "latent_ode/extrapolation": {
+                0.1: 1.441e-2,
+                0.2: 1.400e-2,
+                0.3: 1.175e-2,
+                0.5: 1.258e-2,
+            },
+            "ode_rnn/interpolation": {0.1: 1.647e-2, 0.2: 1.209e-2, 0.3: 0.986e-2, 0.5: 0.665e-2},
         },
         scale=_min_max_to_divide_by_max,
     ),

@@ -9,7 +9,7 @@ to them.
 import abc
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -27,23 +27,33 @@ class AbstractSeriesModel(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def build(self, config, data_size: int, num_classes: int | None, *,
-              settings: nk.SolveSettings, encoder_settings: nk.SolveSettings, key):
+    def build(
+        self,
+        config,
+        data_size: int,
+        num_classes: int | None,
+        *,
+        settings: nk.SolveSettings,
+        encoder_settings: nk.SolveSettings,
+        key,
+    ) -> Any:
         """The model, with `num_classes` outputs if given (else a series of `data_size`)."""
 
     @abc.abstractmethod
-    def loss(self, model, config, task: AbstractSeriesTask, batch: dict, inputs, key, count):
+    def loss(
+        self, model, config, task: AbstractSeriesTask, batch: dict, inputs, key, count
+    ) -> tuple[Any, dict]:
         """`(loss, aux)` of a batch whose model inputs are `inputs`; `key` the step's key.
 
         `jr.split(key, batch_size)` are the per-series keys that drew `inputs`.
         """
 
     @abc.abstractmethod
-    def predict(self, model, task: AbstractSeriesTask, t, x, mask):
+    def predict(self, model, task: AbstractSeriesTask, t, x, mask) -> tuple[Any, Any]:
         """Predictions for one series, means `(T, d)` or logits; and the solver steps."""
 
     @abc.abstractmethod
-    def dense(self, model, config, t, x, mask, grid, *, key):
+    def dense(self, model, config, t, x, mask, grid, *, key) -> tuple[Any, Any]:
         """Mean `(len(grid), d)` of the prediction on `grid`, and its spread (or `None`)."""
 
 
@@ -63,20 +73,34 @@ class LatentODEModel(AbstractSeriesModel):
 
     def build(self, config, data_size, num_classes, *, settings, encoder_settings, key):
         return nk.LatentODE(
-            data_size, config.latent, config.hidden, config.width, config.depth,
-            num_classes=num_classes, obs_std=config.obs_std, settings=settings,
-            encoder_settings=encoder_settings, key=key,
+            data_size,
+            config.latent,
+            config.hidden,
+            config.width,
+            config.depth,
+            num_classes=num_classes,
+            obs_std=config.obs_std,
+            settings=settings,
+            encoder_settings=encoder_settings,
+            key=key,
         )
 
     def loss(self, model, config, task, batch, inputs, key, count):
-        series = {"t": batch["t"], "x": batch["x"], "mask": inputs,
-                  "target_mask": batch["available"]}
+        series = {
+            "t": batch["t"],
+            "x": batch["x"],
+            "mask": inputs,
+            "target_mask": batch["available"],
+        }
         aux = nk.latent_ode_terms(model, series, key, logits=task.classifies)
         kl_weight = jnp.minimum(1.0, (batch["step"] + 1) / config.kl_warmup)
         total_ll, total_kl = jnp.sum(aux["log_likelihood"]), jnp.sum(aux["kl"])
         value = -(total_ll - kl_weight * total_kl) / count
-        out = {"nll_per_entry": -total_ll / count, "kl": jnp.mean(aux["kl"]),
-               "num_steps": jnp.mean(aux["num_steps"])}
+        out = {
+            "nll_per_entry": -total_ll / count,
+            "kl": jnp.mean(aux["kl"]),
+            "num_steps": jnp.mean(aux["num_steps"]),
+        }
         if task.classifies:
             supervised, supervised_aux = task.loss(aux["logits"][:, 0], batch, count)
             value = value + config.ce_weight * supervised
@@ -146,7 +170,7 @@ class RecurrentModel(AbstractSeriesModel):
         values = np.concatenate([x, np.zeros((len(grid), x.shape[1]), x.dtype)])[order]
         seen = np.concatenate([mask, np.zeros((len(grid), x.shape[1]), bool)])[order]
         outputs = _readouts(model, times[order], values, seen)
-        return np.asarray(outputs)[np.argsort(order)[len(t):]], None
+        return np.asarray(outputs)[np.argsort(order)[len(t) :]], None
 
 
 @eqx.filter_jit
@@ -155,8 +179,15 @@ def _readouts(model, t, x, mask):
 
 
 def _make_ode_rnn(config, data_size, readout, encoder_settings, key):
-    return nk.ODERNN(data_size, config.hidden, config.width, config.depth,
-                     readout_size=readout, settings=encoder_settings, key=key)
+    return nk.ODERNN(
+        data_size,
+        config.hidden,
+        config.width,
+        config.depth,
+        readout_size=readout,
+        settings=encoder_settings,
+        key=key,
+    )
 
 
 def _make_gru_dt(config, data_size, readout, encoder_settings, key):

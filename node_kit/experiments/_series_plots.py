@@ -22,7 +22,9 @@ def plot_series(model, series_model, task, config, data, results: dict, *, key, 
         jr.split(mask_key, len(split.t)), split.available, split.readable
     )
     fig, axes = pyplot.subplots(
-        num_series, len(channels), figsize=(max(7.0, 4.2 * len(channels)), 2.6 * num_series),
+        num_series,
+        len(channels),
+        figsize=(max(7.0, 4.2 * len(channels)), 2.6 * num_series),
         squeeze=False,
     )
     for i in range(num_series):
@@ -37,14 +39,22 @@ def plot_series(model, series_model, task, config, data, results: dict, *, key, 
             ax.scatter(t[m[:, c]], x[m[:, c], c], s=12, color="k", zorder=3, label="observed")
             ax.plot(grid, mean[:, c], color="C0", lw=1.5, label=config.model)
             if spread is not None:
-                ax.fill_between(grid, mean[:, c] - 2 * spread[:, c], mean[:, c] + 2 * spread[:, c],
-                                color="C0", alpha=0.25, label="±2 sd over z0 draws")
+                ax.fill_between(
+                    grid,
+                    mean[:, c] - 2 * spread[:, c],
+                    mean[:, c] + 2 * spread[:, c],
+                    color="C0",
+                    alpha=0.25,
+                    label="±2 sd over z0 draws",
+                )
             if boundary is not None:
                 ax.axvline(boundary, color="C3", ls="--", lw=1)
             ax.set(title=f"test series {i}, channel {c}", xlabel="t")
     axes[0, 0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{config.dataset}: {config.model}, {config.task}, {config.observed:.0%} observed, "
-                 f"test MSE {results['test_mse']:.4g}")
+    fig.suptitle(
+        f"{config.dataset}: {config.model}, {config.task}, {config.observed:.0%} observed, "
+        f"test MSE {results['test_mse']:.4g}"
+    )
     return fig
 
 
@@ -55,7 +65,10 @@ def plot_confusion(config, results: dict):
     ax.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", fontsize=7)
-    ax.set(xlabel="predicted class", ylabel="true class",
-           title=f"{config.model}, {1 - config.observed:.0%} dropped: "
-                 f"accuracy {results['test_accuracy']:.3f}")
+    ax.set(
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"{config.model}, {1 - config.observed:.0%} dropped: "
+        f"accuracy {results['test_accuracy']:.3f}",
+    )
     return fig

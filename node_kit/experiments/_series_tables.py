@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ._table_parts import by_name, default_run, runs, times, wall_time
 
+
 RUN_SCRIPT = "timeseries_runs.sh"
 """The script beside the results folder that makes the committed runs."""
 PAPER_EPOCHS = 300  # Rubanova et al. (2019) trained every hopper model for 300 epochs
@@ -18,7 +19,7 @@ def _minutes(r: dict) -> str:
 def _baseline(r: dict) -> tuple[str, str]:
     """`(key, readable name)` of the run's no-learning baseline."""
     key = next(k for k in r if k.startswith("baseline_") and k.endswith("_mse"))
-    return key, key[len("baseline_"):-len("_mse")].replace("_", " ")
+    return key, key[len("baseline_") : -len("_mse")].replace("_", " ")
 
 
 def _ratio(r: dict) -> str:
@@ -30,17 +31,32 @@ def timeseries_default(results: Path) -> str:
     name = default_run(results, RUN_SCRIPT)
     r = by_name(runs(results, "timeseries"))[name]
     key, base = _baseline(r)
-    return (f"Its committed run is `{name}` in the periodic table below: test MSE "
-            f"{r['test_mse']:.4f}, against {r[key]:.4f} for {base} through the same "
-            f"points.{wall_time(r)}")
+    return (
+        f"Its committed run is `{name}` in the periodic table below: test MSE "
+        f"{r['test_mse']:.4f}, against {r[key]:.4f} for {base} through the same "
+        f"points.{wall_time(r)}"
+    )
 
 
 def _series_row(r: dict, *cells: str) -> str:
     """A table row of one time-series run: its name, model, task, share observed and steps,
     then `cells`, then its training minutes."""
     c = r["config"]
-    return "| " + " | ".join([r["name"], c["model"], c["task"], f"{c['observed']:.0%}",
-                              str(c["steps"]), *cells, _minutes(r)]) + " |"
+    return (
+        "| "
+        + " | ".join(
+            [
+                r["name"],
+                c["model"],
+                c["task"],
+                f"{c['observed']:.0%}",
+                str(c["steps"]),
+                *cells,
+                _minutes(r),
+            ]
+        )
+        + " |"
+    )
 
 
 def _by_dataset(results: Path) -> dict[str, list[dict]]:
@@ -54,9 +70,15 @@ def _by_dataset(results: Path) -> dict[str, list[dict]]:
 def timeseries_table(results: Path) -> str:
     """A table per dataset: hopper, japanese_vowels, periodic (those with runs)."""
     found = _by_dataset(results)
-    sections = [section(found[dataset]) for dataset, section in
-                (("hopper", _hopper_table), ("japanese_vowels", _vowels_table),
-                 ("periodic", _periodic_table)) if found.get(dataset)]
+    sections = [
+        section(found[dataset])
+        for dataset, section in (
+            ("hopper", _hopper_table),
+            ("japanese_vowels", _vowels_table),
+            ("periodic", _periodic_table),
+        )
+        if found.get(dataset)
+    ]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
@@ -74,15 +96,24 @@ def _hopper_table(hopper: list[dict]) -> list[str]:
         base = r.get(key + "_paper_scale", float("nan"))
         scaled = r.get("test_mse_paper_scale", float("nan"))
         paper = f"{r['paper_test_mse'] * 100:.3f}" if "paper_test_mse" in r else "–"
-        out.append(_series_row(r, f"{r['test_mse'] * 100:.3f}", f"{scaled * 100:.3f}", paper,
-                               _ratio(r), f"{base * 100:.3f} ({base_name})"))
+        out.append(
+            _series_row(
+                r,
+                f"{r['test_mse'] * 100:.3f}",
+                f"{scaled * 100:.3f}",
+                paper,
+                _ratio(r),
+                f"{base * 100:.3f} ({base_name})",
+            )
+        )
     return out
 
 
 def _vowels_table(vowels: list[dict]) -> list[str]:
     drops = sorted({round(1 - r["config"]["observed"], 2) for r in vowels})
     out = [
-        "**japanese_vowels** (test accuracy, 370 test series, points dropped at random once per series)",
+        "**japanese_vowels** (test accuracy, 370 test series, points dropped at random once "
+        "per series)",
         "",
         "| model | " + " | ".join(f"{d:.0%} dropped" for d in drops) + " |",
         "|---|" + "---|" * len(drops),
@@ -90,8 +121,11 @@ def _vowels_table(vowels: list[dict]) -> list[str]:
     for model in ("gru_dt", "ode_rnn", "latent_ode"):
         cells = []
         for d in drops:
-            match = [r for r in vowels if r["config"]["model"] == model
-                     and round(1 - r["config"]["observed"], 2) == d]
+            match = [
+                r
+                for r in vowels
+                if r["config"]["model"] == model and round(1 - r["config"]["observed"], 2) == d
+            ]
             cells.append(f"{match[0]['test_accuracy']:.3f}" if match else "–")
         if any(cell != "–" for cell in cells):
             out.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -114,12 +148,16 @@ def _periodic_table(periodic: list[dict]) -> list[str]:
 def timeseries_notes(results: Path) -> str:
     """The bullets under the time-series tables, every number read from the runs."""
     found = _by_dataset(results)
-    hopper, vowels, periodic = (found.get(name, []) for name in
-                                ("hopper", "japanese_vowels", "periodic"))
+    hopper, vowels, periodic = (
+        found.get(name, []) for name in ("hopper", "japanese_vowels", "periodic")
+    )
     notes = []
     if hopper:
-        notes += [_note_hopper_budget(hopper), _note_hopper_paper(hopper),
-                  _note_hopper_baseline(hopper)]
+        notes += [
+            _note_hopper_budget(hopper),
+            _note_hopper_paper(hopper),
+            _note_hopper_baseline(hopper),
+        ]
     if vowels:
         notes.append(_note_vowels(vowels))
     if periodic:
@@ -132,18 +170,22 @@ def _note_hopper_budget(hopper: list[dict]) -> str:
         return r["config"]["steps"] * r["config"]["batch_size"] / r["train_series"]
 
     by_steps = {r["config"]["steps"]: r for r in hopper}
-    budgets = ", ".join(f"{s} steps (about {epochs(r):.0f} epochs)"
-                        for s, r in sorted(by_steps.items()))
-    factors = [r["test_mse_paper_scale"] / r["test_mse"] for r in hopper
-               if "test_mse_paper_scale" in r]
+    budgets = ", ".join(
+        f"{s} steps (about {epochs(r):.0f} epochs)" for s, r in sorted(by_steps.items())
+    )
+    factors = [
+        r["test_mse_paper_scale"] / r["test_mse"] for r in hopper if "test_mse_paper_scale" in r
+    ]
     batch = hopper[0]["config"]["batch_size"]
-    return (f"- **hopper budget.** The paper trained {PAPER_EPOCHS} epochs on a GPU; these "
-            f"runs had no GPU and trained batches of {batch} series for {budgets}, as each "
-            f"run's name says. The paper's table uses its code's normalisation "
-            f"`(x - min) / max` (`utils.normalize_data`), node_kit stores "
-            f"`(x - min) / (max - min)` in [0, 1]; the \"paper scale\" column maps our errors "
-            f"to theirs ({min(factors):.1f} to {max(factors):.1f} times larger), and the ratio "
-            f"uses it.")
+    return (
+        f"- **hopper budget.** The paper trained {PAPER_EPOCHS} epochs on a GPU; these "
+        f"runs had no GPU and trained batches of {batch} series for {budgets}, as each "
+        f"run's name says. The paper's table uses its code's normalisation "
+        f"`(x - min) / max` (`utils.normalize_data`), node_kit stores "
+        f'`(x - min) / (max - min)` in [0, 1]; the "paper scale" column maps our errors '
+        f"to theirs ({min(factors):.1f} to {max(factors):.1f} times larger), and the ratio "
+        f"uses it."
+    )
 
 
 def _group(hopper: list[dict], model: str, task: str) -> dict[int, dict[float, dict]]:
@@ -158,18 +200,26 @@ def _group(hopper: list[dict], model: str, task: str) -> dict[int, dict[float, d
 
 def _ratios(by_share: dict[float, dict]) -> str:
     shares = sorted(by_share)
-    return (" / ".join(_ratio(by_share[p]) for p in shares) + " at "
-            + " / ".join(f"{p:.0%}" for p in shares) + " observed")
+    return (
+        " / ".join(_ratio(by_share[p]) for p in shares)
+        + " at "
+        + " / ".join(f"{p:.0%}" for p in shares)
+        + " observed"
+    )
 
 
 def _note_hopper_paper(hopper: list[dict]) -> str:
     parts = []
     for steps, by_share in sorted(_group(hopper, "latent_ode", "interpolation").items()):
         parts.append(f"after {steps} steps {_ratios(by_share)}")
-    text = ("- **hopper against the paper** (test MSE on the paper's scale over the paper's; "
-            "aim: within 1.5x at 10% and 50%). Latent ODE interpolation: " + "; ".join(parts) + ".")
-    for model, task, label in (("latent_ode", "extrapolation", "Latent ODE extrapolation"),
-                               ("ode_rnn", "interpolation", "ODE-RNN interpolation")):
+    text = (
+        "- **hopper against the paper** (test MSE on the paper's scale over the paper's; "
+        "aim: within 1.5x at 10% and 50%). Latent ODE interpolation: " + "; ".join(parts) + "."
+    )
+    for model, task, label in (
+        ("latent_ode", "extrapolation", "Latent ODE extrapolation"),
+        ("ode_rnn", "interpolation", "ODE-RNN interpolation"),
+    ):
         for steps, by_share in sorted(_group(hopper, model, task).items()):
             text += f" {label} after {steps} steps: {_ratios(by_share)}."
     gru = _group(hopper, "gru_dt", "interpolation")
@@ -179,8 +229,10 @@ def _note_hopper_paper(hopper: list[dict]) -> str:
         shares = [p for p in by_share if p in rivals]
         if shares:
             beats = all(by_share[p]["test_mse"] < rivals[p]["test_mse"] for p in shares)
-            text += (f" GRU-Δt, the non-ODE baseline, {'beats' if beats else 'does not beat'} the "
-                     f"{steps}-step latent ODE at interpolation, and has no paper figure.")
+            text += (
+                f" GRU-Δt, the non-ODE baseline, {'beats' if beats else 'does not beat'} the "
+                f"{steps}-step latent ODE at interpolation, and has no paper figure."
+            )
     return text
 
 
@@ -193,24 +245,33 @@ def _note_hopper_baseline(hopper: list[dict]) -> str:
     key, _ = _baseline(at_low[0])
     base = at_low[0][key + "_paper_scale"]
     beaten = all(base < r["test_mse_paper_scale"] for r in at_low)
-    papers = {r["paper_test_mse"] for r in at_low if "paper_test_mse" in r
-              and r["config"]["model"] == "latent_ode"}
-    text = ("- **A baseline the paper does not show.** Our hopper is recorded every MuJoCo "
-            "physics step, as in the paper's code, so a window of consecutive steps is smooth: "
-            f"linear interpolation through {low:.0%} of the points (paper scale "
-            f"{base * 100:.3f}e-2) ")
+    papers = {
+        r["paper_test_mse"]
+        for r in at_low
+        if "paper_test_mse" in r and r["config"]["model"] == "latent_ode"
+    }
+    text = (
+        "- **A baseline the paper does not show.** Our hopper is recorded every MuJoCo "
+        "physics step, as in the paper's code, so a window of consecutive steps is smooth: "
+        f"linear interpolation through {low:.0%} of the points (paper scale "
+        f"{base * 100:.3f}e-2) "
+    )
     text += "beats every learned model here" if beaten else "does not beat every learned model"
     if papers:
         paper = papers.pop()
-        text += (f" and {'also' if base < paper else 'not'} the paper's latent ODE "
-                 f"({paper * 100:.3f}e-2)")
+        text += (
+            f" and {'also' if base < paper else 'not'} the paper's latent ODE "
+            f"({paper * 100:.3f}e-2)"
+        )
     extrap = [r for r in hopper if r["config"]["task"] == "extrapolation"]
     if extrap:
         key, _ = _baseline(extrap[0])
         wins = all(r["test_mse"] < r[key] for r in extrap)
-        text += (". Extrapolation is where the learned dynamics pay: the latent ODE "
-                 + ("beats" if wins else "does not always beat")
-                 + " carrying the last value forward")
+        text += (
+            ". Extrapolation is where the learned dynamics pay: the latent ODE "
+            + ("beats" if wins else "does not always beat")
+            + " carrying the last value forward"
+        )
     return text + "."
 
 
@@ -220,12 +281,17 @@ def _note_vowels(vowels: list[dict]) -> str:
         return ""
     aim = 0.95
     names = {"gru_dt": "GRU-Δt", "ode_rnn": "ODE-RNN", "latent_ode": "the latent ODE"}
-    parts = [f"{names.get(r['config']['model'], r['config']['model'])} "
-             f"{r['test_accuracy']:.3f} ({'reaches' if r['test_accuracy'] >= aim else 'short of'} it)"
-             for r in sorted(half, key=lambda r: -r["test_accuracy"])]
+    parts = [
+        f"{names.get(r['config']['model'], r['config']['model'])} "
+        f"{r['test_accuracy']:.3f} ({'reaches' if r['test_accuracy'] >= aim else 'short of'} it)"
+        for r in sorted(half, key=lambda r: -r["test_accuracy"])
+    ]
     cfg = half[0]["config"]
-    return (f"- **japanese_vowels** at 50% dropped (aim: {aim}): " + ", ".join(parts)
-            + f"; {cfg['steps']} steps of {cfg['batch_size']} series each.")
+    return (
+        f"- **japanese_vowels** at 50% dropped (aim: {aim}): "
+        + ", ".join(parts)
+        + f"; {cfg['steps']} steps of {cfg['batch_size']} series each."
+    )
 
 
 def _note_periodic(periodic: list[dict]) -> str:
@@ -235,18 +301,25 @@ def _note_periodic(periodic: list[dict]) -> str:
         task = r["config"]["task"]
         if task == "interpolation":
             if r[key] < r["test_mse"]:
-                text += (f" The latent ODE's fits are smooth sinusoids (see the picture), but "
-                         f"{base} is {times(r['test_mse'], r[key])} better in MSE "
-                         f"({r[key]:.4f} against {r['test_mse']:.4f}): the toy is densely "
-                         f"sampled.")
+                text += (
+                    f" The latent ODE's fits are smooth sinusoids (see the picture), but "
+                    f"{base} is {times(r['test_mse'], r[key])} better in MSE "
+                    f"({r[key]:.4f} against {r['test_mse']:.4f}): the toy is densely "
+                    f"sampled."
+                )
             else:
-                text += (f" Interpolation: {r['test_mse']:.4f} against {r[key]:.4f} for {base}.")
+                text += f" Interpolation: {r['test_mse']:.4f} against {r[key]:.4f} for {base}."
         else:
-            text += (f" {task.capitalize()} ({r['test_mse']:.4f} against {r[key]:.4f} for the "
-                     f"{base}) is the case for the latent ODE.")
+            text += (
+                f" {task.capitalize()} ({r['test_mse']:.4f} against {r[key]:.4f} for the "
+                f"{base}) is the case for the latent ODE."
+            )
     return text
 
 
-TABLES = {"timeseries-default": timeseries_default, "timeseries": timeseries_table,
-          "timeseries-notes": timeseries_notes}
+TABLES = {
+    "timeseries-default": timeseries_default,
+    "timeseries": timeseries_table,
+    "timeseries-notes": timeseries_notes,
+}
 """The timeseries command's `Command.tables`."""

@@ -8,7 +8,7 @@ metric; and its non-learned baseline, computed on the same masks. `TASKS` maps t
 
 import abc
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -56,20 +56,21 @@ class AbstractSeriesTask(abc.ABC):
         """The entries of a split `(n, T, d)` the model may ever read, before `masks`."""
 
     @abc.abstractmethod
-    def masks(self, key, available, readable, observed: float):
+    def masks(self, key, available, readable, observed: float) -> tuple[Any, Any]:
         """`(input, metric)` masks of ONE series: what the model reads and what is scored."""
 
     @abc.abstractmethod
-    def loss(self, outputs, batch: dict, count):
+    def loss(self, outputs, batch: dict, count) -> tuple[Any, dict]:
         """`(value, aux)`: the supervised part of the loss over a batch of `outputs`."""
 
     @abc.abstractmethod
-    def score(self, outputs, x, metric):
+    def score(self, outputs, x, metric) -> Any:
         """Inside `jit`, per series: what `summarise` needs of the model's `outputs`."""
 
     @abc.abstractmethod
-    def summarise(self, scored: np.ndarray, split, inputs: np.ndarray,
-                  metric: np.ndarray) -> Summary:
+    def summarise(
+        self, scored: np.ndarray, split, inputs: np.ndarray, metric: np.ndarray
+    ) -> Summary:
         """The test metrics of the concatenated `score`s, with the baseline beside them."""
 
     @abc.abstractmethod
@@ -77,7 +78,7 @@ class AbstractSeriesTask(abc.ABC):
         """One line for the terminal."""
 
     @abc.abstractmethod
-    def picture(self, model, series_model, config, data, results: dict, *, key, mask_key):
+    def picture(self, model, series_model, config, data, results: dict, *, key, mask_key) -> Any:
         """The figure of the test results (see `_series_plots`)."""
 
     @abc.abstractmethod
@@ -137,13 +138,16 @@ class AbstractRegressionTask(AbstractSeriesTask):
         name = f"baseline_{self.baseline}_mse"
         line = f"test MSE {results['test_mse']:.5f} ({name[9:]}: {results[name]:.5f})"
         if "paper_test_mse" in results:
-            line += (f"; on the paper's scale {results['test_mse_paper_scale']:.5f}, paper "
-                     f"{results['paper_test_mse']:.5f}")
+            line += (
+                f"; on the paper's scale {results['test_mse_paper_scale']:.5f}, paper "
+                f"{results['paper_test_mse']:.5f}"
+            )
         return line
 
     def picture(self, model, series_model, config, data, results, *, key, mask_key):
-        return plot_series(model, series_model, self, config, data, results,
-                           key=key, mask_key=mask_key)
+        return plot_series(
+            model, series_model, self, config, data, results, key=key, mask_key=mask_key
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,10 +243,12 @@ class Classification(AbstractSeriesTask):
     def summarise(self, scored, split, inputs, metric):
         del inputs, metric
         predicted = scored.argmax(-1)
-        return Summary({
-            "test_accuracy": float(np.mean(predicted == split.label)),
-            "confusion": confusion(split.label, predicted, scored.shape[-1]).tolist(),
-        })
+        return Summary(
+            {
+                "test_accuracy": float(np.mean(predicted == split.label)),
+                "confusion": confusion(split.label, predicted, scored.shape[-1]).tolist(),
+            }
+        )
 
     def summary_line(self, results):
         return f"test accuracy {results['test_accuracy']:.4f}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ._protocol import runs_in_folder
 
+
 MIB = 2**20
 
 
@@ -24,8 +25,10 @@ def load(path: Path) -> dict:
 def runs(results: Path, command: str) -> list[dict]:
     """Every `<results>/<command>/<run>/results.json`, sorted by run name, with `name` (the
     run's folder) added."""
-    return [{**load(path), "name": path.parent.name}
-            for path in runs_in_folder(command)(results).values()]
+    return [
+        {**load(path), "name": path.parent.name}
+        for path in runs_in_folder(command)(results).values()
+    ]
 
 
 def by_name(runs: list[dict]) -> dict[str, dict]:
@@ -57,12 +60,16 @@ def wall_time(r: dict) -> str:
     cores = ""
     if env.get("cpu_cores") and env["cpu_cores"] != env.get("cpu_count"):
         pin = ",".join(map(str, range(env["cpu_cores"])))
-        cores = (f", {env['cpu_cores']} of its {env['cpu_count']} CPU cores: prefix the "
-                 f"command with `taskset -c {pin}` for the same bits")
+        cores = (
+            f", {env['cpu_cores']} of its {env['cpu_count']} CPU cores: prefix the "
+            f"command with `taskset -c {pin}` for the same bits"
+        )
     elif env.get("cpu_count"):
         cores = f", {env['cpu_count']} CPU cores"
-    return (f" It took {duration(wall)} from start to finish ({device}{cores}; "
-            f"`provenance.wall_seconds` in its results.json).")
+    return (
+        f" It took {duration(wall)} from start to finish ({device}{cores}; "
+        f"`provenance.wall_seconds` in its results.json)."
+    )
 
 
 def times(a: float, b: float) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import _compile_flags, _registry, _reports, _reproduce
 
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 REPORTS: dict[str, Callable[[Path], str]] = {
@@ -41,7 +42,9 @@ REPORTS: dict[str, Callable[[Path], str]] = {
 """The tables of the scripts in experiments/ that are no command (they measure the
 package, its tests and its reproducibility), by block name."""
 
-BLOCK = re.compile(r"(<!-- tables\.py (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S)
+BLOCK = re.compile(
+    r"(<!-- tables\.py (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S
+)
 
 
 def tables() -> dict[str, Callable[[Path], str]]:
@@ -49,12 +52,16 @@ def tables() -> dict[str, Callable[[Path], str]]:
     A name two owners give is an error naming both."""
     out: dict[str, Callable[[Path], str]] = {}
     owners: dict[str, str] = {}
-    for owner, given in [*((f"the command {c.name} ({c.module})", c.tables)
-                           for c in _registry.commands()), (f"{__name__}.REPORTS", REPORTS)]:
+    for owner, given in [
+        *((f"the command {c.name} ({c.module})", c.tables) for c in _registry.commands()),
+        (f"{__name__}.REPORTS", REPORTS),
+    ]:
         for name, table in given.items():
             if name in owners:
-                raise ValueError(f"the table name {name!r} is given by {owners[name]} and by "
-                                 f"{owner}; rename one of them.")
+                raise ValueError(
+                    f"the table name {name!r} is given by {owners[name]} and by "
+                    f"{owner}; rename one of them."
+                )
             owners[name], out[name] = owner, table
     return out
 
@@ -74,9 +81,16 @@ def wrap(text: str) -> str:
         else:
             whole = re.sub(r"`[^`]*`|\w+ = \w+", lambda m: m[0].replace(" ", "\0"), line)
             indent = "  " if line.startswith("- ") else ""
-            lines += [part.replace("\0", " ") for part in textwrap.wrap(
-                whole, 90, subsequent_indent=indent, break_long_words=False,
-                break_on_hyphens=False)]
+            lines += [
+                part.replace("\0", " ")
+                for part in textwrap.wrap(
+                    whole,
+                    90,
+                    subsequent_indent=indent,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            ]
     return "\n".join(lines)
 
 
@@ -95,6 +109,7 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 def render(text: str, cache: dict[str, str], results: Path = RESULTS) -> str:
     """`text` with every marked block holding what its table prints (`cache`: by name)."""
+
     def fill(m: re.Match) -> str:
         if m["name"] not in cache:
             cache[m["name"]] = printed(m["name"], results)
@@ -138,13 +153,18 @@ def main(argv: list[str], root: Path = ROOT, results: Path = RESULTS) -> int:
     if argv == ["--check"]:
         differ = stale(root, results)
         for where in differ:
-            print(f"{where}: differs from `python experiments/tables.py "
-                  f"{where.rsplit(': ', 1)[1]}`; run `python experiments/tables.py --write`",
-                  file=sys.stderr)
+            print(
+                f"{where}: differs from `python experiments/tables.py "
+                f"{where.rsplit(': ', 1)[1]}`; run `python experiments/tables.py --write`",
+                file=sys.stderr,
+            )
         return 1 if differ else 0
     if len(argv) == 1 and argv[0] in tables():
         print(printed(argv[0], results))
         return 0
-    print(f"usage: python experiments/tables.py NAME | --write | --check\n"
-          f"NAME: {', '.join(tables())}", file=sys.stderr)
+    print(
+        f"usage: python experiments/tables.py NAME | --write | --check\n"
+        f"NAME: {', '.join(tables())}",
+        file=sys.stderr,
+    )
     return 2

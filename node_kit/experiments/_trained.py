@@ -37,8 +37,14 @@ def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):
 def trained_config(given, recorded, *, options: Sequence[str] = ()):
     """The config [`load_trained`][] uses: `recorded` with what `given` may set."""
     defaults = type(given)()
-    from_given = {"out", "resume", "progress", "sample", "evaluate",
-                  *(f.name for f in dataclasses.fields(ParallelConfig))}
+    from_given = {
+        "out",
+        "resume",
+        "progress",
+        "sample",
+        "evaluate",
+        *(f.name for f in dataclasses.fields(ParallelConfig)),
+    }
     values, conflicts = {}, []
     for name in (f.name for f in dataclasses.fields(given)):
         mine, default = getattr(given, name), getattr(defaults, name)
@@ -73,8 +79,12 @@ def check_eval_tolerances(config) -> None:
     not given not both zero."""
     for name in ("eval_rtol", "eval_atol"):
         if getattr(config, name) is not None:
-            check_real(flag(name), getattr(config, name), non_negative=True,
-                       fix=f"Leave it out to evaluate at the training tolerance ({flag(name[5:])}).")
+            check_real(
+                flag(name),
+                getattr(config, name),
+                non_negative=True,
+                fix=f"Leave it out to evaluate at the training tolerance ({flag(name[5:])}).",
+            )
     if evaluation_tolerances(config) == (0, 0):
         raise ValueError(
             "the evaluation tolerances must not both be 0 (no error would be small enough); "
@@ -85,5 +95,6 @@ def check_eval_tolerances(config) -> None:
 def with_weights(skeleton, trained):
     """`skeleton`'s structure and settings (e.g. other solver tolerances) with the arrays of
     `trained`, a model of the same shape."""
-    return eqx.combine(eqx.filter(trained, eqx.is_array),
-                       eqx.filter(skeleton, eqx.is_array, inverse=True))
+    return eqx.combine(
+        eqx.filter(trained, eqx.is_array), eqx.filter(skeleton, eqx.is_array, inverse=True)
+    )

@@ -26,8 +26,8 @@ import numpy as np
 
 import node_kit as nk
 from node_kit import datasets
-from node_kit._io import atomic_write_bytes
 from node_kit._checks import check_int
+from node_kit._io import atomic_write_bytes
 from node_kit._parallel import is_main_process, local_value as nk_local
 
 from ._choices import (
@@ -35,11 +35,10 @@ from ._choices import (
     ADJOINT_NAMES,
     PROBE_NAMES,
     solve_settings,
-    TRACE_ESTIMATOR_NAMES,
     trace_estimator_from_name,
+    TRACE_ESTIMATOR_NAMES,
 )
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances
-from ._cnf_tables import TABLES
 from ._cnf_data import (
     Data,
     draw_samples,
@@ -48,6 +47,7 @@ from ._cnf_data import (
     load_data,
     to_flow_space,
 )
+from ._cnf_tables import TABLES
 from ._outputs import plt
 from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
@@ -58,23 +58,44 @@ from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained
 class Config(TrainConfig, DataConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = flag("8gaussians", "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)")
+    dataset: str = flag(
+        "8gaussians",
+        "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)",
+    )
     width: int = flag(64, "hidden width of the ConcatSquash vector field")
     depth: int = flag(3, "hidden layers of the vector field")
     t1: float = flag(1.0, "end time of the flow's ODE")
     adjoint: str = flag("checkpoint", "how gradients go through the solve")
-    trace: str = flag("exact", "trace estimator of the training loss (the test NLL always uses the exact trace)")
+    trace: str = flag(
+        "exact", "trace estimator of the training loss (the test NLL always uses the exact trace)"
+    )
     probe: str = flag("rademacher", "probe distribution of the Hutchinson estimator")
     solver: str = flag("tsit5", "adaptive ODE solver")
-    rtol: float = flag(1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)")
-    atol: float = flag(1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)")
+    rtol: float = flag(
+        1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)"
+    )
+    atol: float = flag(
+        1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)"
+    )
     kinetic_energy: float = flag(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
     jacobian_norm: float = flag(0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)")
     eval_batch: int = flag(2000, "points per solve when evaluating (test, validation) and sampling")
-    eval_probes: int = flag(4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one")
-    eval_rtol: float | None = flag(None, "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)")
-    eval_atol: float | None = flag(None, "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)")
-    sample: int | None = flag(None, "load the trained run in --out and write this many samples with their log-density (data space) to samples.npz; no training")
+    eval_probes: int = flag(
+        4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one"
+    )
+    eval_rtol: float | None = flag(
+        None,
+        "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)",
+    )
+    eval_atol: float | None = flag(
+        None,
+        "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)",
+    )
+    sample: int | None = flag(
+        None,
+        "load the trained run in --out and write this many samples with their log-density "
+        "(data space) to samples.npz; no training",
+    )
     batch_size: int = 256
     lr: float = 3e-3
     out: str = "runs/cnf"
@@ -87,8 +108,11 @@ run's own."""
 
 def _choices() -> dict[str, tuple[str, ...]]:
     return {
-        "dataset": (*datasets.TOY2D_NAMES, "digits"), "adjoint": ADJOINT_NAMES,
-        "trace": TRACE_ESTIMATOR_NAMES, "probe": PROBE_NAMES, "solver": ADAPTIVE_SOLVER_NAMES,
+        "dataset": (*datasets.TOY2D_NAMES, "digits"),
+        "adjoint": ADJOINT_NAMES,
+        "trace": TRACE_ESTIMATOR_NAMES,
+        "probe": PROBE_NAMES,
+        "solver": ADAPTIVE_SOLVER_NAMES,
     }
 
 
@@ -101,9 +125,13 @@ def check_config(config: Config) -> None:
     """
     check_choices(config, _choices())
     check_training_flags(config)
-    check_flags(config, ints=("width", "eval_batch", "eval_probes"),
-                counts=("depth", "seed", "eval_every"),
-                positive=("t1",), non_negative=("kinetic_energy", "jacobian_norm"))
+    check_flags(
+        config,
+        ints=("width", "eval_batch", "eval_probes"),
+        counts=("depth", "seed", "eval_every"),
+        positive=("t1",),
+        non_negative=("kinetic_energy", "jacobian_norm"),
+    )
     check_tolerances(config)
     check_eval_tolerances(config)
     check_use_flags(config)
@@ -111,15 +139,23 @@ def check_config(config: Config) -> None:
     check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training points")
     check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test points")
     if config.eval_every:
-        check_at_most("eval_batch", config.eval_batch, validation,
-                      f"{config.dataset} validation points (--eval-every)")
+        check_at_most(
+            "eval_batch",
+            config.eval_batch,
+            validation,
+            f"{config.dataset} validation points (--eval-every)",
+        )
 
 
 def check_use_flags(config) -> None:
     """`--sample N` (N > 0) and `--evaluate` use a trained run: not with `--resume`."""
     if config.sample is not None:
-        check_int("--sample", config.sample, fix="It is the number of samples to draw from the "
-                  "trained run in --out; leave --sample out to train.")
+        check_int(
+            "--sample",
+            config.sample,
+            fix="It is the number of samples to draw from the "
+            "trained run in --out; leave --sample out to train.",
+        )
     if config.resume and (config.sample is not None or config.evaluate):
         raise ValueError(
             "--resume trains on, while --sample and --evaluate use the trained run in --out "
@@ -168,8 +204,11 @@ class FlowLoss(eqx.Module):
         noise_key, probe_key = jr.split(key)
         ys, log_det = to_flow_space(self.images, xs, noise_key)
         value, aux = nk.cnf_loss(
-            cnf, ys.astype(jnp.result_type(float)), key=probe_key,
-            kinetic_energy=self.kinetic_energy, jacobian_norm=self.jacobian_norm,
+            cnf,
+            ys.astype(jnp.result_type(float)),
+            key=probe_key,
+            kinetic_energy=self.kinetic_energy,
+            jacobian_norm=self.jacobian_norm,
         )
         return value, {**aux, "nll": aux["nll"] - jnp.mean(log_det)}
 
@@ -179,22 +218,26 @@ def make_loss(config: Config, data: Data) -> FlowLoss:
     return FlowLoss(data.images, config.kinetic_energy, config.jacobian_norm)
 
 
-
-
 def summarise(config: Config, cnf: nk.CNF, data: Data, key, data_parallel=None) -> dict:
     """Test NLL with the exact trace (and Hutchinson for images), truth and baselines."""
     exact = cnf.with_trace_estimator(nk.ExactTrace())
-    test = evaluate_nll(exact, data, data.test, batch=config.eval_batch, key=key,
-                        data_parallel=data_parallel)
+    test = evaluate_nll(
+        exact, data, data.test, batch=config.eval_batch, key=key, data_parallel=data_parallel
+    )
     dim = data.train.shape[1]
     summary = {
-        "test_nll": test["nll"], "test_nll_se": test["nll_se"],
-        "eval_num_steps": test["num_steps"], "data_dim": dim,
+        "test_nll": test["nll"],
+        "test_nll_se": test["nll_se"],
+        "eval_num_steps": test["num_steps"],
+        "data_dim": dim,
     }
     if config.dataset in datasets.ANALYTIC_NAMES:
         entropy, entropy_se = datasets.true_entropy(config.dataset, num_samples=200_000)
-        summary |= {"true_entropy": entropy, "true_entropy_se": entropy_se,
-                    "kl_gap": test["nll"] - entropy}
+        summary |= {
+            "true_entropy": entropy,
+            "true_entropy_se": entropy_se,
+            "kl_gap": test["nll"] - entropy,
+        }
     if data.images:
         summary |= _image_summary(config, cnf, data, key, test["nll"], dim)
     return summary
@@ -203,8 +246,14 @@ def summarise(config: Config, cnf: nk.CNF, data: Data, key, data_parallel=None) 
 def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
     hutchinson = cnf.with_trace_estimator(nk.HutchinsonTrace(config.probe))
     estimates = [
-        evaluate_nll(hutchinson, data, data.test, batch=config.eval_batch,
-                     key=key, probe_key=jr.fold_in(key, 100 + i))["nll"]
+        evaluate_nll(
+            hutchinson,
+            data,
+            data.test,
+            batch=config.eval_batch,
+            key=key,
+            probe_key=jr.fold_in(key, 100 + i),
+        )["nll"]
         for i in range(config.eval_probes)
     ]
     baseline = gaussian_baseline(data, key)
@@ -224,10 +273,19 @@ def validation(config: Config, data: Data, key, data_parallel=None) -> Validatio
     the lower the better. `key` fixes the dequantization noise, so that every evaluation
     scores the same points."""
 
+    points = data.validation
+    assert points is not None  # load_data(..., validation=True) with --eval-every
+
     def metrics(cnf: nk.CNF) -> dict:
         exact = evaluation_model(config, cnf).with_trace_estimator(nk.ExactTrace())
-        result = evaluate_nll(exact, data, data.validation, batch=config.eval_batch, key=key,
-                              data_parallel=data_parallel)
+        result = evaluate_nll(
+            exact,
+            data,
+            points,
+            batch=config.eval_batch,
+            key=key,
+            data_parallel=data_parallel,
+        )
         return {"val_nll": result["nll"], "val_num_steps": result["num_steps"]}
 
     return Validation(metrics, best="val_nll")
@@ -236,9 +294,14 @@ def validation(config: Config, data: Data, key, data_parallel=None) -> Validatio
 def write_samples(config: Config, cnf: nk.CNF, run: Run) -> dict:
     """`--sample N`: `samples.npz` in the run's folder with `x` `(N, dim)` and `log_prob`
     `(N,)` in the data's space (see [`from_flow_space`][]), drawn from the run's seed."""
-    x, log_prob = draw_samples(evaluation_model(config, cnf), config.dataset == "digits",
-                               config.sample, batch=config.eval_batch,
-                               key=jr.fold_in(run.keys["plot"], 1))
+    assert config.sample is not None  # called for --sample N only
+    x, log_prob = draw_samples(
+        evaluation_model(config, cnf),
+        config.dataset == "digits",
+        config.sample,
+        batch=config.eval_batch,
+        key=jr.fold_in(run.keys["plot"], 1),
+    )
     path = run.out / "samples.npz"
     buffer = io.BytesIO()
     np.savez(buffer, x=x, log_prob=log_prob)
@@ -253,8 +316,11 @@ def evaluate_trained(config: Config, cnf: nk.CNF, run: Run) -> dict:
     """`--evaluate`: the test metrics of the trained `cnf` again (the same keys as after
     training), written with provenance to `evaluation.json`."""
     data = load_data(config)
-    results = run.results(**summarise(config, evaluation_model(config, cnf), data,
-                                      run.keys["eval"], run.data_parallel))
+    results = run.results(
+        **summarise(
+            config, evaluation_model(config, cnf), data, run.keys["eval"], run.data_parallel
+        )
+    )
     run.write(results, name="evaluation.json")
     _print_summary(results, run.out, "evaluation.json")
     return results
@@ -277,15 +343,24 @@ def main(config: Config) -> dict:
     data = load_data(config, validation=config.eval_every > 0)
     cnf = build_cnf(config, data.train.shape[1], run.keys["model"])
     cnf, history = run.fit(
-        cnf, make_loss(config, data), training_optimizer(config.lr, config.steps, config.clip_norm),
-        functools.partial(datasets.batch_at, data.train, batch_size=config.batch_size,
-                          seed=config.seed, rows=run.rows(config.batch_size)),
+        cnf,
+        make_loss(config, data),
+        training_optimizer(config.lr, config.steps, config.clip_norm),
+        functools.partial(
+            datasets.batch_at,
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rows=run.rows(config.batch_size),
+        ),
         validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
-        if config.eval_every else None,
+        if config.eval_every
+        else None,
     )
     results = run.results(
-        **summarise(config, evaluation_model(config, cnf), data, run.keys["eval"],
-                    run.data_parallel),
+        **summarise(
+            config, evaluation_model(config, cnf), data, run.keys["eval"], run.data_parallel
+        ),
         train_num_steps_last_100=recent_mean(history, "num_steps"),
         train_seconds_this_run=run.train_seconds,
     )
@@ -312,8 +387,10 @@ def _print_summary(results: dict, out: Path, name: str = "results.json") -> None
     if "true_entropy" in results:
         line += f"; true entropy {results['true_entropy']:.4f}; KL gap {results['kl_gap']:.4f}"
     if "bits_per_dim" in results:
-        line += (f"; {results['bits_per_dim']:.3f} bits/dim (Gaussian baseline "
-                 f"{results['gaussian_baseline_bits_per_dim']:.3f})")
+        line += (
+            f"; {results['bits_per_dim']:.3f} bits/dim (Gaussian baseline "
+            f"{results['gaussian_baseline_bits_per_dim']:.3f})"
+        )
     print(f"{line}\nwrote {out}/{name}")
 
 
@@ -354,7 +431,10 @@ def _plot_images(cnf: nk.CNF, data: Data, key):
     ys = nk_local(_sample(cnf, 64, key))
     pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
     fig, axes = pyplot.subplots(1, 2, figsize=(9, 4.6))
-    for ax, images, title in ((axes[0], data.test[:64] / 16.0, "data"), (axes[1], pixels, "samples")):
+    for ax, images, title in (
+        (axes[0], data.test[:64] / 16.0, "data"),
+        (axes[1], pixels, "samples"),
+    ):
         tiles = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
         ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1)
         ax.set(title=title, xticks=[], yticks=[])
@@ -362,7 +442,12 @@ def _plot_images(cnf: nk.CNF, data: Data, key):
 
 
 COMMAND = Command(
-    "cnf", Config, main, docs="cnf.md", choices=_choices, model_skeleton=model_skeleton,
+    "cnf",
+    Config,
+    main,
+    docs="cnf.md",
+    choices=_choices,
+    model_skeleton=model_skeleton,
     headline=lambda results: {"test_nll": results["test_nll"]},
     reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
     tables=TABLES,

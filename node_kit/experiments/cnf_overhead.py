@@ -27,6 +27,7 @@ Writes `cnf_overhead.json` and `cnf_overhead.png` to `--out`.
 import collections
 import dataclasses
 import time
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -40,7 +41,7 @@ import node_kit as nk
 from .._checks import check_choice
 from ._outputs import plt
 from ._overhead_tables import TABLES
-from ._overhead_workloads import PATHS, WORKLOAD_NAMES, WORKLOADS, Case, build
+from ._overhead_workloads import build, Case, PATHS, WORKLOAD_NAMES, WORKLOADS
 from ._protocol import Command, CommandConfig, flag
 from ._run import Run
 
@@ -58,10 +59,16 @@ class Config(CommandConfig):
     atol: float = flag(1e-5, "absolute tolerance of the CNF PID step-size controller")
     dt: float = flag(0.05, "fixed step of the neural ODE workloads (over [0, 1])")
     save_times: int = flag(10, "output times of the neural ODE trajectory in [0, 1]")
-    rounds: int = flag(15, "alternating rounds of node_kit and raw diffrax (machine noise hits both)")
+    rounds: int = flag(
+        15, "alternating rounds of node_kit and raw diffrax (machine noise hits both)"
+    )
     steps_per_round: int = flag(10, "timed steps per path in each round")
-    compile_repeats: int = flag(5, "compiles of each path from cleared caches; the median is reported")
-    floor_repeats: int = flag(200, "field evaluations (with their VJP) in the compiled loop that times the floor")
+    compile_repeats: int = flag(
+        5, "compiles of each path from cleared caches; the median is reported"
+    )
+    floor_repeats: int = flag(
+        200, "field evaluations (with their VJP) in the compiled loop that times the floor"
+    )
     out: str = "runs/cnf_overhead"
 
 
@@ -72,11 +79,11 @@ _PHASES = {
     "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
     "xla_compile_seconds": "/jax/core/compile/backend_compile_duration",
 }
-_events: collections.Counter = collections.Counter()
+_events: collections.defaultdict[str, float] = collections.defaultdict(float)
 
 
-def _record_event(event: str, duration: float, **kwargs) -> None:
-    _events[event] += duration
+def _record_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
+    _events[event] += duration_secs
 
 
 def _step_fn(case: Case, path: str, optimizer):
@@ -87,22 +94,24 @@ def _step_fn(case: Case, path: str, optimizer):
     if case.work.train:
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
 
-        def fn(key):
+        def train_step(key):
             _, _, value, aux = nk.make_step(model, opt_state, case.batch, key, loss, optimizer)
             return value, aux["num_steps"]
 
-        def lower(key):
+        def lower_train_step(key):
             return nk.make_step.lower(model, opt_state, case.batch, key, loss, optimizer)
-    else:
-        jitted = eqx.filter_jit(loss)
 
-        def fn(key):
-            value, aux = jitted(model, case.batch, key)
-            return value, aux["num_steps"]
+        return train_step, lower_train_step
+    jitted = eqx.filter_jit(loss)
 
-        def lower(key):
-            return jitted.lower(model, case.batch, key)
-    return fn, lower
+    def evaluation(key):
+        value, aux = jitted(model, case.batch, key)
+        return value, aux["num_steps"]
+
+    def lower_evaluation(key):
+        return jitted.lower(model, case.batch, key)
+
+    return evaluation, lower_evaluation
 
 
 def first_call(fn, lower, key) -> dict:
@@ -119,10 +128,13 @@ def first_call(fn, lower, key) -> dict:
     phases = {name: _events[event] for name, event in _PHASES.items()}
     text = lower(key).as_text()
     return {
-        "first_call_seconds": seconds, **phases,
+        "first_call_seconds": seconds,
+        **phases,
         "compile_seconds": sum(phases.values()),
-        "hlo_chars": len(text), "hlo_lines": text.count("\n"),
-        "value": float(value), "num_steps": int(num_steps),
+        "hlo_chars": len(text),
+        "hlo_lines": text.count("\n"),
+        "value": float(value),
+        "num_steps": int(num_steps),
     }
 
 
@@ -134,7 +146,7 @@ def count_evaluations(case: Case) -> int:
         count[0] += 1
 
     class Counted(eqx.Module):
-        dynamics: eqx.Module
+        dynamics: Callable
 
         def __call__(self, t, y, args):
             jax.debug.callback(bump)
@@ -172,6 +184,7 @@ def field_seconds(case: Case, repeats: int) -> float:
             y, acc = carry
             f, total = once(params, y)
             return y + 1e-12 * f, acc + total
+
         return jax.lax.fori_loop(0, repeats, body, (y, jnp.zeros((), y.dtype)))
 
     jax.block_until_ready(loop(params, case.state))
@@ -210,8 +223,10 @@ def main(config: Config) -> dict:
     for name in config.workloads:
         check_choice("workloads", name, WORKLOAD_NAMES)
     if config.compile_repeats < 1:
-        raise ValueError(f"`compile_repeats` must be at least 1 (the median of that many compiles "
-                         f"is reported); got {config.compile_repeats}.")
+        raise ValueError(
+            f"`compile_repeats` must be at least 1 (the median of that many compiles "
+            f"is reported); got {config.compile_repeats}."
+        )
     # Measure compilation, not a cache hit: no persistent compilation cache here.
     jax.config.update("jax_enable_compilation_cache", False)
     jax.monitoring.register_event_duration_secs_listener(_record_event)
@@ -222,8 +237,11 @@ def main(config: Config) -> dict:
     cases, steps, report = {}, {}, {}
     for index, work in enumerate(tqdm(works, disable=not config.progress, desc="compile")):
         case = cases[work.name] = build(work, config, run.keys)
-        entry = report[work.name] = {"description": work.description, "train": work.train,
-                                     "paths": {}}
+        entry = report[work.name] = {
+            "description": work.description,
+            "train": work.train,
+            "paths": {},
+        }
         calls = {path: [] for path in PATHS}
         for repeat in range(config.compile_repeats):  # neither path always goes first
             for path in PATHS[::-1] if (index + repeat) % 2 else PATHS:
@@ -265,11 +283,13 @@ def _report(run: Run, report: dict, samples: dict) -> dict:
     run.save_figure(plot(report), "cnf_overhead.png")
     for name, e in report.items():
         nk_, raw = e["paths"]["node_kit"], e["paths"]["raw_diffrax"]
-        print(f"{name}: step {nk_['median_step_seconds'] * 1e3:.2f} vs "
-              f"{raw['median_step_seconds'] * 1e3:.2f} ms ({e['step_ratio']:.3f}x), compile "
-              f"{nk_['compile_seconds']:.2f} vs {raw['compile_seconds']:.2f} s "
-              f"({e['compile_ratio']:.2f}x), floor {e['floor_seconds'] * 1e3:.2f} ms "
-              f"(NFE {e['nfe']}; step {e['step_over_floor']:.2f}x the floor)")
+        print(
+            f"{name}: step {nk_['median_step_seconds'] * 1e3:.2f} vs "
+            f"{raw['median_step_seconds'] * 1e3:.2f} ms ({e['step_ratio']:.3f}x), compile "
+            f"{nk_['compile_seconds']:.2f} vs {raw['compile_seconds']:.2f} s "
+            f"({e['compile_ratio']:.2f}x), floor {e['floor_seconds'] * 1e3:.2f} ms "
+            f"(NFE {e['nfe']}; step {e['step_over_floor']:.2f}x the floor)"
+        )
     return result
 
 
@@ -279,12 +299,25 @@ def plot(report: dict):
     x = np.arange(len(names))
     fig, (ax1, ax2) = plt().subplots(1, 2, figsize=(11, 4))
     for i, path in enumerate(PATHS):
-        ax1.bar(x + (i - 1) * 0.27, [report[n]["paths"][path]["median_step_seconds"] * 1e3
-                                      for n in names], 0.27, label=path)
-        ax2.bar(x + (i - 0.5) * 0.4, [report[n]["paths"][path]["compile_seconds"]
-                                       for n in names], 0.4, label=path)
-    ax1.bar(x + 0.27, [report[n]["floor_seconds"] * 1e3 for n in names], 0.27,
-            label="floor: NFE x field+VJP", color="0.6")
+        ax1.bar(
+            x + (i - 1) * 0.27,
+            [report[n]["paths"][path]["median_step_seconds"] * 1e3 for n in names],
+            0.27,
+            label=path,
+        )
+        ax2.bar(
+            x + (i - 0.5) * 0.4,
+            [report[n]["paths"][path]["compile_seconds"] for n in names],
+            0.4,
+            label=path,
+        )
+    ax1.bar(
+        x + 0.27,
+        [report[n]["floor_seconds"] * 1e3 for n in names],
+        0.27,
+        label="floor: NFE x field+VJP",
+        color="0.6",
+    )
     ax1.set(yscale="log", ylabel="median step (ms)", title="step time and its floor")
     ax2.set(ylabel="compile (s): trace + lower + XLA", title="compile time")
     for ax in (ax1, ax2):
@@ -295,9 +328,16 @@ def plot(report: dict):
 
 
 COMMAND = Command(
-    "cnf_overhead", Config, main, docs="cnf.md", choices=lambda: {"workloads": WORKLOAD_NAMES},
-    committed=lambda results: ({"cnf_overhead": results / "cnf_overhead.json"}
-                               if (results / "cnf_overhead.json").exists() else {}),
+    "cnf_overhead",
+    Config,
+    main,
+    docs="cnf.md",
+    choices=lambda: {"workloads": WORKLOAD_NAMES},
+    committed=lambda results: (
+        {"cnf_overhead": results / "cnf_overhead.json"}
+        if (results / "cnf_overhead.json").exists()
+        else {}
+    ),
     output=lambda config: "cnf_overhead.json",
     tables=TABLES,
 )

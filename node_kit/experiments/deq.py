@@ -28,23 +28,24 @@ from node_kit._io import previous_path
 
 from ._choices import (
     ADJOINT_NAMES,
-    FIXED_POINT_SOLVER_NAMES,
     fixed_point_solver,
+    FIXED_POINT_SOLVER_NAMES,
     solve_settings,
 )
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances
 from ._deq_models import (
     AbstractClassifier,
     DEQClassifier,
+    matched_width,
     MLPClassifier,
     ODEClassifier,
-    matched_width,
     parameter_count,
 )
 from ._deq_plots import plot
 from ._deq_tables import TABLES
 from ._protocol import Command, DataConfig, flag, TrainConfig
 from ._run import check_training_flags, Run, training_optimizer
+
 
 MODEL_NAMES = ("deq", "neural_ode", "mlp")
 
@@ -60,10 +61,14 @@ class Config(TrainConfig, DataConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
     width: int = flag(64, "state size of the DEQ and of the neural ODE")
-    radius: float = flag(0.9, "bound on the spectral norm of the DEQ's W, in (0, 1): f stays a contraction")
+    radius: float = flag(
+        0.9, "bound on the spectral norm of the DEQ's W, in (0, 1): f stays a contraction"
+    )
     solver: str = flag("anderson", "the DEQ's forward fixed-point solver")
     backward: str = flag("implicit", "the DEQ's backward pass")
-    max_iterations: int = flag(100, "most forward iterations of the DEQ (a solve that needs more stops training)")
+    max_iterations: int = flag(
+        100, "most forward iterations of the DEQ (a solve that needs more stops training)"
+    )
     rtol: float = flag(1e-4, "relative tolerance of the DEQ's and the ODE's forward solves")
     atol: float = flag(1e-5, "absolute tolerance of the DEQ's and the ODE's forward solves")
     ode_width: int = flag(0, "hidden width of the ODE's field (0: match the DEQ's parameter count)")
@@ -77,16 +82,22 @@ class Config(TrainConfig, DataConfig):
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    return {"solver": FIXED_POINT_SOLVER_NAMES, "backward": nk.BACKWARD_MODES,
-            "ode_adjoint": ADJOINT_NAMES}
+    return {
+        "solver": FIXED_POINT_SOLVER_NAMES,
+        "backward": nk.BACKWARD_MODES,
+        "ode_adjoint": ADJOINT_NAMES,
+    }
 
 
 def check_config(config: Config) -> None:
     """Raise a `ValueError` naming the flag for a value the command cannot run with."""
     check_choices(config, _choices())
     check_training_flags(config)
-    check_flags(config, ints=("width", "max_iterations", "mlp_depth", "residual_steps"),
-                counts=("ode_width", "mlp_width", "seed"))
+    check_flags(
+        config,
+        ints=("width", "max_iterations", "mlp_depth", "residual_steps"),
+        counts=("ode_width", "mlp_width", "seed"),
+    )
     check_tolerances(config)
     if not (isinstance(config.radius, (int, float)) and 0 < config.radius < 1):
         raise ValueError(
@@ -111,9 +122,12 @@ def load_data(config: Config) -> dict[str, dict[str, np.ndarray]]:
 def build_models(config: Config, keys: dict) -> dict[str, AbstractClassifier]:
     """The three classifiers; the ODE's and the MLP's widths matched to the DEQ's size."""
     deq = DEQClassifier(
-        config.width, radius=config.radius, backward=config.backward,
+        config.width,
+        radius=config.radius,
+        backward=config.backward,
         solver=fixed_point_solver(config.solver, rtol=config.rtol, atol=config.atol),
-        max_steps=config.max_iterations, key=keys["deq"],
+        max_steps=config.max_iterations,
+        key=keys["deq"],
     )
     target = parameter_count(deq)
     settings = solve_settings("tsit5", config.ode_adjoint, rtol=config.rtol, atol=config.atol)
@@ -146,8 +160,12 @@ def gradient_cost(model: AbstractClassifier, batch: dict, *, repeats: int = 5) -
         start = time.perf_counter()
         jax.block_until_ready(compiled(model, batch))
         times.append(time.perf_counter() - start)
-    return {"temp_bytes": memory.temp_bytes, "total_bytes": memory.total_bytes,
-            "compile_seconds": compile_seconds, "seconds_median": float(np.median(times))}
+    return {
+        "temp_bytes": memory.temp_bytes,
+        "total_bytes": memory.total_bytes,
+        "compile_seconds": compile_seconds,
+        "seconds_median": float(np.median(times)),
+    }
 
 
 def _gradient(model: AbstractClassifier, batch: dict):
@@ -173,7 +191,8 @@ def evaluate(name: str, model: AbstractClassifier, test: dict, batch_size: int) 
     for start in range(0, size, batch_size):
         index = np.arange(start, start + batch_size) % size
         batch_correct, batch_losses, steps = _test_batch(
-            model, jnp.asarray(test["x"][index]), jnp.asarray(test["label"][index]))
+            model, jnp.asarray(test["x"][index]), jnp.asarray(test["label"][index])
+        )
         keep = min(batch_size, size - start)
         correct.append(np.asarray(batch_correct)[:keep])
         losses.append(np.asarray(batch_losses)[:keep])
@@ -182,8 +201,10 @@ def evaluate(name: str, model: AbstractClassifier, test: dict, batch_size: int) 
         "test_accuracy": float(np.mean(np.concatenate(correct))),
         "test_loss": float(np.mean(np.concatenate(losses))),
         "forward_iterations": {
-            "unit": ITERATION_UNITS[name], "per_batch_mean": float(np.mean(iterations)),
-            "per_batch_max": int(np.max(iterations)), "batches": len(iterations),
+            "unit": ITERATION_UNITS[name],
+            "per_batch_mean": float(np.mean(iterations)),
+            "per_batch_max": int(np.max(iterations)),
+            "batches": len(iterations),
             "batch_size": batch_size,
         },
     }
@@ -195,9 +216,11 @@ def step_seconds_median(history: list[dict]) -> float | None:
     A run's first row comes after the compilation, so it only opens an interval; a
     resumed run restarts the clock (its time goes down), which closes none.
     """
-    per_step = [(b["time"] - a["time"]) / (b["step"] - a["step"])
-                for a, b in itertools.pairwise(history)
-                if b["time"] > a["time"] and b["step"] > a["step"]]
+    per_step = [
+        (b["time"] - a["time"]) / (b["step"] - a["step"])
+        for a, b in itertools.pairwise(history)
+        if b["time"] > a["time"] and b["step"] > a["step"]
+    ]
     return float(np.median(per_step)) if per_step else None
 
 
@@ -208,13 +231,22 @@ def model_runs(config: Config) -> dict[str, Run]:
     starts afresh; no checkpoint at all is the runner's error. The processes are joined
     once, by the command's own run, so the models' runs do not join them again.
     """
-    configs = {name: dataclasses.replace(
-        config, out=str(Path(config.out) / name), coordinator="", num_processes=1,
-        process_id=0, distributed=False) for name in MODEL_NAMES}
+    configs = {
+        name: dataclasses.replace(
+            config,
+            out=str(Path(config.out) / name),
+            coordinator="",
+            num_processes=1,
+            process_id=0,
+            distributed=False,
+        )
+        for name in MODEL_NAMES
+    }
     started = [name for name, c in configs.items() if _has_checkpoint(Path(c.out))]
     if config.resume and started:
-        configs = {name: dataclasses.replace(c, resume=name in started)
-                   for name, c in configs.items()}
+        configs = {
+            name: dataclasses.replace(c, resume=name in started) for name, c in configs.items()
+        }
     return {name: Run(c, keys=("train",)) for name, c in configs.items()}
 
 
@@ -226,13 +258,19 @@ def _has_checkpoint(out: Path) -> bool:
 def train_and_evaluate(config: Config, run: Run, name: str, model, data: dict):
     """Train one model in its `run` (under `<out>/<name>/`), evaluate, write its results;
     returns `(model, summary, history)`."""
-    batch_at = functools.partial(datasets.batch_at, data["train"], batch_size=config.batch_size,
-                                 seed=config.seed, rows=run.rows(config.batch_size))
+    batch_at = functools.partial(
+        datasets.batch_at,
+        data["train"],
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rows=run.rows(config.batch_size),
+    )
     earlier = run.earlier_train_seconds()
     optimizer = training_optimizer(config.lr, config.steps, config.clip_norm)
     model, history = run.fit(model, classification_loss, optimizer, batch_at)
     summary = {
-        "architecture": model.describe(), "parameters": parameter_count(model),
+        "architecture": model.describe(),
+        "parameters": parameter_count(model),
         **evaluate(name, model, data["test"], config.batch_size),
         "gradient": gradient_cost(model, batch_at(0)),
         "train_seconds_this_run": run.train_seconds,
@@ -249,8 +287,12 @@ def train_and_evaluate(config: Config, run: Run, name: str, model, data: dict):
 def backward_costs(model: DEQClassifier, batch: dict, trained: dict) -> dict[str, dict]:
     """[`gradient_cost`][] of the DEQ under each backward pass (`trained`: that of the
     backward pass it was trained with, already measured)."""
-    return {mode: trained if mode == model.deq.backward else
-            gradient_cost(model.with_deq(backward=mode), batch) for mode in nk.BACKWARD_MODES}
+    return {
+        mode: trained
+        if mode == model.deq.backward
+        else gradient_cost(model.with_deq(backward=mode), batch)
+        for mode in nk.BACKWARD_MODES
+    }
 
 
 def residual_histories(model: DEQClassifier, xs, config: Config) -> dict[str, list[float]]:
@@ -261,7 +303,9 @@ def residual_histories(model: DEQClassifier, xs, config: Config) -> dict[str, li
     for name in FIXED_POINT_SOLVER_NAMES:
         solver = fixed_point_solver(name, rtol=config.rtol, atol=config.atol)
         layer = model.with_deq(solver=solver).layer()
-        histories[name] = np.asarray(_residual_history(layer, inputs, config.residual_steps)).tolist()
+        histories[name] = np.asarray(
+            _residual_history(layer, inputs, config.residual_steps)
+        ).tolist()
     return histories
 
 
@@ -279,12 +323,15 @@ def main(config: Config) -> dict:
     models, summaries, histories = build_models(config, run.keys), {}, {}
     for name in MODEL_NAMES:
         models[name], summaries[name], histories[name] = train_and_evaluate(
-            config, runs[name], name, models[name], data)
+            config, runs[name], name, models[name], data
+        )
     deq = models["deq"]
+    assert isinstance(deq, DEQClassifier)
     batch = datasets.batch_at(data["train"], 0, batch_size=config.batch_size, seed=config.seed)
     residuals = residual_histories(deq, data["test"]["x"], config)
     results = run.results(
-        config=dataclasses.asdict(config), models=summaries,
+        config=dataclasses.asdict(config),
+        models=summaries,
         parameter_counts={name: s["parameters"] for name, s in summaries.items()},
         deq_gradient_by_backward=backward_costs(deq, batch, summaries["deq"]["gradient"]),
         residual_history={"solvers": residuals, "data": "test set, solved as one batch"},
@@ -298,16 +345,23 @@ def main(config: Config) -> dict:
 def _print_summary(summaries: dict, out: Path) -> None:
     for name, s in summaries.items():
         iterations = s["forward_iterations"]
-        print(f"{name:>10}: {s['parameters']} parameters, test accuracy {s['test_accuracy']:.4f}, "
-              f"{iterations['per_batch_mean']:.1f} {iterations['unit'].split(' (')[0]} per batch, "
-              f"gradient temp {s['gradient']['temp_bytes'] / 2**20:.2f} MiB")
+        print(
+            f"{name:>10}: {s['parameters']} parameters, test accuracy {s['test_accuracy']:.4f}, "
+            f"{iterations['per_batch_mean']:.1f} {iterations['unit'].split(' (')[0]} per batch, "
+            f"gradient temp {s['gradient']['temp_bytes'] / 2**20:.2f} MiB"
+        )
     print(f"wrote {out}/results.json, deq.png")
 
 
 COMMAND = Command(
-    "deq", Config, main, docs="implicit-layers.md", choices=_choices,
-    headline=lambda results: {f"{name} test_accuracy": m["test_accuracy"]
-                              for name, m in results["models"].items()},
+    "deq",
+    Config,
+    main,
+    docs="implicit-layers.md",
+    choices=_choices,
+    headline=lambda results: {
+        f"{name} test_accuracy": m["test_accuracy"] for name, m in results["models"].items()
+    },
     tables=TABLES,
 )
 parse_args = COMMAND.parse

@@ -33,6 +33,7 @@ python -m node_kit.experiments.memory --family inner
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -43,7 +44,6 @@ from ._choices import MODES_HELP, parse_mode, SOLVER_NAMES
 from ._cli import config_flags, ordered_fields
 from ._memory_problems import FAMILIES, LAYOUTS
 from ._memory_report import format_report, write_outputs
-from ._memory_tables import FILES, TABLES
 from ._memory_sweep import (
     check_budgets,
     fit_exponents,
@@ -53,6 +53,7 @@ from ._memory_sweep import (
     run_sweep,
     WORKER_TAG,
 )
+from ._memory_tables import FILES, TABLES
 from ._protocol import Command, CommandConfig, flag, SHARED_CONFIGS
 from ._run import Run
 
@@ -89,26 +90,30 @@ class Config(CommandConfig):
         other families); `out`, `seed`, `progress` as for every command.
     """
 
-    family: str = flag("ode", "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
-                       "forward iterations; inner: MAML/iMAML vs inner steps")
+    family: str = flag(
+        "ode",
+        "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
+        "forward iterations; inner: MAML/iMAML vs inner steps",
+    )
     dim: int = flag(32, "state size", aliases=("--dims",))
     batch_size: int = flag(32, "batch size (inner: tasks per meta-batch)")
     width: int = flag(32, "MLP hidden width")
     depth: int = flag(2, "MLP hidden layers")
     solver: str = flag("tsit5", "ODE solver, run with fixed steps")
-    solver_steps: tuple[int, ...] = flag((10, 100, 1000), "numbers of fixed solver steps N "
-                                         "(deq: forward iterations K; inner: inner steps K)")
+    solver_steps: tuple[int, ...] = flag(
+        (10, 100, 1000),
+        "numbers of fixed solver steps N (deq: forward iterations K; inner: inner steps K)",
+    )
     modes: tuple[str, ...] = flag(("backsolve", "checkpoint", "direct"), MODES_HELP)
-    layouts: tuple[str, ...] = flag(LAYOUTS, "batched: the batch as one ODE state; vmap: one "
-                                    "solve per sample")
+    layouts: tuple[str, ...] = flag(
+        LAYOUTS, "batched: the batch as one ODE state; vmap: one solve per sample"
+    )
     repeats: int = flag(3, "timed gradients after one warm-up")
     time_limit_s: float = flag(2.0, "stop timing a configuration after this many seconds")
     budgets: int = flag(3, "memory budgets to check per budget layout (0 skips)")
-    budget_layouts: tuple[str, ...] = flag(("batched",), "layouts to check budgets for",
-                                           nargs="*")
+    budget_layouts: tuple[str, ...] = flag(("batched",), "layouts to check budgets for", nargs="*")
     reference: bool = flag(True, "float64 reference gradient")
-    fresh_process: bool | None = flag(None, "one process per configuration (unset: on a GPU "
-                                      "only)")
+    fresh_process: bool | None = flag(None, "one process per configuration (unset: on a GPU only)")
     name: str = flag("memory", "stem of the output files")
     out: str = "runs/memory"
 
@@ -138,14 +143,20 @@ def _family_defaults(family: str) -> dict:
 
 def _check_config(config: Config) -> None:
     if config.family not in FAMILIES:
-        raise ValueError(
-            f"`family` must be one of {', '.join(FAMILIES)}; got {config.family!r}."
-        )
-    for name, minimum in (("dim", 1), ("batch_size", 1), ("width", 1), ("depth", 0),
-                          ("repeats", 1), ("budgets", 0), ("seed", 0)):
+        raise ValueError(f"`family` must be one of {', '.join(FAMILIES)}; got {config.family!r}.")
+    for name, minimum in (
+        ("dim", 1),
+        ("batch_size", 1),
+        ("width", 1),
+        ("depth", 0),
+        ("repeats", 1),
+        ("budgets", 0),
+        ("seed", 0),
+    ):
         check_int(name, getattr(config, name), minimum=minimum, expected=f"an int >= {minimum}")
-    check_real("time_limit_s", config.time_limit_s, positive=True,
-               expected="a positive number of seconds")
+    check_real(
+        "time_limit_s", config.time_limit_s, positive=True, expected="a positive number of seconds"
+    )
     if not isinstance(config.name, str) or not config.name or "/" in config.name:
         raise ValueError(
             f"`name` must be a file stem (non-empty, no '/'); got {config.name!r}. Put the "
@@ -155,9 +166,11 @@ def _check_config(config: Config) -> None:
         raise ValueError(
             f"`solver` must be one of {', '.join(SOLVER_NAMES)}; got {config.solver!r}."
         )
-    examples = {"solver_steps": "--solver-steps 10 100 1000",
-                "modes": "--modes backsolve direct",
-                "layouts": "--layouts batched vmap"}
+    examples = {
+        "solver_steps": "--solver-steps 10 100 1000",
+        "modes": "--modes backsolve direct",
+        "layouts": "--layouts batched vmap",
+    }
     for name, example in examples.items():
         if not getattr(config, name):
             raise ValueError(
@@ -165,8 +178,13 @@ def _check_config(config: Config) -> None:
                 f"one, e.g. {example}."
             )
     for n in config.solver_steps:
-        check_int("solver_steps", n, minimum=1, expected="an int >= 1",
-                  fix="Pass the number of fixed solver steps N, e.g. --solver-steps 10 100.")
+        check_int(
+            "solver_steps",
+            n,
+            minimum=1,
+            expected="an int >= 1",
+            fix="Pass the number of fixed solver steps N, e.g. --solver-steps 10 100.",
+        )
     _check_modes(config)
     for name in ("layouts", "budget_layouts"):
         for layout in getattr(config, name):
@@ -205,8 +223,9 @@ def run_worker(payload: str) -> dict:
     config = Config(**{**job["config"], "fresh_process": False})
     n = job["steps"]
     if config.family != "ode":
-        reference = FAMILIES[config.family].reference
-        reference = (lambda: reference(config, n, job["mode"])) if config.reference else None
+        family_reference = FAMILIES[config.family].reference
+        assert family_reference is not None  # every family but ode has one
+        reference = (lambda: family_reference(config, n, job["mode"])) if config.reference else None
         row = measure_family(config, job["mode"], n, reference)
     else:
         reference = (lambda: reference_gradient(config, n)) if config.reference else None
@@ -257,22 +276,35 @@ def command_line(config: Config) -> str:
     """The command that reproduces `config` (flags only where it differs from the default)."""
     defaults = {**dataclasses.asdict(Config()), **_family_defaults(config.family)}
     values = {f.name: getattr(config, f.name) for f in ordered_fields(Config, SHARED_CONFIGS)}
-    flags = config_flags(values, defaults, skip=("fresh_process",)
-                         if config.fresh_process is None else ())
+    flags = config_flags(
+        values, defaults, skip=("fresh_process",) if config.fresh_process is None else ()
+    )
     return " ".join(["python -m node_kit.experiments.memory", *flags])
 
 
 COMMAND = Command(
-    "memory", Config, main, docs="choosing-an-adjoint.md",
-    choices=lambda: {"solver": SOLVER_NAMES, "layouts": LAYOUTS, "budget_layouts": LAYOUTS,
-                     "family": tuple(FAMILIES)},
+    "memory",
+    Config,
+    main,
+    docs="choosing-an-adjoint.md",
+    choices=lambda: {
+        "solver": SOLVER_NAMES,
+        "layouts": LAYOUTS,
+        "budget_layouts": LAYOUTS,
+        "family": tuple(FAMILIES),
+    },
     headline=lambda results: {
         f"{row['mode']} {row.get('layout', '')} N={row['steps']} temp_bytes": row["temp_bytes"]
-        for row in results["rows"]},
-    committed=lambda results: {name.removesuffix(".json"): results / name
-                               for name in FILES.values() if (results / name).exists()},
+        for row in results["rows"]
+    },
+    committed=lambda results: {
+        name.removesuffix(".json"): results / name
+        for name in FILES.values()
+        if (results / name).exists()
+    },
     output=lambda config: f"{config.get('name', 'memory')}.json",
-    renamed=RENAMED, worker=run_worker,
+    renamed=RENAMED,
+    worker=run_worker,
     tables=TABLES,
 )
 parse_args = COMMAND.parse

@@ -40,6 +40,7 @@ from ._meta_tables import TABLES
 from ._protocol import Command, flag, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, with_clipping
 
+
 ACTIVATIONS = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "relu": jax.nn.relu}
 """`--activation` names -> the MLP's activation."""
 
@@ -51,13 +52,23 @@ class Config(TrainConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
     methods: tuple[str, ...] = flag(METHOD_NAMES, "methods to train")
-    shots: tuple[int, ...] = flag((5, 10), "support points K per task; one training per method and K")
+    shots: tuple[int, ...] = flag(
+        (5, 10), "support points K per task; one training per method and K"
+    )
     queries: int = flag(10, "query points per training task")
-    inner_steps: int = flag(5, "MAML/FOMAML inner gradient steps, also the baseline's fine-tuning steps")
+    inner_steps: int = flag(
+        5, "MAML/FOMAML inner gradient steps, also the baseline's fine-tuning steps"
+    )
     inner_lr: float = flag(0.01, "their learning rate")
     reg: float = flag(5.0, "iMAML's proximal weight lambda")
-    tol: float = flag(1e-4, "iMAML: L-BFGS and CG relative tolerance (absolute: tol/10, RMS norm); looser makes the meta-gradient inexact")
-    lbfgs_history: int = flag(5, "iMAML: L-BFGS history length (10 is about twice as slow per step here)")
+    tol: float = flag(
+        1e-4,
+        "iMAML: L-BFGS and CG relative tolerance (absolute: tol/10, RMS norm); looser makes "
+        "the meta-gradient inexact",
+    )
+    lbfgs_history: int = flag(
+        5, "iMAML: L-BFGS history length (10 is about twice as slow per step here)"
+    )
     inner_max_steps: int = flag(200, "iMAML: most L-BFGS steps per task (more raises)")
     cg_steps: int = flag(100, "iMAML: most CG steps of the implicit gradient (more raises)")
     width: int = flag(40, "hidden units per layer")
@@ -65,10 +76,14 @@ class Config(TrainConfig):
     activation: str = flag("tanh", "hidden activation")
     eval_tasks: int = flag(500, "held-out test tasks")
     eval_points: int = flag(100, "query points per test task")
-    timing_repeats: int = flag(20, "timed meta-gradients per method, after one warm-up (0: no timing and memory)")
+    timing_repeats: int = flag(
+        20, "timed meta-gradients per method, after one warm-up (0: no timing and memory)"
+    )
     plot_tasks: int = flag(3, "test tasks drawn per K in the picture")
     steps: int = flag(1000, "meta-steps per method and K (a resumed run stops at this total)")
-    batch_size: int = flag(25, "tasks per meta-step (the global meta-batch, split over the devices)")
+    batch_size: int = flag(
+        25, "tasks per meta-step (the global meta-batch, split over the devices)"
+    )
     lr: float = flag(1e-3, "meta learning rate (Adam, constant)")
     out: str = "runs/meta"
 
@@ -92,8 +107,12 @@ def build_methods(config: Config) -> dict[str, Method]:
     fomaml = nk.MAML(config.inner_steps, config.inner_lr, first_order=True)
     imaml = nk.IMAML(
         config.reg,
-        solver=optx.LBFGS(rtol=config.tol, atol=config.tol / 10, norm=optx.rms_norm,
-                          history_length=config.lbfgs_history),
+        solver=optx.LBFGS(
+            rtol=config.tol,
+            atol=config.tol / 10,
+            norm=optx.rms_norm,
+            history_length=config.lbfgs_history,
+        ),
         linear_solver=lx.CG(rtol=config.tol, atol=config.tol / 10, max_steps=config.cg_steps),
         max_steps=config.inner_max_steps,
     )
@@ -117,9 +136,21 @@ def check_config(config: Config) -> None:
     for shots in config.shots:
         check_int("--shots", shots)
     check_training_flags(config)
-    check_flags(config, ints=("queries", "width", "lbfgs_history", "inner_max_steps", "cg_steps",
-                              "eval_tasks", "eval_points", "plot_tasks"),
-                counts=("depth", "inner_steps", "timing_repeats", "seed"), positive=("inner_lr", "reg", "tol"))
+    check_flags(
+        config,
+        ints=(
+            "queries",
+            "width",
+            "lbfgs_history",
+            "inner_max_steps",
+            "cg_steps",
+            "eval_tasks",
+            "eval_points",
+            "plot_tasks",
+        ),
+        counts=("depth", "inner_steps", "timing_repeats", "seed"),
+        positive=("inner_lr", "reg", "tol"),
+    )
     check_at_most("plot_tasks", config.plot_tasks, config.eval_tasks, "test tasks (--eval-tasks)")
     if config.activation == "relu" and "imaml" in config.methods:
         raise ValueError(
@@ -138,8 +169,9 @@ def mse(model, data) -> jax.Array:
 
 def build_model(config: Config, key) -> eqx.nn.MLP:
     """Finn's regressor: an MLP from 1 input to 1 output."""
-    return eqx.nn.MLP(1, 1, config.width, config.depth, activation=ACTIVATIONS[config.activation],
-                      key=key)
+    return eqx.nn.MLP(
+        1, 1, config.width, config.depth, activation=ACTIVATIONS[config.activation], key=key
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -166,19 +198,33 @@ def train(config: Config, method: Method, shots: int):
     timing), `earlier` the training seconds of the runs this one resumes.
     """
     out = Path(config.out) / f"{method.name}-k{shots}"
-    resume = config.resume and any((out / n).exists() for n in ("checkpoint.eqx", "checkpoint.eqx.prev"))
+    resume = config.resume and any(
+        (out / n).exists() for n in ("checkpoint.eqx", "checkpoint.eqx.prev")
+    )
     # One method and one K: scalars, which a checkpoint's JSON meta keeps as they are (a
     # tuple would come back as a list and refuse the resume).
     # The processes were joined once, by the command's own run (see `main`).
-    run = Run(dataclasses.replace(config, out=str(out), shots=shots, methods=method.name,
-                                  resume=resume, coordinator="", num_processes=1, process_id=0,
-                                  distributed=False), keys=("model", "train", "tasks", "eval"))
+    run = Run(
+        dataclasses.replace(
+            config,
+            out=str(out),
+            shots=shots,
+            methods=method.name,
+            resume=resume,
+            coordinator="",
+            num_processes=1,
+            process_id=0,
+            distributed=False,
+        ),
+        keys=("model", "train", "tasks", "eval"),
+    )
     model = build_model(config, run.keys["model"])
     rows = run.rows(config.batch_size)
 
     def batch_at(step: int):
-        tasks = draw_tasks(jr.fold_in(run.keys["tasks"], step), config.batch_size, shots,
-                           config.queries)
+        tasks = draw_tasks(
+            jr.fold_in(run.keys["tasks"], step), config.batch_size, shots, config.queries
+        )
         return jax.tree.map(lambda a: a[rows], (tasks.support, tasks.query))
 
     earlier = run.earlier_train_seconds()
@@ -220,8 +266,9 @@ def inner_steps_taken(learner: nk.IMAML, model, support) -> jax.Array:
     """iMAML: the L-BFGS steps of one task's proximal solve (the solve `adapt` runs)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     prox = nk.proximal_loss(lambda w: mse(eqx.combine(w, static), support), learner.reg)
-    sol = optx.minimise(prox, learner.solver, params, params, max_steps=learner.max_steps,
-                        throw=False)
+    solver = learner.solver
+    assert isinstance(solver, optx.AbstractMinimiser)  # build_methods gives iMAML L-BFGS
+    sol = optx.minimise(prox, solver, params, params, max_steps=learner.max_steps, throw=False)
     return sol.stats["num_steps"]
 
 
@@ -243,21 +290,31 @@ def time_meta_gradient(learner: nk.AbstractMetaLearner, model, batch, repeats: i
         start = time.perf_counter()
         jax.block_until_ready(compiled(params, *batch))
         seconds.append(time.perf_counter() - start)
-    return {"grad_compile_seconds": compile_seconds, "grad_median_seconds": float(np.median(seconds)),
-            "grad_temp_bytes": memory.temp_bytes, "grad_argument_bytes": memory.argument_bytes}
+    return {
+        "grad_compile_seconds": compile_seconds,
+        "grad_median_seconds": float(np.median(seconds)),
+        "grad_temp_bytes": memory.temp_bytes,
+        "grad_argument_bytes": memory.argument_bytes,
+    }
 
 
 def run_one(config: Config, method: Method, shots: int, tasks, grid) -> dict:
     """Train, evaluate, time and measure one method at one K; its row of the results."""
     run, model, history, batch, earlier = train(config, method, shots)
-    row = {"method": method.name, "shots": shots,
-           "inner_steps": None if isinstance(method.test, nk.IMAML) else config.inner_steps,
-           **evaluate(config, method, model, tasks, grid)}
+    row = {
+        "method": method.name,
+        "shots": shots,
+        "inner_steps": None if isinstance(method.test, nk.IMAML) else config.inner_steps,
+        **evaluate(config, method, model, tasks, grid),
+    }
     if config.timing_repeats:
         row.update(time_meta_gradient(method.train, model, batch, config.timing_repeats))
-    row.update(train_seconds_this_run=run.train_seconds,
-               train_seconds_total=earlier + run.train_seconds, steps=config.steps,
-               final_train_loss=recent_mean(history, "loss"))
+    row.update(
+        train_seconds_this_run=run.train_seconds,
+        train_seconds_total=earlier + run.train_seconds,
+        steps=config.steps,
+        final_train_loss=recent_mean(history, "loss"),
+    )
     run.write(run.results(**{k: v for k, v in row.items() if k != "curves"}))
     return row
 
@@ -266,8 +323,11 @@ def main(config: Config) -> dict:
     """Every method at every K; writes the summary and the picture, returns the results."""
     check_config(config)
     start = time.perf_counter()
-    top = Run(dataclasses.replace(config, resume=False), keys=("model", "train", "tasks", "eval"),
-              training=True)
+    top = Run(
+        dataclasses.replace(config, resume=False),
+        keys=("model", "train", "tasks", "eval"),
+        training=True,
+    )
     methods = build_methods(config)
     grid = jnp.linspace(-5.0, 5.0, 200)[:, None]
     rows, test_tasks = [], {}
@@ -277,20 +337,30 @@ def main(config: Config) -> dict:
         for name in config.methods:
             rows.append(run_one(config, methods[name], shots, tasks, grid))
     curves = {(r["method"], r["shots"]): r.pop("curves") for r in rows}
-    results = top.results(resumed=config.resume, wall_seconds=time.perf_counter() - start, rows=rows)
+    results = top.results(
+        resumed=config.resume, wall_seconds=time.perf_counter() - start, rows=rows
+    )
     top.write(results)
-    top.save_figure(plot_fits(config, test_tasks, np.asarray(grid[:, 0]), curves), "meta_fits.png",
-                    dpi=110, rect=(0, 0.05, 1, 1))
+    top.save_figure(
+        plot_fits(config, test_tasks, np.asarray(grid[:, 0]), curves),
+        "meta_fits.png",
+        dpi=110,
+        rect=(0, 0.05, 1, 1),
+    )
     print_table(rows)
     print(f"wrote {top.out}/results.json, meta_fits.png")
     return results
 
 
 COMMAND = Command(
-    "meta", Config, main, docs="implicit-layers.md",
+    "meta",
+    Config,
+    main,
+    docs="implicit-layers.md",
     choices=lambda: {"methods": METHOD_NAMES, "activation": tuple(ACTIVATIONS)},
-    headline=lambda results: {f"{row['method']} K={row['shots']} test_mse": row["test_mse"]
-                              for row in results["rows"]},
+    headline=lambda results: {
+        f"{row['method']} K={row['shots']} test_mse": row["test_mse"] for row in results["rows"]
+    },
     renamed=RENAMED,
     tables=TABLES,
 )

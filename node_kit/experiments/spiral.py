@@ -1,10 +1,10 @@
 """Learn the dynamics of a 2-D spiral from one observed trajectory.
 
-`python -m node_kit.experiments.spiral` fits a neural ODE to the cubic spiral of
-Chen et al. (2018)'s demo, `dy/dt = (y**3) A`, training on short random windows of
-the trajectory (each with its own time grid, solved with `jax.vmap`), then integrates the learned field over the
-whole time span from the initial point alone. Writes `results.json`, `history.csv`,
-`spiral.png` and a resumable checkpoint to `--out`.
+`python -m node_kit.experiments.spiral` fits a neural ODE to the cubic spiral of Chen et
+al. (2018)'s demo, `dy/dt = (y**3) A`, training on short random windows of the trajectory
+(each with its own time grid, solved with `jax.vmap`), then integrates the learned field
+over the whole time span from the initial point alone. Writes `results.json`,
+`history.csv`, `spiral.png` and a resumable checkpoint to `--out`.
 """
 
 import dataclasses
@@ -56,24 +56,39 @@ def check_config(config: Config) -> None:
     """Raise a `ValueError` naming the flag for a value the command cannot run with."""
     check_choices(config, {"adjoint": ADJOINT_NAMES})
     check_training_flags(config)
-    check_flags(config, ints=("width",), counts=("depth", "seed", "eval_every"),
-                positive=("t_end",))
+    check_flags(
+        config, ints=("width",), counts=("depth", "seed", "eval_every"), positive=("t_end",)
+    )
     check_tolerances(config)
-    check_int("--num-points", config.num_points, minimum=3,
-              fix="The trajectory is cut into training windows of --window points.")
-    check_int("--window", config.window, minimum=2, maximum=config.num_points - 1,
-              fix=f"A training window is shorter than the trajectory (--num-points "
-                  f"{config.num_points}).")
+    check_int(
+        "--num-points",
+        config.num_points,
+        minimum=3,
+        fix="The trajectory is cut into training windows of --window points.",
+    )
+    check_int(
+        "--window",
+        config.window,
+        minimum=2,
+        maximum=config.num_points - 1,
+        fix=f"A training window is shorter than the trajectory (--num-points {config.num_points}).",
+    )
 
 
 def true_trajectory(config: Config) -> tuple[np.ndarray, np.ndarray]:
     """The spiral sampled at `num_points` uniform times in `[0, t_end]`."""
     ts = np.linspace(0.0, config.t_end, config.num_points)
-    field = lambda t, y, args: (y**3) @ jnp.asarray(TRUE_A)  # noqa: E731
+    field = lambda t, y, args: (y**3) @ jnp.asarray(TRUE_A)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, config.t_end, 0.01, jnp.asarray(Y0),
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        0.0,
+        config.t_end,
+        0.01,
+        jnp.asarray(Y0),
         saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8), max_steps=100_000,
+        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+        max_steps=100_000,
     )
     return ts.astype(np.float32), np.asarray(sol.ys, dtype=np.float32)
 
@@ -124,9 +139,11 @@ def trajectory_metrics(model: nk.NeuralODE, ts: np.ndarray, ys: np.ndarray) -> d
     the first tenth, and the prediction."""
     predicted = np.asarray(eqx.filter_jit(model)(jnp.asarray(ts), jnp.asarray(ys[0])))
     error = np.abs(predicted - ys)
-    return {"trajectory_mae": float(np.mean(error)),
-            "trajectory_mae_first_tenth": float(np.mean(error[: len(ts) // 10])),
-            "predicted": predicted}
+    return {
+        "trajectory_mae": float(np.mean(error)),
+        "trajectory_mae_first_tenth": float(np.mean(error[: len(ts) // 10])),
+        "predicted": predicted,
+    }
 
 
 def validation(ts: np.ndarray, ys: np.ndarray) -> Validation:
@@ -134,7 +151,8 @@ def validation(ts: np.ndarray, ys: np.ndarray) -> Validation:
     the metric of the results, not a held-out split: `best.eqx` is the best fit of it."""
     return Validation(
         lambda model: {"val_trajectory_mae": trajectory_metrics(model, ts, ys)["trajectory_mae"]},
-        best="val_trajectory_mae")
+        best="val_trajectory_mae",
+    )
 
 
 def main(config: Config) -> dict:
@@ -150,16 +168,21 @@ def main(config: Config) -> dict:
         metrics = trajectory_metrics(model, ts, ys)
         del metrics["predicted"]
         run.write(run.results(**metrics), name="evaluation.json")
-        print(f"whole-trajectory MAE {metrics['trajectory_mae']:.4f}; "
-              f"wrote {run.out}/evaluation.json")
+        print(
+            f"whole-trajectory MAE {metrics['trajectory_mae']:.4f}; wrote {run.out}/evaluation.json"
+        )
         return metrics
     run = Run(config, keys=KEYS)
     model = build_model(config, run.keys["model"])
     schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.02)
     optimizer = with_clipping(optax.adam(schedule), config.clip_norm)
-    model, history = run.fit(model, loss_fn, optimizer,
-                             window_sampler(ts, ys, config, run.rows(config.batch_size)),
-                             validation=validation(ts, ys) if config.eval_every else None)
+    model, history = run.fit(
+        model,
+        loss_fn,
+        optimizer,
+        window_sampler(ts, ys, config, run.rows(config.batch_size)),
+        validation=validation(ts, ys) if config.eval_every else None,
+    )
     metrics = trajectory_metrics(model, ts, ys)
     predicted = metrics.pop("predicted")
     results = run.results(
@@ -169,8 +192,10 @@ def main(config: Config) -> dict:
     )
     run.write(results)
     run.save_figure(plot(ys, predicted), "spiral.png", dpi=120)
-    print(f"whole-trajectory MAE {results['trajectory_mae']:.4f}; "
-          f"wrote {run.out}/results.json, spiral.png")
+    print(
+        f"whole-trajectory MAE {results['trajectory_mae']:.4f}; "
+        f"wrote {run.out}/results.json, spiral.png"
+    )
     return results
 
 
@@ -185,7 +210,11 @@ def plot(true: np.ndarray, predicted: np.ndarray):
 
 
 COMMAND = Command(
-    "spiral", Config, main, docs="index.md", choices=lambda: {"adjoint": ADJOINT_NAMES},
+    "spiral",
+    Config,
+    main,
+    docs="index.md",
+    choices=lambda: {"adjoint": ADJOINT_NAMES},
     model_skeleton=model_skeleton,
     headline=lambda results: {"trajectory_mae": results["trajectory_mae"]},
 )

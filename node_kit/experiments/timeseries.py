@@ -15,7 +15,8 @@ every K steps and keeps the best model as `best.eqx`; `nk.load_run(out)` loads t
 every training step, fixed per series for the test) and is scored on every point.
 Extrapolation reads a random `observed` share of the first half and is scored on the
 second half. `--window` cuts every series to that many consecutive points at a seeded
-random start (hopper: 100 of its 200 steps, as the paper trains); shorter series stay whole. Classification reads a random `observed` share of the points (drawn once per
+random start (hopper: 100 of its 200 steps, as the paper trains); shorter series stay
+whole. Classification reads a random `observed` share of the points (drawn once per
 series from the seed: `--observed 0.7` is "30% dropped" in the Neural CDE benchmark) and
 predicts the label. Training targets are all available points for both regression tasks.
 """
@@ -35,16 +36,16 @@ from node_kit import datasets
 from node_kit._parallel import local_value
 
 from .._checks import is_real
-
-from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, SOLVER_NAMES, solve_settings
+from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, solve_settings, SOLVER_NAMES
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances
 from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
-from ._series_data import PAPER_REFERENCES, Split, batch_at, load_data
+from ._series_data import batch_at, load_data, PAPER_REFERENCES, Split
 from ._series_models import MODELS
-from ._series_tasks import TASKS
 from ._series_tables import TABLES
+from ._series_tasks import TASKS
 from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained, with_weights
+
 
 MODEL_NAMES = tuple(MODELS)
 """Models: the Latent ODE VAE, the ODE-RNN and the GRU reading the time gap (no ODE)."""
@@ -53,36 +54,66 @@ TASK_NAMES = tuple(TASKS)
 """Tasks; classification needs a labelled dataset (`japanese_vowels`)."""
 
 ENCODER_SOLVER_NAMES = SOLVER_NAMES
-"""`euler` (the paper's encoder) and `rk4` take `--encoder-steps` fixed steps per gap; others adapt."""
+"""`euler` (the paper's encoder) and `rk4` take `--encoder-steps` fixed steps per gap; others
+adapt."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(TrainConfig, DataConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = flag("periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)")
-    model: str = flag("latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)")
-    task: str = flag("interpolation", "interpolation (score every point), extrapolation (read the first half, score the second) or classification")
-    observed: float = flag(0.5, "share of each series' time points the model reads, in (0, 1]; classification drops 1 - observed")
+    dataset: str = flag(
+        "periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)"
+    )
+    model: str = flag(
+        "latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)"
+    )
+    task: str = flag(
+        "interpolation",
+        "interpolation (score every point), extrapolation (read the first half, score the "
+        "second) or classification",
+    )
+    observed: float = flag(
+        0.5,
+        "share of each series' time points the model reads, in (0, 1]; classification drops 1 "
+        "- observed",
+    )
     latent: int = flag(16, "latent ODE: size of z0")
     hidden: int = flag(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
     width: int = flag(64, "width of every MLP")
     depth: int = flag(2, "hidden layers of every MLP")
     obs_std: float = flag(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
     kl_warmup: int = flag(100, "latent ODE: steps over which the KL weight rises linearly to 1")
-    ce_weight: float = flag(100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO")
+    ce_weight: float = flag(
+        100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO"
+    )
     adjoint: str = flag("checkpoint", "how gradients go through the solves")
     solver: str = flag("tsit5", "adaptive solver of the latent ODE's decoder")
-    rtol: float = flag(1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)")
-    atol: float = flag(1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)")
-    encoder_solver: str = flag("euler", "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per gap; the others adapt")
+    rtol: float = flag(
+        1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)"
+    )
+    atol: float = flag(
+        1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)"
+    )
+    encoder_solver: str = flag(
+        "euler",
+        "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per "
+        "gap; the others adapt",
+    )
     encoder_steps: int = flag(1, "fixed Euler steps per gap")
-    window: int = flag(100, "consecutive time points per series, at a seeded random start; shorter series stay whole")
+    window: int = flag(
+        100,
+        "consecutive time points per series, at a seeded random start; shorter series stay whole",
+    )
     train_size: int = flag(0, "use the first N training series (0: all)")
     eval_batch: int = flag(100, "series per batch when evaluating (test, validation)")
     eval_samples: int = flag(16, "latent ODE: z0 draws for the picture's uncertainty band")
-    eval_rtol: float | None = flag(None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)")
-    eval_atol: float | None = flag(None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)")
+    eval_rtol: float | None = flag(
+        None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)"
+    )
+    eval_atol: float | None = flag(
+        None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)"
+    )
     steps: int = 1200
     batch_size: int = 50
     lr: float = 3e-3
@@ -123,10 +154,11 @@ def check_config(config: Config) -> None:
         )
     check_training_flags(config)
     check_flags(
-        config, ints=("latent", "hidden", "width", "eval_batch", "eval_samples",
-                      "encoder_steps", "window"),
+        config,
+        ints=("latent", "hidden", "width", "eval_batch", "eval_samples", "encoder_steps", "window"),
         counts=("depth", "kl_warmup", "train_size", "seed", "eval_every"),
-        positive=("obs_std",), non_negative=("ce_weight",),
+        positive=("obs_std",),
+        non_negative=("ce_weight",),
     )
     check_tolerances(config)
     check_eval_tolerances(config)
@@ -154,8 +186,12 @@ def check_config(config: Config) -> None:
     check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training series{kept}")
     check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test series")
     if config.eval_every:
-        check_at_most("eval_batch", config.eval_batch, validation,
-                      f"{config.dataset} validation series (--eval-every)")
+        check_at_most(
+            "eval_batch",
+            config.eval_batch,
+            validation,
+            f"{config.dataset} validation series (--eval-every)",
+        )
 
 
 def series_masks(task: str, observed: float, key, available, readable):
@@ -168,7 +204,10 @@ def build_model(config: Config, data_size: int, num_classes: int | None, key):
     classes = num_classes if TASKS[config.task].classifies else None
     settings = solve_settings(config.solver, config.adjoint, rtol=config.rtol, atol=config.atol)
     encoder_settings = solve_settings(
-        config.encoder_solver, config.adjoint, rtol=config.rtol, atol=config.atol,
+        config.encoder_solver,
+        config.adjoint,
+        rtol=config.rtol,
+        atol=config.atol,
         fixed_dt=1.0 / config.encoder_steps,
     )
     return MODELS[config.model].build(
@@ -181,8 +220,9 @@ def model_skeleton(config: Config):
     sizes come from the dataset's spec (channels, classes)."""
     features = datasets.get_spec(config.dataset).features
     label = features.get("label")
-    return build_model(config, features["x"].shape[-1],
-                       None if label is None else label.num_classes, jr.key(0))
+    return build_model(
+        config, features["x"].shape[-1], None if label is None else label.num_classes, jr.key(0)
+    )
 
 
 def evaluation_model(config: Config, model):
@@ -231,8 +271,15 @@ def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) ->
     parts = []
     for start in range(0, n, size):
         index = np.arange(start, start + padded) % n  # wrap around: fixed shapes
-        arrays = place((split.t[index], split.x[index], split.available[index],
-                        split.readable[index], keys[index]))
+        arrays = place(
+            (
+                split.t[index],
+                split.x[index],
+                split.available[index],
+                split.readable[index],
+                keys[index],
+            )
+        )
         out = _scored_batch(model, task, series_model, config.observed, *arrays)
         parts.append([np.asarray(local_value(part))[: min(size, n - start)] for part in out])
     scored, steps, inputs, metric = (np.concatenate(column) for column in zip(*parts))
@@ -267,8 +314,10 @@ def _compare_with_paper(config: Config, results: dict) -> dict:
     published = None if paper is None else paper.published(config)
     if published is None:
         return {}
-    return {"paper_test_mse": published,
-            "ratio_to_paper": results["test_mse_paper_scale"] / published}
+    return {
+        "paper_test_mse": published,
+        "ratio_to_paper": results["test_mse_paper_scale"] / published,
+    }
 
 
 def validation(config: Config, data, key, data_parallel=None) -> Validation:
@@ -278,8 +327,13 @@ def validation(config: Config, data, key, data_parallel=None) -> Validation:
     name = task.metric.replace("test_", "val_", 1)
 
     def metrics(model) -> dict:
-        result = evaluate(evaluation_model(config, model), config, data.validation, key=key,
-                          data_parallel=data_parallel)
+        result = evaluate(
+            evaluation_model(config, model),
+            config,
+            data.validation,
+            key=key,
+            data_parallel=data_parallel,
+        )
         return {name: result[task.metric], "val_num_steps": result["eval_num_steps"]}
 
     return Validation(metrics, best=name, higher_is_better=task.higher_is_better)
@@ -301,16 +355,29 @@ def main(config: Config) -> dict:
     data = load_data(config, task, validation=config.eval_every > 0)
     model = build_model(config, data.data_size, data.num_classes, run.keys["model"])
     model, history = run.fit(
-        model, make_loss(config), training_optimizer(config.lr, config.steps, config.clip_norm),
-        functools.partial(batch_at, data.train, batch_size=config.batch_size, seed=config.seed,
-                          rows=run.rows(config.batch_size)),
+        model,
+        make_loss(config),
+        training_optimizer(config.lr, config.steps, config.clip_norm),
+        functools.partial(
+            batch_at,
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rows=run.rows(config.batch_size),
+        ),
         validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
-        if config.eval_every else None,
+        if config.eval_every
+        else None,
     )
     earlier = run.earlier_train_seconds()
     start = time.perf_counter()
-    metrics = evaluate(evaluation_model(config, model), config, data.test, key=run.keys["eval"],
-                       data_parallel=run.data_parallel)
+    metrics = evaluate(
+        evaluation_model(config, model),
+        config,
+        data.test,
+        key=run.keys["eval"],
+        data_parallel=run.data_parallel,
+    )
     results = run.results(
         **metrics,
         train_series=len(data.train.t),
@@ -324,8 +391,15 @@ def main(config: Config) -> dict:
     )
     results |= _compare_with_paper(config, results)
     run.write(results)
-    fig = task.picture(model, MODELS[config.model], config, data, results,
-                       key=run.keys["plot"], mask_key=run.keys["eval"])
+    fig = task.picture(
+        model,
+        MODELS[config.model],
+        config,
+        data,
+        results,
+        key=run.keys["plot"],
+        mask_key=run.keys["eval"],
+    )
     run.save_figure(fig, f"{config.dataset}_{config.task}.png", dpi=100)
     _print_summary(task, results, run.out)
     return results
@@ -336,11 +410,19 @@ def evaluate_trained(config: Config, model, run: Run) -> dict:
     after training), written with provenance to `evaluation.json`."""
     data = load_data(config, TASKS[config.task])
     start = time.perf_counter()
-    metrics = evaluate(evaluation_model(config, model), config, data.test, key=run.keys["eval"],
-                       data_parallel=run.data_parallel)
-    results = run.results(**metrics, test_series=len(data.test.t),
-                          eval_seconds=time.perf_counter() - start,
-                          normalisation=data.normalisation)
+    metrics = evaluate(
+        evaluation_model(config, model),
+        config,
+        data.test,
+        key=run.keys["eval"],
+        data_parallel=run.data_parallel,
+    )
+    results = run.results(
+        **metrics,
+        test_series=len(data.test.t),
+        eval_seconds=time.perf_counter() - start,
+        normalisation=data.normalisation,
+    )
     results |= _compare_with_paper(config, results)
     run.write(results, name="evaluation.json")
     _print_summary(TASKS[config.task], results, run.out, "evaluation.json")
@@ -358,10 +440,17 @@ def headline(results: dict) -> dict[str, float]:
 
 
 COMMAND = Command(
-    "timeseries", Config, main, docs="timeseries.md", choices=_choices, model_skeleton=model_skeleton,
+    "timeseries",
+    Config,
+    main,
+    docs="timeseries.md",
+    choices=_choices,
+    model_skeleton=model_skeleton,
     headline=headline,
-    reference=(("--steps", "20"), ("test_mse", "baseline_linear_interpolation_mse",
-                                   "eval_num_steps")),
+    reference=(
+        ("--steps", "20"),
+        ("test_mse", "baseline_linear_interpolation_mse", "eval_num_steps"),
+    ),
     tables=TABLES,
 )
 parse_args = COMMAND.parse

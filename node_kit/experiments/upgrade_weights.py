@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._io import (
-    CheckpointError,
     atomic_write_bytes,
+    CheckpointError,
     read_checkpoint_bytes,
     sidecar_bytes,
     sidecar_path,
@@ -48,16 +48,24 @@ def upgrade(path: str | Path) -> bool:
     again, stored = read_checkpoint_bytes(path)
     before, after = npy_records(payload), npy_records(stored)
     if again != header or before is None or not same_arrays(before, after):
-        raise CheckpointError(f"upgrading {path} changed what it holds; restore it from a "
-                              "copy and report this as a bug.", damaged=False)
+        raise CheckpointError(
+            f"upgrading {path} changed what it holds; restore it from a "
+            "copy and report this as a bug.",
+            damaged=False,
+        )
     return True
 
 
 def same_arrays(first: Sequence, second: Sequence | None) -> bool:
     """The same number of arrays, each with the same dtype, shape and bytes."""
-    return second is not None and len(first) == len(second) and all(
-        a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-        for a, b in zip(first, second))
+    return (
+        second is not None
+        and len(first) == len(second)
+        and all(
+            a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+            for a, b in zip(first, second)
+        )
+    )
 
 
 def weights_files(paths: Sequence[str]) -> list[Path]:
@@ -70,7 +78,9 @@ def weights_files(paths: Sequence[str]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise ValueError(f"`paths`: {name!r} does not exist; pass run folders or weights files.")
+            raise ValueError(
+                f"`paths`: {name!r} does not exist; pass run folders or weights files."
+            )
     return files
 
 
@@ -84,8 +94,10 @@ def main(paths: Sequence[str]) -> dict:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> list[str]:
-    parser = argparse.ArgumentParser(prog="python -m node_kit.experiments.upgrade_weights",
-                                     description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m node_kit.experiments.upgrade_weights",
+        description=(__doc__ or "").split("\n")[0],
+    )
     parser.add_argument("paths", nargs="+", help="run folders (searched recursively) or files")
     return parser.parse_args(argv).paths
 
