@@ -241,6 +241,15 @@ class Run:
         earlier = json.loads(path.read_text())
         return float(earlier.get("train_seconds_total", earlier.get("train_seconds_this_run", 0.0)))
 
+    def batches(self, batch_at: Callable, train: Any) -> Callable[[int], Any]:
+        """`step -> batch` for [`Run.fit`][]: `batch_at(train, step, batch_size=...,
+        seed=..., rows=...)` with the config's batch size and seed, and this process's rows
+        of each global batch (see [`Run.rows`][])."""
+        size = self.config.batch_size
+        return functools.partial(
+            batch_at, train, batch_size=size, seed=self.config.seed, rows=self.rows(size)
+        )
+
     def rows(self, batch_size: int) -> slice:
         """The rows of each global batch this process builds (all of them with one process).
 
@@ -342,6 +351,15 @@ class _BestModel:
             "best_value": best.get("value"),
             "file": self.path.name if best else None,
         }
+
+
+def part_config(config: Any, **changes: Any) -> Any:
+    """`config` with `changes`, for one part of a command's run (one model, one method, in
+    its own folder): the processes are joined once, by the command's own [`Run`][], so the
+    part's run joins none."""
+    return dataclasses.replace(
+        config, coordinator="", num_processes=1, process_id=0, distributed=False, **changes
+    )
 
 
 def _on_host(model):

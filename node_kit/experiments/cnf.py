@@ -14,7 +14,6 @@ validation NLL to the history every K steps and keeps the best model as `best.eq
 """
 
 import dataclasses
-import functools
 import io
 import math
 from pathlib import Path
@@ -346,13 +345,7 @@ def main(config: Config) -> dict:
         cnf,
         make_loss(config, data),
         training_optimizer(config.lr, config.steps, config.clip_norm),
-        functools.partial(
-            datasets.batch_at,
-            data.train,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            rows=run.rows(config.batch_size),
-        ),
+        run.batches(datasets.batch_at, data.train),
         validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
         if config.eval_every
         else None,

@@ -44,7 +44,7 @@ from ._deq_models import (
 from ._deq_plots import plot
 from ._deq_tables import TABLES
 from ._protocol import Command, DataConfig, flag, TrainConfig
-from ._run import check_training_flags, Run, training_optimizer
+from ._run import check_training_flags, part_config, Run, training_optimizer
 
 
 MODEL_NAMES = ("deq", "neural_ode", "mlp")
@@ -231,17 +231,7 @@ def model_runs(config: Config) -> dict[str, Run]:
     starts afresh; no checkpoint at all is the runner's error. The processes are joined
     once, by the command's own run, so the models' runs do not join them again.
     """
-    configs = {
-        name: dataclasses.replace(
-            config,
-            out=str(Path(config.out) / name),
-            coordinator="",
-            num_processes=1,
-            process_id=0,
-            distributed=False,
-        )
-        for name in MODEL_NAMES
-    }
+    configs = {name: part_config(config, out=str(Path(config.out) / name)) for name in MODEL_NAMES}
     started = [name for name, c in configs.items() if _has_checkpoint(Path(c.out))]
     if config.resume and started:
         configs = {
@@ -258,13 +248,7 @@ def _has_checkpoint(out: Path) -> bool:
 def train_and_evaluate(config: Config, run: Run, name: str, model, data: dict):
     """Train one model in its `run` (under `<out>/<name>/`), evaluate, write its results;
     returns `(model, summary, history)`."""
-    batch_at = functools.partial(
-        datasets.batch_at,
-        data["train"],
-        batch_size=config.batch_size,
-        seed=config.seed,
-        rows=run.rows(config.batch_size),
-    )
+    batch_at = run.batches(datasets.batch_at, data["train"])
     earlier = run.earlier_train_seconds()
     optimizer = training_optimizer(config.lr, config.steps, config.clip_norm)
     model, history = run.fit(model, classification_loss, optimizer, batch_at)

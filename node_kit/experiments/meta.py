@@ -38,7 +38,7 @@ from ._cli import check_at_most, check_choices, check_flags
 from ._meta_plots import plot_fits, print_table
 from ._meta_tables import TABLES
 from ._protocol import Command, flag, TrainConfig
-from ._run import check_training_flags, recent_mean, Run, with_clipping
+from ._run import check_training_flags, part_config, recent_mean, Run, with_clipping
 
 
 ACTIVATIONS = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "relu": jax.nn.relu}
@@ -203,19 +203,8 @@ def train(config: Config, method: Method, shots: int):
     )
     # One method and one K: scalars, which a checkpoint's JSON meta keeps as they are (a
     # tuple would come back as a list and refuse the resume).
-    # The processes were joined once, by the command's own run (see `main`).
     run = Run(
-        dataclasses.replace(
-            config,
-            out=str(out),
-            shots=shots,
-            methods=method.name,
-            resume=resume,
-            coordinator="",
-            num_processes=1,
-            process_id=0,
-            distributed=False,
-        ),
+        part_config(config, out=str(out), shots=shots, methods=method.name, resume=resume),
         keys=("model", "train", "tasks", "eval"),
     )
     model = build_model(config, run.keys["model"])

@@ -22,7 +22,6 @@ predicts the label. Training targets are all available points for both regressio
 """
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 
@@ -358,38 +357,23 @@ def main(config: Config) -> dict:
         model,
         make_loss(config),
         training_optimizer(config.lr, config.steps, config.clip_norm),
-        functools.partial(
-            batch_at,
-            data.train,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            rows=run.rows(config.batch_size),
-        ),
+        run.batches(batch_at, data.train),
         validation=validation(config, data, jr.fold_in(run.keys["eval"], 1), run.data_parallel)
         if config.eval_every
         else None,
     )
     earlier = run.earlier_train_seconds()
-    start = time.perf_counter()
-    metrics = evaluate(
-        evaluation_model(config, model),
+    results = test_results(
         config,
-        data.test,
-        key=run.keys["eval"],
-        data_parallel=run.data_parallel,
-    )
-    results = run.results(
-        **metrics,
+        model,
+        run,
+        data,
         train_series=len(data.train.t),
-        test_series=len(data.test.t),
         time_points=int(data.train.t.shape[1]),
         train_num_steps_last_100=recent_mean(history, "num_steps"),
         train_seconds_this_run=run.train_seconds,
         train_seconds_total=earlier + run.train_seconds,
-        eval_seconds=time.perf_counter() - start,
-        normalisation=data.normalisation,
     )
-    results |= _compare_with_paper(config, results)
     run.write(results)
     fig = task.picture(
         model,
@@ -405,10 +389,9 @@ def main(config: Config) -> dict:
     return results
 
 
-def evaluate_trained(config: Config, model, run: Run) -> dict:
-    """`--evaluate`: the test metrics of the trained `model` again (the same masks as
-    after training), written with provenance to `evaluation.json`."""
-    data = load_data(config, TASKS[config.task])
+def test_results(config: Config, model, run: Run, data, **fields) -> dict:
+    """The results of `model` on the test split (the same masks whenever it is evaluated)
+    beside the paper's numbers, with `fields`."""
     start = time.perf_counter()
     metrics = evaluate(
         evaluation_model(config, model),
@@ -419,11 +402,18 @@ def evaluate_trained(config: Config, model, run: Run) -> dict:
     )
     results = run.results(
         **metrics,
+        **fields,
         test_series=len(data.test.t),
         eval_seconds=time.perf_counter() - start,
         normalisation=data.normalisation,
     )
-    results |= _compare_with_paper(config, results)
+    return results | _compare_with_paper(config, results)
+
+
+def evaluate_trained(config: Config, model, run: Run) -> dict:
+    """`--evaluate`: the test metrics of the trained `model` again (the same masks as
+    after training), written with provenance to `evaluation.json`."""
+    results = test_results(config, model, run, load_data(config, TASKS[config.task]))
     run.write(results, name="evaluation.json")
     _print_summary(TASKS[config.task], results, run.out, "evaluation.json")
     return results
