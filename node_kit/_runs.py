@@ -12,6 +12,7 @@ commands on its own, and they need the `experiments` extra), rebuilds its
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -66,8 +67,23 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     """
     folder = _check_folder(run)
     expected = None if command is None else _registered(command, "`command`")
+    if expected is not None and not expected.loadable:
+        raise ValueError(
+            f"`command`: the runs of {expected.module} cannot be loaded (the command declares "
+            f"no model_skeleton); the runs of {_loadable_names()} can."
+        )
     path = _weights_file(folder, best, expected)
-    header, payload = read_checkpoint_bytes(path, fix=_fix(path))
+    try:
+        header, payload = read_checkpoint_bytes(path, fix=_fix(path))
+    except CheckpointError as error:
+        # model.eqx damaged (say, a kill between its weights and its sidecar): the run's
+        # last checkpoint holds the same final weights.
+        fallback = path.with_name("checkpoint.eqx")
+        if path.name != "model.eqx" or not error.damaged or not fallback.exists():
+            raise
+        warnings.warn(f"{error} Reading {fallback} instead.", stacklevel=2)
+        path = fallback
+        header, payload = read_checkpoint_bytes(path, fix=_fix(path))
     record = _record(header, path)
     recorded = _recorded_command(record["command"], path, expected)
     values = dict(record["config"])
@@ -188,7 +204,7 @@ def _recorded_command(name: str, path: Path, expected):
             f"the folder of a {expected.name} run."
         )
     if not command.loadable:
-        loadable = ", ".join(c.module for c in _loadable_commands())
+        loadable = _loadable_names()
         raise ValueError(
             f"`run`: {path.parent} is a run of {command.module}, whose runs cannot be loaded "
             f"(the command declares no model_skeleton); the runs of {loadable} can. Read its "
@@ -197,10 +213,10 @@ def _recorded_command(name: str, path: Path, expected):
     return command
 
 
-def _loadable_commands() -> list:
+def _loadable_names() -> str:
     from node_kit.experiments import _registry
 
-    return [c for c in _registry.commands() if c.loadable]
+    return ", ".join(c.module for c in _registry.commands() if c.loadable)
 
 
 def _as_skeleton_float(stream, like):

@@ -124,6 +124,8 @@ def test_unknown_and_bad_registrations_are_refused():
         _registry.register("node_kit._checks")
     with pytest.raises(ValueError, match=r"'cnf' is one of node_kit's commands"):
         _registry.unregister("cnf")
+    with pytest.raises(ValueError, match=r"'nope' is not a registered command"):
+        _registry.unregister("nope")
     with pytest.raises(ValueError, match=r"no module named 'no_such_command' can be imported; "
                                          r"put its folder on PYTHONPATH"):
         _registry.register("no_such_command")
@@ -158,3 +160,34 @@ def test_every_command_has_a_docs_page_in_the_nav():
     fewer = [{"Home": "index.md"}, {"Pages": [{p: p} for p in listed if p != "cnf.md"]}]
     assert _registry.nav_with_commands(fewer)[-1] == {"Commands": [{"cnf": "cnf.md"},
                                                                    {"cnf_overhead": "cnf.md"}]}
+
+
+def test_a_module_that_fails_on_its_own_import_is_not_called_missing(tmp_path, monkeypatch):
+    """register() names the missing module only when it is the command's own; an import
+    inside the command that fails keeps its own error."""
+    (tmp_path / "broken_command.py").write_text("import no_such_dependency_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_here"):
+        _registry.register("broken_command")
+
+
+def test_load_run_refuses_a_command_whose_runs_do_not_load(tmp_path):
+    import node_kit as nk
+
+    with pytest.raises(ValueError, match=r"`command`: the runs of node_kit.experiments.memory "
+                                         r"cannot be loaded .* the runs of node_kit.experiments.cnf"):
+        nk.load_run(tmp_path, command="memory")
+
+
+def test_a_command_run_as_a_script_is_told_to_run_as_a_module(tmp_path, capsys):
+    """Its runs would record "__main__", which no other process can load."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("tiny_command.py")
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "error: the command 'tiny' runs as a script; run it as a module" in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -263,3 +263,28 @@ def test_upgrade_makes_old_files_plain_equinox_with_the_same_arrays(tmp_path, ca
                        r"header .*\. Leave it as it is; it cannot be upgraded\."):
         upgrade_weights.upgrade(damaged)
     assert not sidecar_path(damaged).exists()
+
+
+def test_load_run_reads_the_checkpoint_when_model_eqx_is_damaged(tmp_path):
+    """A kill between model.eqx's weights and its sidecar leaves a mismatched pair: the
+    run's checkpoint.eqx holds the same final weights, and load_run reads it, warning."""
+    import shutil
+
+    committed = Path(__file__).parents[1] / "experiments" / "results" / "cnf" / "8gaussians"
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.eqx", "checkpoint.eqx"):
+        shutil.copy(committed / "model.eqx", run / name)
+        shutil.copy(committed / "model.eqx.json", sidecar_path(run / name))
+    expected, _ = nk.load_run(run)
+    data = bytearray((run / "model.eqx").read_bytes())
+    data[-1] ^= 1
+    (run / "model.eqx").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"model.eqx is damaged.*Reading .*checkpoint.eqx"):
+        model, _ = nk.load_run(run)
+    assert jax.tree_util.tree_all(jax.tree.map(
+        lambda a, b: bool(jnp.array_equal(a, b)), eqx.filter(model, eqx.is_array),
+        eqx.filter(expected, eqx.is_array)))
+    (run / "checkpoint.eqx").unlink()
+    with pytest.raises(nk.CheckpointError, match="model.eqx is damaged"):
+        nk.load_run(run)

@@ -6,7 +6,7 @@ values (`--steps 10 100`). A field's `metadata` may give its `help` text, `alias
 (other flag names) and `nargs` (e.g. `"*"` where an empty list is allowed).
 
 The flag checks below ([`check_flags`][], [`check_tolerances`][], [`check_at_most`][]) raise
-a `ValueError` naming the flag as the user typed it (`--batch-size`); `run_command` prints it
+a `ValueError` naming the flag as the user typed it (`--batch-size`); `Command.run` prints it
 as `error: <message>` and exits with status 2, as argparse does for a malformed flag.
 """
 

@@ -254,8 +254,18 @@ class Command:
         `error: <message>` without a traceback for what the user can fix (see
         [`exit_on_user_error`][]). A command outside the registry registers itself for the
         process, so that it can load its own runs (`--evaluate`)."""
+        return exit_on_user_error(lambda: self._run(argv))
+
+    def _run(self, argv: Sequence[str] | None) -> dict:
         from . import _registry  # which imports this module
 
+        if self.module == "__main__":
+            # Its runs would record "__main__", which no other process can look up.
+            raise ValueError(
+                f"the command {self.name!r} runs as a script; run it as a module, "
+                f"python -m <its module> (from the folder above it, or with that folder on "
+                "PYTHONPATH), so that its runs record a command other processes can load."
+            )
         if not _registry.is_registered(self.module):  # a user's command knows its own runs
             _registry.register(self.module)
         argv = sys.argv[1:] if argv is None else list(argv)
@@ -266,7 +276,7 @@ class Command:
             if known.worker:
                 return self.worker(known.worker)
             argv = rest
-        return exit_on_user_error(lambda: self.main(self.parse(argv)))
+        return self.main(self.parse(argv))
 
 
 def exit_on_user_error(run: Callable[[], dict]) -> dict:

@@ -25,6 +25,7 @@ Exits 1 and prints the differing values if anything differs.
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -50,7 +51,8 @@ def run(command: str, argv: Sequence[str], out: Path, data_dir: str | None, core
     """Run one command on `cores` cores and return its history rows (without `time`) and
     metrics."""
     flags = [*argv, "--out", str(out), "--no-progress"]
-    if data_dir:
+    fields = {f.name for f in dataclasses.fields(_registry.get(command).config)}
+    if data_dir and "data_dir" in fields:
         flags += ["--data-dir", data_dir]
     run_on_cores(
         [sys.executable, "-m", _registry.get(command).module, *flags],
@@ -111,13 +113,19 @@ def main(argv=None) -> int:
         for command, (flags, _) in checks().items():
             try:
                 got[command] = run(command, flags, Path(tmp) / command, args.data_dir, cores)
-            except ValueError as error:
+            except (ValueError, subprocess.CalledProcessError) as error:
                 print(f"{command} {' '.join(flags)}: NOT RUN: {error}")
                 return 1
             if args.record:
                 continue
+            recorded_flags = reference.get(command, {}).get("argv", list(flags))
             lines = (
-                differences(reference[command], got[command], args.rtol)
+                [
+                    f"the reference was recorded with {recorded_flags}, the command's reference "
+                    f"run is now {list(flags)}: record it again with --record"
+                ]
+                if command in reference and recorded_flags != list(flags)
+                else differences(reference[command], got[command], args.rtol)
                 if command in reference
                 else [
                     f"no reference recorded for {command} in {REFERENCE.name}; record one "

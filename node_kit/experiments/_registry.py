@@ -66,13 +66,15 @@ def register(module: str) -> Command:
 
 
 def unregister(name: str) -> None:
-    """Drop a command registered with [`register`][] (node_kit's own stay)."""
-    if name in COMMANDS:
+    """Drop a command registered with [`register`][], by its name or module (node_kit's own
+    stay)."""
+    command = get(name)
+    if command.name in COMMANDS:
         raise ValueError(
             f"{name!r} is one of node_kit's commands; only commands added with "
             "register can be dropped."
         )
-    _modules.pop(name, None)
+    _modules.pop(command.name, None)
 
 
 def nav_with_commands(nav: list) -> list:
@@ -100,7 +102,7 @@ def _command_of(module: str) -> Command:
     try:
         imported = importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if error.name is None or not module.startswith(error.name):
+        if error.name is None or not (error.name == module or module.startswith(error.name + ".")):
             raise  # the module exists; something it imports does not
         raise ValueError(
             f"no module named {module!r} can be imported; put its folder on "

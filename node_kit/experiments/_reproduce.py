@@ -59,13 +59,15 @@ RESULTS = ROOT / "experiments" / "results"
 # The cores of a committed run whose results.json does not record them: the committed runs
 # are made on one core (docs/reproduce.md).
 DEFAULT_CORES = 1
-# Flags that do not define the result: where it is written, resuming, the bar, devices.
+# Flags that do not define the result: where it is written, resuming, the bar, using a
+# trained run instead of training, devices (--per-device does: it solves differently).
 NOT_DEFINING = (
     "out",
     "resume",
     "progress",
+    "evaluate",
+    "sample",
     "devices",
-    "per_device",
     "coordinator",
     "num_processes",
     "process_id",
@@ -94,6 +96,12 @@ class Committed:
         """The flags that rebuild the recorded config (those that differ from the defaults)."""
         defaults = dataclasses.asdict(self.command.config())
         recorded = self.recorded_config()
+        unknown = sorted(set(recorded) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"{self.name} was run with settings {self.command.module} no longer has "
+                f"({', '.join(unknown)}); it cannot be re-run with this code."
+            )
         order = [f.name for f in ordered_fields(self.command.config, SHARED_CONFIGS)]
         values = {name: recorded[name] for name in order if name in recorded}
         return config_flags(values, defaults, skip=NOT_DEFINING)
