@@ -102,6 +102,14 @@ class Run:
             check_training_flags(config)
         self.config: Any = config  # the command's Config
         self.out = Path(config.out)
+        self.checkpoint_path = self.out / "checkpoint.eqx"
+        """`<out>/checkpoint.eqx`, written during [`Run.fit`][]."""
+        self.model_path = self.out / "model.eqx"
+        """`<out>/model.eqx`: the trained weights, written when [`Run.fit`][] ends."""
+        self.best_path = self.out / "best.eqx"
+        """`<out>/best.eqx`: the best weights on the validation split (`--eval-every`)."""
+        self.history_path = self.out / "history.csv"
+        """`<out>/history.csv`, appended to during [`Run.fit`][]."""
         if getattr(config, "resume", False) and not (
             self.checkpoint_path.exists() or previous_path(self.checkpoint_path).exists()
         ):
@@ -125,26 +133,6 @@ class Run:
         """What every weights file of the run records: the command's module and config
         (without `out` and `resume`, how this process ran: a moved or resumed run's files
         are the same)."""
-
-    @property
-    def checkpoint_path(self) -> Path:
-        """`<out>/checkpoint.eqx`, written during [`Run.fit`][]."""
-        return self.out / "checkpoint.eqx"
-
-    @property
-    def model_path(self) -> Path:
-        """`<out>/model.eqx`: the trained weights, written when [`Run.fit`][] ends."""
-        return self.out / "model.eqx"
-
-    @property
-    def best_path(self) -> Path:
-        """`<out>/best.eqx`: the best weights on the validation split (`--eval-every`)."""
-        return self.out / "best.eqx"
-
-    @property
-    def history_path(self) -> Path:
-        """`<out>/history.csv`, appended to during [`Run.fit`][]."""
-        return self.out / "history.csv"
 
     def fit(
         self,
