@@ -171,12 +171,10 @@ def _write_kept_arrays(path: str, fingerprint: str, arrays: Any) -> None:
         return
     named = {_FEATURE + key: array for key, array in arrays.items()}
     buffer = io.BytesIO()
-    try:
+    with contextlib.suppress(OSError):  # not kept (say, a read-only data dir): decoded again
         # `allow_pickle` (numpy's default) given by name: `**named` cannot stand for it.
         np.savez(buffer, allow_pickle=True, **named, **{_FINGERPRINT: np.array(fingerprint)})
         atomic_write_bytes(path, buffer.getvalue())
-    except OSError:
-        pass  # decoded again next time
 
 
 def _unknown_name_error(name: str) -> ValueError:
