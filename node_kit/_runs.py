@@ -5,15 +5,21 @@ folder the checkpoint `checkpoint.eqx` while it trains and the weights `model.eq
 ends (`best.eqx` with `--eval-every`), each a plain `eqx.tree_serialise_leaves` file whose
 JSON sidecar (`model.eqx.json`) records the command (its module) and the full config of
 the run. [`node_kit.load_run`][] reads the sidecar, looks the command up in the command
-registry (`node_kit.experiments._registry`, imported only then: node_kit never imports the
-commands on its own, and they need the `experiments` extra), rebuilds its
-`Config` and the model's skeleton (`model_skeleton(config)`), and reads the weights into it.
+registry, rebuilds its `Config` and the model's skeleton (`model_skeleton(config)`), and
+reads the weights into it.
+
+The library does not import the commands: the registry (`node_kit.experiments._registry`)
+hands itself to [`use_registry`][] when it is imported. A run of one of node_kit's own
+commands records its module (`node_kit.experiments.cnf`), which `load_run` imports when no
+command is imported yet, as the run's data names it; that brings the registry.
 """
 
 import dataclasses
+import importlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -99,16 +105,49 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
     return model, config
 
 
+BUILTIN_COMMANDS = "node_kit.experiments"
+"""The package of node_kit's own commands."""
+
+_registry: Any = None
+"""The command registry (the module `node_kit.experiments._registry`), once it is imported."""
+
+
+def use_registry(registry: Any) -> None:
+    """How `load_run` finds commands: `registry.get(name)` and `registry.commands()`.
+    `node_kit.experiments._registry` calls it when it is imported."""
+    global _registry
+    _registry = registry
+
+
+def _commands(name: str = "") -> Any:
+    """The registry. Before any command was imported, a run of one of node_kit's own
+    commands (`name` its module, or its short name) imports that module, which brings
+    the registry; nothing else is imported."""
+    module = name if "." in name else f"{BUILTIN_COMMANDS}.{name}"
+    own = module.removeprefix(BUILTIN_COMMANDS + ".")
+    if _registry is None and own != module and own.isidentifier():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise  # the command exists; something it needs does not
+    if _registry is None:
+        raise ValueError(
+            f"{name!r} is not a registered command: no command is imported in this process. "
+            "Import or register the command that wrote the run "
+            "(node_kit.experiments._registry.register)."
+        )
+    return _registry
+
+
 def _registered(name, what: str):
     """The registered command `name`; a `ValueError` naming `what` otherwise."""
-    from node_kit.experiments import _registry  # the commands: only when a run is loaded
-
     if not isinstance(name, str):
         raise ValueError(
             f'{what} must be a command\'s name such as "cnf", or None; got {type_name(name)}.'
         )
     try:
-        return _registry.get(name)
+        return _commands(name).get(name)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
 
@@ -214,9 +253,7 @@ def _recorded_command(name: str, path: Path, expected):
 
 
 def _loadable_names() -> str:
-    from node_kit.experiments import _registry
-
-    return ", ".join(c.module for c in _registry.commands() if c.loadable)
+    return ", ".join(c.module for c in _commands().commands() if c.loadable)
 
 
 def _as_skeleton_float(stream, like):

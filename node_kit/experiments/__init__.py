@@ -9,3 +9,5 @@ from .._extras import COMMAND_PACKAGES, require_experiments_extra
 
 
 require_experiments_extra("node_kit.experiments", COMMAND_PACKAGES)
+
+from . import _registry as _registry  # hands itself to nk.load_run (node_kit._runs)

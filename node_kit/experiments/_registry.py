@@ -8,6 +8,7 @@ A user's own command joins for the running process with [`register`][].
 """
 
 import importlib
+import sys
 
 from ._protocol import Command
 
@@ -93,6 +94,14 @@ def _nav_pages(nav) -> set[str]:
     return pages
 
 
+def _install() -> None:
+    """Hand this registry to `nk.load_run`: the library looks commands up here, never
+    importing them itself."""
+    from .. import _runs
+
+    _runs.use_registry(sys.modules[__name__])
+
+
 def _command_of(module: str) -> Command:
     if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
         raise ValueError(
@@ -115,3 +124,6 @@ def _command_of(module: str) -> Command:
             "Command); it is not a command."
         )
     return command
+
+
+_install()
