@@ -21,6 +21,7 @@ from ._fixed_point import (
     FixedPointIteration as FixedPointIteration,
 )
 from ._history import read_history as read_history
+from ._host_loop import TrainingDiverged as TrainingDiverged
 from ._implicit import (
     implicit_minimise as implicit_minimise,
     proximal_loss as proximal_loss,
@@ -72,11 +73,7 @@ from ._trace import (
     trace_estimator_from_name as trace_estimator_from_name,
     TRACE_ESTIMATOR_NAMES as TRACE_ESTIMATOR_NAMES,
 )
-from ._training import (
-    fit as fit,
-    make_step as make_step,
-    TrainingDiverged as TrainingDiverged,
-)
+from ._training import fit as fit, make_step as make_step
 from ._vector_field import (
     AbstractVectorField as AbstractVectorField,
     AugmentedField as AugmentedField,

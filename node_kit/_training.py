@@ -1,9 +1,7 @@
 """Training: one jitted step, a resumable loop with verified checkpoints and a divergence guard."""
 
 import os
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -13,11 +11,12 @@ import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
-from ._checkpoint import Checkpoint, resume_checkpoint, save_checkpoint
+from ._checkpoint import Checkpoint, resume_checkpoint
 from ._checks import check_callable, check_callables, check_int, check_key, type_name
 from ._history import _HistoryFile
-from ._parallel import DataParallel, is_main_process, local_value
-from ._progress import progress_bar, update_bar
+from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_PARAMS, _Loop, _OK
+from ._parallel import DataParallel, is_main_process
+from ._progress import progress_bar
 
 
 LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Array]]]
@@ -25,18 +24,6 @@ LossFn = Callable[[PyTree, Any, PRNGKeyArray], tuple[jax.Array, dict[str, jax.Ar
 
 Callback = Callable[[dict[str, float]], Any]
 """`callback(row)`, called with each history row `{"step", "loss", **aux, "time", ...}`."""
-
-_FIX = (
-    "Lower the learning rate (a resumed run may change it), clip the gradients, tighten "
-    "rtol/atol, or add regularisation, then resume."
-)
-
-
-class TrainingDiverged(RuntimeError):
-    """Training stopped: a non-finite loss, gradient or parameter, or a failed solve.
-
-    The last checkpoint whose parameters are known good is kept.
-    """
 
 
 def _check_callables(*, loss_fn, optimizer, batch_at=None) -> None:
@@ -89,9 +76,6 @@ def make_step(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
 def _all_finite(tree) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
-_OK, _BAD_LOSS, _BAD_GRAD, _BAD_PARAMS = range(4)
 
 
 @eqx.filter_jit(donate="all-except-first")
@@ -283,133 +267,3 @@ def _put(batch):
 def _copy(tree):
     """Fresh buffers with the same values and placement (the step donates its inputs)."""
     return jax.tree_util.tree_map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, tree)
-
-
-class _Loop:
-    """What `fit` keeps between host synchronisations.
-
-    The steps run ahead of the host: each leaves its loss, its logged `aux` and its
-    status code on the device (`unchecked`). `sync` fetches them all at once, at a log
-    interval or around a checkpoint, raises `TrainingDiverged` for the first step that
-    went wrong, appends the history rows, and writes the pending checkpoint once the
-    step after it has shown its parameters good.
-    """
-
-    def __init__(
-        self,
-        *,
-        checkpoint_path,
-        checkpoint_writer,
-        meta,
-        info,
-        history_file,
-        evaluate,
-        callbacks,
-        bar,
-    ):
-        self.checkpoint_path = checkpoint_path
-        self.checkpoint_writer = checkpoint_writer
-        self.meta = meta
-        self.info = info
-        self.evaluate = evaluate
-        self.history_file = history_file
-        self.callbacks = callbacks
-        self.bar = bar
-        self.unchecked: list = []
-        self.pending: Checkpoint | None = None
-        self.verified = 0  # the last step whose status was fetched
-        self.history: list[dict[str, float]] = []
-        self.start = time.perf_counter()
-
-    def sync(self, model=None) -> None:
-        """Fetch the unchecked steps' results; stop at the first bad one.
-
-        With a `model` (that of the last unchecked step), `evaluate` it once the step is
-        checked and add its values to the step's row.
-        """
-        unchecked, self.unchecked = self.unchecked, []
-        for index, (step, code, loss, aux) in enumerate(unchecked):
-            try:
-                code = int(local_value(code))
-                loss_value = float(local_value(loss))
-            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
-                self.solve_failed(error, step)
-            if code == _BAD_LOSS:
-                self.diverged(f"loss became {loss_value} at step {step}")
-            self.write_pending()  # the step's loss from its parameters was finite
-            if code == _BAD_GRAD:
-                self.diverged(
-                    f"the gradient became NaN or inf at step {step} (the loss was {loss_value:.6g})"
-                )
-            if code == _BAD_PARAMS:
-                self.diverged(f"the update of step {step} made a parameter NaN or inf")
-            self.verified = step
-            if aux is not None:
-                record = {
-                    "step": step,
-                    "loss": loss_value,
-                    **{k: float(local_value(v)) for k, v in aux.items()},
-                    "time": time.perf_counter() - self.start,
-                }
-                if model is not None and index == len(unchecked) - 1:
-                    record |= self.evaluated(model, step)
-                self.history.append(record)
-                if self.history_file is not None:
-                    self.history_file.append(record)  # before the callbacks: one may raise
-                update_bar(self.bar, record)
-                for callback in self.callbacks:
-                    callback(dict(record))
-
-    def evaluated(self, model, step: int) -> dict[str, float]:
-        """`evaluate(model, step)` as floats; a failed solve in it stops training."""
-        try:
-            return {k: float(v) for k, v in self.evaluate(model, step).items()}
-        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
-            cause = f"evaluating the model after step {step} failed ({_runtime_message(error)})"
-            raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
-
-    def write_pending(self) -> None:
-        if self.pending is not None:
-            if self.checkpoint_writer is not None:
-                save_checkpoint(
-                    self.checkpoint_writer, _on_host(self.pending), self.meta, info=self.info
-                )
-            self.pending = None
-
-    def solve_failed(self, error: Exception, step: int) -> None:
-        where = (
-            f"step {step}"
-            if step == self.verified + 1
-            else (f"one of the steps {self.verified + 1} to {step}")
-        )
-        cause = f"a solve failed inside {where} ({_runtime_message(error)})"
-        raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
-
-    def diverged(self, cause: str) -> None:
-        raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path))
-
-
-def _on_host(state: Checkpoint) -> Checkpoint:
-    """The checkpoint's arrays as NumPy arrays of this process (replicated over processes)."""
-    model, opt_state = jax.tree_util.tree_map(
-        lambda x: local_value(x) if isinstance(x, jax.Array) else x, (state.model, state.opt_state)
-    )
-    return Checkpoint(model, opt_state, state.step)
-
-
-def _runtime_message(error: Exception) -> str:
-    """The message an `eqx.error_if` raised, without the stack traces equinox adds."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "EquinoxRuntimeError: " in line:
-            return line.split("EquinoxRuntimeError: ", 1)[1]
-    return lines[0] if lines else type(error).__name__
-
-
-def _diverged_message(cause: str, checkpoint_path) -> str:
-    kept = (
-        f"The last good checkpoint is kept at {checkpoint_path}."
-        if checkpoint_path is not None and Path(checkpoint_path).exists()
-        else "No checkpoint was written before it."
-    )
-    return f"{cause}; training stopped. {kept} {_FIX}"

@@ -17,8 +17,9 @@ import numpy as np
 import optax
 
 import node_kit as nk
-from node_kit.experiments._protocol import Command, EvaluationConfig, flag, TrainConfig
-from node_kit.experiments._run import Run, Validation, with_clipping
+from node_kit.experiments._protocol import Command, EvaluationConfig, option, TrainConfig
+from node_kit.experiments._optimizer import with_clipping
+from node_kit.experiments._run import Run, Validation
 from node_kit.experiments._trained import load_trained
 
 TS = np.linspace(0.0, 1.0, 5)
@@ -28,7 +29,7 @@ TS = np.linspace(0.0, 1.0, 5)
 class Config(TrainConfig, EvaluationConfig):
     """Everything that defines a run."""
 
-    width: int = flag(4, "hidden width of the field")
+    width: int = option(4, "hidden width of the field")
     steps: int = 6
     batch_size: int = 8
     lr: float = 1e-2

@@ -258,6 +258,16 @@ def check_at_most(name: str, value: int, available: int, what: str) -> None:
         )
 
 
+def with_new_names(values: Mapping[str, Any], renamed: Mapping[str, str]) -> dict:
+    """A recorded config's `values` with each field renamed since (`{old: new}`) under its
+    new name."""
+    values = dict(values)
+    for old, new in renamed.items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
+    return values
+
+
 def config_from_record(
     config_cls,
     values: Mapping[str, Any],
@@ -268,10 +278,7 @@ def config_from_record(
     """`config_cls(**values)` from a run's recorded (JSON) config: lists back to tuples,
     a field recorded under a name since `renamed` under its new name, fields added to the
     command since the run at their defaults; a field the command no longer has is an error."""
-    values = dict(values)
-    for old, new in (renamed or {}).items():
-        if old in values and new not in values:
-            values[new] = values.pop(old)
+    values = with_new_names(values, renamed or {})
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - fields)
     if unknown:

@@ -12,7 +12,7 @@ short run `experiments/check_reference.py` compares (`reference`). One line in
 ```python
 @dataclasses.dataclass(frozen=True)
 class Config(TrainConfig):
-    width: int = flag(64, "hidden width of the field")
+    width: int = option(64, "hidden width of the field")
     steps: int = 500                  # a shared flag with this command's default
     out: str = "runs/tiny"
 
@@ -38,7 +38,7 @@ import node_kit as nk
 from ._cli import config_from_record, parse_config
 
 
-def flag(default: Any, text: str, **metadata: Any) -> Any:
+def option(default: Any, text: str, **metadata: Any) -> Any:
     """A config field with its `--help` text (the default is appended to it); `metadata`
     may add `aliases` and `nargs` (see `_cli.parse_config`)."""
     return dataclasses.field(default=default, metadata={"help": text, **metadata})
@@ -51,11 +51,11 @@ def flag(default: Any, text: str, **metadata: Any) -> Any:
 class CommandConfig:
     """The flags of every command: where it writes, its seed, its progress bar."""
 
-    out: str = flag(
+    out: str = option(
         "runs", "folder the command writes to (results.json, history.csv, pictures, checkpoints)"
     )
-    seed: int = flag(0, "seed of every random draw of the run (weights, batches, noise)")
-    progress: bool = flag(True, "show a progress bar")
+    seed: int = option(0, "seed of every random draw of the run (weights, batches, noise)")
+    progress: bool = option(True, "show a progress bar")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +68,16 @@ class ParallelConfig:
     `--distributed` lets JAX detect the cluster (e.g. SLURM).
     """
 
-    devices: int = flag(0, "devices to split each batch over (0: all)")
-    per_device: bool = flag(
+    devices: int = option(0, "devices to split each batch over (0: all)")
+    per_device: bool = option(
         False,
         "solve each device's shard as its own ODE (shard_map) "
         "instead of one solve over the global batch",
     )
-    coordinator: str = flag("", "HOST:PORT of process 0, for a run over several processes")
-    num_processes: int = flag(1, "processes in the run (with --coordinator)")
-    process_id: int = flag(0, "this process's index, 0 to --num-processes - 1")
-    distributed: bool = flag(False, "join the processes JAX detects (SLURM, Open MPI, ...)")
+    coordinator: str = option("", "HOST:PORT of process 0, for a run over several processes")
+    num_processes: int = option(1, "processes in the run (with --coordinator)")
+    process_id: int = option(0, "this process's index, 0 to --num-processes - 1")
+    distributed: bool = option(False, "join the processes JAX detects (SLURM, Open MPI, ...)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,30 +85,30 @@ class TrainConfig(CommandConfig, ParallelConfig):
     """The flags of every training command. A command gives its own defaults by declaring
     the field again without help text (`steps: int = 2000`): the help stays the shared one."""
 
-    steps: int = flag(1000, "training steps (a resumed run stops at this total)")
-    batch_size: int = flag(
+    steps: int = option(1000, "training steps (a resumed run stops at this total)")
+    batch_size: int = option(
         32, "examples per training step (the global batch, split over the devices)"
     )
-    lr: float = flag(
+    lr: float = option(
         1e-3,
         "peak learning rate of AdamW (weight decay 1e-5), which decays "
         "on a cosine to 5%% of it over --steps",
     )
-    clip_norm: float = flag(0.0, "clip the gradient's global norm to this (0: off)")
-    resume: bool = flag(
+    clip_norm: float = option(0.0, "clip the gradient's global norm to this (0: off)")
+    resume: bool = option(
         False, "continue the run in --out from its checkpoint (the same flags; --steps may grow)"
     )
-    checkpoint_every: int = flag(
+    checkpoint_every: int = option(
         100, "steps between checkpoints (one is always written at the end)"
     )
-    log_every: int = flag(10, "steps between rows of history.csv (and of the progress bar)")
+    log_every: int = option(10, "steps between rows of history.csv (and of the progress bar)")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """The flag of every command that reads a built dataset."""
 
-    data_dir: str = flag(
+    data_dir: str = option(
         "",
         "folder of the built datasets (empty: $NODE_KIT_DATA_DIR, else "
         "~/.cache/node_kit/tensorflow_datasets)",
@@ -119,12 +119,12 @@ class DataConfig:
 class EvaluationConfig:
     """The flags of every command whose runs can be loaded (`nk.load_run`)."""
 
-    evaluate: bool = flag(
+    evaluate: bool = option(
         False,
         "load the trained run in --out and compute its test metrics "
         "again into evaluation.json; no training",
     )
-    eval_every: int = flag(
+    eval_every: int = option(
         0,
         "every K steps (and after the last), the validation metric "
         "joins the history and the best model so far is kept as best.eqx "

@@ -48,9 +48,9 @@ import time
 from pathlib import Path
 
 from . import _registry
-from ._cli import config_flags, ordered_fields
+from ._cli import config_flags, ordered_fields, with_new_names
 from ._outputs import own_cores, run_on_cores
-from ._protocol import Command, SHARED_CONFIGS
+from ._protocol import Command, ParallelConfig, SHARED_CONFIGS
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +67,7 @@ NOT_DEFINING = (
     "progress",
     "evaluate",
     "sample",
-    "devices",
-    "coordinator",
-    "num_processes",
-    "process_id",
-    "distributed",
+    *(f.name for f in dataclasses.fields(ParallelConfig) if f.name != "per_device"),
 )
 
 
@@ -86,11 +82,7 @@ class Committed:
 
     def recorded_config(self) -> dict:
         """The recorded config, renamed flags under their new names."""
-        recorded = dict(self.results["config"])
-        for old, new in self.command.renamed.items():
-            if old in recorded and new not in recorded:
-                recorded[new] = recorded.pop(old)
-        return recorded
+        return with_new_names(self.results["config"], self.command.renamed)
 
     def flags(self) -> list[str]:
         """The flags that rebuild the recorded config (those that differ from the defaults)."""

@@ -13,8 +13,21 @@ import node_kit as nk
 
 from .._checks import check_real
 from ._cli import _module_name, flag
-from ._protocol import ParallelConfig
+from ._protocol import option, ParallelConfig
 from ._run import Run
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTolerances:
+    """The flags of a command whose evaluation solves may use other tolerances than its
+    training ones (see [`evaluation_tolerances`][])."""
+
+    eval_rtol: float | None = option(
+        None, "relative tolerance of the evaluation (test, validation) solves (None: --rtol)"
+    )
+    eval_atol: float | None = option(
+        None, "absolute tolerance of the evaluation (test, validation) solves (None: --atol)"
+    )
 
 
 def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):

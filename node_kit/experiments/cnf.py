@@ -15,7 +15,6 @@ validation NLL to the history every K steps and keeps the best model as `best.eq
 
 import dataclasses
 import io
-import math
 from pathlib import Path
 
 import equinox as eqx
@@ -27,7 +26,7 @@ import node_kit as nk
 from node_kit import datasets
 from node_kit._checks import check_int
 from node_kit._io import atomic_write_bytes
-from node_kit._parallel import is_main_process, local_value as nk_local
+from node_kit._parallel import is_main_process
 
 from ._choices import (
     ADAPTIVE_SOLVER_NAMES,
@@ -42,55 +41,57 @@ from ._cnf_data import (
     Data,
     draw_samples,
     evaluate_nll,
-    gaussian_baseline,
     load_data,
+    summarise,
     to_flow_space,
 )
+from ._cnf_plots import plot
 from ._cnf_tables import TABLES
-from ._outputs import plt
-from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
-from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
-from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained
+from ._optimizer import training_optimizer
+from ._protocol import Command, DataConfig, EvaluationConfig, option, TrainConfig
+from ._run import check_training_flags, recent_mean, Run, Validation
+from ._trained import (
+    check_eval_tolerances,
+    evaluation_tolerances,
+    EvaluationTolerances,
+    load_trained,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(TrainConfig, DataConfig, EvaluationConfig):
+class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = flag(
+    dataset: str = option(
         "8gaussians",
         "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)",
     )
-    width: int = flag(64, "hidden width of the ConcatSquash vector field")
-    depth: int = flag(3, "hidden layers of the vector field")
-    t1: float = flag(1.0, "end time of the flow's ODE")
-    adjoint: str = flag("checkpoint", "how gradients go through the solve")
-    trace: str = flag(
+    width: int = option(64, "hidden width of the ConcatSquash vector field")
+    depth: int = option(3, "hidden layers of the vector field")
+    t1: float = option(1.0, "end time of the flow's ODE")
+    adjoint: str = option("checkpoint", "how gradients go through the solve")
+    trace: str = option(
         "exact", "trace estimator of the training loss (the test NLL always uses the exact trace)"
     )
-    probe: str = flag("rademacher", "probe distribution of the Hutchinson estimator")
-    solver: str = flag("tsit5", "adaptive ODE solver")
-    rtol: float = flag(
+    probe: str = option("rademacher", "probe distribution of the Hutchinson estimator")
+    solver: str = option("tsit5", "adaptive ODE solver")
+    rtol: float = option(
         1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)"
     )
-    atol: float = flag(
+    atol: float = option(
         1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)"
     )
-    kinetic_energy: float = flag(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
-    jacobian_norm: float = flag(0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)")
-    eval_batch: int = flag(2000, "points per solve when evaluating (test, validation) and sampling")
-    eval_probes: int = flag(
+    kinetic_energy: float = option(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
+    jacobian_norm: float = option(
+        0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)"
+    )
+    eval_batch: int = option(
+        2000, "points per solve when evaluating (test, validation) and sampling"
+    )
+    eval_probes: int = option(
         4, "digits: Hutchinson probe draws averaged for the test NLL reported beside the exact one"
     )
-    eval_rtol: float | None = flag(
-        None,
-        "relative tolerance of evaluation (test, validation) and sampling solves (None: --rtol)",
-    )
-    eval_atol: float | None = flag(
-        None,
-        "absolute tolerance of evaluation (test, validation) and sampling solves (None: --atol)",
-    )
-    sample: int | None = flag(
+    sample: int | None = option(
         None,
         "load the trained run in --out and write this many samples with their log-density "
         "(data space) to samples.npz; no training",
@@ -217,56 +218,6 @@ def make_loss(config: Config, data: Data) -> FlowLoss:
     return FlowLoss(data.images, config.kinetic_energy, config.jacobian_norm)
 
 
-def summarise(config: Config, cnf: nk.CNF, data: Data, key, data_parallel=None) -> dict:
-    """Test NLL with the exact trace (and Hutchinson for images), truth and baselines."""
-    exact = cnf.with_trace_estimator(nk.ExactTrace())
-    test = evaluate_nll(
-        exact, data, data.test, batch=config.eval_batch, key=key, data_parallel=data_parallel
-    )
-    dim = data.train.shape[1]
-    summary = {
-        "test_nll": test["nll"],
-        "test_nll_se": test["nll_se"],
-        "eval_num_steps": test["num_steps"],
-        "data_dim": dim,
-    }
-    if config.dataset in datasets.ANALYTIC_NAMES:
-        entropy, entropy_se = datasets.true_entropy(config.dataset, num_samples=200_000)
-        summary |= {
-            "true_entropy": entropy,
-            "true_entropy_se": entropy_se,
-            "kl_gap": test["nll"] - entropy,
-        }
-    if data.images:
-        summary |= _image_summary(config, cnf, data, key, test["nll"], dim)
-    return summary
-
-
-def _image_summary(config, cnf, data, key, exact_nll, dim) -> dict:
-    hutchinson = cnf.with_trace_estimator(nk.HutchinsonTrace(config.probe))
-    estimates = [
-        evaluate_nll(
-            hutchinson,
-            data,
-            data.test,
-            batch=config.eval_batch,
-            key=key,
-            probe_key=jr.fold_in(key, 100 + i),
-        )["nll"]
-        for i in range(config.eval_probes)
-    ]
-    baseline = gaussian_baseline(data, key)
-    to_bits = 1.0 / (dim * math.log(2.0))
-    return {
-        "test_nll_hutchinson_mean": float(np.mean(estimates)),
-        "test_nll_hutchinson_probes": config.eval_probes,
-        "bits_per_dim": exact_nll * to_bits,
-        "gaussian_baseline_nll": baseline["nll"],
-        "gaussian_baseline_bits_per_dim": baseline["nll"] * to_bits,
-        "units": "nats (and bits/dim) of the dequantized pixels v = x + u in [0, 17)^64",
-    }
-
-
 def validation(config: Config, data: Data, key, data_parallel=None) -> Validation:
     """`--eval-every`: the NLL of the validation split (exact trace, evaluation tolerances),
     the lower the better. `key` fixes the dequantization noise, so that every evaluation
@@ -385,53 +336,6 @@ def _print_summary(results: dict, out: Path, name: str = "results.json") -> None
             f"{results['gaussian_baseline_bits_per_dim']:.3f})"
         )
     print(f"{line}\nwrote {out}/{name}")
-
-
-def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
-    """Data, model density and samples side by side (a sample grid for images): the figure.
-
-    `name` titles the toy picture (the dataset's name).
-    """
-    if data.images:
-        return _plot_images(cnf, data, key)
-    pyplot = plt()
-    lim = float(np.quantile(np.abs(data.test), 0.999)) * 1.1
-    grid = np.linspace(-lim, lim, 100)
-    xx, yy = np.meshgrid(grid, grid)
-    points = np.stack([xx.ravel(), yy.ravel()], -1)
-    exact = cnf.with_trace_estimator(nk.ExactTrace())
-    density = np.exp(-evaluate_nll(exact, data, points, batch=2000, key=key)["per_sample"])
-    samples = np.asarray(nk_local(_sample(cnf, 10_000, key)))
-    fig, axes = pyplot.subplots(1, 3, figsize=(12, 4.2))
-    bins = [grid, grid]
-    axes[0].hist2d(data.test[:, 0], data.test[:, 1], bins=bins, cmap="viridis")
-    axes[1].pcolormesh(xx, yy, density.reshape(xx.shape), cmap="viridis", shading="auto")
-    axes[2].hist2d(samples[:, 0], samples[:, 1], bins=bins, cmap="viridis")
-    titles = ["data (test split)", f"model density (test NLL {results['test_nll']:.3f})", "samples"]
-    for ax, title in zip(axes, titles):
-        ax.set(title=title, xticks=[], yticks=[], aspect="equal")
-    fig.suptitle(name)
-    return fig
-
-
-@eqx.filter_jit
-def _sample(cnf: nk.CNF, num_samples: int, key):
-    return cnf.sample_batched(num_samples, key=key)
-
-
-def _plot_images(cnf: nk.CNF, data: Data, key):
-    pyplot = plt()
-    ys = nk_local(_sample(cnf, 64, key))
-    pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
-    fig, axes = pyplot.subplots(1, 2, figsize=(9, 4.6))
-    for ax, images, title in (
-        (axes[0], data.test[:64] / 16.0, "data"),
-        (axes[1], pixels, "samples"),
-    ):
-        tiles = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
-        ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1)
-        ax.set(title=title, xticks=[], yticks=[])
-    return fig
 
 
 COMMAND = Command(

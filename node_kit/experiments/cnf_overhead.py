@@ -42,7 +42,7 @@ from .._checks import check_choice
 from ._outputs import plt
 from ._overhead_tables import TABLES
 from ._overhead_workloads import build, Case, PATHS, WORKLOAD_NAMES, WORKLOADS
-from ._protocol import Command, CommandConfig, flag
+from ._protocol import Command, CommandConfig, option
 from ._run import Run
 
 
@@ -50,23 +50,23 @@ from ._run import Run
 class Config(CommandConfig):
     """What is timed."""
 
-    workloads: tuple[str, ...] = flag(WORKLOAD_NAMES, "the workloads to run (all by default)")
-    data_size: int = flag(2, "dimension of the data (CNF) and of the state (neural ODE)")
-    width: int = flag(64, "hidden width of the field")
-    depth: int = flag(3, "hidden layers of the field")
-    batch_size: int = flag(256, "points per timed step")
-    rtol: float = flag(1e-5, "relative tolerance of the CNF PID step-size controller")
-    atol: float = flag(1e-5, "absolute tolerance of the CNF PID step-size controller")
-    dt: float = flag(0.05, "fixed step of the neural ODE workloads (over [0, 1])")
-    save_times: int = flag(10, "output times of the neural ODE trajectory in [0, 1]")
-    rounds: int = flag(
+    workloads: tuple[str, ...] = option(WORKLOAD_NAMES, "the workloads to run (all by default)")
+    data_size: int = option(2, "dimension of the data (CNF) and of the state (neural ODE)")
+    width: int = option(64, "hidden width of the field")
+    depth: int = option(3, "hidden layers of the field")
+    batch_size: int = option(256, "points per timed step")
+    rtol: float = option(1e-5, "relative tolerance of the CNF PID step-size controller")
+    atol: float = option(1e-5, "absolute tolerance of the CNF PID step-size controller")
+    dt: float = option(0.05, "fixed step of the neural ODE workloads (over [0, 1])")
+    save_times: int = option(10, "output times of the neural ODE trajectory in [0, 1]")
+    rounds: int = option(
         15, "alternating rounds of node_kit and raw diffrax (machine noise hits both)"
     )
-    steps_per_round: int = flag(10, "timed steps per path in each round")
-    compile_repeats: int = flag(
+    steps_per_round: int = option(10, "timed steps per path in each round")
+    compile_repeats: int = option(
         5, "compiles of each path from cleared caches; the median is reported"
     )
-    floor_repeats: int = flag(
+    floor_repeats: int = option(
         200, "field evaluations (with their VJP) in the compiled loop that times the floor"
     )
     out: str = "runs/cnf_overhead"

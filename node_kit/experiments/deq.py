@@ -43,8 +43,9 @@ from ._deq_models import (
 )
 from ._deq_plots import plot
 from ._deq_tables import TABLES
-from ._protocol import Command, DataConfig, flag, TrainConfig
-from ._run import check_training_flags, part_config, Run, training_optimizer
+from ._optimizer import training_optimizer
+from ._protocol import Command, DataConfig, option, TrainConfig
+from ._run import check_training_flags, part_config, Run
 
 
 MODEL_NAMES = ("deq", "neural_ode", "mlp")
@@ -60,22 +61,24 @@ ITERATION_UNITS = {
 class Config(TrainConfig, DataConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    width: int = flag(64, "state size of the DEQ and of the neural ODE")
-    radius: float = flag(
+    width: int = option(64, "state size of the DEQ and of the neural ODE")
+    radius: float = option(
         0.9, "bound on the spectral norm of the DEQ's W, in (0, 1): f stays a contraction"
     )
-    solver: str = flag("anderson", "the DEQ's forward fixed-point solver")
-    backward: str = flag("implicit", "the DEQ's backward pass")
-    max_iterations: int = flag(
+    solver: str = option("anderson", "the DEQ's forward fixed-point solver")
+    backward: str = option("implicit", "the DEQ's backward pass")
+    max_iterations: int = option(
         100, "most forward iterations of the DEQ (a solve that needs more stops training)"
     )
-    rtol: float = flag(1e-4, "relative tolerance of the DEQ's and the ODE's forward solves")
-    atol: float = flag(1e-5, "absolute tolerance of the DEQ's and the ODE's forward solves")
-    ode_width: int = flag(0, "hidden width of the ODE's field (0: match the DEQ's parameter count)")
-    ode_adjoint: str = flag("checkpoint", "the neural ODE's adjoint")
-    mlp_width: int = flag(0, "hidden width of the MLP (0: match the DEQ's parameter count)")
-    mlp_depth: int = flag(2, "hidden layers of the MLP")
-    residual_steps: int = flag(50, "iterations shown in the residual picture")
+    rtol: float = option(1e-4, "relative tolerance of the DEQ's and the ODE's forward solves")
+    atol: float = option(1e-5, "absolute tolerance of the DEQ's and the ODE's forward solves")
+    ode_width: int = option(
+        0, "hidden width of the ODE's field (0: match the DEQ's parameter count)"
+    )
+    ode_adjoint: str = option("checkpoint", "the neural ODE's adjoint")
+    mlp_width: int = option(0, "hidden width of the MLP (0: match the DEQ's parameter count)")
+    mlp_depth: int = option(2, "hidden layers of the MLP")
+    residual_steps: int = option(50, "iterations shown in the residual picture")
     batch_size: int = 64
     lr: float = 3e-3
     out: str = "runs/deq"

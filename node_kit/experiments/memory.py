@@ -54,7 +54,7 @@ from ._memory_sweep import (
     WORKER_TAG,
 )
 from ._memory_tables import FILES, TABLES
-from ._protocol import Command, CommandConfig, flag, SHARED_CONFIGS
+from ._protocol import Command, CommandConfig, option, SHARED_CONFIGS
 from ._run import Run
 
 
@@ -90,31 +90,35 @@ class Config(CommandConfig):
         other families); `out`, `seed`, `progress` as for every command.
     """
 
-    family: str = flag(
+    family: str = option(
         "ode",
         "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
         "forward iterations; inner: MAML/iMAML vs inner steps",
     )
-    dim: int = flag(32, "state size", aliases=("--dims",))
-    batch_size: int = flag(32, "batch size (inner: tasks per meta-batch)")
-    width: int = flag(32, "MLP hidden width")
-    depth: int = flag(2, "MLP hidden layers")
-    solver: str = flag("tsit5", "ODE solver, run with fixed steps")
-    solver_steps: tuple[int, ...] = flag(
+    dim: int = option(32, "state size", aliases=("--dims",))
+    batch_size: int = option(32, "batch size (inner: tasks per meta-batch)")
+    width: int = option(32, "MLP hidden width")
+    depth: int = option(2, "MLP hidden layers")
+    solver: str = option("tsit5", "ODE solver, run with fixed steps")
+    solver_steps: tuple[int, ...] = option(
         (10, 100, 1000),
         "numbers of fixed solver steps N (deq: forward iterations K; inner: inner steps K)",
     )
-    modes: tuple[str, ...] = flag(("backsolve", "checkpoint", "direct"), MODES_HELP)
-    layouts: tuple[str, ...] = flag(
+    modes: tuple[str, ...] = option(("backsolve", "checkpoint", "direct"), MODES_HELP)
+    layouts: tuple[str, ...] = option(
         LAYOUTS, "batched: the batch as one ODE state; vmap: one solve per sample"
     )
-    repeats: int = flag(3, "timed gradients after one warm-up")
-    time_limit_s: float = flag(2.0, "stop timing a configuration after this many seconds")
-    budgets: int = flag(3, "memory budgets to check per budget layout (0 skips)")
-    budget_layouts: tuple[str, ...] = flag(("batched",), "layouts to check budgets for", nargs="*")
-    reference: bool = flag(True, "float64 reference gradient")
-    fresh_process: bool | None = flag(None, "one process per configuration (unset: on a GPU only)")
-    name: str = flag("memory", "stem of the output files")
+    repeats: int = option(3, "timed gradients after one warm-up")
+    time_limit_s: float = option(2.0, "stop timing a configuration after this many seconds")
+    budgets: int = option(3, "memory budgets to check per budget layout (0 skips)")
+    budget_layouts: tuple[str, ...] = option(
+        ("batched",), "layouts to check budgets for", nargs="*"
+    )
+    reference: bool = option(True, "float64 reference gradient")
+    fresh_process: bool | None = option(
+        None, "one process per configuration (unset: on a GPU only)"
+    )
+    name: str = option("memory", "stem of the output files")
     out: str = "runs/memory"
 
     def __post_init__(self):

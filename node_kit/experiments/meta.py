@@ -37,8 +37,9 @@ from .._checks import check_choice, check_int
 from ._cli import check_at_most, check_choices, check_flags
 from ._meta_plots import plot_fits, print_table
 from ._meta_tables import TABLES
-from ._protocol import Command, flag, TrainConfig
-from ._run import check_training_flags, part_config, recent_mean, Run, with_clipping
+from ._optimizer import with_clipping
+from ._protocol import Command, option, TrainConfig
+from ._run import check_training_flags, part_config, recent_mean, Run
 
 
 ACTIVATIONS = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "relu": jax.nn.relu}
@@ -51,40 +52,40 @@ METHOD_NAMES = ("maml", "fomaml", "imaml", "pretrained")
 class Config(TrainConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    methods: tuple[str, ...] = flag(METHOD_NAMES, "methods to train")
-    shots: tuple[int, ...] = flag(
+    methods: tuple[str, ...] = option(METHOD_NAMES, "methods to train")
+    shots: tuple[int, ...] = option(
         (5, 10), "support points K per task; one training per method and K"
     )
-    queries: int = flag(10, "query points per training task")
-    inner_steps: int = flag(
+    queries: int = option(10, "query points per training task")
+    inner_steps: int = option(
         5, "MAML/FOMAML inner gradient steps, also the baseline's fine-tuning steps"
     )
-    inner_lr: float = flag(0.01, "their learning rate")
-    reg: float = flag(5.0, "iMAML's proximal weight lambda")
-    tol: float = flag(
+    inner_lr: float = option(0.01, "their learning rate")
+    reg: float = option(5.0, "iMAML's proximal weight lambda")
+    tol: float = option(
         1e-4,
         "iMAML: L-BFGS and CG relative tolerance (absolute: tol/10, RMS norm); looser makes "
         "the meta-gradient inexact",
     )
-    lbfgs_history: int = flag(
+    lbfgs_history: int = option(
         5, "iMAML: L-BFGS history length (10 is about twice as slow per step here)"
     )
-    inner_max_steps: int = flag(200, "iMAML: most L-BFGS steps per task (more raises)")
-    cg_steps: int = flag(100, "iMAML: most CG steps of the implicit gradient (more raises)")
-    width: int = flag(40, "hidden units per layer")
-    depth: int = flag(2, "hidden layers")
-    activation: str = flag("tanh", "hidden activation")
-    eval_tasks: int = flag(500, "held-out test tasks")
-    eval_points: int = flag(100, "query points per test task")
-    timing_repeats: int = flag(
+    inner_max_steps: int = option(200, "iMAML: most L-BFGS steps per task (more raises)")
+    cg_steps: int = option(100, "iMAML: most CG steps of the implicit gradient (more raises)")
+    width: int = option(40, "hidden units per layer")
+    depth: int = option(2, "hidden layers")
+    activation: str = option("tanh", "hidden activation")
+    eval_tasks: int = option(500, "held-out test tasks")
+    eval_points: int = option(100, "query points per test task")
+    timing_repeats: int = option(
         20, "timed meta-gradients per method, after one warm-up (0: no timing and memory)"
     )
-    plot_tasks: int = flag(3, "test tasks drawn per K in the picture")
-    steps: int = flag(1000, "meta-steps per method and K (a resumed run stops at this total)")
-    batch_size: int = flag(
+    plot_tasks: int = option(3, "test tasks drawn per K in the picture")
+    steps: int = option(1000, "meta-steps per method and K (a resumed run stops at this total)")
+    batch_size: int = option(
         25, "tasks per meta-step (the global meta-batch, split over the devices)"
     )
-    lr: float = flag(1e-3, "meta learning rate (Adam, constant)")
+    lr: float = option(1e-3, "meta learning rate (Adam, constant)")
     out: str = "runs/meta"
 
 

@@ -22,9 +22,10 @@ import node_kit as nk
 from .._checks import check_int
 from ._choices import ADJOINT_NAMES, solve_settings
 from ._cli import check_choices, check_flags, check_tolerances
+from ._optimizer import with_clipping
 from ._outputs import plt
-from ._protocol import Command, EvaluationConfig, flag, TrainConfig
-from ._run import check_training_flags, Run, Validation, with_clipping
+from ._protocol import Command, EvaluationConfig, option, TrainConfig
+from ._run import check_training_flags, Run, Validation
 from ._trained import load_trained
 
 
@@ -32,16 +33,16 @@ from ._trained import load_trained
 class Config(TrainConfig, EvaluationConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    window: int = flag(20, "points per training window of the trajectory")
-    width: int = flag(64, "hidden width of the MLP field")
-    depth: int = flag(2, "hidden layers of the MLP field")
-    adjoint: str = flag("checkpoint", "how gradients go through the solve")
-    rtol: float = flag(1e-4, "relative tolerance of the Tsit5 solves")
-    atol: float = flag(1e-6, "absolute tolerance of the Tsit5 solves")
-    num_points: int = flag(1000, "points of the observed trajectory")
-    t_end: float = flag(25.0, "end time of the observed trajectory")
+    window: int = option(20, "points per training window of the trajectory")
+    width: int = option(64, "hidden width of the MLP field")
+    depth: int = option(2, "hidden layers of the MLP field")
+    adjoint: str = option("checkpoint", "how gradients go through the solve")
+    rtol: float = option(1e-4, "relative tolerance of the Tsit5 solves")
+    atol: float = option(1e-6, "absolute tolerance of the Tsit5 solves")
+    num_points: int = option(1000, "points of the observed trajectory")
+    t_end: float = option(25.0, "end time of the observed trajectory")
     steps: int = 2000
-    lr: float = flag(1e-2, "peak learning rate of Adam (cosine decay to 2%% of it over --steps)")
+    lr: float = option(1e-2, "peak learning rate of Adam (cosine decay to 2%% of it over --steps)")
     out: str = "runs/spiral"
 
 

@@ -25,25 +25,30 @@ import dataclasses
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
 from node_kit import datasets
-from node_kit._parallel import local_value
 
 from .._checks import is_real
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, solve_settings, SOLVER_NAMES
 from ._cli import check_at_most, check_choices, check_flags, check_tolerances
-from ._protocol import Command, DataConfig, EvaluationConfig, flag, TrainConfig
-from ._run import check_training_flags, recent_mean, Run, training_optimizer, Validation
-from ._series_data import batch_at, load_data, PAPER_REFERENCES, Split
+from ._optimizer import training_optimizer
+from ._protocol import Command, DataConfig, EvaluationConfig, option, TrainConfig
+from ._run import check_training_flags, recent_mean, Run, Validation
+from ._series_data import batch_at, load_data
+from ._series_eval import compare_with_paper, evaluate
 from ._series_models import MODELS
 from ._series_tables import TABLES
 from ._series_tasks import TASKS
-from ._trained import check_eval_tolerances, evaluation_tolerances, load_trained, with_weights
+from ._trained import (
+    check_eval_tolerances,
+    evaluation_tolerances,
+    EvaluationTolerances,
+    load_trained,
+    with_weights,
+)
 
 
 MODEL_NAMES = tuple(MODELS)
@@ -58,61 +63,55 @@ adapt."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(TrainConfig, DataConfig, EvaluationConfig):
+class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
     """Everything that defines a run (written to results and checkpoints)."""
 
-    dataset: str = flag(
+    dataset: str = option(
         "periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)"
     )
-    model: str = flag(
+    model: str = option(
         "latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)"
     )
-    task: str = flag(
+    task: str = option(
         "interpolation",
         "interpolation (score every point), extrapolation (read the first half, score the "
         "second) or classification",
     )
-    observed: float = flag(
+    observed: float = option(
         0.5,
         "share of each series' time points the model reads, in (0, 1]; classification drops 1 "
         "- observed",
     )
-    latent: int = flag(16, "latent ODE: size of z0")
-    hidden: int = flag(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
-    width: int = flag(64, "width of every MLP")
-    depth: int = flag(2, "hidden layers of every MLP")
-    obs_std: float = flag(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
-    kl_warmup: int = flag(100, "latent ODE: steps over which the KL weight rises linearly to 1")
-    ce_weight: float = flag(
+    latent: int = option(16, "latent ODE: size of z0")
+    hidden: int = option(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
+    width: int = option(64, "width of every MLP")
+    depth: int = option(2, "hidden layers of every MLP")
+    obs_std: float = option(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
+    kl_warmup: int = option(100, "latent ODE: steps over which the KL weight rises linearly to 1")
+    ce_weight: float = option(
         100.0, "latent ODE classification: weight of the cross-entropy beside the ELBO"
     )
-    adjoint: str = flag("checkpoint", "how gradients go through the solves")
-    solver: str = flag("tsit5", "adaptive solver of the latent ODE's decoder")
-    rtol: float = flag(
+    adjoint: str = option("checkpoint", "how gradients go through the solves")
+    solver: str = option("tsit5", "adaptive solver of the latent ODE's decoder")
+    rtol: float = option(
         1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)"
     )
-    atol: float = flag(
+    atol: float = option(
         1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)"
     )
-    encoder_solver: str = flag(
+    encoder_solver: str = option(
         "euler",
         "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per "
         "gap; the others adapt",
     )
-    encoder_steps: int = flag(1, "fixed Euler steps per gap")
-    window: int = flag(
+    encoder_steps: int = option(1, "fixed Euler steps per gap")
+    window: int = option(
         100,
         "consecutive time points per series, at a seeded random start; shorter series stay whole",
     )
-    train_size: int = flag(0, "use the first N training series (0: all)")
-    eval_batch: int = flag(100, "series per batch when evaluating (test, validation)")
-    eval_samples: int = flag(16, "latent ODE: z0 draws for the picture's uncertainty band")
-    eval_rtol: float | None = flag(
-        None, "relative tolerance of evaluation (test, validation) solves (None: --rtol)"
-    )
-    eval_atol: float | None = flag(
-        None, "absolute tolerance of evaluation (test, validation) solves (None: --atol)"
-    )
+    train_size: int = option(0, "use the first N training series (0: all)")
+    eval_batch: int = option(100, "series per batch when evaluating (test, validation)")
+    eval_samples: int = option(16, "latent ODE: z0 draws for the picture's uncertainty band")
     steps: int = 1200
     batch_size: int = 50
     lr: float = 3e-3
@@ -250,75 +249,6 @@ def make_loss(config: Config):
     return loss
 
 
-def evaluate(model, config: Config, split: Split, *, key, data_parallel=None) -> dict:
-    """Test metrics with the fixed per-series masks of `key`; the posterior mean for `z0`.
-
-    With a `data_parallel` of several devices in one process, each batch of series (padded
-    to a multiple of the device count) is split over them.
-    """
-    task, series_model = TASKS[config.task], MODELS[config.model]
-    n = len(split.t)
-    size = config.eval_batch
-    if not 1 <= size <= n:
-        raise ValueError(f"--eval-batch must be in [1, {n}] (the test series); got {size}.")
-
-    keys = jr.split(key, n)
-    padded, place = size, (lambda arrays: arrays)
-    if data_parallel is not None and data_parallel.num_devices > 1 and jax.process_count() == 1:
-        padded = -(-size // data_parallel.num_devices) * data_parallel.num_devices
-        place = data_parallel.put_batch
-    parts = []
-    for start in range(0, n, size):
-        index = np.arange(start, start + padded) % n  # wrap around: fixed shapes
-        arrays = place(
-            (
-                split.t[index],
-                split.x[index],
-                split.available[index],
-                split.readable[index],
-                keys[index],
-            )
-        )
-        out = _scored_batch(model, task, series_model, config.observed, *arrays)
-        parts.append([np.asarray(local_value(part))[: min(size, n - start)] for part in out])
-    scored, steps, inputs, metric = (np.concatenate(column) for column in zip(*parts))
-    result = {"eval_num_steps": float(np.mean(steps))}
-    result["observed_share"] = float(inputs.any(-1).sum() / split.available.any(-1).sum())
-    summary = task.summarise(scored, split, inputs, metric)
-    result |= summary.results
-    paper = PAPER_REFERENCES.get(config.dataset)
-    if paper is not None and summary.squared_errors:
-        scale = paper.channel_scale(config)
-        for name, se in summary.squared_errors.items():
-            result[name + "_paper_scale"] = float((se * scale).sum() / summary.count)
-    return result
-
-
-@eqx.filter_jit
-def _scored_batch(model, task, series_model, observed: float, t, x, available, readable, keys):
-    """One batch of `evaluate`: the task's scores, solver steps and masks (compiled once
-    per model, task and shape: the test and validation evaluations of a run share it)."""
-    inputs, metric = jax.vmap(lambda k, a, r: task.masks(k, a, r, observed))(
-        keys, available, readable
-    )
-    outputs, steps = jax.vmap(lambda t, x, m: series_model.predict(model, task, t, x, m))(
-        t, x, inputs
-    )
-    return jax.vmap(task.score)(outputs, x, metric), steps, inputs, metric
-
-
-def _compare_with_paper(config: Config, results: dict) -> dict:
-    """The paper's test MSE and our ratio to it on its scale, where the paper has one."""
-    paper = PAPER_REFERENCES.get(config.dataset)
-    published = None if paper is None else paper.published(config)
-    if published is None:
-        return {}
-    return {
-        "paper_test_mse": published,
-        "ratio_to_paper": results["test_mse_paper_scale"] / published,
-    }
-
-
 def validation(config: Config, data, key, data_parallel=None) -> Validation:
     """`--eval-every`: the task's metric on the validation split (`val_mse`, or
     `val_accuracy`), with the evaluation tolerances and the fixed masks of `key`."""
@@ -407,7 +337,7 @@ def test_results(config: Config, model, run: Run, data, **fields) -> dict:
         eval_seconds=time.perf_counter() - start,
         normalisation=data.normalisation,
     )
-    return results | _compare_with_paper(config, results)
+    return results | compare_with_paper(config, results)
 
 
 def evaluate_trained(config: Config, model, run: Run) -> dict:
