@@ -13,15 +13,16 @@ Their state keeps the state's dtype (`optimistix.FixedPointIteration` 0.1.0 keep
 error in the default float dtype, which breaks a float32 solve with float64 enabled).
 """
 
+import abc
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Generic, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Bool, Float, Int, PyTree, Scalar
+from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from ._checks import check_int, check_real
 
@@ -29,8 +30,6 @@ from ._checks import check_int, check_real
 # As optimistix's solvers: the state `Y` and the auxiliary output `Aux` of `fn(y, args)`.
 Y = TypeVar("Y")
 Aux = TypeVar("Aux")
-_Fn = Callable[[Y, PyTree], tuple[Y, Aux]]
-_Structs = PyTree[jax.ShapeDtypeStruct]
 
 
 def _residual_error(y_flat, fy_flat, rtol: float, atol: float) -> Scalar:
@@ -40,14 +39,6 @@ def _residual_error(y_flat, fy_flat, rtol: float, atol: float) -> Scalar:
     scale = atol + rtol * jnp.abs(fy_flat)
     error = jnp.max(jnp.where(residual == 0, 0.0, residual / scale))
     return jnp.where(jnp.all(jnp.isfinite(residual)), error, jnp.nan)
-
-
-def _evaluate(fn, y, args):
-    """`(y_flat, f(y)_flat, aux, unravel)` of one evaluation of `fn` at `y`."""
-    y_flat, unravel = ravel_pytree(y)
-    fy, aux = fn(y, args)
-    fy_flat, _ = ravel_pytree(fy)
-    return y_flat, fy_flat.astype(y_flat.dtype), aux, unravel
 
 
 def _check_tolerances(solver) -> None:
@@ -60,47 +51,69 @@ def _check_tolerances_and_memory(solver) -> None:
     check_int("memory", solver.memory, fix="E.g. memory=5 (past iterates kept).")
 
 
-# `terminate` and `postprocess`, the same for the three solvers (each state has `error`).
-_State: TypeAlias = "_IterationState | _AndersonState | _BroydenState"
+_History = TypeVar("_History")
 
 
-def _terminate(
-    self: optx.AbstractFixedPointSolver,
-    fn: _Fn[Y, Aux],
-    y: Y,
-    args: PyTree,
-    options: dict[str, Any],
-    state: _State,
-    tags: frozenset[object],
-) -> tuple[Bool[Array, ""], optx.RESULTS]:
-    """Converged below 1; a non-finite residual (NaN error) is a divergence, reported at
-    once."""
-    error = state.error
-    finite = ~jnp.isnan(error)
-    result = optx.RESULTS.where(finite, optx.RESULTS.successful, optx.RESULTS.nonlinear_divergence)
-    return (error < 1) | ~finite, result
+class _SolverState(eqx.Module, Generic[_History]):
+    """What each solver carries between steps: its own `history` (None, past iterates,
+    rank-one updates), the step count and the last residual error."""
 
-
-def _postprocess(
-    self: optx.AbstractFixedPointSolver,
-    fn: _Fn[Y, Aux],
-    y: Y,
-    aux: Aux,
-    args: PyTree,
-    options: dict[str, Any],
-    state: _State,
-    tags: frozenset[object],
-    result: optx.RESULTS,
-) -> tuple[Y, Aux, dict[str, Any]]:
-    return y, aux, {}
-
-
-class _IterationState(eqx.Module):
+    history: _History
     count: Int[Array, ""]
     error: Scalar
 
 
-class FixedPointIteration(optx.AbstractFixedPointSolver[Y, Aux, _IterationState]):
+class _AbstractFlatSolver(optx.AbstractFixedPointSolver[Y, Aux, _SolverState[_History]]):
+    """The frame the three solvers share: evaluate `f` once a step on the flattened state,
+    let the solver propose the next iterate from its history, and stop on the residual
+    error (below 1 converged; NaN a divergence, reported at once)."""
+
+    rtol: eqx.AbstractVar[float]
+    atol: eqx.AbstractVar[float]
+    norm: eqx.AbstractVar[Callable]
+
+    @abc.abstractmethod
+    def _start(self, y_flat: Float[Array, " size"]) -> _History:
+        """The empty history for a state like `y_flat`."""
+
+    @abc.abstractmethod
+    def _advance(
+        self,
+        y_flat: Float[Array, " size"],
+        fy_flat: Float[Array, " size"],
+        history: _History,
+        count: Int[Array, ""],
+    ) -> tuple[Float[Array, " size"], _History]:
+        """The next iterate and history, from `y`, `f(y)` and the history of `count` steps."""
+
+    # The parameters' types are optx.AbstractFixedPointSolver's (pyright reads them there).
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        del fn, args, options, f_struct, aux_struct, tags
+        y_flat, _ = ravel_pytree(y)
+        return _SolverState(self._start(y_flat), jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+
+    def step(self, fn, y, args, options, state, tags):
+        del options, tags
+        y_flat, unravel = ravel_pytree(y)
+        fy, aux = fn(y, args)
+        fy_flat = ravel_pytree(fy)[0].astype(y_flat.dtype)
+        new_y, history = self._advance(y_flat, fy_flat, state.history, state.count)
+        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
+        return unravel(new_y), _SolverState(history, state.count + 1, error), aux
+
+    def terminate(self, fn, y, args, options, state, tags):
+        error = state.error
+        finite = ~jnp.isnan(error)
+        result = optx.RESULTS.where(
+            finite, optx.RESULTS.successful, optx.RESULTS.nonlinear_divergence
+        )
+        return (error < 1) | ~finite, result
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
+
+
+class FixedPointIteration(_AbstractFlatSolver[Y, Aux, None]):
     """Plain fixed-point iteration `y <- (1 - damping) f(y) + damping y`.
 
     **Arguments:**
@@ -125,45 +138,19 @@ class FixedPointIteration(optx.AbstractFixedPointSolver[Y, Aux, _IterationState]
             fix="E.g. damping=0.0 (none) or 0.5.",
         )
 
-    def init(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        f_struct: _Structs,
-        aux_struct: _Structs,
-        tags: frozenset[object],
-    ) -> _IterationState:
-        y_flat, _ = ravel_pytree(y)
-        return _IterationState(jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+    def _start(self, y_flat):
+        return None
 
-    def step(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        state: _IterationState,
-        tags: frozenset[object],
-    ) -> tuple[Y, _IterationState, Aux]:
-        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
-        new_y = (1 - self.damping) * fy_flat + self.damping * y_flat
-        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
-        return unravel(new_y), _IterationState(state.count + 1, error), aux
-
-    terminate = _terminate
-    postprocess = _postprocess
+    def _advance(self, y_flat, fy_flat, history, count):
+        return (1 - self.damping) * fy_flat + self.damping * y_flat, None
 
 
-class _AndersonState(eqx.Module):
+class _AndersonHistory(eqx.Module):
     iterates: Float[Array, "memory size"]
     values: Float[Array, "memory size"]
-    count: Int[Array, ""]
-    error: Scalar
 
 
-class AndersonAcceleration(optx.AbstractFixedPointSolver[Y, Aux, _AndersonState]):
+class AndersonAcceleration(_AbstractFlatSolver[Y, Aux, _AndersonHistory]):
     """Anderson acceleration (type II) for `y = f(y)`.
 
     Each step mixes the last `memory` values `f(y_i)` with weights `alpha` that minimise
@@ -203,41 +190,18 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver[Y, Aux, _AndersonState]
             fix="E.g. regularisation=1e-8.",
         )
 
-    def init(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        f_struct: _Structs,
-        aux_struct: _Structs,
-        tags: frozenset[object],
-    ) -> _AndersonState:
-        del fn, args, options, f_struct, aux_struct, tags
-        y_flat, _ = ravel_pytree(y)
+    def _start(self, y_flat):
         buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
-        return _AndersonState(buffer, buffer, jnp.array(0), jnp.array(jnp.inf, y_flat.dtype))
+        return _AndersonHistory(buffer, buffer)
 
-    def step(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        state: _AndersonState,
-        tags: frozenset[object],
-    ) -> tuple[Y, _AndersonState, Aux]:
-        del options, tags
-        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
-        slot = state.count % self.memory
-        iterates = state.iterates.at[slot].set(y_flat)
-        values = state.values.at[slot].set(fy_flat)
-        valid = jnp.arange(self.memory) < jnp.minimum(state.count + 1, self.memory)
+    def _advance(self, y_flat, fy_flat, history, count):
+        slot = count % self.memory
+        iterates = history.iterates.at[slot].set(y_flat)
+        values = history.values.at[slot].set(fy_flat)
+        valid = jnp.arange(self.memory) < jnp.minimum(count + 1, self.memory)
         alpha = self._weights(values - iterates, valid)
         mixed = self.mixing * (alpha @ values) + (1 - self.mixing) * (alpha @ iterates)
-        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
-        new_state = _AndersonState(iterates, values, state.count + 1, error)
-        return unravel(mixed), new_state, aux
+        return mixed, _AndersonHistory(iterates, values)
 
     def _weights(self, residuals, valid: Bool[Array, " memory"]) -> Float[Array, " memory"]:
         """The constrained least-squares weights over the valid rows (zero elsewhere)."""
@@ -254,20 +218,15 @@ class AndersonAcceleration(optx.AbstractFixedPointSolver[Y, Aux, _AndersonState]
         rhs = jnp.zeros(m + 1, residuals.dtype).at[0].set(1.0)
         return jnp.linalg.solve(system, rhs)[1:]
 
-    terminate = _terminate
-    postprocess = _postprocess
 
-
-class _BroydenState(eqx.Module):
+class _BroydenHistory(eqx.Module):
     previous_y: Float[Array, " size"]
     previous_g: Float[Array, " size"]
     us: Float[Array, "memory size"]
     vs: Float[Array, "memory size"]
-    count: Int[Array, ""]
-    error: Scalar
 
 
-class Broyden(optx.AbstractFixedPointSolver[Y, Aux, _BroydenState]):
+class Broyden(_AbstractFlatSolver[Y, Aux, _BroydenHistory]):
     """Limited-memory ("good") Broyden's method on `g(y) = f(y) - y`, as in deep
     equilibrium models (Bai et al. 2019).
 
@@ -290,53 +249,23 @@ class Broyden(optx.AbstractFixedPointSolver[Y, Aux, _BroydenState]):
     def __check_init__(self):
         _check_tolerances_and_memory(self)
 
-    def init(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        f_struct: _Structs,
-        aux_struct: _Structs,
-        tags: frozenset[object],
-    ) -> _BroydenState:
-        del fn, args, options, f_struct, aux_struct, tags
-        y_flat, _ = ravel_pytree(y)
+    def _start(self, y_flat):
         buffer = jnp.zeros((self.memory, y_flat.size), y_flat.dtype)
-        return _BroydenState(
-            jnp.zeros_like(y_flat),
-            jnp.zeros_like(y_flat),
-            buffer,
-            buffer,
-            jnp.array(0),
-            jnp.array(jnp.inf, y_flat.dtype),
-        )
+        return _BroydenHistory(jnp.zeros_like(y_flat), jnp.zeros_like(y_flat), buffer, buffer)
 
-    def step(
-        self,
-        fn: _Fn[Y, Aux],
-        y: Y,
-        args: PyTree,
-        options: dict[str, Any],
-        state: _BroydenState,
-        tags: frozenset[object],
-    ) -> tuple[Y, _BroydenState, Aux]:
-        del options, tags
-        y_flat, fy_flat, aux, unravel = _evaluate(fn, y, args)
+    def _advance(self, y_flat, fy_flat, history, count):
         g = fy_flat - y_flat
         us, vs = jax.lax.cond(
-            state.count > 0,
+            count > 0,
             self._update,
             lambda *a: (a[0], a[1]),
-            state.us,
-            state.vs,
-            y_flat - state.previous_y,
-            g - state.previous_g,
-            state.count,
+            history.us,
+            history.vs,
+            y_flat - history.previous_y,
+            g - history.previous_g,
+            count,
         )
-        new_y = y_flat - _apply_inverse(us, vs, g)
-        error = _residual_error(y_flat, fy_flat, self.rtol, self.atol)
-        return unravel(new_y), _BroydenState(y_flat, g, us, vs, state.count + 1, error), aux
+        return y_flat - _apply_inverse(us, vs, g), _BroydenHistory(y_flat, g, us, vs)
 
     def _update(self, us, vs, s, dg, count):
         """Add the rank-one update of this step in the oldest slot."""
@@ -347,9 +276,6 @@ class Broyden(optx.AbstractFixedPointSolver[Y, Aux, _BroydenState]):
         u = jnp.where(safe, (s - inverse_dg) / jnp.where(safe, denominator, 1.0), 0.0)
         slot = (count - 1) % self.memory
         return us.at[slot].set(u), vs.at[slot].set(jnp.where(safe, s_inverse, 0.0))
-
-    terminate = _terminate
-    postprocess = _postprocess
 
 
 def _apply_inverse(us, vs, x) -> Float[Array, " size"]:

@@ -76,13 +76,13 @@ class LatentODE(eqx.Module):
     - `key`: a `jax.random` key, keyword-only.
     """
 
+    data_size: int = eqx.field(static=True)
+    latent_size: int = eqx.field(static=True)
+    obs_std: float = eqx.field(static=True)
     encoder: ODERNN
     decoder: NeuralODE
     observation: eqx.nn.MLP
     classifier: eqx.nn.MLP | None
-    data_size: int = eqx.field(static=True)
-    latent_size: int = eqx.field(static=True)
-    obs_std: float = eqx.field(static=True)
 
     def __init__(
         self,

@@ -27,10 +27,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, Real
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Real
 
 from ._checks import check_ints, check_key
-from ._custom_types import SeriesMask, SeriesValues, Times
+from ._custom_types import (
+    Hidden,
+    Observation,
+    Observed,
+    Scalar,
+    SeriesMask,
+    SeriesValues,
+    Time,
+    Times,
+)
 from ._irregular import check_series
 from ._masked_scan import scan_observations, ScanResult
 from ._neural_ode import NeuralODE
@@ -65,9 +74,7 @@ class GapField(AbstractVectorField):
         """The wrapped field's state size, if it declares one."""
         return field_sizes(self.field)[1]
 
-    def __call__(
-        self, s: Real[Array, ""], h: Float[Array, " hidden"], args: PyTree
-    ) -> Float[Array, " hidden"]:
+    def __call__(self, s: Real[Array, ""], h: Hidden, args: PyTree) -> Hidden:
         t_start, gap, field_args = args  # always a tuple here, unlike other fields' `args`
         return gap * self.field(t_start + s * gap, h, field_args)
 
@@ -75,6 +82,25 @@ class GapField(AbstractVectorField):
 def _gru_input(x: Array, observed: Array, *extra: Array) -> Float[Array, " input"]:
     values = jnp.where(observed, x, jnp.zeros_like(x))
     return jnp.concatenate([values, observed.astype(x.dtype), *extra])
+
+
+def _gru_and_readout(
+    data_size: int,
+    hidden_size: int,
+    readout_size: int | None,
+    *,
+    extra_inputs: int,
+    keys: tuple[PRNGKeyArray, PRNGKeyArray],
+) -> tuple[int, int, eqx.nn.GRUCell, eqx.nn.Linear]:
+    """The checked sizes, the GRU cell reading `concat(values * mask, mask, extra)` and the
+    linear readout (`readout_size` defaults to `data_size`)."""
+    readout_size = data_size if readout_size is None else readout_size
+    data_size, hidden_size, readout_size = check_ints(
+        1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size
+    )
+    cell_key, readout_key = keys
+    cell = eqx.nn.GRUCell(2 * data_size + extra_inputs, hidden_size, key=cell_key)
+    return data_size, hidden_size, cell, eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
 
 
 @eqx.filter_jit
@@ -107,14 +133,10 @@ class AbstractIrregularRNN(eqx.Module):
     hidden_size: eqx.AbstractVar[int]
 
     @abc.abstractmethod
-    def evolve_counted(
-        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+    def evolve_counted(self, h: Hidden, t0: Time, t1: Time) -> tuple[Hidden, Int[Array, ""]]:
         """`(state at t1, solver steps taken)` from the state `h` at `t0`."""
 
-    def evolve(
-        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> Float[Array, " hidden"]:
+    def evolve(self, h: Hidden, t0: Time, t1: Time) -> Hidden:
         """The state at `t1` from the state `h` at `t0` (`evolve_counted` without the count).
 
         **Arguments:**
@@ -129,13 +151,7 @@ class AbstractIrregularRNN(eqx.Module):
         return self.evolve_counted(h, t0, t1)[0]
 
     @abc.abstractmethod
-    def update(
-        self,
-        h: Float[Array, " hidden"],
-        x: Float[Array, " data_size"],
-        observed: Bool[Array, " data_size"],
-        gap: Float[Array, ""],
-    ) -> Float[Array, " hidden"]:
+    def update(self, h: Hidden, x: Observation, observed: Observed, gap: Scalar) -> Hidden:
         """The state after reading the observation `x` (mask `observed`), `gap` after the last."""
 
     def _scan(self, ts: Times, values: SeriesValues, mask: SeriesMask):
@@ -195,9 +211,7 @@ class AbstractIrregularRNN(eqx.Module):
         """
         return jax.vmap(self.readout)(self.states(ts, values, mask)[0])
 
-    def state_at(
-        self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Real[ArrayLike, ""]
-    ) -> Float[Array, " hidden"]:
+    def state_at(self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Time) -> Hidden:
         """The hidden state at time `t` after reading the whole series.
 
         The state of the last observation evolved to `t` (forwards or backwards); `ts`,
@@ -206,8 +220,8 @@ class AbstractIrregularRNN(eqx.Module):
         return self.state_at_counted(ts, values, mask, t)[0]
 
     def state_at_counted(
-        self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Real[ArrayLike, ""]
-    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+        self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Time
+    ) -> tuple[Hidden, Int[Array, ""]]:
         """`(state_at(ts, values, mask, t), solver steps)`: the steps of every gap and the last."""
         (h, t_last), _, num_steps = self._scan(ts, values, mask)
         h, last_steps = self.evolve_counted(h, t_last, t)
@@ -249,11 +263,11 @@ class ODERNN(AbstractIrregularRNN):
     - `key`: a `jax.random` key, keyword-only.
     """
 
+    data_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
     ode: NeuralODE
     cell: eqx.nn.GRUCell
     readout: eqx.nn.Linear
-    data_size: int = eqx.field(static=True)
-    hidden_size: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -267,25 +281,21 @@ class ODERNN(AbstractIrregularRNN):
         key: PRNGKeyArray,
         **solve_keywords: Any,
     ):
-        readout_size = data_size if readout_size is None else readout_size
-        data_size, hidden_size, readout_size = check_ints(
-            1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size
-        )
         field_key, cell_key, readout_key = jr.split(check_key("key", key), 3)
-        field = MLPField(hidden_size, width_size, depth, final_activation=jnp.tanh, key=field_key)
+        sizes = (data_size, hidden_size, readout_size)
+        self.data_size, self.hidden_size, self.cell, self.readout = _gru_and_readout(
+            *sizes, extra_inputs=0, keys=(cell_key, readout_key)
+        )
+        field = MLPField(
+            self.hidden_size, width_size, depth, final_activation=jnp.tanh, key=field_key
+        )
         self.ode = NeuralODE(GapField(field), SolveSettings.of(settings, **solve_keywords))
-        self.cell = eqx.nn.GRUCell(2 * data_size, hidden_size, key=cell_key)
-        self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
-        self.data_size = data_size
-        self.hidden_size = hidden_size
 
     def with_settings(self, settings: SolveSettings) -> "ODERNN":
         """The same model (parameters included) with other solve settings for its gaps."""
         return eqx.tree_at(lambda m: m.ode, self, self.ode.with_settings(settings))
 
-    def evolve_counted(
-        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+    def evolve_counted(self, h: Hidden, t0: Time, t1: Time) -> tuple[Hidden, Int[Array, ""]]:
         """Follow the ODE from `(t0, h)` to `t1`; return the state and the solver steps.
 
         Either order of `t0` and `t1` works; `t1 == t0` returns `h` exactly (the solver
@@ -301,13 +311,7 @@ class ODERNN(AbstractIrregularRNN):
             jnp.int32
         )
 
-    def update(
-        self,
-        h: Float[Array, " hidden"],
-        x: Float[Array, " data_size"],
-        observed: Bool[Array, " data_size"],
-        gap: Float[Array, ""],
-    ) -> Float[Array, " hidden"]:
+    def update(self, h: Hidden, x: Observation, observed: Observed, gap: Scalar) -> Hidden:
         """The GRU update `cell(concat(values * mask, mask), h)`."""
         del gap
         return self.cell(_gru_input(x, observed), h)
@@ -340,29 +344,16 @@ class GRUDelta(AbstractIrregularRNN):
         readout_size: int | None = None,
         key: PRNGKeyArray,
     ):
-        readout_size = data_size if readout_size is None else readout_size
-        data_size, hidden_size, readout_size = check_ints(
-            1, data_size=data_size, hidden_size=hidden_size, readout_size=readout_size
+        keys = tuple(jr.split(check_key("key", key)))
+        self.data_size, self.hidden_size, self.cell, self.readout = _gru_and_readout(
+            data_size, hidden_size, readout_size, extra_inputs=1, keys=keys
         )
-        cell_key, readout_key = jr.split(check_key("key", key))
-        self.cell = eqx.nn.GRUCell(2 * data_size + 1, hidden_size, key=cell_key)
-        self.readout = eqx.nn.Linear(hidden_size, readout_size, key=readout_key)
-        self.data_size = data_size
-        self.hidden_size = hidden_size
 
-    def evolve_counted(
-        self, h: Float[Array, " hidden"], t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""]
-    ) -> tuple[Float[Array, " hidden"], Int[Array, ""]]:
+    def evolve_counted(self, h: Hidden, t0: Time, t1: Time) -> tuple[Hidden, Int[Array, ""]]:
         """The state does not change between observations: `(h, 0)`."""
         del t0, t1
         return h, jnp.array(0, jnp.int32)
 
-    def update(
-        self,
-        h: Float[Array, " hidden"],
-        x: Float[Array, " data_size"],
-        observed: Bool[Array, " data_size"],
-        gap: Float[Array, ""],
-    ) -> Float[Array, " hidden"]:
+    def update(self, h: Hidden, x: Observation, observed: Observed, gap: Scalar) -> Hidden:
         """The GRU update `cell(concat(values * mask, mask, [gap]), h)`."""
         return self.cell(_gru_input(x, observed, gap[None]), h)
