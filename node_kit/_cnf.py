@@ -13,7 +13,7 @@ Sampling runs the flow backwards. Every solve goes through
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -40,6 +40,10 @@ from ._vector_field import field_sizes
 
 
 _Stats = dict[str, Array]
+
+# One data point, and a batch of them (sample first).
+Sample: TypeAlias = Float[Array, " data_size"]
+Samples: TypeAlias = Float[Array, "batch data_size"]
 
 
 class CNF(eqx.Module):
@@ -116,9 +120,7 @@ class CNF(eqx.Module):
             settings=self.settings,
         )
 
-    def log_prob(
-        self, x: Float[Array, " data_size"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, ""]:
+    def log_prob(self, x: Sample, *, key: PRNGKeyArray | None = None) -> Float[Array, ""]:
         """Log-density of one sample, by solving from the data to the base.
 
         **Arguments:**
@@ -134,11 +136,7 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats(x, key=key)[0]
 
     def log_prob_and_stats(
-        self,
-        x: Float[Array, " data_size"],
-        *,
-        key: PRNGKeyArray | None = None,
-        regularise: bool = False,
+        self, x: Sample, *, key: PRNGKeyArray | None = None, regularise: bool = False
     ) -> tuple[Float[Array, ""], _Stats]:
         """Like [`node_kit.CNF.log_prob`][], with the solve's statistics.
 
@@ -160,7 +158,7 @@ class CNF(eqx.Module):
         return self._log_prob(x, probe, regularise=regularise, batched=False)
 
     def log_prob_batched(
-        self, xs: Float[Array, "batch data_size"], *, key: PRNGKeyArray | None = None
+        self, xs: Samples, *, key: PRNGKeyArray | None = None
     ) -> Float[Array, " batch"]:
         """Log-densities of a batch, solved as ONE ODE whose state is the whole batch.
 
@@ -179,11 +177,7 @@ class CNF(eqx.Module):
         return self.log_prob_and_stats_batched(xs, key=key)[0]
 
     def log_prob_and_stats_batched(
-        self,
-        xs: Float[Array, "batch data_size"],
-        *,
-        key: PRNGKeyArray | None = None,
-        regularise: bool = False,
+        self, xs: Samples, *, key: PRNGKeyArray | None = None, regularise: bool = False
     ) -> tuple[Float[Array, " batch"], _Stats]:
         """Like [`node_kit.CNF.log_prob_batched`][], with the solve's statistics.
 

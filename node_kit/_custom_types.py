@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import TypeAlias
 
-from jaxtyping import Array, ArrayLike, Bool, Float, PyTree, Real, Shaped
+from jaxtyping import Array, ArrayLike, Float, PyTree, Real, Shaped
 
 
 Times: TypeAlias = Real[ArrayLike, " times"]
@@ -14,6 +14,9 @@ Time: TypeAlias = Real[ArrayLike, ""]
 
 State: TypeAlias = Float[Array, "..."]
 """An ODE state for one sample."""
+
+BatchStates: TypeAlias = Float[Array, "batch ..."]
+"""ODE states of a batch, sample first."""
 
 Trajectory: TypeAlias = Float[Array, "times ..."]
 """States at each output time, time first."""
@@ -32,12 +35,3 @@ SeriesValues: TypeAlias = Real[ArrayLike, "times channels"]
 
 SeriesMask: TypeAlias = Shaped[ArrayLike, "times channels"]
 """Which entries of a series are observed: bool, or 0/1 numbers, the shape of the values."""
-
-Hidden: TypeAlias = Float[Array, " hidden"]
-"""A recurrent model's hidden state for one series."""
-
-Observation: TypeAlias = Float[Array, " data_size"]
-"""The values of one time point of a series (masked-out entries ignored)."""
-
-Observed: TypeAlias = Bool[Array, " data_size"]
-"""Which channels of one time point are observed."""

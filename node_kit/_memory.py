@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, PyTree
 
 from ._adjoint import checkpoint_adjoint
 from ._checks import check_bool, check_callable, is_real, type_name
-from ._custom_types import Args, Times
+from ._custom_types import Args, BatchStates, Times
 from ._neural_ode import BatchedField, NeuralODE
 
 
@@ -103,7 +103,7 @@ def default_loss(ys: Float[Array, "batch times ..."]) -> Float[Array, ""]:
 def compile_gradient(
     model: NeuralODE,
     ts: Times,
-    y0s: Float[Array, "batch ..."],
+    y0s: BatchStates,
     args: Args = None,
     *,
     batched: bool = True,
@@ -230,7 +230,7 @@ class CheckpointMemoryModel:
 def checkpoint_memory_model(
     model: NeuralODE,
     ts: Times,
-    y0s: Float[Array, "batch ..."],
+    y0s: BatchStates,
     args: Args = None,
     *,
     batched: bool = True,
@@ -254,26 +254,26 @@ def checkpoint_memory_model(
     n = _check_max_steps(model)
 
     def measured(checkpoints: int) -> int:
-        chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
-        compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
-        return compiled.memory.total_bytes
+        return _checkpointed_bytes(checkpoints, model, ts, y0s, args, batched, loss)
 
     counts = sorted({min(math.ceil(n / 2), n - 1), n - 1} - {0, 1}) if n >= 3 else []
     return CheckpointMemoryModel(
         floor_bytes=measured(1),
-        bytes_per_checkpoint=_checkpoint_bytes(model, ts, y0s, args, batched=batched),
+        bytes_per_checkpoint=_checkpoint_bytes(model, ts, y0s, args, batched),
         max_steps=n,
         anchors=tuple((c, measured(c)) for c in counts),
     )
 
 
+def _checkpointed_bytes(checkpoints: int, model, ts, y0s, args, batched, loss) -> int:
+    """The compiled gradient's total bytes with `checkpoints` checkpoints."""
+    chosen = model.with_settings(model.settings.with_adjoint(checkpoint_adjoint(checkpoints)))
+    compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
+    return compiled.memory.total_bytes
+
+
 def _checkpoint_bytes(
-    model: NeuralODE,
-    ts: Times,
-    y0s: Float[Array, "batch ..."],
-    args: Args = None,
-    *,
-    batched: bool = True,
+    model: NeuralODE, ts: Times, y0s: BatchStates, args: Args, batched: bool
 ) -> int:
     """Bytes diffrax stores per checkpoint: the state plus the solver's state.
 
@@ -296,7 +296,7 @@ def checkpoint_adjoint_for_budget(
     *,
     model: NeuralODE,
     ts: Times,
-    y0s: Float[Array, "batch ..."],
+    y0s: BatchStates,
     args: Args = None,
     batched: bool = True,
     loss: Callable[[Array], Array] = default_loss,
@@ -345,11 +345,7 @@ def checkpoint_adjoint_for_budget(
     while verify and checkpoints > 1:
         measured = memory.measured(checkpoints)
         if measured is None:
-            chosen = model.with_settings(
-                model.settings.with_adjoint(checkpoint_adjoint(checkpoints))
-            )
-            compiled = compile_gradient(chosen, ts, y0s, args, batched=batched, loss=loss)
-            measured = compiled.memory.total_bytes
+            measured = _checkpointed_bytes(checkpoints, model, ts, y0s, args, batched, loss)
         excess = measured - memory_budget_bytes
         if excess <= 0:
             break

@@ -18,6 +18,7 @@ tasks along a new leading axis. `loss(model, data) -> scalar` is written for one
 """
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,12 @@ class AbstractMetaLearner(eqx.Module):
         """
 
 
+def _options(learner: AbstractMetaLearner) -> dict[str, Any]:
+    """A learner's fields as keywords: each learner's fields are its adapt function's
+    options, by name."""
+    return {f.name: getattr(learner, f.name) for f in dataclasses.fields(learner)}
+
+
 class MAML(AbstractMetaLearner):
     """MAML: `inner_steps` steps of gradient descent on the support loss.
 
@@ -89,14 +96,7 @@ class MAML(AbstractMetaLearner):
         self.first_order = check_bool("first_order", first_order)
 
     def adapt(self, model: PyTree, loss: Loss, support: PyTree) -> PyTree:
-        return maml_adapt(
-            model,
-            loss,
-            support,
-            inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr,
-            first_order=self.first_order,
-        )
+        return maml_adapt(model, loss, support, **_options(self))
 
 
 class IMAML(AbstractMetaLearner):
@@ -147,16 +147,7 @@ class IMAML(AbstractMetaLearner):
         self.throw = check_bool("throw", throw)
 
     def adapt(self, model: PyTree, loss: Loss, support: PyTree) -> PyTree:
-        return imaml_adapt(
-            model,
-            loss,
-            support,
-            reg=self.reg,
-            solver=self.solver,
-            linear_solver=self.linear_solver,
-            max_steps=self.max_steps,
-            throw=self.throw,
-        )
+        return imaml_adapt(model, loss, support, **_options(self))
 
 
 def maml_adapt(

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_callable
-from ._custom_types import Args, State, Time, Times, Trajectory
+from ._custom_types import Args, BatchStates, State, Time, Times, Trajectory
 from ._solve import saved_states, SolveSettings
 from ._solve_inputs import check_state, check_times
 from ._vector_field import field_sizes, pad_to_state
@@ -99,12 +99,7 @@ class NeuralODE(eqx.Module):
         return self.settings.solve(self.vector_field, ts, y0, args, y0_name="y0")
 
     def batched(
-        self,
-        ts: Times,
-        y0s: Float[Array, "batch ..."],
-        args: Args = None,
-        *,
-        args_axis: int | None = None,
+        self, ts: Times, y0s: BatchStates, args: Args = None, *, args_axis: int | None = None
     ) -> Float[Array, "batch times ..."]:
         """Solve a batch as ONE ODE whose state is the whole batch.
 
@@ -130,12 +125,7 @@ class NeuralODE(eqx.Module):
         return jnp.moveaxis(saved_states(sol), 0, 1)
 
     def solve_batched(
-        self,
-        ts: Times,
-        y0s: Float[Array, "batch ..."],
-        args: Args = None,
-        *,
-        args_axis: int | None = None,
+        self, ts: Times, y0s: BatchStates, args: Args = None, *, args_axis: int | None = None
     ) -> diffrax.Solution:
         """Like [`node_kit.NeuralODE.batched`][] but returns the `diffrax.Solution`
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""

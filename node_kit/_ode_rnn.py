@@ -21,7 +21,7 @@ fraction of each gap, not an absolute time.
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import equinox as eqx
 import jax
@@ -30,21 +30,18 @@ import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Real
 
 from ._checks import check_ints, check_key
-from ._custom_types import (
-    Hidden,
-    Observation,
-    Observed,
-    Scalar,
-    SeriesMask,
-    SeriesValues,
-    Time,
-    Times,
-)
+from ._custom_types import Scalar, SeriesMask, SeriesValues, Time, Times
 from ._irregular import check_series
 from ._masked_scan import scan_observations, ScanResult
 from ._neural_ode import NeuralODE
 from ._solve import saved_states, SolveSettings
 from ._vector_field import AbstractVectorField, field_sizes, MLPField
+
+
+# The hidden state of one series; the values of one time point and which are observed.
+Hidden: TypeAlias = Float[Array, " hidden"]
+Observation: TypeAlias = Float[Array, " data_size"]
+Observed: TypeAlias = Bool[Array, " data_size"]
 
 
 class GapField(AbstractVectorField):

@@ -56,6 +56,18 @@ def pad_to_state(field: Callable, y: Float[Array, "*batch data"]) -> Float[Array
     return jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, state_size - data_size)])
 
 
+def _check_mlp(
+    data_size: int, width_size: int, depth: int, activation: Callable, key: PRNGKeyArray
+) -> tuple[int, int, int]:
+    """The checked sizes of a field's MLP (positive data and width, depth from 0), its
+    hidden activation and its key."""
+    data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
+    (depth,) = check_ints(0, depth=depth)
+    check_callable("activation", activation, expected="a callable such as jnp.tanh")
+    check_key("key", key)
+    return data_size, width_size, depth
+
+
 class MLPField(AbstractVectorField):
     """A multilayer perceptron on `[t, y]`: time concatenated to the state.
 
@@ -69,8 +81,8 @@ class MLPField(AbstractVectorField):
     - `key`: a `jax.random` key, keyword-only.
     """
 
-    mlp: eqx.nn.MLP
     data_size: int = eqx.field(static=True)
+    mlp: eqx.nn.MLP
 
     def __init__(
         self,
@@ -82,24 +94,15 @@ class MLPField(AbstractVectorField):
         final_activation: Callable = lambda x: x,
         key: PRNGKeyArray,
     ):
-        data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
-        (depth,) = check_ints(0, depth=depth)
-        check_callable("activation", activation, expected="a callable such as jax.nn.softplus")
+        data_size, width_size, depth = _check_mlp(data_size, width_size, depth, activation, key)
         check_callable(
             "final_activation",
             final_activation,
             expected="a callable such as jnp.tanh (or lambda x: x)",
         )
-        check_key("key", key)
         self.data_size = data_size
         self.mlp = eqx.nn.MLP(
-            in_size=data_size + 1,
-            out_size=data_size,
-            width_size=width_size,
-            depth=depth,
-            activation=activation,
-            final_activation=final_activation,
-            key=key,
+            data_size + 1, data_size, width_size, depth, activation, final_activation, key=key
         )
 
     def __call__(
@@ -148,9 +151,9 @@ class ConcatSquashField(AbstractVectorField):
     - `key`: a `jax.random` key, keyword-only.
     """
 
+    data_size: int = eqx.field(static=True)
     layers: tuple[ConcatSquashLinear, ...]
     activation: Callable
-    data_size: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -161,10 +164,7 @@ class ConcatSquashField(AbstractVectorField):
         activation: Callable = jnp.tanh,
         key: PRNGKeyArray,
     ):
-        data_size, width_size = check_ints(1, data_size=data_size, width_size=width_size)
-        (depth,) = check_ints(0, depth=depth)
-        check_callable("activation", activation, expected="a callable such as jnp.tanh")
-        check_key("key", key)
+        data_size, width_size, depth = _check_mlp(data_size, width_size, depth, activation, key)
         sizes = [data_size] + [width_size] * depth + [data_size]
         keys = jr.split(key, len(sizes) - 1)
         self.layers = tuple(

@@ -75,8 +75,8 @@ def test_checkpoint_bytes_are_state_plus_solver_state():
         state = y0s.size * 4
         # Tsit5 also stores its `first_step` flag: one byte, one per sample under vmap.
         flag = 0 if solver == "euler" else 1
-        assert _checkpoint_bytes(model, ts, y0s) == copies * state + flag
-        assert _checkpoint_bytes(model, ts, y0s, batched=False) == (
+        assert _checkpoint_bytes(model, ts, y0s, None, True) == copies * state + flag
+        assert _checkpoint_bytes(model, ts, y0s, None, False) == (
             copies * state + flag * SMALL.batch_size
         )
 

@@ -217,13 +217,12 @@ def _generate(sizes: tuple[int, int, int], seed: int) -> Generated:
     return Generated(split_rows({"t": raw["t"], "x": x}, sizes), metadata=metadata)
 
 
+_N, _D = HOPPER_NUM_STEPS, HOPPER_STATE_DIM
+
 HOPPER = DatasetSpec(
     name="hopper",
     default_sizes=HOPPER_SPLIT_SIZES,
-    features={
-        "t": Feature((HOPPER_NUM_STEPS,), np.float32),
-        "x": Feature((HOPPER_NUM_STEPS, HOPPER_STATE_DIM), np.float32),
-    },
+    features={"t": Feature((_N,), np.float32), "x": Feature((_N, _D), np.float32)},
     generate=_generate,
     description="MuJoCo hopper (dm_control) from random states: `t` (200,), `x` (200, 14) in "
     "[0, 1].\n\n`x` is `concat(qpos, qvel)` min-max normalised per feature over all generated "

@@ -70,20 +70,18 @@ def is_adaptive(name: str) -> bool:
     return next(s for s in SOLVERS if s.name == name).adaptive
 
 
+MAX_STEPS = 4096
+"""The most solver steps of a command's solve (diffrax's own default)."""
+
+
 def solve_settings(
-    solver: str,
-    adjoint: str,
-    *,
-    rtol: float,
-    atol: float,
-    fixed_dt: float | None = None,
-    max_steps: int = 4096,
+    solver: str, adjoint: str, *, rtol: float, atol: float, fixed_dt: float | None = None
 ) -> nk.SolveSettings:
     """[`node_kit.SolveSettings`][] from the command line's solver and adjoint names.
 
     An adaptive solver runs under `diffrax.PIDController(rtol, atol)`; a fixed-step one
     (`euler`, `rk4`) under `diffrax.ConstantStepSize()` with step `fixed_dt`. The adjoint is
-    [`node_kit.adjoint_from_name`][] for that controller and `max_steps`.
+    [`node_kit.adjoint_from_name`][] for that controller and `MAX_STEPS`.
     """
     if is_adaptive(solver):
         controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
@@ -97,9 +95,9 @@ def solve_settings(
     return nk.SolveSettings(
         solver=solver_from_name(solver),
         stepsize_controller=controller,
-        adjoint=adjoint_from_name(adjoint, max_steps=max_steps, stepsize_controller=controller),
+        adjoint=adjoint_from_name(adjoint, max_steps=MAX_STEPS, stepsize_controller=controller),
         dt0=dt0,
-        max_steps=max_steps,
+        max_steps=MAX_STEPS,
     )
 
 
