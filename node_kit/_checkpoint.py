@@ -78,6 +78,17 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
     config (the keys of `meta` that differ), or does not fit `like` (another model size or
     another optimizer's state). A `like` whose `opt_state` is `None` reads the model only.
     """
+    if not isinstance(like, Checkpoint):
+        raise ValueError(
+            "`like` must be a node_kit.Checkpoint of the structure to load into; got "
+            f"{type_name(like)}. E.g. nk.Checkpoint(model, optimizer.init(eqx.filter(model, "
+            "eqx.is_inexact_array)), 0), or nk.Checkpoint(model, None, 0) for the model only."
+        )
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"`meta` must be a dict (the config the checkpoint must match, {{}} for none); got "
+            f"{type_name(meta)}."
+        )
     saved, payload = read_checkpoint_bytes(path)
     differ = sorted(k for k in meta if saved.get(k) != meta[k])
     if differ:

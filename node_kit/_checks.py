@@ -8,7 +8,9 @@ Times and states of a solve are checked in `_solve_inputs.py`, series in `_irreg
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TYPE_CHECKING, TypeGuard, TypeVar
 
 
@@ -221,3 +223,27 @@ def check_key(name: str, key: Any) -> "Array":
             f"`jax.random.key(0)`, and split it for each use."
         )
     return key
+
+
+def check_file_path(name: str, path: Any, *, example: str = "checkpoint.eqx") -> Path | None:
+    """`None`, or `path` as a `Path` naming a file: not a folder, and not below a file."""
+    if path is None:
+        return None
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(
+            f"`{name}` must be a file path (a str or pathlib.Path) or None; got "
+            f"{type_name(path)} {path!r}."
+        )
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"`{name}` must name a file; got {str(path)!r}, which is a folder. Name a file in "
+            f"it, e.g. {str(path / example)!r}."
+        )
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(
+            f"`{name}` {str(path)!r} lies below {str(blocking)!r}, which is a file, not a "
+            "folder. Choose a path inside a folder."
+        )
+    return path

@@ -175,6 +175,12 @@ def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) ->
     path = Path(path)
     try:
         data = path.read_bytes()
+    except IsADirectoryError:
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint file. Pass the checkpoint file in it "
+            f"(e.g. {path / 'checkpoint.eqx'}), or the run folder where a command takes one.",
+            damaged=False,
+        ) from None
     except FileNotFoundError:
         raise CheckpointError(
             f"no checkpoint at {path}. "

@@ -12,9 +12,17 @@ import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ._checkpoint import Checkpoint, resume_checkpoint
-from ._checks import check_callable, check_callables, check_int, check_key, type_name
+from ._checks import (
+    check_callable,
+    check_callables,
+    check_file_path,
+    check_int,
+    check_key,
+    type_name,
+)
 from ._history import _HistoryFile
 from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_PARAMS, _Loop, _OK
+from ._loss_checks import check_step_inputs, checked_loss
 from ._parallel import DataParallel, is_main_process
 from ._progress import progress_bar
 
@@ -42,6 +50,8 @@ def _check_callables(*, loss_fn, optimizer, batch_at=None) -> None:
 
 def _update(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
     _check_callables(loss_fn=loss_fn, optimizer=optimizer)
+    check_step_inputs(model, opt_state, batch, key)
+    loss_fn = checked_loss(loss_fn, scalar_aux=False)
     # A per-device loss (nk.DataParallel) differentiates on each device itself.
     grad_fn = getattr(loss_fn, "value_and_grad", None) or eqx.filter_value_and_grad(
         loss_fn, has_aux=True
@@ -197,6 +207,9 @@ def fit(
             "`data_parallel` must be a node_kit.DataParallel or None; got "
             f"{type_name(data_parallel)}. E.g. data_parallel=nk.DataParallel(4)."
         )
+    loss_fn = checked_loss(loss_fn, scalar_aux=True)  # fit logs aux: scalars only
+    check_file_path("checkpoint_path", checkpoint_path)
+    check_file_path("history_path", history_path, example="history.csv")
     meta = dict(meta or {})
     state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
     if resume:

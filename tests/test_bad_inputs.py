@@ -433,6 +433,37 @@ _add("fit", "fit", [
     ("make-step-optimizer-string", lambda: nk.make_step({"w": Y0}, None, None, KEY, _loss, "adam"), V, r"`optimizer` must be an optax\.GradientTransformation"),
 ])
 
+def _pair(loss, aux):
+    """A loss_fn returning `(loss(w), aux(w))`."""
+    return lambda model, batch, key: (loss(model["w"]), aux(model["w"]))
+
+
+_add("fit", "fit", [
+    ("loss-vector", lambda: _fit(loss_fn=_pair(lambda w: w ** 2, lambda w: {})), V, r"`loss_fn\(model, batch, key\)` must return a pair `\(loss, aux\)` with `loss` a scalar; got shape \(2,\)\. Reduce it"),
+    ("loss-without-aux", lambda: _fit(loss_fn=lambda m, b, k: jnp.sum(m["w"] ** 2)), V, r"must return a pair `\(loss, aux\)`; got one array of shape \(\)\. Return the loss with its aux"),
+    ("loss-three-values", lambda: _fit(loss_fn=lambda m, b, k: (jnp.sum(m["w"]), {}, 0)), V, r"must return a pair `\(loss, aux\)`; got a tuple of 3"),
+    ("loss-string", lambda: _fit(loss_fn=_pair(lambda w: "loss", lambda w: {})), V, r"with `loss` a scalar; got str"),
+    ("aux-vector", lambda: _fit(loss_fn=_pair(jnp.sum, lambda w: {"w": w})), V, r"`aux\['w'\]` returned by `loss_fn` must be a scalar under a str name .*; got shape \(2,\)"),
+    ("aux-none", lambda: _fit(loss_fn=_pair(jnp.sum, lambda w: None)), V, r"with `aux` a dict of scalars, which fit logs; got NoneType\. Return \{\}"),
+    ("aux-list", lambda: _fit(loss_fn=_pair(jnp.sum, lambda w: [w[0]])), V, r"with `aux` a dict of scalars, which fit logs; got list"),
+    ("empty-batch", lambda: _fit(batch_at=lambda step: {"x": jnp.zeros((0, 2))}), V, r"`batch` holds an empty array at \['x'\] \(shape \(0, 2\)\): a step needs at least one sample"),
+    ("no-trainable-arrays", lambda: _fit(model={"n": jnp.arange(2)}), V, r"`model` has no floating-point arrays to train \(a dict"),
+    ("checkpoint-path-folder", lambda: _fit(checkpoint_path=_TEMP.name), V, r"`checkpoint_path` must name a file; got '.*', which is a folder\. Name a file in it, e.g\. '.*checkpoint\.eqx'"),
+    ("checkpoint-path-empty", lambda: _fit(checkpoint_path=""), V, r"`checkpoint_path` must name a file; got '\.', which is a folder"),
+    ("checkpoint-path-below-file", lambda: _fit(checkpoint_path=Path(__file__) / "c.eqx"), V, r"`checkpoint_path` '.*c\.eqx' lies below '.*test_bad_inputs\.py', which is a file"),
+    ("checkpoint-path-int", lambda: _fit(checkpoint_path=3), V, r"`checkpoint_path` must be a file path \(a str or pathlib\.Path\) or None; got int 3"),
+    ("history-path-folder", lambda: _fit(history_path=_TEMP.name), V, r"`history_path` must name a file; got '.*', which is a folder\. Name a file in it, e\.g\. '.*history\.csv'"),
+    ("make-step-opt-state-none", lambda: nk.make_step({"w": Y0}, None, None, KEY, _loss, optax.sgd(0.1)), V, r"`opt_state` is None; pass the optimizer's state"),
+    ("make-step-key-int", lambda: nk.make_step({"w": Y0}, optax.sgd(0.1).init({"w": Y0}), None, 0, _loss, optax.sgd(0.1)), V, r"`key` must be a JAX PRNG key; got int 0"),
+    ("make-step-loss-vector", lambda: nk.make_step({"w": Y0}, optax.sgd(0.1).init({"w": Y0}), None, KEY, _pair(lambda w: w, lambda w: {}), optax.sgd(0.1)), V, r"with `loss` a scalar; got shape \(2,\)"),
+])
+
+_add("checkpoint", "ckpt", [
+    ("load-folder", lambda: nk.load_checkpoint(_TEMP.name, nk.Checkpoint({"w": jnp.ones(2)}, None, 0), {}), CE, r"is a folder, not a checkpoint file\. Pass the checkpoint file in it"),
+    ("load-like-model", lambda: nk.load_checkpoint(_files()["good"], {"w": jnp.ones(2)}, {}), V, r"`like` must be a node_kit\.Checkpoint of the structure to load into; got dict"),
+    ("load-meta-none", lambda: nk.load_checkpoint(_files()["good"], nk.Checkpoint({"w": jnp.ones(2)}, None, 0), None), V, r"`meta` must be a dict \(the config the checkpoint must match, \{\} for none\); got NoneType"),
+])
+
 _add("checkpoint", "ckpt", [
     ("load-missing", lambda: _load("missing"), CE, r"no checkpoint at .*missing\.eqx"),
     ("load-not-a-checkpoint", lambda: _load("text"), CE, r"checkpoint .*text\.eqx cannot be read: its sidecar text\.eqx\.json is missing .*, and the file is in no older node_kit format \(17 bytes\)"),
