@@ -33,6 +33,7 @@ from ._latent_ode_loss import (
     latent_ode_loss as latent_ode_loss,
     latent_ode_terms as latent_ode_terms,
 )
+from ._lock import RunLocked as RunLocked
 from ._memory import (
     checkpoint_adjoint_for_budget as checkpoint_adjoint_for_budget,
     checkpoint_memory_model as checkpoint_memory_model,

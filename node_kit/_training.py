@@ -1,5 +1,6 @@
 """Training: one jitted step, a resumable loop with verified checkpoints and a divergence guard."""
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from ._checks import (
 )
 from ._history import _HistoryFile
 from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_PARAMS, _Loop, _OK
+from ._lock import lock_path, run_lock
 from ._loss_checks import check_step_inputs, checked_loss
 from ._parallel import DataParallel, is_main_process
 from ._progress import progress_bar
@@ -192,6 +194,8 @@ def fit(
     [`node_kit.TrainingDiverged`][] if the loss, the gradient or an updated parameter
     becomes NaN or inf, or a solve fails inside a step; the last good checkpoint is kept.
     [`node_kit.CheckpointError`][] if `resume` finds no usable checkpoint.
+    [`node_kit.RunLocked`][] if another live process is training into `checkpoint_path`
+    (its lock, `<checkpoint_path>.lock`, is held while `fit` runs and removed after).
     """
     check_key("key", key)
     _check_callables(loss_fn=loss_fn, optimizer=optimizer, batch_at=batch_at)
@@ -210,64 +214,70 @@ def fit(
     loss_fn = checked_loss(loss_fn, scalar_aux=True)  # fit logs aux: scalars only
     check_file_path("checkpoint_path", checkpoint_path)
     check_file_path("history_path", history_path, example="history.csv")
-    meta = dict(meta or {})
-    state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
-    if resume:
-        if checkpoint_path is None:
-            raise ValueError(
-                "`resume=True` needs the `checkpoint_path` to resume from; got None. Pass "
-                "the path, or resume=False to start fresh."
-            )
-        state = resume_checkpoint(checkpoint_path, state, meta)
-    main = is_main_process()  # with several processes, only process 0 writes files
-    checkpoint_writer = checkpoint_path if main else None
-    history_path = history_path if main else None
-    history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
-    callbacks = callbacks if main else ()
-    if data_parallel is None:
-        place, step_loss = _put, loss_fn
-        model, opt_state = _copy((state.model, state.opt_state))
-    else:
-        place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
-        model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
-    loop = _Loop(
-        checkpoint_path=checkpoint_path,
-        checkpoint_writer=checkpoint_writer,
-        meta=meta,
-        info=info,
-        history_file=history_file,
-        evaluate=evaluate,
-        callbacks=callbacks,
-        bar=progress_bar(state.step, num_steps, progress),
+    lock = (
+        run_lock(lock_path(checkpoint_path), what=f"the checkpoint {checkpoint_path}")
+        if checkpoint_path is not None and is_main_process()
+        else contextlib.nullcontext()
     )
-    try:
-        next_batch = place(batch_at(state.step)) if state.step < num_steps else None
-        for step in range(state.step, num_steps):
-            last = step + 1 == num_steps
-            try:
-                model, opt_state, loss, aux, code = _guarded_step(
-                    next_batch, model, opt_state, jr.fold_in(key, step), step_loss, optimizer
+    with lock:  # no other process may train into the same checkpoint meanwhile
+        meta = dict(meta or {})
+        state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
+        if resume:
+            if checkpoint_path is None:
+                raise ValueError(
+                    "`resume=True` needs the `checkpoint_path` to resume from; got None. Pass "
+                    "the path, or resume=False to start fresh."
                 )
-            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
-                loop.solve_failed(error, step + 1)
-            if not last:  # the next batch is built and sent while this step runs
-                next_batch = place(batch_at(step + 1))
-            evaluate_now = evaluate is not None and ((step + 1) % evaluate_every == 0 or last)
-            logged = (step + 1) % log_every == 0 or last or evaluate_now
-            loop.unchecked.append((step + 1, code, loss, aux if logged else None))
-            loop.bar.update(1)
-            checkpoint_now = checkpoint_path is not None and (
-                (step + 1) % checkpoint_every == 0 or last
-            )
-            if logged or checkpoint_now or loop.pending is not None:
-                loop.sync(model if evaluate_now else None)
-            if checkpoint_now:  # written once the next step shows its parameters good
-                kept_model, kept_state = _copy((model, opt_state))
-                loop.pending = Checkpoint(kept_model, kept_state, step + 1)
-        loop.write_pending()  # the final one: the last step found its parameters finite
-    finally:
-        loop.bar.close()
-    return model, loop.history
+            state = resume_checkpoint(checkpoint_path, state, meta)
+        main = is_main_process()  # with several processes, only process 0 writes files
+        checkpoint_writer = checkpoint_path if main else None
+        history_path = history_path if main else None
+        history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
+        callbacks = callbacks if main else ()
+        if data_parallel is None:
+            place, step_loss = _put, loss_fn
+            model, opt_state = _copy((state.model, state.opt_state))
+        else:
+            place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
+            model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
+        loop = _Loop(
+            checkpoint_path=checkpoint_path,
+            checkpoint_writer=checkpoint_writer,
+            meta=meta,
+            info=info,
+            history_file=history_file,
+            evaluate=evaluate,
+            callbacks=callbacks,
+            bar=progress_bar(state.step, num_steps, progress),
+        )
+        try:
+            next_batch = place(batch_at(state.step)) if state.step < num_steps else None
+            for step in range(state.step, num_steps):
+                last = step + 1 == num_steps
+                try:
+                    model, opt_state, loss, aux, code = _guarded_step(
+                        next_batch, model, opt_state, jr.fold_in(key, step), step_loss, optimizer
+                    )
+                except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
+                    loop.solve_failed(error, step + 1)
+                if not last:  # the next batch is built and sent while this step runs
+                    next_batch = place(batch_at(step + 1))
+                evaluate_now = evaluate is not None and ((step + 1) % evaluate_every == 0 or last)
+                logged = (step + 1) % log_every == 0 or last or evaluate_now
+                loop.unchecked.append((step + 1, code, loss, aux if logged else None))
+                loop.bar.update(1)
+                checkpoint_now = checkpoint_path is not None and (
+                    (step + 1) % checkpoint_every == 0 or last
+                )
+                if logged or checkpoint_now or loop.pending is not None:
+                    loop.sync(model if evaluate_now else None)
+                if checkpoint_now:  # written once the next step shows its parameters good
+                    kept_model, kept_state = _copy((model, opt_state))
+                    loop.pending = Checkpoint(kept_model, kept_state, step + 1)
+            loop.write_pending()  # the final one: the last step found its parameters finite
+        finally:
+            loop.bar.close()
+        return model, loop.history
 
 
 def _put(batch):
