@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -36,6 +37,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temp_files(folder: str | os.PathLike, names: Sequence[str] | None = None) -> None:
+    """Remove the temporary files `atomic_write_bytes` left in `folder` (and its subfolders)
+    when its process was killed mid-write: those of the files `names`, or all of them.
+
+    Only while this process holds the folder's lock: another writer's temporary file is
+    live."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    patterns = [f".{name}.*.tmp" for name in names] if names is not None else [".*.tmp"]
+    for pattern in patterns:
+        for leftover in folder.glob(pattern) if names is not None else folder.rglob(pattern):
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
 
 def _copy_into_place(source: Path, target: Path) -> None:

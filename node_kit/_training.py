@@ -3,6 +3,7 @@
 import contextlib
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -23,6 +24,7 @@ from ._checks import (
 )
 from ._history import _HistoryFile
 from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_PARAMS, _Loop, _OK
+from ._io import remove_temp_files
 from ._lock import lock_path, run_lock
 from ._loss_checks import check_step_inputs, checked_loss
 from ._parallel import DataParallel, is_main_process
@@ -220,6 +222,10 @@ def fit(
         else contextlib.nullcontext()
     )
     with lock:  # no other process may train into the same checkpoint meanwhile
+        if checkpoint_path is not None and is_main_process():  # a killed writer's leftovers
+            remove_temp_files(Path(checkpoint_path).parent, [Path(checkpoint_path).name])
+        if history_path is not None and is_main_process():
+            remove_temp_files(Path(history_path).parent, [Path(history_path).name])
         meta = dict(meta or {})
         state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
         if resume:

@@ -27,13 +27,16 @@ if __name__ == "__main__":
 """
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import node_kit as nk
+from node_kit._lock import run_lock
 
 from ._cli import config_from_record, parse_config
 
@@ -276,7 +279,41 @@ class Command:
             if known.worker:
                 return self.worker(known.worker)
             argv = rest
-        return self.main(self.parse(argv))
+        config = self.parse(argv)
+        with _run_folder_lock(config):
+            return self.main(config)
+
+
+def _run_folder_lock(config: Any) -> contextlib.AbstractContextManager:
+    """The lock on the config's `--out` folder for the whole command, so that a second
+    process running into the same folder is refused at once (only process 0 of a
+    multi-process run writes there; with --distributed the index is not known yet, and
+    the training's own checkpoint lock serves)."""
+    out = getattr(config, "out", None)
+    if out is None:
+        return contextlib.nullcontext()
+    folder = check_out_folder(out)
+    if getattr(config, "distributed", False) or getattr(config, "process_id", 0) != 0:
+        return contextlib.nullcontext()
+    return run_lock(folder / "run.lock", what=f"the run folder {folder}")
+
+
+def check_out_folder(out: Any) -> Path:
+    """`--out` as a `Path`: a folder, or a path where one can be made (not a file, not
+    below a file, not empty)."""
+    if not isinstance(out, str | os.PathLike) or str(out).strip() == "":
+        raise ValueError(
+            f"--out must name a folder for the run's files; got {out!r}. E.g. --out runs/mine."
+        )
+    folder = Path(out)
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
+        raise ValueError(
+            f"--out must name a folder for the run's files; {str(folder)!r} {where} a file. "
+            "Choose another --out."
+        )
+    return folder
 
 
 def exit_on_user_error(run: Callable[[], dict]) -> dict:
@@ -289,7 +326,7 @@ def exit_on_user_error(run: Callable[[], dict]) -> dict:
     """
     try:
         return run()
-    except (nk.TrainingDiverged, nk.CheckpointError) as error:
+    except (nk.TrainingDiverged, nk.CheckpointError, nk.RunLocked) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except ValueError as error:

@@ -19,10 +19,9 @@ def main(config: Config) -> dict:
 ```
 
 The config is a frozen dataclass with at least `seed`, `out`, `steps`, `resume` and
-`progress`. The keys are `jr.split(jr.key(config.seed), len(keys))` in the order named,
-so a command keeps its random numbers when it moves onto the runner. The checkpoint is
-`<out>/checkpoint.eqx`; it carries [`run_meta`][]`(config)` and resuming from another
-config is refused.
+`progress`. The keys are `jr.split(jr.key(config.seed), len(keys))` in the order named.
+The checkpoint `<out>/checkpoint.eqx` carries [`run_meta`][]`(config)`, and resuming
+from another config is refused; a resume first removes what a killed run left half-written.
 
 Every weights file of a run (`checkpoint.eqx`, `model.eqx` written when training ends,
 `best.eqx` with `--eval-every`) records the command's module and the full config, so
@@ -50,7 +49,13 @@ import node_kit as nk
 from .._checkpoint import Checkpoint, save_checkpoint
 from .._checks import check_int, check_real
 from .._history import read_history
-from .._io import CheckpointError, previous_path, read_checkpoint_bytes, remove_weights
+from .._io import (
+    CheckpointError,
+    previous_path,
+    read_checkpoint_bytes,
+    remove_temp_files,
+    remove_weights,
+)
 from .._parallel import DataParallel, is_main_process, local_value
 from ._cli import _module_name, run_meta
 from ._outputs import environment, provenance, save_figure, write_json
@@ -117,6 +122,8 @@ class Run:
                 "to start a fresh run there, or pass the --out of the run to continue."
             )
         self.out.mkdir(parents=True, exist_ok=True)
+        if getattr(config, "resume", False):  # what a killed run was writing when it died
+            remove_temp_files(self.out)
         self.keys = split_keys(config.seed, keys)
         self.train_seconds = 0.0
         """The wall seconds of [`Run.fit`][] (0 before it)."""
