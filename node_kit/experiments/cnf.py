@@ -36,7 +36,7 @@ from ._choices import (
     trace_estimator_from_name,
     TRACE_ESTIMATOR_NAMES,
 )
-from ._cli import check_at_most, check_choices, check_flags, check_tolerances
+from ._cli import check_batch_sizes, check_choices, check_flags, check_tolerances
 from ._cnf_data import (
     Data,
     draw_samples,
@@ -135,16 +135,7 @@ def check_config(config: Config) -> None:
     check_tolerances(config)
     check_eval_tolerances(config)
     check_use_flags(config)
-    train, validation, test = datasets.get_spec(config.dataset).split_sizes(None)
-    check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training points")
-    check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test points")
-    if config.eval_every:
-        check_at_most(
-            "eval_batch",
-            config.eval_batch,
-            validation,
-            f"{config.dataset} validation points (--eval-every)",
-        )
+    check_batch_sizes(config, datasets.get_spec(config.dataset).split_sizes(None), "points")
 
 
 def check_use_flags(config) -> None:
