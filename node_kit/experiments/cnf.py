@@ -48,7 +48,7 @@ from ._cnf_data import (
 from ._cnf_plots import plot
 from ._cnf_tables import TABLES
 from ._optimizer import training_optimizer
-from ._protocol import Command, DataConfig, EvaluationConfig, option, TrainConfig
+from ._protocol import Command, DataConfig, EvaluationConfig, metrics, option, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, Validation
 from ._trained import (
     check_eval_tolerances,
@@ -336,7 +336,7 @@ COMMAND = Command(
     docs="cnf.md",
     choices=_choices,
     model_skeleton=model_skeleton,
-    headline=lambda results: {"test_nll": results["test_nll"]},
+    headline=metrics("test_nll"),
     reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
     tables=TABLES,
 )
