@@ -258,6 +258,21 @@ def check_at_most(name: str, value: int, available: int, what: str) -> None:
         )
 
 
+def check_batch_sizes(config, splits: tuple[int, int, int], unit: str, kept: str = "") -> None:
+    """`--batch-size` at most the training split of `config.dataset`, `--eval-batch` at most
+    its test split and, with `--eval-every`, its validation split. `splits` are the sizes
+    `(train, validation, test)`, in `unit`s ("points"); `kept` follows the training split's
+    name in the message where a flag shrank that split."""
+    train, validation, test = splits
+    name = config.dataset
+    check_at_most("batch_size", config.batch_size, train, f"{name} training {unit}{kept}")
+    check_at_most("eval_batch", config.eval_batch, test, f"{name} test {unit}")
+    if config.eval_every:
+        check_at_most(
+            "eval_batch", config.eval_batch, validation, f"{name} validation {unit} (--eval-every)"
+        )
+
+
 def with_new_names(values: Mapping[str, Any], renamed: Mapping[str, str]) -> dict:
     """A recorded config's `values` with each field renamed since (`{old: new}`) under its
     new name."""

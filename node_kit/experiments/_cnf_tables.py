@@ -87,23 +87,27 @@ def _note_8gaussians(r: dict, _: dict) -> str:
     )
 
 
+def _steps(r: dict) -> str:
+    """How long a run trained: `"<steps> steps"`."""
+    return f"{r['config']['steps']} steps"
+
+
 def _note_checkerboard(short: dict, long: dict) -> str:
     return (
-        f"- `{short['name']}`: KL gap {short['kl_gap']:+.4f} nats after "
-        f"{short['config']['steps']} steps; after {long['config']['steps']} steps "
-        f"(`{long['name']}`, trained from scratch), {long['kl_gap']:+.4f} "
-        f"(aim: below 0.10)."
+        f"- `{short['name']}`: KL gap {short['kl_gap']:+.4f} nats after {_steps(short)}; after "
+        f"{_steps(long)} (`{long['name']}`, trained from scratch), {long['kl_gap']:+.4f} "
+        "(aim: below 0.10)."
     )
 
 
 def _note_rings(rings: dict, longer: dict) -> str:
-    name, steps = rings["name"], rings["config"]["steps"]
+    name = rings["name"]
     unfitted = (
-        f"- `{name}` and `circles` are not fitted after {steps} steps (`{name}` stays "
+        f"- `{name}` and `circles` are not fitted after {_steps(rings)} (`{name}` stays "
         "near a single Gaussian); their pictures show it."
     )
     return unfitted + (
-        f" `{longer['name']}`, {longer['config']['steps']} steps at lr "
+        f" `{longer['name']}`, {_steps(longer)} at lr "
         f"{longer['config']['lr']:g}, moves from {rings['test_nll']:.4f} to "
         f"{longer['test_nll']:.4f} nats, and its density shows the outer ring beginning to form, "
         "but it is still far from fitted: these radially symmetric toys need much longer "
@@ -118,12 +122,11 @@ def _versus(r: dict) -> str:
 
 def _note_digits(small: dict, wide: dict) -> str:
     return (
-        f"- `{small['name']}`: {small['bits_per_dim']:.3f} bits/dim after "
-        f"{small['config']['steps']} steps (width {small['config']['width']}), "
-        f"{_versus(small)} the full-covariance Gaussian "
-        f"({small['gaussian_baseline_bits_per_dim']:.3f}); `{wide['name']}` "
-        f"({wide['config']['steps']} steps, width {wide['config']['width']}) reaches "
-        f"{wide['bits_per_dim']:.3f} bits/dim, {_versus(wide)} the Gaussian."
+        f"- `{small['name']}`: {small['bits_per_dim']:.3f} bits/dim after {_steps(small)} "
+        f"(width {small['config']['width']}), {_versus(small)} the full-covariance Gaussian "
+        f"({small['gaussian_baseline_bits_per_dim']:.3f}); `{wide['name']}` ({_steps(wide)}, "
+        f"width {wide['config']['width']}) reaches {wide['bits_per_dim']:.3f} bits/dim, "
+        f"{_versus(wide)} the Gaussian."
     )
 
 

@@ -10,9 +10,6 @@ times with and without them, and [`summarise`][] and [`table`][] turn its rounds
 import os
 import statistics
 from collections.abc import Iterable
-from pathlib import Path
-
-from ._table_parts import load
 
 
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
@@ -85,8 +82,3 @@ def table(result: dict) -> str:
         f"by at most {worst:.1e} (relative).",
     ]
     return "\n".join(lines)
-
-
-def report(results: Path) -> str:
-    """The `compile-flags` table: `python experiments/compile_flags.py --show`."""
-    return table(load(results / "compile_flags.json"))

@@ -61,6 +61,12 @@ class Sizes(Protocol):
     def depth(self) -> int: ...
     @property
     def seed(self) -> int: ...
+
+
+class ODESizes(Sizes, Protocol):
+    """What an `ode` problem is built from: the sizes, and the solver it steps with (the
+    other families have no solver to choose)."""
+
     @property
     def solver(self) -> str: ...
 
@@ -110,7 +116,7 @@ def _cast(tree, dtype):
 # ---------------------------------------------------------------------------------- ode
 
 
-def build_problem(config: Sizes, mode: str, n: int, dtype):
+def build_problem(config: ODESizes, mode: str, n: int, dtype):
     """The model (fixed steps, `max_steps = N`), times and initial states in `dtype`."""
     keys = split_keys(config.seed, ("model", "data"))
     model = nk.NeuralODE(
@@ -126,7 +132,7 @@ def build_problem(config: Sizes, mode: str, n: int, dtype):
     return model, jnp.array([T0, T1], dtype=dtype), y0s
 
 
-def reference_gradient(config: Sizes, n: int) -> list[np.ndarray]:
+def reference_gradient(config: ODESizes, n: int) -> list[np.ndarray]:
     """float64 gradient storing every step, batch as one state: the exact reference.
 
     With fixed steps both layouts compute the same numbers, so one reference serves

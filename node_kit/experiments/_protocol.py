@@ -158,6 +158,12 @@ def runs_in_folder(command: str) -> Callable[[Path], dict[str, Path]]:
     return committed
 
 
+def metrics(*names: str) -> Callable[[dict], dict[str, float]]:
+    """`headline` of a command whose results hold its headline metrics, `names`, at the top
+    level (`headline=metrics("test_nll")`)."""
+    return lambda results: {name: results[name] for name in names}
+
+
 def first_paragraph(doc: str | None) -> str:
     """The first paragraph of a docstring as one line: a command's description."""
     paragraph = (doc or "").strip().split("\n\n")[0]

@@ -98,11 +98,6 @@ def errors_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def errors_report(results: Path) -> str:
-    """`python experiments/bad_inputs.py`'s table, from its committed summary."""
-    return errors_table(load(results / "bad_inputs" / "summary.json"))
-
-
 # --- experiments/test_time.py ------------------------------------------------------------
 
 SUITE_RUNS = {"cold": "cold", "warm": "warm", "defaults": "cold, XLA's default compile options"}
@@ -208,8 +203,3 @@ def suite_time_table(result: dict) -> str:
         f"CPU cores: `{result['command']}`.",
     ]
     return "\n".join(lines)
-
-
-def suite_time_report(results: Path) -> str:
-    """`python experiments/test_time.py --show`: the test run with a cold and a warm cache."""
-    return suite_time_table(load(results / "test_time.json"))

@@ -9,6 +9,7 @@ tables into README.md and docs/ is `_tables.py`.
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ._protocol import runs_in_folder
@@ -20,6 +21,16 @@ MIB = 2**20
 def load(path: Path) -> dict:
     """One JSON file."""
     return json.loads(path.read_text())
+
+
+def from_file(table: Callable[[dict], str], *path: str) -> Callable[[Path], str]:
+    """The table of one committed JSON file, `results/<path...>`, as a function of the
+    results folder: `table` is the one the script that wrote the file prints."""
+
+    def report(results: Path) -> str:
+        return table(load(results.joinpath(*path)))
+
+    return report
 
 
 def runs(results: Path, command: str) -> list[dict]:

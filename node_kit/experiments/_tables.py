@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import _compile_flags, _registry, _reports, _reproduce
+from ._table_parts import from_file
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,13 +35,14 @@ RESULTS = ROOT / "experiments" / "results"
 REPORTS: dict[str, Callable[[Path], str]] = {
     "scaling": _reports.scaling_report,
     "loop": _reports.loop_report,
-    "errors": _reports.errors_report,
+    "errors": from_file(_reports.errors_table, "bad_inputs", "summary.json"),
     "reproduce": _reproduce.report,
-    "test-time": _reports.suite_time_report,
-    "compile-flags": _compile_flags.report,
+    "test-time": from_file(_reports.suite_time_table, "test_time.json"),
+    "compile-flags": from_file(_compile_flags.table, "compile_flags.json"),
 }
 """The tables of the scripts in experiments/ that are no command (they measure the
-package, its tests and its reproducibility), by block name."""
+package, its tests and its reproducibility), by block name; a script whose result is one
+file is shown by the table the script prints."""
 
 BLOCK = re.compile(
     r"(<!-- tables\.py (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S

@@ -36,7 +36,7 @@ from ._choices import (
     trace_estimator_from_name,
     TRACE_ESTIMATOR_NAMES,
 )
-from ._cli import check_at_most, check_choices, check_flags, check_tolerances
+from ._cli import check_batch_sizes, check_choices, check_flags, check_tolerances
 from ._cnf_data import (
     Data,
     draw_samples,
@@ -48,7 +48,7 @@ from ._cnf_data import (
 from ._cnf_plots import plot
 from ._cnf_tables import TABLES
 from ._optimizer import training_optimizer
-from ._protocol import Command, DataConfig, EvaluationConfig, option, TrainConfig
+from ._protocol import Command, DataConfig, EvaluationConfig, metrics, option, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, Validation
 from ._trained import (
     check_eval_tolerances,
@@ -135,16 +135,7 @@ def check_config(config: Config) -> None:
     check_tolerances(config)
     check_eval_tolerances(config)
     check_use_flags(config)
-    train, validation, test = datasets.get_spec(config.dataset).split_sizes(None)
-    check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training points")
-    check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test points")
-    if config.eval_every:
-        check_at_most(
-            "eval_batch",
-            config.eval_batch,
-            validation,
-            f"{config.dataset} validation points (--eval-every)",
-        )
+    check_batch_sizes(config, datasets.get_spec(config.dataset).split_sizes(None), "points")
 
 
 def check_use_flags(config) -> None:
@@ -345,7 +336,7 @@ COMMAND = Command(
     docs="cnf.md",
     choices=_choices,
     model_skeleton=model_skeleton,
-    headline=lambda results: {"test_nll": results["test_nll"]},
+    headline=metrics("test_nll"),
     reference=(("--steps", "30"), ("test_nll", "test_nll_se", "eval_num_steps", "kl_gap")),
     tables=TABLES,
 )

@@ -52,6 +52,13 @@ METHOD_NAMES = ("maml", "fomaml", "imaml", "pretrained")
 class Config(TrainConfig):
     """Everything that defines a run (written to results and checkpoints)."""
 
+    # First the shared training flags as meta-training reads them (--help lists them with
+    # the shared flags): a step is a meta-step, a batch a meta-batch of tasks.
+    steps: int = option(1000, "meta-steps per method and K (a resumed run stops at this total)")
+    batch_size: int = option(
+        25, "tasks per meta-step (the global meta-batch, split over the devices)"
+    )
+    lr: float = option(1e-3, "meta learning rate (Adam, constant)")
     methods: tuple[str, ...] = option(METHOD_NAMES, "methods to train")
     shots: tuple[int, ...] = option(
         (5, 10), "support points K per task; one training per method and K"
@@ -81,11 +88,6 @@ class Config(TrainConfig):
         20, "timed meta-gradients per method, after one warm-up (0: no timing and memory)"
     )
     plot_tasks: int = option(3, "test tasks drawn per K in the picture")
-    steps: int = option(1000, "meta-steps per method and K (a resumed run stops at this total)")
-    batch_size: int = option(
-        25, "tasks per meta-step (the global meta-batch, split over the devices)"
-    )
-    lr: float = option(1e-3, "meta learning rate (Adam, constant)")
     out: str = "runs/meta"
 
 

@@ -24,7 +24,7 @@ from ._choices import ADJOINT_NAMES, solve_settings
 from ._cli import check_choices, check_flags, check_tolerances
 from ._optimizer import with_clipping
 from ._outputs import plt
-from ._protocol import Command, EvaluationConfig, option, TrainConfig
+from ._protocol import Command, EvaluationConfig, metrics, option, TrainConfig
 from ._run import check_training_flags, Run, Validation
 from ._trained import load_trained
 
@@ -53,9 +53,13 @@ TRUE_A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 Y0 = np.array([2.0, 0.0])
 
 
+def _choices() -> dict[str, tuple[str, ...]]:
+    return {"adjoint": ADJOINT_NAMES}
+
+
 def check_config(config: Config) -> None:
     """Raise a `ValueError` naming the flag for a value the command cannot run with."""
-    check_choices(config, {"adjoint": ADJOINT_NAMES})
+    check_choices(config, _choices())
     check_training_flags(config)
     check_flags(
         config, ints=("width",), counts=("depth", "seed", "eval_every"), positive=("t_end",)
@@ -215,9 +219,9 @@ COMMAND = Command(
     Config,
     main,
     docs="index.md",
-    choices=lambda: {"adjoint": ADJOINT_NAMES},
+    choices=_choices,
     model_skeleton=model_skeleton,
-    headline=lambda results: {"trajectory_mae": results["trajectory_mae"]},
+    headline=metrics("trajectory_mae"),
 )
 parse_args = COMMAND.parse
 

@@ -33,7 +33,7 @@ from node_kit import datasets
 
 from .._checks import is_real
 from ._choices import ADAPTIVE_SOLVER_NAMES, ADJOINT_NAMES, solve_settings, SOLVER_NAMES
-from ._cli import check_at_most, check_choices, check_flags, check_tolerances
+from ._cli import check_at_most, check_batch_sizes, check_choices, check_flags, check_tolerances
 from ._optimizer import training_optimizer
 from ._protocol import Command, DataConfig, EvaluationConfig, option, TrainConfig
 from ._run import check_training_flags, recent_mean, Run, Validation
@@ -179,17 +179,8 @@ def check_config(config: Config) -> None:
         )
     train, validation, test = spec.split_sizes(None)
     check_at_most("train_size", config.train_size, train, f"{config.dataset} training series")
-    train = config.train_size or train
     kept = " kept by --train-size" if config.train_size else ""
-    check_at_most("batch_size", config.batch_size, train, f"{config.dataset} training series{kept}")
-    check_at_most("eval_batch", config.eval_batch, test, f"{config.dataset} test series")
-    if config.eval_every:
-        check_at_most(
-            "eval_batch",
-            config.eval_batch,
-            validation,
-            f"{config.dataset} validation series (--eval-every)",
-        )
+    check_batch_sizes(config, (config.train_size or train, validation, test), "series", kept)
 
 
 def series_masks(task: str, observed: float, key, available, readable):
