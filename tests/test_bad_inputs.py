@@ -667,7 +667,7 @@ def command(name: str, *argv: str) -> Callable[[], None]:
         module = importlib.import_module(f"node_kit.experiments.{name}")
         stderr = io.StringIO()
         with tempfile.TemporaryDirectory() as out, mock.patch.object(module, _WORK[name], _reached):
-            flags = [*argv, "--out", f"{out}/run", "--no-progress"]
+            flags = ["--out", f"{out}/run", *argv, "--no-progress"]  # a case's --out wins
             try:
                 with contextlib.redirect_stderr(stderr):
                     module.COMMAND.run(flags)
@@ -715,6 +715,14 @@ _commands("cnf command", "cnf", [
     ("seed-negative", ["--seed", "-1"], 2, ERROR + r"--seed must be a non-negative int; got -1\."),
     ("resume-without-checkpoint", ["--resume"], 1, ERROR + r"--resume found no checkpoint in .*; drop --resume"),
 ])
+
+# Every command: an --out that cannot be a run folder.
+for _name in _WORK:
+    _commands(f"{_name} command", _name, [
+        ("out-empty", ["--out", ""], 2, ERROR + r"--out must name a folder for the run's files; got ''\. E\.g\. --out runs/mine"),
+        ("out-a-file", ["--out", __file__], 2, ERROR + r"--out must name a folder for the run's files; '.*test_bad_inputs\.py' is a file\. Choose another --out"),
+        ("out-below-a-file", ["--out", f"{__file__}/run"], 2, ERROR + r"--out must name a folder .*; '.*run' lies below '.*test_bad_inputs\.py', which is a file"),
+    ])
 
 _commands("timeseries command", "timeseries", [
     ("dataset-unknown", ["--dataset", "periodik"], 2, USAGE + r"--dataset: invalid choice: 'periodik'"),

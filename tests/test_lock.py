@@ -2,12 +2,14 @@
 the first; a lock whose holder was killed does not block. Two real processes each time."""
 
 import json
+import re
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import warnings
+from unittest import mock
 from pathlib import Path
 
 import equinox as eqx
@@ -102,3 +104,32 @@ def test_a_lock_where_nothing_can_be_created_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"cannot write the test files: creating .*run\.lock failed"):
         with run_lock(blocker / "run.lock", what="the test files"):
             pass
+
+
+class _Reached(Exception):
+    pass
+
+
+def _reached(*args, **kwargs):
+    raise _Reached
+
+
+def test_a_command_into_a_folder_another_process_runs_in_exits_at_once(tmp_path, capsys):
+    from node_kit.experiments import cnf
+
+    out = tmp_path / "run"
+    holder = _holder(out / "run.lock")
+    try:
+        with mock.patch.object(cnf, "load_data", _reached), pytest.raises(SystemExit) as exit:
+            cnf.COMMAND.run(["--out", str(out), "--no-progress"])
+        assert exit.value.code == 1
+        assert re.search(rf"^error: the run folder {re.escape(str(out))} is in use by process "
+                         rf"{holder.pid} on host .*Wait for it to finish", capsys.readouterr().err)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # Its holder killed, the folder is free: the command goes on to its work.
+    with mock.patch.object(cnf, "load_data", _reached), pytest.raises(_Reached):
+        with pytest.warns(UserWarning, match=r"the run folder .* which is gone"):
+            cnf.COMMAND.run(["--out", str(out), "--no-progress"])
+    assert not (out / "run.lock").exists()

@@ -6,6 +6,7 @@ The runner that trains and writes a run is `_run.Run`; this module reads one bac
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 
@@ -28,6 +29,13 @@ class EvaluationTolerances:
     eval_atol: float | None = option(
         None, "absolute tolerance of the evaluation (test, validation) solves (None: --atol)"
     )
+
+
+def solve_tolerance(name: str, default: float, solves: str) -> Any:
+    """The `--rtol` or `--atol` field (`name`) of a command with [`EvaluationTolerances`][]:
+    the tolerance of `solves`, which its evaluation solves take too unless `--eval-<name>`."""
+    kind = {"rtol": "relative", "atol": "absolute"}[name]
+    return option(default, f"{kind} tolerance of {solves} (and of evaluation unless --eval-{name})")
 
 
 def load_trained(given, *, keys: Sequence[str], options: Sequence[str] = ()):

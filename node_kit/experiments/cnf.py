@@ -55,6 +55,7 @@ from ._trained import (
     evaluation_tolerances,
     EvaluationTolerances,
     load_trained,
+    solve_tolerance,
 )
 
 
@@ -75,12 +76,8 @@ class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
     )
     probe: str = option("rademacher", "probe distribution of the Hutchinson estimator")
     solver: str = option("tsit5", "adaptive ODE solver")
-    rtol: float = option(
-        1e-5, "relative tolerance of the training solves (and of evaluation unless --eval-rtol)"
-    )
-    atol: float = option(
-        1e-5, "absolute tolerance of the training solves (and of evaluation unless --eval-atol)"
-    )
+    rtol: float = solve_tolerance("rtol", 1e-5, "the training solves")
+    atol: float = solve_tolerance("atol", 1e-5, "the training solves")
     kinetic_energy: float = option(0.0, "weight of the RNODE kinetic-energy penalty (0: off)")
     jacobian_norm: float = option(
         0.0, "weight of the RNODE Jacobian Frobenius-norm penalty (0: off)"

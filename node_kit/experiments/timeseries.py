@@ -47,6 +47,7 @@ from ._trained import (
     evaluation_tolerances,
     EvaluationTolerances,
     load_trained,
+    solve_tolerance,
     with_weights,
 )
 
@@ -93,12 +94,8 @@ class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
     )
     adjoint: str = option("checkpoint", "how gradients go through the solves")
     solver: str = option("tsit5", "adaptive solver of the latent ODE's decoder")
-    rtol: float = option(
-        1e-3, "relative tolerance of adaptive solves (also of evaluation unless --eval-rtol)"
-    )
-    atol: float = option(
-        1e-4, "absolute tolerance of adaptive solves (also of evaluation unless --eval-atol)"
-    )
+    rtol: float = solve_tolerance("rtol", 1e-3, "adaptive solves")
+    atol: float = solve_tolerance("atol", 1e-4, "adaptive solves")
     encoder_solver: str = option(
         "euler",
         "ODE-RNN and latent ODE encoder: euler and rk4 take --encoder-steps fixed steps per "
