@@ -125,7 +125,16 @@ def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> 
         previous = previous_path(path)
         if not error.damaged or not previous.exists():
             raise
-        state = load_checkpoint(previous, like, meta)
+        try:
+            state = load_checkpoint(previous, like, meta)
+        except CheckpointError as previous_error:
+            if not previous_error.damaged:
+                raise
+            raise CheckpointError(
+                f"neither checkpoint can be resumed from. The latest: {error} The previous: "
+                f"{str(previous_error).split('. Resume from')[0]}. Start fresh without "
+                "resuming (in a new output folder to keep these files)."
+            ) from None
         warnings.warn(
             f"resuming from the previous checkpoint {previous} (step {state.step}): {error}",
             stacklevel=2,

@@ -234,12 +234,13 @@ def _read_sidecar(path: Path, size: int, fix: str) -> dict:
             "written just after the weights: a write was cut off, or the file was copied "
             f"without it), and the file is in no older node_kit format ({size} bytes). {fix}"
         ) from None
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
         fields = None
-    if (
+    if (  # a newer writer's sidecar, and not a damaged one claiming so (its checksum holds)
         isinstance(fields, dict)
         and type(fields.get("version")) is int
         and fields["version"] > VERSION
+        and fields.get("sidecar_sha256") == _fields_digest(fields)
     ):
         raise CheckpointError(
             f"checkpoint {path} was written by a newer node_kit (sidecar version "
@@ -271,6 +272,7 @@ def _well_formed(fields) -> TypeGuard[dict]:
     weights = fields["weights"]
     return (
         type(fields.get("step")) is int
+        and fields["step"] >= 0
         and isinstance(fields.get("meta"), dict)
         and (fields.get("info") is None or isinstance(fields["info"], dict))
         and type(weights.get("bytes")) is int

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
-from ._checks import check_ints, check_key, check_real
+from ._checks import check_int, check_ints, check_key, check_real
 from ._custom_types import SeriesMask, SeriesValues, Times
 from ._irregular import check_observed, check_series, check_series_times
 from ._neural_ode import NeuralODE
@@ -101,7 +101,13 @@ class LatentODE(eqx.Module):
     ):
         data_size, latent_size = check_ints(1, data_size=data_size, latent_size=latent_size)
         if num_classes is not None:
-            check_ints(1, num_classes=num_classes)
+            check_int(
+                "num_classes",
+                num_classes,
+                minimum=2,
+                expected="an int >= 2 or None",
+                fix="A classifier needs two classes or more; None builds no classifier.",
+            )
         obs_std = check_real("obs_std", obs_std, positive=True, show_name=True)
         settings = SolveSettings.of(settings, **solve_keywords)
         encoder_settings = (

@@ -52,17 +52,18 @@ def split_old_format(data: bytes) -> tuple[dict, bytes, str | None] | None:
         header, payload = _split_header(data, 0)
         if header is None:
             return None
-        if npy_records(payload) is None:
+        arrays = npy_records(payload)
+        if arrays is None or not all(_finite(a) for a in arrays):
             return (
                 header,
                 payload,
                 (
-                    "is damaged: its arrays are cut off or garbled (a file "
+                    "is damaged: its arrays are cut off, garbled or not finite (a file "
                     "of node_kit's first format, which has no checksum)"
                 ),
             )
-    if type(header.get("step")) is not int:
-        return header, payload, "cannot be read: its header records no step"
+    if type(header.get("step")) is not int or header["step"] < 0:
+        return header, payload, "cannot be read: its header records no step (or a negative one)"
     return header, payload, None
 
 
@@ -75,7 +76,7 @@ def _split_header(data: bytes, start: int) -> tuple[dict | None, bytes]:
         return None, b""
     try:
         header = json.loads(data[start + 8 : end])
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
         return None, b""
     return (header, data[end:]) if isinstance(header, dict) else (None, b"")
 
@@ -90,3 +91,8 @@ def npy_records(payload: bytes) -> list[np.ndarray] | None:
         except (ValueError, EOFError):  # numpy's errors for a bad or cut-off record
             return None
     return arrays
+
+
+def _finite(array: np.ndarray) -> bool:
+    """No NaN or inf in a floating-point array (a checkpoint only ever holds finite ones)."""
+    return not np.issubdtype(array.dtype, np.inexact) or bool(np.all(np.isfinite(array)))

@@ -19,6 +19,8 @@ Two ways to solve a batch that is split over devices:
   `shard_map`, which is reported as a `ValueError` saying so.
 """
 
+import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from ._checks import check_bool, is_int, type_name
+from ._checks import check_bool, check_int, is_int, type_name
 
 
 AXIS = "data"
@@ -220,17 +222,45 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def _wait_for(coordinator: str, timeout: int, process_id, num_processes) -> None:
+    """Return once a TCP connection to `coordinator` ('host:port') succeeds; raise a
+    `RuntimeError` naming it after `timeout` seconds."""
+    host, _, port = coordinator.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
+    raise RuntimeError(
+        f"process {process_id} could not join the coordinator {coordinator} within {timeout} s: "
+        f"nothing answered there, or not all {num_processes} processes started. Start process "
+        "0 first, check the address and port (and that the port is free and reachable), or "
+        "wait longer with --coordinator-timeout (timeout= in initialize_distributed)."
+    )
+
+
 def initialize_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    *,
+    timeout: int = 120,
 ) -> None:
     """Join the processes of a multi-host run (`jax.distributed.initialize`).
 
     Call it first, before anything else uses JAX. With no arguments JAX detects the cluster
     (SLURM, Open MPI, Kubernetes, cloud TPU); otherwise give all three: the coordinator's
     `host:port` (process 0's host), the number of processes and this one's index.
+
+    `timeout` is how many seconds to wait for the coordinator and every process to join;
+    after it a `RuntimeError` names the coordinator and the timeout (JAX's own default
+    waits 300 s without a word).
     """
+    timeout = check_int("timeout", timeout, fix="E.g. timeout=120 (seconds).")
     given = [coordinator, num_processes, process_id]
     if any(v is not None for v in given) and not all(v is not None for v in given):
         raise ValueError(
@@ -249,8 +279,22 @@ def initialize_distributed(
             raise ValueError(
                 f"`coordinator` must be 'host:port', e.g. '10.0.0.1:1234'; got {coordinator!r}."
             )
+    where = f"the coordinator {coordinator}" if coordinator else "the cluster JAX detects"
+    if coordinator is not None and process_id != 0:
+        # JAX's client aborts the whole process (a C++ fatal error) when the coordinator does
+        # not answer in time; wait for it here, where a clear error can still be raised.
+        _wait_for(coordinator, timeout, process_id, num_processes)
+    try:
         jax.distributed.initialize(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout,
         )
-    else:
-        jax.distributed.initialize()
+    except (RuntimeError, jax.errors.JaxRuntimeError) as error:
+        if "DEADLINE_EXCEEDED" not in str(error) and "timed out" not in str(error).lower():
+            raise
+        raise RuntimeError(
+            f"process {process_id} could not join {where} within {timeout} s ({error}). Check "
+            "that all processes started, or wait longer with --coordinator-timeout."
+        ) from error

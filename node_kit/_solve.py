@@ -262,6 +262,14 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
             "solver such as diffrax.Tsit5()."
         )
     check_optional_int("max_steps", max_steps, expected="a positive int or None")
+    if max_steps is not None and max_steps > _MAX_STEPS_LIMIT:
+        raise ValueError(
+            f"`max_steps` must be at most 2**31 - 1 = {_MAX_STEPS_LIMIT} (diffrax counts steps "
+            f"in 32-bit ints); got {max_steps}. Pass a bound the solve can reach, e.g. 4096."
+        )
+
+
+_MAX_STEPS_LIMIT = 2**31 - 1
 
 
 def _check_tolerances(stepsize_controller) -> None:
@@ -277,6 +285,12 @@ def _check_tolerances(stepsize_controller) -> None:
             "`stepsize_controller` tolerances must be finite and non-negative, and not both "
             f"zero; got rtol={rtol!r}, atol={atol!r}. Pass e.g. "
             "diffrax.PIDController(rtol=1e-3, atol=1e-6)."
+        )
+    if np.any(np.asarray(rtol, float) >= 1):
+        raise ValueError(
+            "`stepsize_controller` rtol must be below 1: a relative tolerance of 1 or more "
+            f"accepts any step, so nothing is solved to any accuracy; got rtol={rtol!r}. Pass "
+            "e.g. diffrax.PIDController(rtol=1e-3, atol=1e-6)."
         )
 
 
@@ -353,7 +367,9 @@ def _failure_messages(ts: _Times, max_steps: int | None, y0_name: str = "y0") ->
 
     hit_max = [
         f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
-        "loosen rtol/atol, or regularise the dynamics."
+        "loosen rtol/atol, or regularise the dynamics. (A vector field that returns NaN or "
+        "inf also ends here: an adaptive controller rejects each such step and retries a "
+        "smaller one. Check the field and its parameters for NaN.)"
         for i in range(n)
     ]
     other = [

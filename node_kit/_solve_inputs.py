@@ -97,9 +97,12 @@ def check_state(y0: ArrayLike, *, data_size: int | None, batched: bool) -> Array
 class CheckedField(eqx.Module):
     """The vector field, checked where diffrax first traces it (no extra trace of its own).
 
-    A field that fails on the state, or returns dy/dt of another shape than the state,
-    raises a `ValueError` naming both shapes. Under `jit` the check costs nothing: shapes
-    are known when tracing.
+    A field that fails on the state with a shape error raises a `ValueError` naming the
+    shape of `y0`; one that returns dy/dt of another shape than the state, a `ValueError`
+    naming both shapes. Any other error inside the field (a `KeyError`, `float()` of the
+    traced state, `args` that is None) is the field's own and is raised as it is, with a
+    note saying where it arose. Under `jit` the check costs nothing: shapes are known when
+    tracing.
     """
 
     field: Callable
@@ -107,12 +110,16 @@ class CheckedField(eqx.Module):
     def __call__(self, t: Time, y: State, args: Args) -> State:
         try:
             out = self.field(t, y, args)
-        except Exception as error:  # any failure to trace the field on this state
+        except (TypeError, ValueError) as error:
+            if not _is_shape_error(error):
+                raise _noted(error, y, args) from None
             raise ValueError(
                 f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
                 f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
                 "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
             ) from error
+        except Exception as error:
+            raise _noted(error, y, args) from None
         if not (eqx.is_array_like(out) and jnp.shape(out) == jnp.shape(y)):
             got = jnp.shape(out) if eqx.is_array_like(out) else type(out).__name__
             raise ValueError(
@@ -120,3 +127,31 @@ class CheckedField(eqx.Module):
                 f"{tuple(jnp.shape(y))}; it returned {got}."
             )
         return out
+
+
+_SHAPE_WORDS = ("shape", "dimension", "broadcast", "incompatible", "size")
+
+
+def _is_shape_error(error: Exception) -> bool:
+    """A shape mismatch of the state against the field's arrays (not a JAX tracer error,
+    whose messages speak of shapes too: `float()` or `if` on the traced state)."""
+    if isinstance(error, jax.errors.JAXTypeError | jax.errors.JAXIndexError):
+        return False
+    return any(word in str(error).lower() for word in _SHAPE_WORDS)
+
+
+def _noted(error: Exception, y: State, args: Args) -> Exception:
+    """`error`, with a note that it arose inside the vector field and what is the usual cause."""
+    note = (
+        f"node_kit: this was raised inside the vector field f(t, y, args), called with y of "
+        f"shape {tuple(jnp.shape(y))} and args={'None' if args is None else type(args).__name__}."
+    )
+    if isinstance(error, jax.errors.JAXTypeError):
+        note += (
+            " The field is traced (diffrax compiles it): Python float(), bool(), `if` or "
+            "np.asarray on the state need concrete values; use jnp functions and jnp.where."
+        )
+    elif args is None and isinstance(error, TypeError | KeyError | AttributeError):
+        note += " No `args` was passed: pass them to the model call (model(ts, y0, args))."
+    error.add_note(note)
+    return error

@@ -91,11 +91,12 @@ def outcome(case: Case) -> tuple[str, str]:
     except ReachedWork as error:
         return "silent", str(error)
     except Exception as error:  # noqa: BLE001 (classifying every kind is the point)
-        message = str(error)
+        notes = [n for n in getattr(error, "__notes__", []) if n.startswith("node_kit:")]
+        message = "\n".join([str(error), *notes])  # a user's own error, with node_kit's note
         detail = f"{type(error).__name__}: {message}"
         if isinstance(error, CommandExit) and (error.code not in (1, 2) or "Traceback" in message):
             return "internal", detail
-        if not isinstance(error, DOCUMENTED):
+        if not isinstance(error, DOCUMENTED) and not notes:
             return "internal", detail
         code_ok = case.code is None or getattr(error, "code", None) == case.code
         if isinstance(error, case.error) and code_ok and re.search(case.match, message):
@@ -207,6 +208,7 @@ _add("SolveSettings", "settings", [
     ("controller-none", lambda: nk.SolveSettings(stepsize_controller=None), V, r"`stepsize_controller` must be a diffrax\.AbstractStepSizeController .*; got NoneType"),
     ("rtol-negative", lambda: nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=-1e-3, atol=1e-6)), V, r"`stepsize_controller` tolerances must be finite and non-negative.*; got rtol=-0\.001"),
     ("atol-nan", lambda: nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=1e-3, atol=NAN)), V, r"`stepsize_controller` tolerances must be finite .*atol=nan"),
+    ("rtol-1e3", lambda: nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=1e3, atol=1e3)), V, r"`stepsize_controller` rtol must be below 1: a relative tolerance of 1 or more accepts any step.*; got rtol=1000\.0"),
     ("tolerances-both-zero", lambda: nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=0.0, atol=0.0)), V, r"`stepsize_controller` tolerances .*not both zero; got rtol=0\.0, atol=0\.0"),
     ("rtol-inf", lambda: nk.SolveSettings(stepsize_controller=diffrax.PIDController(rtol=INF, atol=1e-6)), V, r"`stepsize_controller` tolerances must be finite.*rtol=inf"),
     ("dt0-zero", lambda: nk.SolveSettings(dt0=0.0), V, r"`dt0` must be a positive float or None; got 0\.0"),
@@ -222,6 +224,8 @@ _add("SolveSettings", "settings", [
     ("max-steps-float", lambda: nk.SolveSettings(max_steps=10.5), V, r"`max_steps` must be a positive int or None; got 10\.5"),
     ("max-steps-bool", lambda: nk.SolveSettings(max_steps=True), V, r"`max_steps` must be a positive int or None; got True"),
     ("max-steps-string", lambda: nk.SolveSettings(max_steps="100"), V, r"`max_steps` must be a positive int or None; got '100'"),
+    ("max-steps-2-31", lambda: nk.SolveSettings(max_steps=2**31), V, r"`max_steps` must be at most 2\*\*31 - 1 = 2147483647 \(diffrax counts steps in 32-bit ints\); got 2147483648"),
+    ("max-steps-1e15", lambda: nk.SolveSettings(max_steps=10**15), V, r"`max_steps` must be at most 2\*\*31 - 1 .*; got 1000000000000000"),
     ("max-steps-none-checkpoint", lambda: nk.SolveSettings(max_steps=None), V, r"`max_steps=None` cannot be used with RecursiveCheckpointAdjoint.*Pass an integer `max_steps`"),
     ("adjoint-int", lambda: nk.SolveSettings(adjoint=3), V, r"`adjoint` must be a diffrax\.AbstractAdjoint or one of .*; got int"),
     ("adjoint-unknown-name", lambda: nk.SolveSettings(adjoint="unroll"), V, r"unknown adjoint 'unroll'; expected one of backsolve, checkpoint, direct"),
@@ -246,6 +250,22 @@ _add("adjoints", "adjoint", [
     ("seminorm-no-controller", lambda: nk.backsolve_adjoint(None, seminorm=True), V, r"`seminorm=True` needs the forward `stepsize_controller`.*; got NoneType"),
     ("seminorm-string", lambda: nk.backsolve_adjoint(PID, seminorm="yes"), V, r"`seminorm` must be a Python bool; got str"),
     ("direct-negative", lambda: nk.direct_adjoint(-1), V, r"`max_steps` must be a positive integer; got -1"),
+])
+
+def _solve_with(field, **settings):
+    return nk.NeuralODE(field, **settings)(TS, Y0)
+
+
+# A bug inside the user's field is the field's own error, raised as it is with a note
+# saying where it arose (not blamed on `y0`); a field that returns NaN is named as a cause.
+_add("vector field bugs", "field", [
+    ("float-of-state", lambda: _solve_with(lambda t, y, a: y * float(y[0])), jax.errors.ConcretizationTypeError, r"(?s)raised inside the vector field f\(t, y, args\), called with y of shape \(2,\).*Python float\(\), bool\(\), `if` or np\.asarray on the state need concrete values"),
+    ("numpy-of-state", lambda: _solve_with(lambda t, y, a: jnp.asarray(np.asarray(y))), jax.errors.TracerArrayConversionError, r"(?s)raised inside the vector field.*use jnp functions and jnp\.where"),
+    ("if-on-state", lambda: _solve_with(lambda t, y, a: y if y[0] > 0 else -y), jax.errors.TracerBoolConversionError, r"(?s)raised inside the vector field.*`if`"),
+    ("key-error", lambda: _solve_with(lambda t, y, a: {"a": y}["b"]), KeyError, r"(?s)'b'.*raised inside the vector field"),
+    ("args-missing", lambda: _solve_with(lambda t, y, a: y * a["w"]), TypeError, r"(?s)not subscriptable.*args=None\. No `args` was passed: pass them to the model call"),
+    ("shape-bug", lambda: _solve_with(lambda t, y, a: jnp.ones((3, 3)) @ y), V, r"`y0` of shape \(2,\) does not fit the vector field: calling it raised TypeError: dot_general"),
+    ("returns-nan", lambda: _solve_with(lambda t, y, a: y * jnp.nan, max_steps=8), eqx.EquinoxRuntimeError, r"diffeqsolve hit max_steps=8: .*A vector field that returns NaN or inf also ends here"),
 ])
 
 _add("NeuralODE", "ode", [
@@ -342,7 +362,8 @@ _add("LatentODE", "latent", [
     ("obs-std-zero", lambda: nk.LatentODE(2, 2, 2, 2, 1, obs_std=0.0, key=KEY), V, r"`obs_std` must be a positive float; got obs_std=0\.0"),
     ("obs-std-nan", lambda: nk.LatentODE(2, 2, 2, 2, 1, obs_std=NAN, key=KEY), V, r"`obs_std` must be a positive float; got obs_std=nan"),
     ("obs-std-inf", lambda: nk.LatentODE(2, 2, 2, 2, 1, obs_std=INF, key=KEY), V, r"`obs_std` must be a positive float \(not inf\); got obs_std=inf"),
-    ("num-classes-zero", lambda: nk.LatentODE(2, 2, 2, 2, 1, num_classes=0, key=KEY), V, r"`num_classes` must be an int >= 1; got 0"),
+    ("num-classes-zero", lambda: nk.LatentODE(2, 2, 2, 2, 1, num_classes=0, key=KEY), V, r"`num_classes` must be an int >= 2 or None; got 0"),
+    ("num-classes-one", lambda: nk.LatentODE(2, 2, 2, 2, 1, num_classes=1, key=KEY), V, r"`num_classes` must be an int >= 2 or None; got 1\. A classifier needs two classes or more"),
     ("encoder-settings-string", lambda: nk.LatentODE(2, 2, 2, 2, 1, encoder_settings="euler", key=KEY), V, r"`settings` must be a node_kit\.SolveSettings; got str"),
     ("encoder-keyword", lambda: nk.LatentODE(2, 2, 2, 2, 1, encoder_solver=diffrax.Euler(), key=KEY), V, r"unknown solve setting\(s\) encoder_solver.*takes `encoder_settings=`"),
     ("key-none", lambda: nk.LatentODE(2, 2, 2, 2, 1, key=None), V, r"`key` must be a JAX PRNG key; got NoneType"),
@@ -716,15 +737,17 @@ _commands("cnf command", "cnf", [
     ("resume-without-checkpoint", ["--resume"], 1, ERROR + r"--resume found no checkpoint in .*; drop --resume"),
 ])
 
-# Every command: an --out that cannot be a run folder.
+# Every command: an --out that cannot be a run folder, a seed JAX cannot take.
 for _name in _WORK:
     _commands(f"{_name} command", _name, [
+        ("seed-2-64", ["--seed", str(2**64)], 2, ERROR + r"--seed must be an int in \[0, 2\*\*63 - 1\]; got 18446744073709551616"),
         ("out-empty", ["--out", ""], 2, ERROR + r"--out must name a folder for the run's files; got ''\. E\.g\. --out runs/mine"),
         ("out-a-file", ["--out", __file__], 2, ERROR + r"--out must name a folder for the run's files; '.*test_bad_inputs\.py' is a file\. Choose another --out"),
         ("out-below-a-file", ["--out", f"{__file__}/run"], 2, ERROR + r"--out must name a folder .*; '.*run' lies below '.*test_bad_inputs\.py', which is a file"),
     ])
 
 _commands("timeseries command", "timeseries", [
+    ("window-one", ["--window", "1"], 2, ERROR + r"--window must be at least 2 for --task interpolation"),
     ("dataset-unknown", ["--dataset", "periodik"], 2, USAGE + r"--dataset: invalid choice: 'periodik'"),
     ("model-unknown", ["--model", "lstm"], 2, USAGE + r"--model: invalid choice: 'lstm'"),
     ("observed-not-a-number", ["--observed", "half"], 2, USAGE + r"--observed: invalid float value: 'half'"),

@@ -3,6 +3,7 @@ vs one process with two devices, an uneven batch. Each run is a subprocess
 (`tests/parallel_runs.py`): the device count is fixed when JAX starts."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -114,3 +115,16 @@ def test_bad_device_arguments_name_what_to_pass():
     with pytest.raises(ValueError, match=r"pass all of `coordinator` \('host:port'\), "
                        r"`num_processes` and `process_id`, or none"):
         nk.initialize_distributed("127.0.0.1:1234")
+
+
+def test_a_process_whose_coordinator_never_answers_gives_up_and_says_where():
+    # Process 1 of 2, with nothing listening at the coordinator's port: it must not hang
+    # (JAX alone waits 300 s in silence) but end after the timeout, naming the coordinator.
+    port = _free_port()
+    code = ("import node_kit as nk; "
+            f"nk.initialize_distributed('127.0.0.1:{port}', 2, 1, timeout=3)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode != 0
+    assert re.search(rf"RuntimeError: process 1 could not join the coordinator 127\.0\.0\.1:{port} "
+                     r"within 3 s: .*--coordinator-timeout", done.stderr), done.stderr[-3000:]

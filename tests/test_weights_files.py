@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import node_kit as nk
-from node_kit._io import previous_path, read_checkpoint_bytes, sidecar_path
+from node_kit._io import _fields_digest, previous_path, read_checkpoint_bytes, sidecar_path
 from node_kit._old_formats import MAGIC
 from node_kit.experiments import upgrade_weights
 
@@ -152,11 +152,80 @@ def test_a_damaged_pair_is_one_clear_error_and_resuming_falls_back(damage, tmp_p
 
 def test_a_sidecar_of_a_newer_format_is_refused_not_skipped(tmp_path):
     path = _saved(tmp_path)
-    fields = json.loads(sidecar_path(path).read_text())
-    sidecar_path(path).write_text(json.dumps({**fields, "version": 4}))
+    fields = {**json.loads(sidecar_path(path).read_text()), "version": 4}
+    fields["sidecar_sha256"] = _fields_digest(fields)  # as a newer writer would
+    sidecar_path(path).write_text(json.dumps(fields))
     with pytest.raises(nk.CheckpointError, match=r"was written by a newer node_kit \(sidecar "
                        r"version 4; this one reads up to 3\)\. Upgrade node_kit to read it\."):
         nk.resume_checkpoint(path, LIKE, META)  # not damaged: no fallback to the older one
+
+
+def _changed(value):
+    """`value` with one small change, as a flipped bit or a crafted edit would make."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value ^ 8  # one bit: 20 <-> 28, 3 <-> 11
+    if isinstance(value, float):
+        return value * 2
+    if isinstance(value, str):
+        return value[:-1] + ("0" if value[-1:] != "0" else "1")
+    if value is None:
+        return 0
+    return value
+
+
+def _leaves(tree, path=()):
+    """`(path, value)` of every leaf of a JSON tree (each dict entry; lists as leaves)."""
+    if isinstance(tree, dict) and tree:
+        for key, value in tree.items():
+            yield from _leaves(value, (*path, key))
+    else:
+        yield path, tree
+
+
+def _with(tree, path, value):
+    if not path:
+        return value
+    return {**tree, path[0]: _with(tree[path[0]], path[1:], value)}
+
+
+def test_every_sidecar_field_changed_in_turn_is_detected_and_the_previous_pair_serves(tmp_path):
+    path = _saved(tmp_path)
+    original = sidecar_path(path).read_text()
+    fields = json.loads(original)
+    leaves = list(_leaves(fields))
+    assert len(leaves) >= 10  # format, version, step, meta's, info's, weights', checksum
+    for where, value in leaves:
+        sidecar_path(path).write_text(json.dumps(_with(fields, where, _changed(value))))
+        with pytest.raises(nk.CheckpointError) as info:
+            _load(path)
+        assert info.value.damaged, where  # so that resuming falls back to the previous pair
+        with pytest.warns(UserWarning, match=r"resuming from the previous checkpoint"):
+            assert nk.resume_checkpoint(path, LIKE, META).step == 2, where
+    # Values a crafted sidecar might hold, with its checksum made to match: refused too.
+    for step in (-4, 1e400, [4], "4", None):
+        crafted = {**fields, "step": step}
+        crafted["sidecar_sha256"] = _fields_digest(crafted)
+        sidecar_path(path).write_text(json.dumps(crafted))
+        with pytest.raises(nk.CheckpointError, match=r"is not a node_kit sidecar") as info:
+            _load(path)
+        assert info.value.damaged, step
+    sidecar_path(path).write_text("[" * 200_000 + "]" * 200_000)  # deeper than json can read
+    with pytest.raises(nk.CheckpointError, match=r"is not a node_kit sidecar"):
+        _load(path)
+
+
+def test_both_checkpoints_damaged_says_so_once_and_advises_a_fresh_start(tmp_path):
+    path = _saved(tmp_path)
+    for damaged in (path, previous_path(path)):
+        data = damaged.read_bytes()
+        damaged.write_bytes(data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])
+    with pytest.raises(nk.CheckpointError, match=r"neither checkpoint can be resumed from\. The "
+                       r"latest: checkpoint .*checkpoint\.eqx is damaged.* The previous: checkpoint "
+                       r".*checkpoint\.eqx\.prev is damaged.*\. Start fresh without resuming") as info:
+        nk.resume_checkpoint(path, LIKE, META)
+    assert "prev.prev" not in str(info.value)
 
 
 class _Killed(BaseException):
@@ -215,8 +284,8 @@ def _old_file(version: int, state: nk.Checkpoint, header: dict) -> bytes:
 
 
 OLD_DAMAGE = {2: r"is damaged: its contents do not match the checksum in its header",
-              1: r"is damaged: its arrays are cut off or garbled \(a file of node_kit's first "
-                 r"format, which has no checksum\)"}
+              1: r"is damaged: its arrays are cut off, garbled or not finite \(a file of "
+                 r"node_kit's first format, which has no checksum\)"}
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -237,6 +306,13 @@ def test_old_formats_are_still_read_and_checked(version, tmp_path):
     damaged.write_bytes(_flip(data, len(data) - 3) if version == 2 else data[:-3])
     with pytest.raises(nk.CheckpointError, match=OLD_DAMAGE[version]):
         _load(damaged)
+    if version == 1:  # no checksum: a NaN weight (a checkpoint only holds finite ones) is refused
+        nan_state = _state(4)
+        nan_state = nk.Checkpoint(jax.tree_util.tree_map(lambda x: x * jnp.nan, nan_state.model),
+                                  nan_state.opt_state, 4)
+        damaged.write_bytes(_old_file(1, nan_state, header))
+        with pytest.raises(nk.CheckpointError, match=OLD_DAMAGE[1]):
+            _load(damaged)
 
 
 def test_upgrade_makes_old_files_plain_equinox_with_the_same_arrays(tmp_path, capsys):

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import node_kit as nk
+from node_kit._checks import check_int
 from node_kit._lock import run_lock
+from node_kit._parallel import DataParallel
 
 from ._cli import config_from_record, parse_config
 
@@ -81,6 +83,32 @@ class ParallelConfig:
     num_processes: int = option(1, "processes in the run (with --coordinator)")
     process_id: int = option(0, "this process's index, 0 to --num-processes - 1")
     distributed: bool = option(False, "join the processes JAX detects (SLURM, Open MPI, ...)")
+    coordinator_timeout: int = option(
+        120, "seconds to wait for the coordinator and every process to join before giving up"
+    )
+
+
+def start_parallel(config: Any) -> DataParallel | None:
+    """Join the processes (if asked) and make the device mesh of a run's flags (`None` for a
+    command without the device flags)."""
+    if not isinstance(config, ParallelConfig):
+        return None
+    check_int("--devices", config.devices, minimum=0, fix="0 uses every device.")
+    check_int("--num-processes", config.num_processes)
+    timeout = check_int("--coordinator-timeout", config.coordinator_timeout)
+    if config.coordinator or config.num_processes > 1:
+        if not config.coordinator:
+            raise ValueError(
+                f"--num-processes {config.num_processes} needs --coordinator HOST:PORT (process "
+                "0's host and a free port), or --distributed to let JAX detect the cluster."
+            )
+        check_int("--process-id", config.process_id, minimum=0, maximum=config.num_processes - 1)
+        nk.initialize_distributed(
+            config.coordinator, config.num_processes, config.process_id, timeout=timeout
+        )
+    elif config.distributed:
+        nk.initialize_distributed(timeout=timeout)
+    return DataParallel(config.devices or None, per_device=config.per_device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,13 +314,15 @@ class Command:
                 return self.worker(known.worker)
             argv = rest
         config = self.parse(argv)
+        if hasattr(config, "seed"):  # before any work: some commands use the seed first
+            check_seed(config.seed)
         with _run_folder_lock(config):
             return self.main(config)
 
 
 def _run_folder_lock(config: Any) -> contextlib.AbstractContextManager:
-    """The lock on the config's `--out` folder for the whole command, so that a second
-    process running into the same folder is refused at once (only process 0 of a
+    """The lock on the config's existing `--out` folder for the whole command, so that a
+    second process running into the same folder is refused at once (only process 0 of a
     multi-process run writes there; with --distributed the index is not known yet, and
     the training's own checkpoint lock serves)."""
     out = getattr(config, "out", None)
@@ -301,7 +331,17 @@ def _run_folder_lock(config: Any) -> contextlib.AbstractContextManager:
     folder = check_out_folder(out)
     if getattr(config, "distributed", False) or getattr(config, "process_id", 0) != 0:
         return contextlib.nullcontext()
+    if not folder.is_dir():  # a new run: made once its flags pass (the checkpoint's lock
+        return contextlib.nullcontext()  # then keeps a second process from training there)
     return run_lock(folder / "run.lock", what=f"the run folder {folder}")
+
+
+def check_seed(seed: Any) -> int:
+    """`--seed`: an int JAX takes as a key's seed."""
+    check_int("--seed", seed, minimum=0)  # "a non-negative int" first
+    return check_int(
+        "--seed", seed, minimum=0, maximum=2**63 - 1, expected="an int in [0, 2**63 - 1]"
+    )
 
 
 def check_out_folder(out: Any) -> Path:

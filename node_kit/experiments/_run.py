@@ -56,13 +56,13 @@ from .._io import (
     remove_temp_files,
     remove_weights,
 )
-from .._parallel import DataParallel, is_main_process, local_value
+from .._parallel import is_main_process, local_value
 from ._cli import _module_name, run_meta
 from ._outputs import environment, provenance, save_figure, write_json
-from ._protocol import ParallelConfig
+from ._protocol import check_seed, start_parallel
 
 
-USE_FLAGS = ("sample", "evaluate", "eval_every", "eval_rtol", "eval_atol")
+USE_FLAGS = ("sample", "evaluate", "eval_every", "eval_rtol", "eval_atol", "coordinator_timeout")
 """Flags that say what to do with a run or how to evaluate it, not what it trains: not
 checked when resuming (a run may be resumed with other ones)."""
 
@@ -85,6 +85,7 @@ def split_keys(seed: int, names: Sequence[str]) -> dict[str, Any]:
     """`{name: key}`: `jr.split(jr.key(seed), len(names))`, one key per name in order."""
     if len(set(names)) != len(names):
         raise ValueError(f"key names must be distinct; got {tuple(names)}.")
+    check_seed(seed)
     return dict(zip(names, jr.split(jr.key(seed), len(names))))
 
 
@@ -101,7 +102,7 @@ class Run:
     """
 
     def __init__(self, config: Any, *, keys: Sequence[str], training: bool = True):
-        self.data_parallel = _start_parallel(config)
+        self.data_parallel = start_parallel(config)
         if training:
             check_training_flags(config)
         self.config: Any = config  # the command's Config
@@ -361,26 +362,6 @@ def _on_host(model):
     return jax.tree_util.tree_map(
         lambda x: local_value(x) if isinstance(x, jax.Array) else x, model
     )
-
-
-def _start_parallel(config: Any) -> DataParallel | None:
-    """Join the processes (if asked) and make the device mesh of a run's flags (`None` for a
-    command without the device flags)."""
-    if not isinstance(config, ParallelConfig):
-        return None
-    check_int("--devices", config.devices, minimum=0, fix="0 uses every device.")
-    check_int("--num-processes", config.num_processes)
-    if config.coordinator or config.num_processes > 1:
-        if not config.coordinator:
-            raise ValueError(
-                f"--num-processes {config.num_processes} needs --coordinator HOST:PORT (process "
-                "0's host and a free port), or --distributed to let JAX detect the cluster."
-            )
-        check_int("--process-id", config.process_id, minimum=0, maximum=config.num_processes - 1)
-        nk.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
-    elif config.distributed:
-        nk.initialize_distributed()
-    return DataParallel(config.devices or None, per_device=config.per_device)
 
 
 def check_training_flags(config) -> None:

@@ -39,7 +39,8 @@ class AbstractSeriesTask(abc.ABC):
     """A task on padded irregular series; see the module docstring.
 
     `classifies`: the model predicts one label per series (else the series itself).
-    `needs_labels`: the dataset must have labels. `min_window`: time points a series needs.
+    `needs_labels`: the dataset must have labels. `min_window`: time points a series needs
+    (two at least: the latent ODE decodes over an interval).
     `metric`: the result that scores the model (`--eval-every` keeps the best model by it
     on the validation split), better when higher if `higher_is_better`.
     """
@@ -47,7 +48,7 @@ class AbstractSeriesTask(abc.ABC):
     name: ClassVar[str]
     classifies: ClassVar[bool]
     needs_labels: ClassVar[bool] = False
-    min_window: ClassVar[int] = 1
+    min_window: ClassVar[int] = 2
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool] = False
 
@@ -178,7 +179,6 @@ class Extrapolation(AbstractRegressionTask):
     """
 
     name: ClassVar[str] = "extrapolation"
-    min_window: ClassVar[int] = 2
     baseline: ClassVar[str] = "last_value"
 
     def masks(self, key, available, readable, observed):

@@ -64,6 +64,7 @@ def trained_config(given, recorded, *, options: Sequence[str] = ()):
         "progress",
         "sample",
         "evaluate",
+        "data_dir",  # where data is read and written is the user's choice, never the file's
         *(f.name for f in dataclasses.fields(ParallelConfig)),
     }
     values, conflicts = {}, []
@@ -81,8 +82,8 @@ def trained_config(given, recorded, *, options: Sequence[str] = ()):
         raise ValueError(
             f"--sample and --evaluate use the run in {given.out} as it was trained; got "
             f"{'; '.join(conflicts)}. Drop {'them' if len(conflicts) > 1 else 'it'}: beside "
-            f"--out only {allowed}--progress and the device flags may be given (to train "
-            "with other settings, start a new run)."
+            f"--out only {allowed}--data-dir, --progress and the device flags may be given "
+            "(to train with other settings, start a new run)."
         )
     return type(given)(**values)
 
