@@ -17,8 +17,11 @@ from ._parallel import local_value
 from ._progress import update_bar
 
 
-_OK, _BAD_LOSS, _BAD_GRAD, _BAD_PARAMS = range(4)
+_OK, _BAD_LOSS, _BAD_GRAD, _BAD_PARAMS, _BAD_OPT_STATE = range(5)
 """A step's status code, computed on the device: fine, or the first thing that went bad."""
+
+_SCALE_STEPS = 10
+"""How many first steps of a `fit` call set the loss scale that an explosion is measured by."""
 
 _FIX = (
     "Lower the learning rate (a resumed run may change it), clip the gradients, tighten "
@@ -46,6 +49,7 @@ class _Loop:
     def __init__(
         self,
         *,
+        explosion_factor,
         checkpoint_path,
         checkpoint_writer,
         meta,
@@ -55,6 +59,8 @@ class _Loop:
         callbacks,
         bar,
     ):
+        self.explosion_factor = explosion_factor
+        self.first_losses: list[float] = []  # |loss| of this call's first steps: the scale
         self.checkpoint_path = checkpoint_path
         self.checkpoint_writer = checkpoint_writer
         self.meta = meta
@@ -84,6 +90,7 @@ class _Loop:
                 self.solve_failed(error, step)
             if code == _BAD_LOSS:
                 self.diverged(f"loss became {loss_value} at step {step}")
+            self.check_scale(step, loss_value)
             self.write_pending()  # the step's loss from its parameters was finite
             if code == _BAD_GRAD:
                 self.diverged(
@@ -91,6 +98,11 @@ class _Loop:
                 )
             if code == _BAD_PARAMS:
                 self.diverged(f"the update of step {step} made a parameter NaN or inf")
+            if code == _BAD_OPT_STATE:
+                self.diverged(
+                    f"the update of step {step} made the optimizer state NaN or inf (e.g. "
+                    "Adam's second moment overflowed); the parameters would stop changing"
+                )
             self.verified = step
             if aux is not None:
                 record = {
@@ -107,6 +119,23 @@ class _Loop:
                 update_bar(self.bar, record)
                 for callback in self.callbacks:
                     callback(dict(record))
+
+    def check_scale(self, step: int, loss: float) -> None:
+        """Stop when `|loss|` exceeds `explosion_factor` times the largest `|loss|` of the
+        first `_SCALE_STEPS` steps of this call: a loss that explodes without yet being
+        inf (before the checkpoint of the parameters that gave it is written)."""
+        if self.explosion_factor is None:
+            return
+        if len(self.first_losses) < _SCALE_STEPS:
+            self.first_losses.append(abs(loss))
+            return
+        scale = max(max(self.first_losses), 1e-30)
+        if abs(loss) > self.explosion_factor * scale:
+            self.diverged(
+                f"the loss exploded at step {step}: {loss:.6g}, {abs(loss) / scale:.3g} times the "
+                f"largest |loss| of the first {_SCALE_STEPS} steps ({scale:.6g}; the limit is "
+                f"explosion_factor={self.explosion_factor:g})"
+            )
 
     def evaluated(self, model, step: int) -> dict[str, float]:
         """`evaluate(model, step)` as floats; a failed solve in it stops training."""

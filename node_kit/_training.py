@@ -20,10 +20,11 @@ from ._checks import (
     check_file_path,
     check_int,
     check_key,
+    is_real,
     type_name,
 )
 from ._history import _HistoryFile
-from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_PARAMS, _Loop, _OK
+from ._host_loop import _BAD_GRAD, _BAD_LOSS, _BAD_OPT_STATE, _BAD_PARAMS, _Loop, _OK
 from ._io import remove_temp_files
 from ._lock import lock_path, run_lock
 from ._loss_checks import check_step_inputs, checked_loss
@@ -89,23 +90,28 @@ def make_step(model, opt_state, batch, key, loss_fn: LossFn, optimizer):
 
 def _all_finite(tree) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves] or [True]))
 
 
 @eqx.filter_jit(donate="all-except-first")
 def _guarded_step(batch, model, opt_state, key, loss_fn: LossFn, optimizer):
     """`make_step` plus a status code computed on the device, with no host round trip.
 
-    The code is `_OK`, or the first of: the loss, the gradient, the updated parameters
-    is not finite. `model`, `opt_state` and `key` are donated (their buffers are reused
-    for the outputs); `batch` comes first so that it is not.
+    The code is `_OK`, or the first of: the loss, the gradient, the updated parameters,
+    the updated optimizer state (e.g. Adam's moments) is not finite. `model`, `opt_state`
+    and `key` are donated (their buffers are reused for the outputs); `batch` comes first
+    so that it is not.
     """
     model, opt_state, loss, aux, grads = _update(model, opt_state, batch, key, loss_fn, optimizer)
-    code = jnp.where(
-        ~jnp.isfinite(loss),
-        _BAD_LOSS,
-        jnp.where(~_all_finite(grads), _BAD_GRAD, jnp.where(~_all_finite(model), _BAD_PARAMS, _OK)),
-    )
+    checks = [
+        (~jnp.isfinite(loss), _BAD_LOSS),
+        (~_all_finite(grads), _BAD_GRAD),
+        (~_all_finite(model), _BAD_PARAMS),
+        (~_all_finite(opt_state), _BAD_OPT_STATE),
+    ]
+    code = jnp.asarray(_OK)
+    for bad, value in reversed(checks):  # the first bad one wins
+        code = jnp.where(bad, value, code)
     return model, opt_state, loss, aux, code
 
 
@@ -129,6 +135,7 @@ def fit(
     evaluate: Callable[[PyTree, int], dict[str, float]] | None = None,
     evaluate_every: int = 100,
     callbacks: Sequence[Callback] = (),
+    explosion_factor: float | None = 1e4,
 ) -> tuple[PyTree, list[dict[str, float]]]:
     """Train `model` for `num_steps` steps; resumable, checkpointed, guarded against divergence.
 
@@ -179,6 +186,10 @@ def fit(
         its row are in `history_path`, and the checkpoints written so far are kept, so
         `resume=True` continues from the last one.
 
+    - `explosion_factor`: stop when `|loss|` exceeds this many times the largest `|loss|`
+        of the first 10 steps of this call (a loss exploding by orders of magnitude before
+        it is inf; `None`: only a non-finite loss stops training).
+
     The loop does not wait for the device at every step: each step's loss and status
     stay on the device until the next log interval (or checkpoint), where they are
     fetched together, so the host synchronises about `100 / log_every` times per 100
@@ -193,8 +204,9 @@ def fit(
 
     **Raises:**
 
-    [`node_kit.TrainingDiverged`][] if the loss, the gradient or an updated parameter
-    becomes NaN or inf, or a solve fails inside a step; the last good checkpoint is kept.
+    [`node_kit.TrainingDiverged`][] if the loss, the gradient, an updated parameter or the
+    optimizer state becomes NaN or inf, the loss explodes past `explosion_factor`, or a
+    solve fails inside a step; the last good checkpoint is kept.
     [`node_kit.CheckpointError`][] if `resume` finds no usable checkpoint.
     [`node_kit.RunLocked`][] if another live process is training into `checkpoint_path`
     (its lock, `<checkpoint_path>.lock`, is held while `fit` runs and removed after).
@@ -208,6 +220,11 @@ def fit(
         check_callable("evaluate", evaluate, expected="a callable evaluate(model, step) -> dict")
         evaluate_every = check_int("evaluate_every", evaluate_every)
     callbacks = check_callables("callbacks", callbacks, expected="callback(row)")
+    if explosion_factor is not None and not (is_real(explosion_factor) and explosion_factor > 1):
+        raise ValueError(
+            "`explosion_factor` must be a number above 1 (a ratio to the first losses) or None; "
+            f"got {explosion_factor!r}. E.g. 1e4, or None to stop only on a NaN or inf loss."
+        )
     if data_parallel is not None and not isinstance(data_parallel, DataParallel):
         raise ValueError(
             "`data_parallel` must be a node_kit.DataParallel or None; got "
@@ -247,6 +264,7 @@ def fit(
             place, step_loss = data_parallel.put_batch, data_parallel.loss(loss_fn)
             model, opt_state = _copy(data_parallel.replicate((state.model, state.opt_state)))
         loop = _Loop(
+            explosion_factor=explosion_factor,
             checkpoint_path=checkpoint_path,
             checkpoint_writer=checkpoint_writer,
             meta=meta,

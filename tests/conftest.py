@@ -179,3 +179,12 @@ def trained_models(monkeypatch) -> list:
 
     monkeypatch.setattr(Run, "fit", recording_fit)
     return models
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop JAX's garbage-collection callback (it frees XLA's buffers) once the tests are
+    done: pytest-xdist stops its workers with a KeyboardInterrupt, and one arriving inside
+    that callback ended every run with a PytestUnraisableExceptionWarning."""
+    import gc
+
+    gc.callbacks[:] = [c for c in gc.callbacks if getattr(c, "__name__", "") != "_xla_gc_callback"]

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import re
 
 import diffrax
 import equinox as eqx
@@ -330,3 +331,39 @@ def test_provenance_names_the_command_commit_and_versions(monkeypatch):
         assert record["git_commit"] == head and isinstance(record["git_dirty"], bool)
     else:
         assert record["git_commit"] is None
+
+
+def _growth(model, batch, key):
+    """A loss that rewards growth: under SGD at lr 0.5 each step doubles the parameters."""
+    del batch, key
+    return -jnp.sum(model["w"] ** 2), {}
+
+
+def test_a_loss_exploding_by_orders_of_magnitude_stops_and_keeps_parameters_from_before(tmp_path):
+    path, model = tmp_path / "grow.eqx", {"w": jnp.ones(2)}
+    with pytest.raises(nk.TrainingDiverged, match=r"^the loss exploded at step (\d+): -.*, .* times "
+                       r"the largest \|loss\| of the first 10 steps \(.*; the limit is "
+                       r"explosion_factor=10000\); training stopped\. The last good checkpoint") as info:
+        nk.fit(model, _growth, optax.sgd(0.5), lambda step: None, 400, key=jr.key(0),
+               checkpoint_path=path, checkpoint_every=2, progress=False)
+    step = int(re.search(r"step (\d+)", str(info.value)).group(1))
+    assert 10 < step < 30  # |loss| = 2 * 4**step: 1e4 times step 10's is passed at step 17
+    kept = nk.load_checkpoint(path, nk.Checkpoint(model, None, 0), {})
+    assert kept.step < step and abs(float(_growth(kept.model, None, None)[0])) <= 1e4 * 2 * 4.0**10
+    # Switched off, the same run goes on (the loss is finite all along).
+    _, history = nk.fit(model, _growth, optax.sgd(0.5), lambda step: None, 30, key=jr.key(0),
+                        progress=False, explosion_factor=None)
+    assert history[-1]["step"] == 30
+
+
+def test_an_optimizer_state_gone_inf_stops_training_though_loss_and_parameters_are_finite():
+    # float32: the gradient 1e22 squares to inf in Adam's second moment; the update is then
+    # 0 (finite / inf), so parameters and loss stay finite and the run would stall silently.
+    model = {"w": jnp.ones(2, jnp.float32)}
+
+    def loss(model, batch, key):
+        return jnp.float32(1e22) * jnp.sum(model["w"]), {}
+
+    with pytest.raises(nk.TrainingDiverged, match=r"^the update of step 1 made the optimizer state "
+                       r"NaN or inf \(e\.g\. Adam's second moment overflowed\)"):
+        nk.fit(model, loss, optax.adam(1e-3), lambda step: None, 5, key=jr.key(0), progress=False)
