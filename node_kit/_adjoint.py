@@ -45,6 +45,14 @@ def backsolve_adjoint(
 
     A `diffrax.BacksolveAdjoint`.
     """
+    if stepsize_controller is not None and not isinstance(
+        stepsize_controller, diffrax.AbstractStepSizeController
+    ):
+        raise ValueError(
+            "`stepsize_controller` must be a diffrax step-size controller (the forward one, "
+            f"e.g. diffrax.PIDController(rtol=1e-3, atol=1e-6)) or None; got "
+            f"{type(stepsize_controller).__name__} {stepsize_controller!r}."
+        )
     if not check_bool("seminorm", seminorm):
         return diffrax.BacksolveAdjoint()
     if not isinstance(stepsize_controller, diffrax.PIDController):

@@ -7,7 +7,7 @@ import warnings
 import equinox as eqx
 from jaxtyping import PyTree
 
-from ._checks import type_name
+from ._checks import check_file_path, check_int, type_name
 from ._io import (
     CheckpointError,
     deserialise_leaves,
@@ -55,6 +55,8 @@ def save_checkpoint(
         raise ValueError(f"`meta` must be a dict of JSON values; got {type_name(meta)}.")
     if info is not None and not isinstance(info, dict):
         raise ValueError(f"`info` must be a dict of JSON values or None; got {type_name(info)}.")
+    check_file_path("path", path)
+    check_int("state.step", state.step, minimum=0, fix="The step a checkpoint was taken at.")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, (state.model, state.opt_state))
     write_checkpoint_bytes(

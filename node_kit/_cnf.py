@@ -233,7 +233,7 @@ class CNF(eqx.Module):
 
         `(x, log_prob)`: shape `(data_size,)` and a scalar.
         """
-        z_key, probe_key = jr.split(key)
+        z_key, probe_key = jr.split(check_key("key", key))
         z = self._base_sample(z_key, ())
         probe = self.trace_estimator.draw_probe(probe_key, z.shape, z.dtype)
         dynamics = self._dynamics(z.shape[-1], regularise=False)

@@ -25,11 +25,28 @@ def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
     path = Path(path)
     if not path.exists():
         return []
+    if path.is_dir():
+        raise ValueError(
+            f"`path` must be a history CSV file; got {str(path)!r}, which is a folder. A "
+            f"command's is {str(path / 'history.csv')!r}."
+        )
     with open(path, newline="") as f:
-        return [
-            {k: int(v) if k == "step" else float(v) for k, v in row.items() if v != ""}
-            for row in csv.DictReader(f)
-        ]
+        reader = csv.DictReader(f)
+        if reader.fieldnames is not None and not {"step", "loss"} <= set(reader.fieldnames):
+            raise ValueError(
+                f"`path` {str(path)!r} is not a history CSV of node_kit.fit (its header has no "
+                f"'step' and 'loss' columns: {reader.fieldnames[:5]})."
+            )
+        try:
+            return [
+                {k: int(v) if k == "step" else float(v) for k, v in row.items() if v != ""}
+                for row in reader
+            ]
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"`path` {str(path)!r} is a damaged history CSV (a row that is not numbers: "
+                f"{error})."
+            ) from None
 
 
 class _HistoryFile:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from ._checkpoint import Checkpoint, save_checkpoint
 from ._parallel import local_value
@@ -140,10 +141,19 @@ class _Loop:
     def evaluated(self, model, step: int) -> dict[str, float]:
         """`evaluate(model, step)` as floats; a failed solve in it stops training."""
         try:
-            return {k: float(v) for k, v in self.evaluate(model, step).items()}
+            values = self.evaluate(model, step)
         except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
             cause = f"evaluating the model after step {step} failed ({_runtime_message(error)})"
             raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and eqx.is_array_like(v) and jnp.shape(v) == ()
+            for k, v in values.items()
+        ):
+            raise ValueError(
+                "`evaluate(model, step)` must return a dict of scalars by name (each joins the "
+                f"step's history row); got {_described(values)} after step {step}."
+            )
+        return {k: float(v) for k, v in values.items()}
 
     def write_pending(self) -> None:
         if self.pending is not None:
@@ -164,6 +174,19 @@ class _Loop:
 
     def diverged(self, cause: str) -> None:
         raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path))
+
+
+def _described(values) -> str:
+    if not isinstance(values, dict):
+        return type(values).__name__
+    wrong = next(
+        (k for k, v in values.items() if not (eqx.is_array_like(v) and jnp.shape(v) == ())), None
+    )
+    if wrong is None:
+        return "a dict whose keys are not all strings"
+    value = values[wrong]
+    shape = f" of shape {jnp.shape(value)}" if eqx.is_array_like(value) else ""
+    return f"{wrong!r}: {type(value).__name__}{shape}"
 
 
 def _on_host(state: Checkpoint) -> Checkpoint:

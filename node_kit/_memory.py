@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from ._adjoint import checkpoint_adjoint
-from ._checks import check_bool, check_callable, is_real, type_name
+from ._checks import check_bool, check_callable, check_int, is_real, type_name
 from ._custom_types import Args, BatchStates, Times
 from ._neural_ode import BatchedField, NeuralODE
 
@@ -184,7 +184,7 @@ class CheckpointMemoryModel:
 
         Counts above `max_steps` are capped there, as diffrax does.
         """
-        c = min(checkpoints, self.max_steps)
+        c = min(check_int("checkpoints", checkpoints), self.max_steps)
         stored = self.floor_bytes + (c - 1) * self.bytes_per_checkpoint
         if c in (1, self.max_steps) or not self.anchors:
             return stored

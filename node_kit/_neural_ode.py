@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_callable
+from ._checks import check_callable, is_int
 from ._custom_types import Args, BatchStates, State, Time, Times, Trajectory
 from ._solve import saved_states, SolveSettings
 from ._solve_inputs import check_state, check_times
@@ -132,7 +132,11 @@ class NeuralODE(eqx.Module):
         ts = check_times(ts)
         y0s = self.initial_state(y0s, batched=True)
         return self.settings.solve(
-            BatchedField(self.vector_field, args_axis), ts, y0s, args, y0_name="y0s"
+            BatchedField(self.vector_field, _check_args_axis(args_axis)),
+            ts,
+            y0s,
+            args,
+            y0_name="y0s",
         )
 
     def initial_state(self, y0: ArrayLike, *, batched: bool) -> Float[Array, "*batch state"]:
@@ -142,3 +146,13 @@ class NeuralODE(eqx.Module):
         """
         y0 = check_state(y0, data_size=field_sizes(self.vector_field)[0], batched=batched)
         return pad_to_state(self.vector_field, y0)
+
+
+def _check_args_axis(args_axis: Any) -> int | None:
+    """`args_axis` of a batched solve: `None` (shared `args`) or `0` (one entry per sample)."""
+    if args_axis is not None and not (is_int(args_axis) and args_axis == 0):
+        raise ValueError(
+            "`args_axis` must be None (the batch shares `args`) or 0 (`args` has one entry per "
+            f"sample along axis 0); got {args_axis!r}."
+        )
+    return args_axis

@@ -220,6 +220,8 @@ class AbstractIrregularRNN(eqx.Module):
         self, ts: Times, values: SeriesValues, mask: SeriesMask, t: Time
     ) -> tuple[Hidden, Int[Array, ""]]:
         """`(state_at(ts, values, mask, t), solver steps)`: the steps of every gap and the last."""
+        if isinstance(t, str) or jnp.ndim(t) != 0:
+            raise ValueError(f"`t` must be one time, a real scalar; got {type(t).__name__} {t!r}.")
         (h, t_last), _, num_steps = self._scan(ts, values, mask)
         h, last_steps = self.evolve_counted(h, t_last, t)
         return h, num_steps + last_steps

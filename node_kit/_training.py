@@ -15,6 +15,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from ._checkpoint import Checkpoint, resume_checkpoint
 from ._checks import (
+    check_bool,
     check_callable,
     check_callables,
     check_file_path,
@@ -230,6 +231,12 @@ def fit(
             "`data_parallel` must be a node_kit.DataParallel or None; got "
             f"{type_name(data_parallel)}. E.g. data_parallel=nk.DataParallel(4)."
         )
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError(
+            f"`meta` must be a dict of JSON values (the config a resume must match) or None; "
+            f"got {type_name(meta)}."
+        )
+    check_bool("progress", progress)
     loss_fn = checked_loss(loss_fn, scalar_aux=True)  # fit logs aux: scalars only
     check_file_path("checkpoint_path", checkpoint_path)
     check_file_path("history_path", history_path, example="history.csv")
@@ -275,7 +282,7 @@ def fit(
             bar=progress_bar(state.step, num_steps, progress),
         )
         try:
-            next_batch = place(batch_at(state.step)) if state.step < num_steps else None
+            next_batch = place(_batch(batch_at, state.step)) if state.step < num_steps else None
             for step in range(state.step, num_steps):
                 last = step + 1 == num_steps
                 try:
@@ -285,7 +292,7 @@ def fit(
                 except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
                     loop.solve_failed(error, step + 1)
                 if not last:  # the next batch is built and sent while this step runs
-                    next_batch = place(batch_at(step + 1))
+                    next_batch = place(_batch(batch_at, step + 1))
                 evaluate_now = evaluate is not None and ((step + 1) % evaluate_every == 0 or last)
                 logged = (step + 1) % log_every == 0 or last or evaluate_now
                 loop.unchecked.append((step + 1, code, loss, aux if logged else None))
@@ -302,6 +309,18 @@ def fit(
         finally:
             loop.bar.close()
         return model, loop.history
+
+
+def _batch(batch_at: Callable[[int], PyTree], step: int) -> PyTree:
+    """`batch_at(step)`; an error in it is the user's own, with a note saying where it arose."""
+    try:
+        return batch_at(step)
+    except Exception as error:
+        error.add_note(
+            f"node_kit: this was raised by batch_at({step}), which fit calls for each step's "
+            "batch (check it against the dataset's size and num_steps)."
+        )
+        raise
 
 
 def _put(batch):

@@ -7,6 +7,7 @@ call to `register` from outside the package).
 import contextlib
 import dataclasses
 import os
+from pathlib import Path
 
 from ._digits import DIGITS
 from ._hopper import HOPPER
@@ -113,9 +114,23 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
 
     An absolute path with `~` expanded.
     """
+    name = "data_dir"
     if data_dir is None:
-        data_dir = os.environ.get(DATA_DIR_ENV) or _DEFAULT_DATA_DIR
-    return os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+        name, data_dir = f"${DATA_DIR_ENV}", os.environ.get(DATA_DIR_ENV) or _DEFAULT_DATA_DIR
+    if not isinstance(data_dir, str | os.PathLike) or not os.fspath(data_dir):
+        raise ValueError(
+            f"`{name}` must be a folder path (a str or pathlib.Path) or None; got "
+            f"{type(data_dir).__name__} {data_dir!r}."
+        )
+    folder = Path(os.path.abspath(os.path.expanduser(os.fspath(data_dir))))
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
+        raise ValueError(
+            f"`{name}` must be a folder for the datasets; {str(folder)!r} {where} a file. Pass "
+            "another folder (the commands: --data-dir)."
+        )
+    return str(folder)
 
 
 def check_split(name: str, split: str) -> None:
