@@ -122,9 +122,9 @@ def test_a_process_whose_coordinator_never_answers_gives_up_and_says_where():
     # (JAX alone waits 300 s in silence) but end after the timeout, naming the coordinator.
     port = _free_port()
     code = ("import node_kit as nk; "
-            f"nk.initialize_distributed('127.0.0.1:{port}', 2, 1, timeout=3)")
+            f"nk.initialize_distributed('127.0.0.1:{port}', 2, 1, timeout=1)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode != 0
     assert re.search(rf"RuntimeError: process 1 could not join the coordinator 127\.0\.0\.1:{port} "
-                     r"within 3 s: .*--coordinator-timeout", done.stderr), done.stderr[-3000:]
+                     r"within 1 s: .*--coordinator-timeout", done.stderr), done.stderr[-3000:]
