@@ -1,12 +1,13 @@
 """The history of a training run: a CSV appended row by row, kept consistent with resumes."""
 
+import contextlib
 import csv
 import io
 import os
 from pathlib import Path
 
 from ._checks import type_name
-from ._io import atomic_write_bytes
+from ._io import atomic_write_bytes, write_error
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -84,11 +85,20 @@ class _HistoryFile:
                 rows = list(csv.DictReader(f))
             self.fields = [*self.fields, *new]
             self._rewrite(rows)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields or list(record), restval="")
-            if self.fields is None:
-                self.fields = list(record)
-                writer.writeheader()
-            writer.writerow(record)
-            f.flush()
-            os.fsync(f.fileno())
+        fields = self.fields or list(record)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields, restval="")
+        if self.fields is None:
+            writer.writeheader()
+        writer.writerow(record)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write(text.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:  # a row cut off by a full disk is taken back
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, size)
+            raise write_error(self.path, error) from None
+        self.fields = fields

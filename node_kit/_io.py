@@ -15,16 +15,35 @@ import equinox as eqx
 from ._old_formats import split_old_format
 
 
+class WriteError(OSError):
+    """A run's file could not be written (a full disk, a file-size limit, a folder that
+    turned read-only); the message names the file and says that it keeps its old contents."""
+
+
+def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
+    """The `WriteError` for `error`, raised writing `path` (same errno)."""
+    return WriteError(
+        error.errno,
+        f"could not write {path}: {error.strerror or error}. The file keeps its previous "
+        "contents (nothing is half-written). Free disk space, raise the file-size limit or "
+        "make the folder writable, then resume (the commands: --resume).",
+    )
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temporary file, `fsync` and a rename.
 
     The parent directory is created if needed; on any error the temporary file is
     removed and `path` keeps its old contents: it holds the old or the new data at every
-    moment.
+    moment. A failed write (`OSError`: disk full, file too large, read-only) is a
+    `WriteError` naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise write_error(path, error) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -34,6 +53,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, error) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,6 +9,10 @@ import hashlib
 import io
 import json
 import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import equinox as eqx
@@ -364,3 +368,37 @@ def test_load_run_reads_the_checkpoint_when_model_eqx_is_damaged(tmp_path):
     (run / "checkpoint.eqx").unlink()
     with pytest.raises(nk.CheckpointError, match="model.eqx is damaged"):
         nk.load_run(run)
+
+
+FULL_DISK = textwrap.dedent("""
+    import resource, signal, sys
+    import jax.numpy as jnp, jax.random as jr, optax
+    import node_kit as nk
+    folder = sys.argv[1]
+    loss = lambda model, batch, key: (jnp.sum(model["w"] ** 2), {})
+    nk.fit({"w": jnp.ones(64)}, loss, optax.sgd(0.1), lambda step: None, 4, key=jr.key(0),
+           checkpoint_path=f"{folder}/checkpoint.eqx", checkpoint_every=1, progress=False,
+           history_path=f"{folder}/history.csv", log_every=1)
+    # From here on no file may grow past 200 bytes: the next checkpoint (512 bytes of
+    # weights) cannot be written, as on a full disk.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+    nk.fit({"w": jnp.ones(64)}, loss, optax.sgd(0.1), lambda step: None, 8, key=jr.key(0),
+           checkpoint_path=f"{folder}/checkpoint.eqx", checkpoint_every=1, progress=False,
+           history_path=f"{folder}/history.csv", log_every=1, resume=True)
+""")
+
+
+def test_a_write_that_hits_a_size_limit_names_the_file_and_leaves_the_last_checkpoint(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0
+    assert re.search(r"WriteError: \[Errno 27\] could not write .*(checkpoint\.eqx|history\.csv).*: "
+                     r"File too large\. The file keeps its previous contents \(nothing is "
+                     r"half-written\)", done.stderr), done.stderr[-3000:]
+    assert not list(tmp_path.glob(".*.tmp"))  # the failed write's temporary file is gone
+    state = nk.load_checkpoint(tmp_path / "checkpoint.eqx",
+                               nk.Checkpoint({"w": jnp.ones(64, jnp.float32)}, None, 0), {})
+    assert state.step == 4  # the last one written before the limit, whole
+    rows = nk.read_history(tmp_path / "history.csv")  # whole rows only
+    assert [row["step"] for row in rows][:4] == [1, 2, 3, 4]

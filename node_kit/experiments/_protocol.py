@@ -37,6 +37,7 @@ from typing import Any
 
 import node_kit as nk
 from node_kit._checks import check_int
+from node_kit._io import WriteError
 from node_kit._lock import run_lock
 from node_kit._parallel import DataParallel
 
@@ -372,7 +373,7 @@ def exit_on_user_error(run: Callable[[], dict]) -> dict:
     """
     try:
         return run()
-    except (nk.TrainingDiverged, nk.CheckpointError, nk.RunLocked) as error:
+    except (nk.TrainingDiverged, nk.CheckpointError, nk.RunLocked, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except ValueError as error:
