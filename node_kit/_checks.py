@@ -225,6 +225,22 @@ def check_key(name: str, key: Any) -> "Array":
     return key
 
 
+def check_folder_path(shown: str, path: Any, *, purpose: str, fix: str) -> Path:
+    """`path` as a `Path` for a folder of `purpose`: a non-empty str or `os.PathLike`, and
+    neither a file nor below one (it need not exist yet). `shown` is the argument as the
+    message names it (`` `data_dir` `` or `--out`); `fix` ends each message."""
+    if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)).strip():
+        raise ValueError(f"{shown} must name a folder for {purpose}; got {path!r}. {fix}")
+    folder = Path(path)
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
+        raise ValueError(
+            f"{shown} must name a folder for {purpose}; {str(folder)!r} {where} a file. {fix}"
+        )
+    return folder
+
+
 def check_file_path(name: str, path: Any, *, example: str = "checkpoint.eqx") -> Path | None:
     """`None`, or `path` as a `Path` naming a file: not a folder, and not below a file."""
     if path is None:

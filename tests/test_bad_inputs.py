@@ -610,9 +610,9 @@ _add("meta-learning", "meta", [
 ])
 
 _add("datasets", "data", [
-    ("data-dir-a-file", lambda: datasets.load("8gaussians", "train", data_dir=str(_afile())), V, r"`data_dir` must be a folder for the datasets; '.*a_file' is a file"),
-    ("data-dir-below-a-file", lambda: datasets.load("8gaussians", "train", data_dir=str(_afile() / "d")), V, r"`data_dir` must be a folder for the datasets; '.*d' lies below '.*a_file', which is a file"),
-    ("data-dir-int", lambda: datasets.load("8gaussians", "train", data_dir=3), V, r"`data_dir` must be a folder path \(a str or pathlib\.Path\) or None; got int 3"),
+    ("data-dir-a-file", lambda: datasets.load("8gaussians", "train", data_dir=str(_afile())), V, r"`data_dir` must name a folder for the datasets; '.*a_file' is a file\. Pass another folder"),
+    ("data-dir-below-a-file", lambda: datasets.load("8gaussians", "train", data_dir=str(_afile() / "d")), V, r"`data_dir` must name a folder for the datasets; '.*d' lies below '.*a_file', which is a file"),
+    ("data-dir-int", lambda: datasets.load("8gaussians", "train", data_dir=3), V, r"`data_dir` must name a folder for the datasets; got 3\. Pass another folder, or None"),
     ("batch-at-step-float", lambda: datasets.batch_at(_X, 1.5, batch_size=2, seed=0), V, r"`step` must be a non-negative int; got step=1\.5"),
     ("batch-at-batch-size-string", lambda: datasets.batch_at(_X, 1, batch_size="2", seed=0), V, r"`batch_size` must be a positive int; got batch_size='2'"),
 ])
@@ -857,7 +857,7 @@ _commands("cnf command", "cnf", [
 for _name in _WORK:
     _commands(f"{_name} command", _name, [
         ("seed-2-64", ["--seed", str(2**64)], 2, ERROR + r"--seed must be an int in \[0, 2\*\*63 - 1\]; got 18446744073709551616"),
-        ("out-empty", ["--out", ""], 2, ERROR + r"--out must name a folder for the run's files; got ''\. E\.g\. --out runs/mine"),
+        ("out-empty", ["--out", ""], 2, ERROR + r"--out must name a folder for the run's files; got ''\. Choose another --out, e\.g\. --out runs/mine"),
         ("out-a-file", ["--out", __file__], 2, ERROR + r"--out must name a folder for the run's files; '.*test_bad_inputs\.py' is a file\. Choose another --out"),
         ("out-below-a-file", ["--out", f"{__file__}/run"], 2, ERROR + r"--out must name a folder .*; '.*run' lies below '.*test_bad_inputs\.py', which is a file"),
     ])

@@ -7,8 +7,8 @@ call to `register` from outside the package).
 import contextlib
 import dataclasses
 import os
-from pathlib import Path
 
+from .._checks import check_folder_path
 from ._digits import DIGITS
 from ._hopper import HOPPER
 from ._periodic import PERIODIC
@@ -117,20 +117,10 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
     name = "data_dir"
     if data_dir is None:
         name, data_dir = f"${DATA_DIR_ENV}", os.environ.get(DATA_DIR_ENV) or _DEFAULT_DATA_DIR
-    if not isinstance(data_dir, str | os.PathLike) or not os.fspath(data_dir):
-        raise ValueError(
-            f"`{name}` must be a folder path (a str or pathlib.Path) or None; got "
-            f"{type(data_dir).__name__} {data_dir!r}."
-        )
-    folder = Path(os.path.abspath(os.path.expanduser(os.fspath(data_dir))))
-    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
-        raise ValueError(
-            f"`{name}` must be a folder for the datasets; {str(folder)!r} {where} a file. Pass "
-            "another folder (the commands: --data-dir)."
-        )
-    return str(folder)
+    fix = "Pass another folder, or None for the default (the commands: --data-dir)."
+    check_folder_path(f"`{name}`", data_dir, purpose="the datasets", fix=fix)
+    folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+    return str(check_folder_path(f"`{name}`", folder, purpose="the datasets", fix=fix))
 
 
 def check_split(name: str, split: str) -> None:

@@ -29,14 +29,13 @@ if __name__ == "__main__":
 import argparse
 import contextlib
 import dataclasses
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import node_kit as nk
-from node_kit._checks import check_int
+from node_kit._checks import check_folder_path, check_int
 from node_kit._io import WriteError
 from node_kit._lock import run_lock
 from node_kit._parallel import DataParallel
@@ -348,19 +347,8 @@ def check_seed(seed: Any) -> int:
 def check_out_folder(out: Any) -> Path:
     """`--out` as a `Path`: a folder, or a path where one can be made (not a file, not
     below a file, not empty)."""
-    if not isinstance(out, str | os.PathLike) or str(out).strip() == "":
-        raise ValueError(
-            f"--out must name a folder for the run's files; got {out!r}. E.g. --out runs/mine."
-        )
-    folder = Path(out)
-    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
-        raise ValueError(
-            f"--out must name a folder for the run's files; {str(folder)!r} {where} a file. "
-            "Choose another --out."
-        )
-    return folder
+    fix = "Choose another --out, e.g. --out runs/mine."
+    return check_folder_path("--out", out, purpose="the run's files", fix=fix)
 
 
 def exit_on_user_error(run: Callable[[], dict]) -> dict:
