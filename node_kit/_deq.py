@@ -26,6 +26,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from ._checks import check_bool, check_callable, check_choice, check_int, check_real, type_name
 from ._fixed_point import AndersonAcceleration
+from ._resources import check_fits, state_bytes
 
 
 BACKWARD_MODES = ("implicit", "unrolled", "phantom")
@@ -264,6 +265,12 @@ class DEQ(eqx.Module):
 
     def _fixed_point(self, args, z0) -> optx.Solution:
         if self.backward == "unrolled":
+            check_fits(
+                self.max_steps * state_bytes(z0),
+                what=f"the unrolled backward pass, which stores each of max_steps={self.max_steps} "
+                f"forward iterations of this state ({state_bytes(z0)} bytes),",
+                lower="Lower `max_steps` to what the solve needs, or use backward='implicit'.",
+            )
             adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=self.max_steps)
         else:
             adjoint = optx.ImplicitAdjoint(linear_solver=self._linear_solver(z0.dtype))

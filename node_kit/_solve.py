@@ -23,6 +23,7 @@ from jaxtyping import Array, Bool, Float
 from ._adjoint import adjoint_from_name
 from ._checks import check_bool, check_optional_int, is_real, type_name
 from ._custom_types import Args, State, Trajectory, VectorField
+from ._resources import check_stored_steps
 from ._solve_inputs import CheckedField
 
 
@@ -154,6 +155,7 @@ class SolveSettings(eqx.Module):
         The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
         """
         vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
+        check_stored_steps(self.adjoint, self.max_steps, y0)
         term = diffrax.ODETerm(CheckedField(vector_field))
         self._check_dt0_fits(ts)
         saveat = _save_at(ts, self.adjoint)

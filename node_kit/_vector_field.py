@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Real
 
 from ._checks import check_callable, check_int, check_ints, check_key
 from ._custom_types import Args
+from ._resources import check_fits, mlp_parameter_bytes
 
 
 class AbstractVectorField(eqx.Module):
@@ -65,6 +66,11 @@ def _check_mlp(
     (depth,) = check_ints(0, depth=depth)
     check_callable("activation", activation, expected="a callable such as jnp.tanh")
     check_key("key", key)
+    check_fits(
+        mlp_parameter_bytes(data_size + 1, data_size, width_size, depth),
+        what=f"a field MLP of width_size={width_size} and depth={depth} (its float32 weights)",
+        lower="Lower `width_size` (or `depth`).",
+    )
     return data_size, width_size, depth
 
 

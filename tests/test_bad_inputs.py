@@ -518,6 +518,22 @@ def _w() -> nk.Checkpoint:
     return nk.Checkpoint({"w": jnp.ones(2)}, None, 0)
 
 
+# Sizes that cannot fit: refused with the predicted bytes and the argument to lower, before
+# anything is allocated (4e12 bytes: more than any device has).
+_FITS = r"needs at least [\d.e+]+ GiB \(4\d{12} bytes\), more than the [\d.e+]+ GiB the device has"
+_add("MLPField", "mlp", [
+    ("width-1e6", lambda: nk.MLPField(2, 10**6, 2, key=KEY), V, r"a field MLP of width_size=1000000 and depth=2 \(its float32 weights\) " + _FITS + r" \(\w+\)\. Lower `width_size`"),
+])
+_add("ConcatSquashField", "concat", [
+    ("width-1e6", lambda: nk.ConcatSquashField(2, 10**6, 2, key=KEY), V, r"a field MLP of width_size=1000000 .*" + _FITS),
+])
+_add("NeuralODE", "ode", [
+    ("direct-max-steps-1e9", lambda: nk.NeuralODE(lambda t, y, a: -y, adjoint="direct", max_steps=10**9)(TS, jnp.ones(500)), V, r"the adjoint, which keeps 1000000000 steps of this state \(4000 bytes\) for the backward pass, " + _FITS + r".*Lower `max_steps`"),
+])
+_add("DEQ", "deq", [
+    ("unrolled-max-steps-1e9", lambda: nk.DEQ(lambda z, x: 0.5 * z + x, (500,), backward="unrolled", max_steps=10**9)(jnp.ones(500)), V, r"the unrolled backward pass, which stores each of max_steps=1000000000 forward iterations of this state \(4000 bytes\), " + _FITS + r".*backward='implicit'"),
+])
+
 _add("runs and history", "runs", [
     ("load-run-missing", lambda: nk.load_run(Path(_TEMP.name) / "nope"), V, r"`run` must be the output folder of a training run .*; got '.*nope', which does not exist"),
     ("load-run-file", lambda: nk.load_run(_afile()), V, r"`run` must be the output folder .*; got '.*a_file', which is a file, not a folder"),
