@@ -1,11 +1,9 @@
 """The solve settings: one Module that owns THE `diffrax.diffeqsolve` call of node_kit.
 
-[`node_kit.SolveSettings`][] carries the choices every model shares (solver, step-size
-controller, adjoint, `dt0`, `max_steps`, `throw`), checks them once when it is built, and
-runs every solve of [`node_kit.NeuralODE`][], [`node_kit.CNF`][], [`node_kit.ODERNN`][] and
-[`node_kit.LatentODE`][] through [`node_kit.SolveSettings.solve`][], with the same failure
-check. A changed copy comes from [`node_kit.SolveSettings.replace`][] or
-[`node_kit.SolveSettings.with_adjoint`][], never from `eqx.tree_at`.
+[`node_kit.SolveSettings`][] carries the choices every model shares (solver, controller,
+adjoint, `dt0`, `max_steps`, `throw`), checks them once, and runs every model's solve
+through [`node_kit.SolveSettings.solve`][] with the same failure check. A changed copy
+comes from [`node_kit.SolveSettings.replace`][] or `with_adjoint`, never `eqx.tree_at`.
 """
 
 import dataclasses
@@ -159,20 +157,31 @@ class SolveSettings(eqx.Module):
         term = diffrax.ODETerm(CheckedField(vector_field))
         self._check_dt0_fits(ts)
         saveat = _save_at(ts, self.adjoint)
-        sol = diffrax.diffeqsolve(
-            term,
-            self.solver,
-            t0=ts[0],
-            t1=ts[-1],
-            dt0=self.dt0,
-            y0=y0,
-            args=args,
-            saveat=saveat,
-            stepsize_controller=self.stepsize_controller,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=False,
-        )
+        try:
+            sol = diffrax.diffeqsolve(
+                term,
+                self.solver,
+                t0=ts[0],
+                t1=ts[-1],
+                dt0=self.dt0,
+                y0=y0,
+                args=args,
+                saveat=saveat,
+                stepsize_controller=self.stepsize_controller,
+                adjoint=self.adjoint,
+                max_steps=self.max_steps,
+                throw=False,
+            )
+        except RuntimeError as error:
+            if "Unexpected tangent" not in str(error) or not isinstance(
+                self.adjoint, diffrax.BacksolveAdjoint
+            ):
+                raise
+            raise ValueError(
+                "the backsolve adjoint cannot differentiate the output times `ts` (diffrax's "
+                "BacksolveAdjoint differentiates y0, args and the field's parameters only). "
+                "Use adjoint='checkpoint' or 'direct' to take gradients with respect to `ts`."
+            ) from None
         if self.throw:
             # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
             y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))

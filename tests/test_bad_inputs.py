@@ -534,6 +534,15 @@ _add("DEQ", "deq", [
     ("unrolled-max-steps-1e9", lambda: nk.DEQ(lambda z, x: 0.5 * z + x, (500,), backward="unrolled", max_steps=10**9)(jnp.ones(500)), V, r"the unrolled backward pass, which stores each of max_steps=1000000000 forward iterations of this state \(4000 bytes\), " + _FITS + r".*backward='implicit'"),
 ])
 
+def _grad_wrt_last_time(adjoint: str):
+    model = nk.NeuralODE(lambda t, y, a: -y, adjoint=adjoint)
+    return jax.grad(lambda t1: model(jnp.stack([0.0, t1]), Y0)[-1].sum())(1.0)
+
+
+_add("NeuralODE", "ode", [
+    ("backsolve-grad-wrt-ts", lambda: _grad_wrt_last_time("backsolve"), V, r"the backsolve adjoint cannot differentiate the output times `ts` .*Use adjoint='checkpoint' or 'direct'"),
+])
+
 _add("runs and history", "runs", [
     ("load-run-missing", lambda: nk.load_run(Path(_TEMP.name) / "nope"), V, r"`run` must be the output folder of a training run .*; got '.*nope', which does not exist"),
     ("load-run-file", lambda: nk.load_run(_afile()), V, r"`run` must be the output folder .*; got '.*a_file', which is a file, not a folder"),

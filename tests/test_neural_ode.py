@@ -283,3 +283,13 @@ def test_concat_squash_field_depends_on_time(getkey):
         layer.gate.weight[:, 0] * t + layer.gate.bias
     ) + layer.hyper_bias.weight[:, 0] * t
     np.testing.assert_allclose(layer(t, y), expected, rtol=1e-12)
+
+
+def test_gradient_with_respect_to_the_last_output_time_is_the_field_there():
+    # d/dt1 of y(t1) is f(t1, y(t1)) = -y(t1) for dy/dt = -y: the checkpointed adjoint
+    # differentiates `ts`; backsolve says it cannot (see the bad-input matrix).
+    controller = diffrax.PIDController(rtol=1e-10, atol=1e-10)
+    model = nk.NeuralODE(lambda t, y, a: -y, adjoint="checkpoint", stepsize_controller=controller)
+    y0 = jnp.array([1.0, 2.0])
+    grad = jax.grad(lambda t1: model(jnp.stack([0.0, t1]), y0)[-1].sum())(0.7)
+    assert abs(float(grad) - float(-jnp.sum(y0) * jnp.exp(-0.7))) < 1e-7
