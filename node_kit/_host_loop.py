@@ -21,8 +21,9 @@ from ._progress import update_bar
 _OK, _BAD_LOSS, _BAD_GRAD, _BAD_PARAMS, _BAD_OPT_STATE = range(5)
 """A step's status code, computed on the device: fine, or the first thing that went bad."""
 
-_SCALE_STEPS = 10
-"""How many first steps of a `fit` call set the loss scale that an explosion is measured by."""
+_SCALE_FLOOR = 1e-8
+"""The smallest loss scale an explosion is measured against (a first loss of 0 would make
+any loss an explosion)."""
 
 _FIX = (
     "Lower the learning rate (a resumed run may change it), clip the gradients, tighten "
@@ -61,7 +62,7 @@ class _Loop:
         bar,
     ):
         self.explosion_factor = explosion_factor
-        self.first_losses: list[float] = []  # |loss| of this call's first steps: the scale
+        self.first_loss: float | None = None  # |loss| of this call's first step: the scale
         self.checkpoint_path = checkpoint_path
         self.checkpoint_writer = checkpoint_writer
         self.meta = meta
@@ -122,19 +123,20 @@ class _Loop:
                     callback(dict(record))
 
     def check_scale(self, step: int, loss: float) -> None:
-        """Stop when `|loss|` exceeds `explosion_factor` times the largest `|loss|` of the
-        first `_SCALE_STEPS` steps of this call: a loss that explodes without yet being
-        inf (before the checkpoint of the parameters that gave it is written)."""
+        """Stop when `|loss|` exceeds `explosion_factor` times the `|loss|` of this call's
+        first step (the parameters it started from, before any update of this call could
+        spoil them): a loss that explodes without yet being inf, stopped before the
+        checkpoint of the parameters that gave it is written."""
         if self.explosion_factor is None:
             return
-        if len(self.first_losses) < _SCALE_STEPS:
-            self.first_losses.append(abs(loss))
+        if self.first_loss is None:
+            self.first_loss = abs(loss)
             return
-        scale = max(max(self.first_losses), 1e-30)
+        scale = max(self.first_loss, _SCALE_FLOOR)
         if abs(loss) > self.explosion_factor * scale:
             self.diverged(
                 f"the loss exploded at step {step}: {loss:.6g}, {abs(loss) / scale:.3g} times the "
-                f"largest |loss| of the first {_SCALE_STEPS} steps ({scale:.6g}; the limit is "
+                f"|loss| of the run's first step here ({scale:.6g}; the limit is "
                 f"explosion_factor={self.explosion_factor:g})"
             )
 

@@ -187,9 +187,10 @@ def fit(
         its row are in `history_path`, and the checkpoints written so far are kept, so
         `resume=True` continues from the last one.
 
-    - `explosion_factor`: stop when `|loss|` exceeds this many times the largest `|loss|`
-        of the first 10 steps of this call (a loss exploding by orders of magnitude before
-        it is inf; `None`: only a non-finite loss stops training).
+    - `explosion_factor`: stop when `|loss|` exceeds this many times the `|loss|` of this
+        call's first step (at least 1e-8): a loss exploding by orders of magnitude before it
+        is inf, e.g. from a learning rate far too large. `None`: only a non-finite loss
+        stops training.
 
     The loop does not wait for the device at every step: each step's loss and status
     stay on the device until the next log interval (or checkpoint), where they are
