@@ -241,6 +241,19 @@ def check_folder_path(shown: str, path: Any, *, purpose: str, fix: str) -> Path:
     return folder
 
 
+def make_folder(folder: Path, shown: str) -> Path:
+    """Create `folder` (and its parents) if need be; a `ValueError` naming `shown` (the
+    argument) if this process cannot."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"{shown}: cannot create the folder {str(folder)!r} ({error.strerror or error}). "
+            "Choose a folder this process can write to."
+        ) from None
+    return folder
+
+
 def check_file_path(name: str, path: Any, *, example: str = "checkpoint.eqx") -> Path | None:
     """`None`, or `path` as a `Path` naming a file: not a folder, and not below a file."""
     if path is None:

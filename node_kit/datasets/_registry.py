@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import os
 
-from .._checks import check_folder_path
+from .._checks import check_folder_path, make_folder
 from ._digits import DIGITS
 from ._hopper import HOPPER
 from ._periodic import PERIODIC
@@ -120,7 +120,11 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
     fix = "Pass another folder, or None for the default (the commands: --data-dir)."
     check_folder_path(f"`{name}`", data_dir, purpose="the datasets", fix=fix)
     folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-    return str(check_folder_path(f"`{name}`", folder, purpose="the datasets", fix=fix))
+    return str(
+        make_folder(
+            check_folder_path(f"`{name}`", folder, purpose="the datasets", fix=fix), f"`{name}`"
+        )
+    )
 
 
 def check_split(name: str, split: str) -> None:

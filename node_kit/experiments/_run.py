@@ -47,7 +47,7 @@ import numpy as np
 import node_kit as nk
 
 from .._checkpoint import Checkpoint, save_checkpoint
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, make_folder
 from .._history import read_history
 from .._io import (
     CheckpointError,
@@ -122,7 +122,7 @@ class Run:
                 f"--resume found no checkpoint in {self.out} (no checkpoint.eqx); drop --resume "
                 "to start a fresh run there, or pass the --out of the run to continue."
             )
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out, "--out")
         if getattr(config, "resume", False):  # what a killed run was writing when it died
             remove_temp_files(self.out)
         self.keys = split_keys(config.seed, keys)
