@@ -80,6 +80,11 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
     config (the keys of `meta` that differ), or does not fit `like` (another model size or
     another optimizer's state). A `like` whose `opt_state` is `None` reads the model only.
     """
+    return _load(path, like, meta, fix=None)
+
+
+def _load(path, like: Checkpoint, meta: dict, *, fix: str | None) -> Checkpoint:
+    """`load_checkpoint`, a damaged file's message ending with `fix` (default: how to resume)."""
     if not isinstance(like, Checkpoint):
         raise ValueError(
             "`like` must be a node_kit.Checkpoint of the structure to load into; got "
@@ -91,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> Ch
             f"`meta` must be a dict (the config the checkpoint must match, {{}} for none); got "
             f"{type_name(meta)}."
         )
-    saved, payload = read_checkpoint_bytes(path)
+    saved, payload = read_checkpoint_bytes(path, fix=fix)
     differ = sorted(k for k in meta if saved.get(k) != meta[k])
     if differ:
         detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {meta[k]!r}" for k in differ)
@@ -128,14 +133,14 @@ def resume_checkpoint(path: str | os.PathLike, like: Checkpoint, meta: dict) -> 
         if not error.damaged or not previous.exists():
             raise
         try:
-            state = load_checkpoint(previous, like, meta)
+            fix = "Start fresh without resuming (in a new output folder to keep these files)."
+            state = _load(previous, like, meta, fix=fix)
         except CheckpointError as previous_error:
             if not previous_error.damaged:
                 raise
             raise CheckpointError(
                 f"neither checkpoint can be resumed from. The latest: {error} The previous: "
-                f"{str(previous_error).split('. Resume from')[0]}. Start fresh without "
-                "resuming (in a new output folder to keep these files)."
+                f"{previous_error}"
             ) from None
         warnings.warn(
             f"resuming from the previous checkpoint {previous} (step {state.step}): {error}",

@@ -225,6 +225,11 @@ def check_key(name: str, key: Any) -> "Array":
     return key
 
 
+def _file_in_the_way(*paths: Path) -> Path | None:
+    """The first of `paths` that exists and is not a folder (a file where a folder must be)."""
+    return next((p for p in paths if p.exists() and not p.is_dir()), None)
+
+
 def check_folder_path(shown: str, path: Any, *, purpose: str, fix: str) -> Path:
     """`path` as a `Path` for a folder of `purpose`: a non-empty str or `os.PathLike`, and
     neither a file nor below one (it need not exist yet). `shown` is the argument as the
@@ -232,7 +237,7 @@ def check_folder_path(shown: str, path: Any, *, purpose: str, fix: str) -> Path:
     if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)).strip():
         raise ValueError(f"{shown} must name a folder for {purpose}; got {path!r}. {fix}")
     folder = Path(path)
-    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    blocking = _file_in_the_way(folder, *folder.parents)
     if blocking is not None:
         where = "is" if blocking == folder else f"lies below {str(blocking)!r}, which is"
         raise ValueError(
@@ -269,7 +274,7 @@ def check_file_path(name: str, path: Any, *, example: str = "checkpoint.eqx") ->
             f"`{name}` must name a file; got {str(path)!r}, which is a folder. Name a file in "
             f"it, e.g. {str(path / example)!r}."
         )
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocking = _file_in_the_way(*path.parents)
     if blocking is not None:
         raise ValueError(
             f"`{name}` {str(path)!r} lies below {str(blocking)!r}, which is a file, not a "

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ._checkpoint import Checkpoint, save_checkpoint
+from ._loss_checks import is_scalar
 from ._parallel import local_value
 from ._progress import update_bar
 
@@ -147,13 +148,11 @@ class _Loop:
         except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
             cause = f"evaluating the model after step {step} failed ({_runtime_message(error)})"
             raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path)) from error
-        if not isinstance(values, dict) or not all(
-            isinstance(k, str) and eqx.is_array_like(v) and jnp.shape(v) == ()
-            for k, v in values.items()
-        ):
+        problem = _not_scalars_by_name(values)
+        if problem is not None:
             raise ValueError(
                 "`evaluate(model, step)` must return a dict of scalars by name (each joins the "
-                f"step's history row); got {_described(values)} after step {step}."
+                f"step's history row); got {problem} after step {step}."
             )
         return {k: float(v) for k, v in values.items()}
 
@@ -178,14 +177,15 @@ class _Loop:
         raise TrainingDiverged(_diverged_message(cause, self.checkpoint_path))
 
 
-def _described(values) -> str:
+def _not_scalars_by_name(values) -> str | None:
+    """What in `values` is not a dict of scalars by name, or `None` if nothing."""
     if not isinstance(values, dict):
         return type(values).__name__
-    wrong = next(
-        (k for k, v in values.items() if not (eqx.is_array_like(v) and jnp.shape(v) == ())), None
-    )
-    if wrong is None:
+    if not all(isinstance(k, str) for k in values):
         return "a dict whose keys are not all strings"
+    wrong = next((k for k, v in values.items() if not is_scalar(v)), None)
+    if wrong is None:
+        return None
     value = values[wrong]
     shape = f" of shape {jnp.shape(value)}" if eqx.is_array_like(value) else ""
     return f"{wrong!r}: {type(value).__name__}{shape}"

@@ -26,6 +26,16 @@ class CheckedLoss(eqx.Module):
         return check_loss_output(self.loss_fn(model, batch, key), scalar_aux=self.scalar_aux)
 
 
+def is_scalar(value: Any) -> bool:
+    """An array or number of shape `()`."""
+    return eqx.is_array_like(value) and jnp.shape(value) == ()
+
+
+def _shape_or_type(value: Any) -> str:
+    """`"shape (3,)"` for an array, the type's name for anything else."""
+    return f"shape {jnp.shape(value)}" if eqx.is_array_like(value) else type_name(value)
+
+
 def checked_loss(loss_fn: Callable, *, scalar_aux: bool) -> Callable:
     """`loss_fn` wrapped in a `CheckedLoss`, unless it is one already or is a per-device
     loss (which wraps a checked one itself)."""
@@ -37,20 +47,18 @@ def checked_loss(loss_fn: Callable, *, scalar_aux: bool) -> Callable:
 def check_loss_output(output: Any, *, scalar_aux: bool) -> tuple[jax.Array, Any]:
     """`output` if it is `(scalar loss, aux)`; otherwise a `ValueError` saying what it is."""
     if not (isinstance(output, tuple | list) and len(output) == 2):
-        got = (
-            f"a {type(output).__name__} of {len(output)}"
-            if isinstance(output, tuple | list)
-            else f"one array of shape {jnp.shape(output)}"
-            if eqx.is_array_like(output)
-            else type_name(output)
-        )
+        if isinstance(output, tuple | list):
+            got = f"a {type(output).__name__} of {len(output)}"
+        elif eqx.is_array_like(output):
+            got = f"one array of shape {jnp.shape(output)}"
+        else:
+            got = type_name(output)
         raise ValueError(f"{_SHAPE}; got {got}. Return the loss with its aux, {_FIX}.")
     loss, aux = output
-    if not eqx.is_array_like(loss) or jnp.shape(loss) != ():
-        got = f"shape {jnp.shape(loss)}" if eqx.is_array_like(loss) else type_name(loss)
+    if not is_scalar(loss):
         raise ValueError(
-            f"{_SHAPE} with `loss` a scalar; got {got}. Reduce it to one number, e.g. with "
-            "jnp.mean over the batch."
+            f"{_SHAPE} with `loss` a scalar; got {_shape_or_type(loss)}. Reduce it to one "
+            "number, e.g. with jnp.mean over the batch."
         )
     if scalar_aux:
         _check_scalar_aux(aux)
@@ -64,12 +72,11 @@ def _check_scalar_aux(aux: Any) -> None:
             "Return {} when there is nothing else to log."
         )
     for name, value in aux.items():
-        if not isinstance(name, str) or not eqx.is_array_like(value) or jnp.shape(value) != ():
-            got = f"shape {jnp.shape(value)}" if eqx.is_array_like(value) else type_name(value)
+        if not (isinstance(name, str) and is_scalar(value)):
             raise ValueError(
                 f"`aux[{name!r}]` returned by `loss_fn` must be a scalar under a str name (fit "
-                f"logs each as a number); got {got}. Log a summary such as its mean, or "
-                "compute the full array outside training."
+                f"logs each as a number); got {_shape_or_type(value)}. Log a summary such as "
+                "its mean, or compute the full array outside training."
             )
 
 

@@ -241,26 +241,25 @@ def fit(
     loss_fn = checked_loss(loss_fn, scalar_aux=True)  # fit logs aux: scalars only
     check_file_path("checkpoint_path", checkpoint_path)
     check_file_path("history_path", history_path, example="history.csv")
+    if resume and checkpoint_path is None:
+        raise ValueError(
+            "`resume=True` needs the `checkpoint_path` to resume from; got None. Pass "
+            "the path, or resume=False to start fresh."
+        )
+    main = is_main_process()  # with several processes, only process 0 writes files
     lock = (
         run_lock(lock_path(checkpoint_path), what=f"the checkpoint {checkpoint_path}")
-        if checkpoint_path is not None and is_main_process()
+        if checkpoint_path is not None and main
         else contextlib.nullcontext()
     )
     with lock:  # no other process may train into the same checkpoint meanwhile
-        if checkpoint_path is not None and is_main_process():  # a killed writer's leftovers
-            remove_temp_files(Path(checkpoint_path).parent, [Path(checkpoint_path).name])
-        if history_path is not None and is_main_process():
-            remove_temp_files(Path(history_path).parent, [Path(history_path).name])
+        for written in (checkpoint_path, history_path) if main else ():
+            if written is not None:  # what a killed writer left half-written
+                remove_temp_files(Path(written).parent, [Path(written).name])
         meta = dict(meta or {})
         state = Checkpoint(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), 0)
-        if resume:
-            if checkpoint_path is None:
-                raise ValueError(
-                    "`resume=True` needs the `checkpoint_path` to resume from; got None. Pass "
-                    "the path, or resume=False to start fresh."
-                )
+        if resume and checkpoint_path is not None:  # (checked above; for the type checker)
             state = resume_checkpoint(checkpoint_path, state, meta)
-        main = is_main_process()  # with several processes, only process 0 writes files
         checkpoint_writer = checkpoint_path if main else None
         history_path = history_path if main else None
         history_file = _HistoryFile(history_path, keep_until=state.step) if history_path else None
