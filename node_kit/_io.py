@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -176,7 +177,7 @@ def write_checkpoint_bytes(
     path = Path(path)
     sidecar = sidecar_bytes(payload, step=step, meta=meta, info=info)
     if keep_previous and _is_sound(path):  # a damaged latest never replaces a sound .prev
-        _copy_pair(path, previous_path(path))
+        copy_pair(path, previous_path(path))
     atomic_write_bytes(path, payload)
     atomic_write_bytes(sidecar_path(path), sidecar)
 
@@ -195,7 +196,7 @@ def _is_sound(path: Path) -> bool:
     return True
 
 
-def _copy_pair(path: Path, target: Path) -> None:
+def copy_pair(path: Path, target: Path) -> None:
     """Copy a weights file and its sidecar to `target` and its sidecar (each atomically)."""
     if sidecar_path(path).exists():
         _copy_into_place(sidecar_path(path), sidecar_path(target))
@@ -243,6 +244,20 @@ def read_checkpoint_bytes(path: str | os.PathLike, *, fix: str | None = None) ->
     _check_weights(path, data, fields["weights"], fix)
     info = {} if fields["info"] is None else {"info": fields["info"]}
     return {**fields["meta"], "step": fields["step"], **info}, data
+
+
+def read_or_fall_back(
+    path: Path, fallback: Path, *, fix: str | None = None, stacklevel: int = 2
+) -> tuple[dict, bytes, Path]:
+    """`(header, payload, path read)`: `path`, or where it is damaged (say, a kill between
+    its weights and its sidecar) and `fallback` exists, `fallback` with a warning."""
+    try:
+        return (*read_checkpoint_bytes(path, fix=fix), path)
+    except CheckpointError as error:
+        if not error.damaged or not fallback.exists():
+            raise
+        warnings.warn(f"{error} Reading {fallback} instead.", stacklevel=stacklevel + 1)
+    return (*read_checkpoint_bytes(fallback, fix=fix), fallback)
 
 
 def _read_sidecar(path: Path, size: int, fix: str) -> dict:

@@ -17,7 +17,6 @@ command is imported yet, as the run's data names it; that brings the registry.
 import dataclasses
 import importlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ._checks import type_name
-from ._io import CheckpointError, deserialise_leaves, read_checkpoint_bytes
+from ._io import CheckpointError, deserialise_leaves, previous_path, read_or_fall_back
 
 
 FILES = {"final": ("model.eqx", "checkpoint.eqx"), "best": ("best.eqx",)}
@@ -79,17 +78,11 @@ def load_run(run: str | os.PathLike, *, command: str | None = None, best: bool =
             f"no model_skeleton); the runs of {_loadable_names()} can."
         )
     path = _weights_file(folder, best, expected)
-    try:
-        header, payload = read_checkpoint_bytes(path, fix=_fix(path))
-    except CheckpointError as error:
-        # model.eqx damaged (say, a kill between its weights and its sidecar): the run's
-        # last checkpoint holds the same final weights.
-        fallback = path.with_name("checkpoint.eqx")
-        if path.name != "model.eqx" or not error.damaged or not fallback.exists():
-            raise
-        warnings.warn(f"{error} Reading {fallback} instead.", stacklevel=2)
-        path = fallback
-        header, payload = read_checkpoint_bytes(path, fix=_fix(path))
+    # A damaged file (say, a kill between its weights and its sidecar) falls back to the
+    # file that holds the same weights (model.eqx: the run's last checkpoint) or the one
+    # before (best.eqx: the best model before the latest).
+    fallback = path.with_name("checkpoint.eqx") if path.name == "model.eqx" else previous_path(path)
+    header, payload, path = read_or_fall_back(path, fallback, fix=_fix(path))
     record = _record(header, path)
     recorded = _recorded_command(record["command"], path, expected)
     values = dict(record["config"])

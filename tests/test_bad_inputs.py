@@ -926,6 +926,7 @@ _commands("spiral command", "spiral", [
     ("window-one", ["--window", "1"], 2, ERROR + r"--window must be an int in \[2, 999\]; got 1\. A training window is shorter"),
     ("window-longer-than-trajectory", ["--window", "2000"], 2, ERROR + r"--window must be an int in \[2, 999\]; got 2000\."),
     ("num-points-two", ["--num-points", "2"], 2, ERROR + r"--num-points must be an int >= 3; got 2\."),
+    ("num-points-1e11", ["--num-points", str(10**11)], 2, ERROR + r"the observed trajectory of --num-points 100000000000 .* needs at least 2\.98e\+03 GiB .* Lower --num-points\."),
     ("t-end-zero", ["--t-end", "0"], 2, ERROR + r"--t-end must be a positive float; got 0\.0\."),
     ("t-end-nan", ["--t-end", "nan"], 2, ERROR + r"--t-end must be a positive float; got nan\."),
     ("rtol-negative", ["--rtol", "-1"], 2, ERROR + r"--rtol must be a non-negative float; got -1\.0\."),

@@ -83,8 +83,14 @@ def test_resume_continues_at_the_next_step(tmp_path, data_dir):
     best_model, _ = nk.load_run(tmp_path, best=True)
     nk.save_checkpoint(tmp_path / "best.eqx", nk.Checkpoint(best_model, None, 1), {},
                        info={**header["info"], "best": {"metric": "val_mse", "value": 0.0, "step": 1}})
+    # ... and a later best.eqx damaged (a kill between its weights and its sidecar): the
+    # resume warns, reads the step-1 best from best.eqx.prev and puts it back as best.eqx.
+    nk.save_checkpoint(tmp_path / "best.eqx", nk.Checkpoint(best_model, None, 2), {},
+                       info={**header["info"], "best": {"metric": "val_mse", "value": -1.0, "step": 2}})
+    (tmp_path / "best.eqx.json").write_text("{}")
     resumed = dataclasses.replace(config, steps=5, resume=True)
-    ts_experiment.main(resumed)
+    with pytest.warns(UserWarning, match=r"best.eqx cannot be read: its sidecar .* Reading .*best.eqx.prev"):
+        ts_experiment.main(resumed)
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["2", "3", "4", "5"], history
     assert _checkpoint_step(resumed) == 5

@@ -345,29 +345,32 @@ def test_upgrade_makes_old_files_plain_equinox_with_the_same_arrays(tmp_path, ca
     assert not sidecar_path(damaged).exists()
 
 
-def test_load_run_reads_the_checkpoint_when_model_eqx_is_damaged(tmp_path):
-    """A kill between model.eqx's weights and its sidecar leaves a mismatched pair: the
-    run's checkpoint.eqx holds the same final weights, and load_run reads it, warning."""
+@pytest.mark.parametrize("name, fallback, best", [("model.eqx", "checkpoint.eqx", False),
+                                                    ("best.eqx", "best.eqx.prev", True)])
+def test_load_run_reads_the_fallback_when_a_weights_file_is_damaged(tmp_path, name, fallback, best):
+    """A kill between a weights file and its sidecar leaves a mismatched pair: for
+    model.eqx the run's checkpoint.eqx holds the same final weights, for best.eqx the
+    best before it is best.eqx.prev; load_run reads that, warning."""
     import shutil
 
     committed = Path(__file__).parents[1] / "experiments" / "results" / "cnf" / "8gaussians"
     run = tmp_path / "run"
     run.mkdir()
-    for name in ("model.eqx", "checkpoint.eqx"):
-        shutil.copy(committed / "model.eqx", run / name)
-        shutil.copy(committed / "model.eqx.json", sidecar_path(run / name))
-    expected, _ = nk.load_run(run)
-    data = bytearray((run / "model.eqx").read_bytes())
+    for target in ("model.eqx", name, fallback):
+        shutil.copy(committed / "model.eqx", run / target)
+        shutil.copy(committed / "model.eqx.json", sidecar_path(run / target))
+    expected, _ = nk.load_run(run, best=best)
+    data = bytearray((run / name).read_bytes())
     data[-1] ^= 1
-    (run / "model.eqx").write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match=r"model.eqx is damaged.*Reading .*checkpoint.eqx"):
-        model, _ = nk.load_run(run)
+    (run / name).write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=rf"{name} is damaged.*Reading .*{fallback}"):
+        model, _ = nk.load_run(run, best=best)
     assert jax.tree_util.tree_all(jax.tree.map(
         lambda a, b: bool(jnp.array_equal(a, b)), eqx.filter(model, eqx.is_array),
         eqx.filter(expected, eqx.is_array)))
-    (run / "checkpoint.eqx").unlink()
-    with pytest.raises(nk.CheckpointError, match="model.eqx is damaged"):
-        nk.load_run(run)
+    (run / fallback).unlink()
+    with pytest.raises(nk.CheckpointError, match=f"{name} is damaged"):
+        nk.load_run(run, best=best)
 
 
 FULL_DISK = textwrap.dedent("""

@@ -51,8 +51,10 @@ from .._checks import check_int, check_real, make_folder
 from .._history import read_history
 from .._io import (
     CheckpointError,
+    copy_pair,
     previous_path,
     read_checkpoint_bytes,
+    read_or_fall_back,
     remove_temp_files,
     remove_weights,
 )
@@ -188,6 +190,7 @@ class Run:
             remove_weights(self.model_path)  # from the run before: no longer the end
             if not config.resume:
                 remove_weights(self.best_path)
+                remove_weights(previous_path(self.best_path))
         meta = self.meta
         model, _ = nk.fit(
             model,
@@ -302,14 +305,17 @@ class _BestModel:
         self.path = run.best_path
         self.so_far: dict | None = None
         if run.config.resume and self.path.exists():
-            header, _ = read_checkpoint_bytes(
+            header, _, read = read_or_fall_back(
                 self.path,
+                previous_path(self.path),
                 fix=(
                     "Delete it to forget the best model so far (the next validation writes a new "
                     "one), then resume again."
                 ),
             )
             self.so_far = header.get("info", {}).get("best")
+            if read != self.path and is_main_process():  # repaired from best.eqx.prev
+                copy_pair(read, self.path)
 
     def better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -331,7 +337,6 @@ class _BestModel:
                     Checkpoint(_on_host(model), None, step),
                     self.run.meta,
                     info={**self.run.record, "best": self.so_far},
-                    keep_previous=False,
                 )
         return metrics
 

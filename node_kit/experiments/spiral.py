@@ -20,6 +20,7 @@ import optax
 import node_kit as nk
 
 from .._checks import check_int
+from .._resources import check_fits
 from ._choices import ADJOINT_NAMES, solve_settings
 from ._cli import check_choices, check_flags, check_tolerances
 from ._optimizer import with_clipping
@@ -71,6 +72,12 @@ def check_config(config: Config) -> None:
         minimum=3,
         fix="The trajectory is cut into training windows of --window points.",
     )
+    check_fits(
+        _BYTES_PER_POINT * config.num_points,
+        what=f"the observed trajectory of --num-points {config.num_points} (its times and "
+        "states, float64 and float32 copies)",
+        lower="Lower --num-points.",
+    )
     check_int(
         "--window",
         config.window,
@@ -78,6 +85,11 @@ def check_config(config: Config) -> None:
         maximum=config.num_points - 1,
         fix=f"A training window is shorter than the trajectory (--num-points {config.num_points}).",
     )
+
+
+_BYTES_PER_POINT = 32
+"""What `true_trajectory` holds per point, at least: the times in float64 and float32, the
+solver's float32 states and their NumPy copy (2 each)."""
 
 
 def true_trajectory(config: Config) -> tuple[np.ndarray, np.ndarray]:
