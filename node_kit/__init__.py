@@ -63,6 +63,7 @@ from ._parallel import (
     initialize_distributed as initialize_distributed,
 )
 from ._regularisers import REGULARISER_NAMES as REGULARISER_NAMES
+from ._reversible import ReversibleAdjoint as ReversibleAdjoint
 from ._rk4 import RK4 as RK4
 from ._runs import load_run as load_run
 from ._solve import SolveSettings as SolveSettings

@@ -1,4 +1,4 @@
-"""The three adjoint modes by name: backsolve, checkpoint, direct.
+"""The four adjoint modes by name: backsolve, checkpoint, direct, reversible.
 
 Strings are mapped to `diffrax.AbstractAdjoint` objects in exactly one place,
 [`node_kit.adjoint_from_name`][], which the command lines and configs use.
@@ -8,9 +8,10 @@ import diffrax
 import equinox as eqx
 
 from ._checks import check_bool, check_choice, check_int
+from ._reversible import ReversibleAdjoint
 
 
-ADJOINT_NAMES = ("backsolve", "checkpoint", "direct")
+ADJOINT_NAMES = ("backsolve", "checkpoint", "direct", "reversible")
 
 
 def backsolve_adjoint(
@@ -133,7 +134,8 @@ def adjoint_from_name(
 
     **Arguments:**
 
-    - `name`: one of `"backsolve"`, `"checkpoint"`, `"direct"`.
+    - `name`: one of `"backsolve"`, `"checkpoint"`, `"direct"`, `"reversible"` (a
+        [`node_kit.ReversibleAdjoint`][] with its default coupling).
     - `max_steps`: the solve's `max_steps` (needed by `direct`).
     - `checkpoints`: for `checkpoint`; `None` is diffrax's default.
     - `stepsize_controller`, `seminorm`: for `backsolve`, see [`node_kit.backsolve_adjoint`][].
@@ -147,6 +149,8 @@ def adjoint_from_name(
         return backsolve_adjoint(stepsize_controller, seminorm=seminorm)
     if name == "checkpoint":
         return checkpoint_adjoint(checkpoints)
+    if name == "reversible":
+        return ReversibleAdjoint()
     if max_steps is None:
         raise ValueError(
             "adjoint 'direct' stores every step, so it needs an integer `max_steps`; "

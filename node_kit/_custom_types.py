@@ -3,11 +3,15 @@
 from collections.abc import Callable
 from typing import TypeAlias
 
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree, Real, Shaped
 
 
 Times: TypeAlias = Real[ArrayLike, " times"]
 """Output times, 1-D and strictly increasing."""
+
+CheckedTimes: TypeAlias = "Float[Array | np.ndarray, ' times']"
+"""Output times already checked (`check_times`), or the concrete `[0, t1]` of a CNF."""
 
 Time: TypeAlias = Real[ArrayLike, ""]
 """One time, a scalar."""

@@ -16,17 +16,15 @@ import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool
 
 from ._adjoint import adjoint_from_name
 from ._checks import check_bool, check_optional_int, is_real, type_name
-from ._custom_types import Args, State, Trajectory, VectorField
+from ._custom_types import Args, CheckedTimes, State, Trajectory, VectorField
 from ._resources import check_stored_steps
-from ._solve_inputs import CheckedField
+from ._reversible import check_reversible, reversible_solve, ReversibleAdjoint
+from ._solve_inputs import CheckedField, failure_messages
 
-
-# Output times already checked (`check_times`), or the concrete `[0, t1]` of a CNF.
-_Times = Float[Array | np.ndarray, " times"]
 
 DEFAULT_SOLVER = diffrax.Tsit5()
 DEFAULT_CONTROLLER = diffrax.PIDController(rtol=1e-3, atol=1e-6)
@@ -46,7 +44,7 @@ class SolveSettings(eqx.Module):
     - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-3, atol=1e-6)`;
         use `diffrax.ConstantStepSize()` with `dt0` for fixed steps.
     - `adjoint`: any `diffrax.AbstractAdjoint`, or a mode name (`"backsolve"`,
-        `"checkpoint"`, `"direct"`, see [`node_kit.adjoint_from_name`][]). Default:
+        `"checkpoint"`, `"direct"`, `"reversible"`, see [`node_kit.adjoint_from_name`][]). Default:
         `checkpoint` with diffrax's default number of checkpoints.
     - `dt0`: initial step size; `None` lets the adaptive controller choose.
     - `max_steps`: bound on solver steps (the reverse-mode adjoints size their
@@ -77,7 +75,7 @@ class SolveSettings(eqx.Module):
             adjoint = adjoint_from_name(
                 adjoint, max_steps=max_steps, stepsize_controller=stepsize_controller
             )
-        _check_adjoint(adjoint, max_steps)
+        _check_adjoint(adjoint, solver, stepsize_controller, max_steps)
         self.solver = solver
         self.stepsize_controller = stepsize_controller
         self.adjoint = adjoint
@@ -118,7 +116,7 @@ class SolveSettings(eqx.Module):
         """A copy with another adjoint (an object or a mode name)."""
         return self.replace(adjoint=adjoint)
 
-    def _check_dt0_fits(self, ts: _Times) -> None:
+    def _check_dt0_fits(self, ts: CheckedTimes) -> None:
         if self.dt0 is None or isinstance(ts, jax.core.Tracer):
             return
         values = np.asarray(ts)  # concrete; jnp arithmetic here would be staged under jit
@@ -133,7 +131,7 @@ class SolveSettings(eqx.Module):
     def solve(
         self,
         vector_field: VectorField,
-        ts: _Times,
+        ts: CheckedTimes,
         y0: State,
         args: Args = None,
         *,
@@ -157,8 +155,25 @@ class SolveSettings(eqx.Module):
         term = diffrax.ODETerm(CheckedField(vector_field))
         self._check_dt0_fits(ts)
         saveat = _save_at(ts, self.adjoint)
+        if isinstance(self.adjoint, ReversibleAdjoint):
+            assert self.max_steps is not None  # checked with the adjoint
+            sol = reversible_solve(
+                self.adjoint, self.solver, self.stepsize_controller, self.dt0,
+                self.max_steps, term.vector_field, ts, y0, args,
+            )  # fmt: skip
+        else:
+            sol = self._diffeqsolve(term, ts, y0, args, saveat)
+        if self.throw:
+            # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
+            y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
+            sol = raise_if_failed(
+                sol, ts, max_steps=self.max_steps, y0_finite=y0_finite, y0_name=y0_name
+            )
+        return sol
+
+    def _diffeqsolve(self, term, ts, y0, args, saveat) -> diffrax.Solution:
         try:
-            sol = diffrax.diffeqsolve(
+            return diffrax.diffeqsolve(
                 term,
                 self.solver,
                 t0=ts[0],
@@ -182,16 +197,9 @@ class SolveSettings(eqx.Module):
                 "BacksolveAdjoint differentiates y0, args and the field's parameters only). "
                 "Use adjoint='checkpoint' or 'direct' to take gradients with respect to `ts`."
             ) from None
-        if self.throw:
-            # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
-            y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
-            sol = raise_if_failed(
-                sol, ts, max_steps=self.max_steps, y0_finite=y0_finite, y0_name=y0_name
-            )
-        return sol
 
 
-def _save_at(ts: _Times, adjoint: diffrax.AbstractAdjoint) -> diffrax.SaveAt:
+def _save_at(ts: CheckedTimes, adjoint: diffrax.AbstractAdjoint) -> diffrax.SaveAt:
     """Where to save: at `ts`, without the machinery `SaveAt(ts=...)` needs when the output
     times are the solve's end points.
 
@@ -305,12 +313,14 @@ def _check_tolerances(stepsize_controller) -> None:
         )
 
 
-def _check_adjoint(adjoint, max_steps) -> None:
+def _check_adjoint(adjoint, solver, stepsize_controller, max_steps) -> None:
     if not isinstance(adjoint, diffrax.AbstractAdjoint):
         raise ValueError(
             "`adjoint` must be a diffrax.AbstractAdjoint or one of 'backsolve', "
             f"'checkpoint', 'direct'; got {type_name(adjoint)}."
         )
+    if isinstance(adjoint, ReversibleAdjoint):
+        check_reversible(solver, stepsize_controller, max_steps)
     if max_steps is None and isinstance(
         adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint)
     ):
@@ -324,7 +334,7 @@ def _check_adjoint(adjoint, max_steps) -> None:
 
 def raise_if_failed(
     sol: diffrax.Solution,
-    ts: _Times,
+    ts: CheckedTimes,
     *,
     max_steps: int | None,
     y0_finite: Bool[Array, ""] | None = None,
@@ -357,44 +367,10 @@ def raise_if_failed(
     position = jnp.where(solved, jnp.minimum(first_bad, n - 1), stopped)
     index = jnp.where(bad_start, 3 * n, kind * n + position)
     failed = bad_start | ~solved | (first_bad < n)
-    return eqx.branched_error_if(sol, failed, index, _failure_messages(ts, max_steps, y0_name))
+    return eqx.branched_error_if(sol, failed, index, failure_messages(ts, max_steps, y0_name))
 
 
 def saved_states(sol: diffrax.Solution) -> Trajectory:
     """`sol.ys` of a solve by [`node_kit.SolveSettings.solve`][], which always saves states."""
     assert sol.ys is not None, "SolveSettings.solve saves at `ts`, so `ys` is never None"
     return sol.ys
-
-
-def _failure_messages(ts: _Times, max_steps: int | None, y0_name: str = "y0") -> list[str]:
-    n = ts.shape[0]
-    values = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
-
-    def where(i: int) -> str:
-        if i >= n - 1:
-            return "it stopped after the last output time"
-        at = f" (t={values[i]:.6g} and t={values[i + 1]:.6g})" if values is not None else ""
-        return f"it stopped between ts[{i}] and ts[{i + 1}]{at}"
-
-    hit_max = [
-        f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
-        "loosen rtol/atol, or regularise the dynamics. (A vector field that returns NaN or "
-        "inf also ends here: an adaptive controller rejects each such step and retries a "
-        "smaller one. Check the field and its parameters for NaN.)"
-        for i in range(n)
-    ]
-    other = [
-        f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
-        f"{where(i)}. Check the inputs and parameters for NaN."
-        for i in range(n)
-    ]
-    nonfinite = [
-        f"the solution became NaN or inf at ts[{i}]"
-        + (f" (t={values[i]:.6g})" if values is not None else "")
-        + " although the solver reported success (a fixed step size does not "
-        "check this). Use a smaller `dt0` or an adaptive controller, and check the "
-        "inputs and parameters for NaN."
-        for i in range(n)
-    ]
-    start = [f"`{y0_name}` contains NaN or inf; check the data."]
-    return hit_max + other + nonfinite + start

@@ -2,7 +2,7 @@
 
 Concrete values are checked now with a `ValueError` that says what to pass; traced values
 (inside `jit`) are checked at run time with `eqx.error_if`. The solve settings themselves
-are checked in `_solve.py`.
+are checked in `_solve.py`; the messages of a failed solve are written here.
 """
 
 from collections.abc import Callable
@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import as_array
-from ._custom_types import Args, State, Time, Times
+from ._custom_types import Args, CheckedTimes, State, Time, Times
 
 
 def check_finite_times(ts: Array, name: str = "ts") -> Array:
@@ -155,3 +155,37 @@ def _noted(error: Exception, y: State, args: Args) -> Exception:
         note += " No `args` was passed: pass them to the model call (model(ts, y0, args))."
     error.add_note(note)
     return error
+
+
+def failure_messages(ts: CheckedTimes, max_steps: int | None, y0_name: str = "y0") -> list[str]:
+    n = ts.shape[0]
+    values = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
+
+    def where(i: int) -> str:
+        if i >= n - 1:
+            return "it stopped after the last output time"
+        at = f" (t={values[i]:.6g} and t={values[i + 1]:.6g})" if values is not None else ""
+        return f"it stopped between ts[{i}] and ts[{i + 1}]{at}"
+
+    hit_max = [
+        f"diffeqsolve hit max_steps={max_steps}: {where(i)}. Increase `max_steps`, "
+        "loosen rtol/atol, or regularise the dynamics. (A vector field that returns NaN or "
+        "inf also ends here: an adaptive controller rejects each such step and retries a "
+        "smaller one. Check the field and its parameters for NaN.)"
+        for i in range(n)
+    ]
+    other = [
+        f"diffeqsolve failed (the step size collapsed or the state became NaN/inf): "
+        f"{where(i)}. Check the inputs and parameters for NaN."
+        for i in range(n)
+    ]
+    nonfinite = [
+        f"the solution became NaN or inf at ts[{i}]"
+        + (f" (t={values[i]:.6g})" if values is not None else "")
+        + " although the solver reported success (a fixed step size does not "
+        "check this). Use a smaller `dt0` or an adaptive controller, and check the "
+        "inputs and parameters for NaN."
+        for i in range(n)
+    ]
+    start = [f"`{y0_name}` contains NaN or inf; check the data."]
+    return hit_max + other + nonfinite + start
