@@ -150,6 +150,8 @@ def reversible_solve(
     (time first; `inf` after a failure, as diffrax fills them), `stats`, `result`."""
     ts = jnp.asarray(ts)
     static = _Static(adjoint.coupling, solver, controller, dt0, max_steps)
+    # Arrays of the solver or controller (a StepTo's times) are not differentiated.
+    static = jtu.tree_map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, static)
     ys, num_steps, accepted, result = _solve((field, y0, args, ts), static)
     stats = {
         "num_steps": num_steps,

@@ -268,7 +268,13 @@ def _check_config(solver, stepsize_controller, dt0, max_steps) -> None:
         raise ValueError(f"`dt0` must be a positive float or None; got {dt0!r}.")
     _check_tolerances(stepsize_controller)
     adaptive = isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
-    if dt0 is None and not adaptive:
+    if isinstance(stepsize_controller, diffrax.StepTo):
+        if dt0 is not None:
+            raise ValueError(
+                f"`dt0` must be None with diffrax.StepTo (it takes its steps from its own "
+                f"`ts`); got dt0={dt0!r}. Pass dt0=None."
+            )
+    elif dt0 is None and not adaptive:
         raise ValueError(
             "`dt0=None` needs an adaptive `stepsize_controller`; got "
             f"{type(stepsize_controller).__name__}. Pass `dt0` (the fixed step size)."
