@@ -103,7 +103,7 @@ def solve_settings(
 
 MODES_HELP = (
     "backsolve, checkpoint (diffrax's default count), checkpoint:K (K checkpoints), "
-    "direct (store every step)"
+    "direct (store every step), reversible (rebuild each step from the end)"
 )
 
 

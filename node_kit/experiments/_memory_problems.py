@@ -132,13 +132,21 @@ def build_problem(config: ODESizes, mode: str, n: int, dtype):
     return model, jnp.array([T0, T1], dtype=dtype), y0s
 
 
-def reference_gradient(config: ODESizes, n: int) -> list[np.ndarray]:
-    """float64 gradient storing every step, batch as one state: the exact reference.
+def reference_method(mode: str) -> str:
+    """The forward method whose exact gradient `mode` computes: the reversible adjoint
+    differentiates its own (reversible) solve, every other mode the plain one."""
+    return "reversible" if mode == "reversible" else "direct"
+
+
+def reference_gradient(config: ODESizes, n: int, method: str = "direct") -> list[np.ndarray]:
+    """float64 gradient of the same forward method, batch as one state: the exact
+    reference (`method` "direct": the plain solve, storing every step; "reversible":
+    the reversible solve, whose float64 gradient is exact to its own forward).
 
     With fixed steps both layouts compute the same numbers, so one reference serves
     both. Runs under `jax.enable_x64(True)`.
     """
-    model, ts, y0s = build_problem(config, "direct", n, jnp.float32)
+    model, ts, y0s = build_problem(config, method, n, jnp.float32)
     with jax.enable_x64(True):
         model, ts, y0s = _cast((model, ts, y0s), jnp.float64)
         gradient = nk.compile_gradient(model, ts, y0s, batched=True)
@@ -260,7 +268,7 @@ FAMILIES = {
     "ode": Family(
         "ode",
         (),
-        ("backsolve", "checkpoint", "direct"),
+        ("backsolve", "checkpoint", "direct", "reversible"),
         "batched",
         "solver steps N",
         "Neural ODE gradient",

@@ -26,7 +26,7 @@ import numpy as np
 import node_kit as nk
 
 from ._choices import parse_mode
-from ._memory_problems import build_problem, FAMILIES, reference_gradient
+from ._memory_problems import build_problem, FAMILIES, reference_gradient, reference_method
 
 
 Config = Any
@@ -189,9 +189,10 @@ def run_sweep(config: Config, fresh_process: bool) -> list[dict]:
             if fresh_process:
                 rows.append(measure_in_fresh_process(config, mode, layout, n))
                 continue
-            if config.reference and n not in references:
-                references[n] = reference_gradient(config, n)
-            rows.append(measure(config, mode, layout, n, references.get(n)))
+            method = reference_method(mode)
+            if config.reference and (n, method) not in references:
+                references[n, method] = reference_gradient(config, n, method)
+            rows.append(measure(config, mode, layout, n, references.get((n, method))))
     return rows
 
 

@@ -50,6 +50,7 @@ from ._memory_sweep import (
     measure,
     measure_family,
     reference_gradient,
+    reference_method,
     run_sweep,
     WORKER_TAG,
 )
@@ -104,7 +105,7 @@ class Config(CommandConfig):
         (10, 100, 1000),
         "numbers of fixed solver steps N (deq: forward iterations K; inner: inner steps K)",
     )
-    modes: tuple[str, ...] = option(("backsolve", "checkpoint", "direct"), MODES_HELP)
+    modes: tuple[str, ...] = option(("backsolve", "checkpoint", "direct", "reversible"), MODES_HELP)
     layouts: tuple[str, ...] = option(
         LAYOUTS, "batched: the batch as one ODE state; vmap: one solve per sample"
     )
@@ -135,7 +136,7 @@ RENAMED = {"batch": "batch_size", "steps": "solver_steps"}
 """Flags renamed in node_kit 0.2 (old name -> new name): see CHANGELOG.md."""
 
 
-_ODE_DEFAULTS = {"modes": ("backsolve", "checkpoint", "direct"), "name": "memory"}
+_ODE_DEFAULTS = {"modes": ("backsolve", "checkpoint", "direct", "reversible"), "name": "memory"}
 
 
 def _family_defaults(family: str) -> dict:
@@ -232,7 +233,8 @@ def run_worker(payload: str) -> dict:
         reference = (lambda: family_reference(config, n, job["mode"])) if config.reference else None
         row = measure_family(config, job["mode"], n, reference)
     else:
-        reference = (lambda: reference_gradient(config, n)) if config.reference else None
+        method = reference_method(job["mode"])
+        reference = (lambda: reference_gradient(config, n, method)) if config.reference else None
         row = measure(config, job["mode"], job["layout"], n, reference)
     print(WORKER_TAG + json.dumps(row), flush=True)
     return row
