@@ -43,6 +43,8 @@ def memory_table(results: Path) -> str:
             label += f" (diffrax default: {counts} checkpoints)"
         elif mode == "direct":
             label += " (store every step)"
+        elif mode == "reversible":
+            label += " (rebuild each step from the end)"
         cells = []
         for layout in ("batched", "vmap"):
             temps = " / ".join(f"{rows[mode, layout, n]['temp_bytes'] / MIB:.2f}" for n in steps)

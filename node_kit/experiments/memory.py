@@ -72,7 +72,7 @@ class Config(CommandConfig):
     - `solver_steps`: the numbers of fixed solver steps N, each >= 1 (`deq`: forward
         iterations K; `inner`: inner steps K).
     - `modes`: adjoint modes, from: backsolve, checkpoint (diffrax's default count),
-        checkpoint:K (K checkpoints), direct (store every step); for `deq` the
+        checkpoint:K (K checkpoints), direct (store every step), reversible; for `deq` the
         backward passes (implicit, unrolled, phantom), for `inner` maml, fomaml, imaml.
     - `layouts`: `batched` (the batch is one ODE state, `model.batched`) and/or
         `vmap` (`jax.vmap(model)`, one solve per sample).
