@@ -116,6 +116,7 @@ SLOWEST_FILES = (
     "test_latent_ode.py",  # 154
     "test_neural_ode.py",  # 141
     "test_cnf.py",  # 131
+    "test_reversible.py",  # about 100, measured alone
     "test_parallel.py",  # 94
     "test_memory.py",  # 93
     "test_experiment_timeseries.py",  # 90
