@@ -7,6 +7,11 @@ from ._adjoint import (
     checkpoint_adjoint as checkpoint_adjoint,
     direct_adjoint as direct_adjoint,
 )
+from ._adjoint_choice import (
+    adjoint_for_budget as adjoint_for_budget,
+    AdjointCandidate as AdjointCandidate,
+    AdjointChoice as AdjointChoice,
+)
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     load_checkpoint as load_checkpoint,

@@ -2,6 +2,8 @@
 solve (float64), convergence to the closed form at the solver's order, memory flat in the
 number of steps, the models that solve through it, and its bad inputs."""
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -228,3 +230,41 @@ def _settings(**kwargs):
 def test_bad_input_is_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_adjoint_for_budget_measures_every_adjoint_and_picks_by_its_rule():
+    """One measured choice (a generous budget): every candidate compiled and timed, the
+    choice the fastest exact one that fits. Then the rule itself on those measurements:
+    the smallest exact one for prefer='memory', backsolve (said to be approximate) when
+    no exact one fits, an error naming the smallest when nothing fits."""
+    from node_kit._adjoint_choice import _choose
+
+    model = nk.NeuralODE(FIELD, solver=diffrax.Heun(), stepsize_controller=diffrax.ConstantStepSize(),
+                         dt0=0.02, max_steps=64)
+    choice = nk.adjoint_for_budget(2**30, model=model, ts=jnp.array([0.0, 1.0]), y0s=Y0S,
+                                   repeats=1)
+    by_name = {c.name.split("(")[0]: c for c in choice.candidates}
+    assert set(by_name) == {"direct", "checkpoint", "reversible", "backsolve"}
+    assert all(c.fits and c.memory_bytes > 0 and c.seconds > 0 for c in choice.candidates)
+    exact = [c for c in choice.candidates if c.exact]
+    assert choice.name == min(exact, key=lambda c: c.seconds).name
+    assert choice.reason.startswith(f"{choice.name} is the fastest exact gradient")
+    assert by_name["reversible"].memory_bytes < by_name["direct"].memory_bytes
+
+    smallest = min(exact, key=lambda c: c.memory_bytes)
+    assert _choose(2**30, "memory", choice.candidates).name == smallest.name
+    # Budgets between the candidates' measured sizes, the fits recomputed for each.
+    def refit(budget):
+        return tuple(dataclasses.replace(c, fits=c.memory_bytes <= budget) for c in choice.candidates)
+
+    backsolve = by_name["backsolve"]
+    if backsolve.memory_bytes < smallest.memory_bytes:
+        budget = backsolve.memory_bytes
+        picked = _choose(budget, "time", refit(budget))
+        assert picked.name == "backsolve" and "approximate" in picked.reason
+    budget = min(c.memory_bytes for c in choice.candidates) - 1
+    with pytest.raises(ValueError, match=r"`memory_budget_bytes`: no adjoint's gradient fits"):
+        _choose(budget, "time", refit(budget))
+    implicit = nk.NeuralODE(FIELD, solver=diffrax.Kvaerno3(), max_steps=64)
+    with pytest.raises(ValueError, match=r"`memory_budget_bytes` must be a finite number"):
+        nk.adjoint_for_budget(0, model=implicit, ts=jnp.array([0.0, 1.0]), y0s=Y0S)
