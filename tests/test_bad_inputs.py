@@ -694,6 +694,50 @@ _add("datasets", "data", [
 ])
 
 
+# --- the reversible adjoint and the adjoint from a budget ------------------------------------
+
+
+def _reversible(**changes):
+    return nk.SolveSettings(**{"adjoint": "reversible", **changes})
+
+
+def _reversible_ts_gradient():
+    model = nk.NeuralODE(_field(), solver=diffrax.Heun(), stepsize_controller=diffrax.ConstantStepSize(),
+                         dt0=0.25, adjoint="reversible", max_steps=16)
+    return jax.grad(lambda ts: model(ts, jnp.ones(2))[-1, 0])(TS)
+
+
+def _choose(budget=1e9, **changes):
+    solve = {"model": nk.NeuralODE(_field(), max_steps=4), "ts": TS, "y0s": jnp.ones((2, 2))}
+    return nk.adjoint_for_budget(budget, **{**solve, **changes})
+
+
+_add("reversible adjoint", "reversible", [
+    ("coupling-one", lambda: nk.ReversibleAdjoint(1.0), V, r"`coupling` must be a float in \(0, 1\) \(the coupling parameter λ .*\); got 1\.0\. At 1 the scheme is unstable"),
+    ("coupling-zero", lambda: nk.ReversibleAdjoint(0), V, r"`coupling` must be a float in \(0, 1\) .*; got 0\."),
+    ("coupling-negative", lambda: nk.ReversibleAdjoint(-0.5), V, r"`coupling` must be a float in \(0, 1\) .*; got -0\.5"),
+    ("coupling-above-one", lambda: nk.ReversibleAdjoint(1.5), V, r"`coupling` must be a float in \(0, 1\) .*; got 1\.5"),
+    ("coupling-nan", lambda: nk.ReversibleAdjoint(NAN), V, r"`coupling` must be a float in \(0, 1\) .*; got nan"),
+    ("coupling-string", lambda: nk.ReversibleAdjoint("0.9"), V, r"`coupling` must be a float in \(0, 1\) .*; got '0\.9'"),
+    ("coupling-bool", lambda: nk.ReversibleAdjoint(True), V, r"`coupling` must be a float in \(0, 1\) .*; got True"),
+    ("implicit-solver", lambda: _reversible(solver=diffrax.Kvaerno5()), V, r"adjoint 'reversible' needs an explicit single-step solver .*got Kvaerno5, an implicit solver\. Pass one of those, or use adjoint='checkpoint'"),
+    ("reversible-heun", lambda: _reversible(solver=diffrax.ReversibleHeun()), V, r"got ReversibleHeun, not an explicit single-step Runge-Kutta solver"),
+    ("multistep-solver", lambda: _reversible(solver=diffrax.LeapfrogMidpoint(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1), V, r"got LeapfrogMidpoint, not an explicit single-step"),
+    ("clip-controller", lambda: _reversible(stepsize_controller=diffrax.ClipStepSizeController(diffrax.PIDController(rtol=1e-3, atol=1e-6), jump_ts=[0.5])), V, r"adjoint 'reversible' works with diffrax\.ConstantStepSize, PIDController or StepTo; got ClipStepSizeController"),
+    ("max-steps-none", lambda: _reversible(max_steps=None), V, r"`max_steps=None` cannot be used with adjoint 'reversible': it stores the accepted step times"),
+    ("in-diffeqsolve", lambda: diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: -y), diffrax.Tsit5(), 0, 1, 0.1, 1.0, adjoint=nk.ReversibleAdjoint()), V, r"node_kit\.ReversibleAdjoint runs through node_kit's solve .*not through diffrax\.diffeqsolve"),
+    ("gradient-wrt-ts", _reversible_ts_gradient, V, r"the reversible adjoint cannot differentiate the output times `ts` .* Use adjoint='checkpoint' or 'direct'"),
+    ("stepto-with-dt0", lambda: nk.SolveSettings(stepsize_controller=diffrax.StepTo(ts=[0.0, 0.5, 1.0]), dt0=0.1), V, r"`dt0` must be None with diffrax\.StepTo .*; got dt0=0\.1\. Pass dt0=None"),
+    ("budget-zero", lambda: _choose(0), V, r"`memory_budget_bytes` must be a finite number of bytes >= 1.*; got 0"),
+    ("budget-string", lambda: _choose("1 GiB"), V, r"`memory_budget_bytes` must be a finite number .*; got '1 GiB'"),
+    ("prefer-unknown", lambda: _choose(prefer="speed"), V, r"unknown prefer 'speed'; expected one of time, memory"),
+    ("repeats-zero", lambda: _choose(repeats=0), V, r"`repeats` must be a positive int; got 0"),
+    ("batched-string", lambda: _choose(batched="yes"), V, r"`batched` must be a Python bool; got str"),
+    ("model-cnf", lambda: _choose(model=_cnf()), V, r"`model` must be a node_kit\.NeuralODE; got CNF"),
+    ("model-max-steps-none", lambda: _choose(model=nk.NeuralODE(_field(), adjoint="backsolve", max_steps=None)), V, r"`model\.settings\.max_steps` must be an int to budget checkpoints .*; got None"),
+])
+
+
 # --- memory --------------------------------------------------------------------------------
 
 
