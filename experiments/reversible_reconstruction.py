@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 
 import node_kit as nk
-from node_kit._reversible import _forward, _increment, _Static
+from node_kit._reversible import _fixed_time, _forward, _increment, _Static
 from node_kit.experiments._outputs import plt, provenance
 
 OUT = Path(__file__).parent / "results" / "reversible"
@@ -39,7 +40,7 @@ def rebuild_error(solver, coupling: float, n: int, dtype) -> float:
     """Relative max-norm error of y_0 rebuilt from the end of an n-step solve."""
     with jax.enable_x64(dtype == jnp.float64):
         field = nk.MLPField(2, 32, 2, activation=jnp.tanh, key=jr.key(0))
-        field = jax.tree.map(lambda x: x.astype(dtype) if eqx_inexact(x) else x, field)
+        field = jax.tree.map(lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, field)
         y0 = jnp.array([0.6, -0.4], dtype)
         ts = jnp.array([0.0, 1.0], dtype)
         static = _Static(coupling, solver, diffrax.ConstantStepSize(), 1.0 / n, n)
@@ -51,8 +52,8 @@ def rebuild_error(solver, coupling: float, n: int, dtype) -> float:
             def back(i, yz):
                 y1, z1 = yz
                 k = n - 1 - i
-                t0 = jnp.where(k == 0, ts[0], ts[0] + k * static.dt0)
-                t1 = jnp.where(k + 1 >= counts[0], ts[1], ts[0] + (k + 1) * static.dt0)
+                t0 = _fixed_time(static, ts, 0, k - 1, counts[0])
+                t1 = _fixed_time(static, ts, 0, k, counts[0])
                 z0 = z1 + _increment(solver, field, None, t1, t0, y1)[0]
                 d = _increment(solver, field, None, t0, t1, z0)[0]
                 return (y1 - (1 - coupling) * z0 - d) / coupling, z0
@@ -63,10 +64,6 @@ def rebuild_error(solver, coupling: float, n: int, dtype) -> float:
         ok, error = run(y0)
         assert bool(ok), (n, "the forward solve did not take n steps")
         return float(error)
-
-
-def eqx_inexact(x) -> bool:
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
 
 
 def main() -> None:

@@ -292,7 +292,7 @@ def _solve_fwd(perturbed, inputs, static: _Static):
 @_solve.def_bwd
 def _solve_bwd(residuals, grad_obj, perturbed, inputs, static: _Static):
     """Rebuild each accepted step from the last, and backpropagate through it."""
-    field, y0, args, ts = inputs
+    field, _, args, ts = inputs
     if any(jtu.tree_leaves(perturbed[3])):
         raise ValueError(
             "the reversible adjoint cannot differentiate the output times `ts` (its step "
