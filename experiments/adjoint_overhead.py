@@ -22,13 +22,14 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import optax
 
+from node_kit.experiments._adjoint_tables import overhead_table
 from node_kit.experiments._outputs import plt, provenance
 from node_kit.experiments._overhead_workloads import build, Workload
 from node_kit.experiments.cnf_overhead import Config
+
 
 OUT = Path(__file__).parent / "results" / "reversible"
 ADJOINTS = ("checkpoint", "direct", "reversible")
@@ -113,10 +114,7 @@ def main() -> None:
                    labels=list(ADJOINTS), fontsize=8)
     fig.tight_layout()
     fig.savefig(OUT / "adjoint_overhead.png", dpi=120)
-    for row in rows:
-        print(f"{row['workload']:5s} {row['adjoint']:10s} step {1e3 * row['step_s']:8.2f} ms "
-              f"(x{row['step_ratio_to_checkpoint']:.2f})  compile {row['compile_s']:6.2f} s "
-              f"(x{row['compile_ratio_to_checkpoint']:.2f})  solver steps {row['solver_steps']}")
+    print(overhead_table(result))
     print(f"wrote {OUT / 'adjoint_overhead.json'}")
 
 

@@ -28,7 +28,9 @@ import jax.random as jr
 
 import node_kit as nk
 from node_kit._reversible import _fixed_time, _forward, _increment, _Static
+from node_kit.experiments._adjoint_tables import reconstruction_table
 from node_kit.experiments._outputs import plt, provenance
+
 
 OUT = Path(__file__).parent / "results" / "reversible"
 STEPS = (10, 100, 1000, 10_000)
@@ -101,6 +103,7 @@ def main() -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(OUT / "reconstruction.png", dpi=120)
+    print(reconstruction_table(result))
     print(f"wrote {OUT / 'reconstruction.json'} and reconstruction.png")
 
 

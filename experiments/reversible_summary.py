@@ -5,12 +5,16 @@ checkpointing's (|mean difference| <= 2 x the larger standard deviation).
 
     python experiments/reversible_summary.py
 
-writes experiments/results/reversible/training.json and prints a table.
+writes experiments/results/reversible/training.json and prints its table (the one
+`python experiments/tables.py reversible-training` prints for the docs).
 """
 
 import json
 import statistics
 from pathlib import Path
+
+from node_kit.experiments._adjoint_tables import training_table
+
 
 OUT = Path(__file__).parent / "results" / "reversible"
 COMMANDS = {"cnf": "test_nll", "latent_ode": "test_mse"}
@@ -49,15 +53,7 @@ def main() -> None:
             entry["time_ratio"] = b["seconds_per_step_median"] / a["seconds_per_step_median"]
         summary["commands"][short] = entry
     (OUT / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print("| command | adjoint | seeds | test metric mean ± std | s/step (median) |")
-    print("|---|---|---|---|---|")
-    for short, entry in summary["commands"].items():
-        for adjoint, s in entry["adjoints"].items():
-            if s["mean"] is None:
-                continue
-            std = f" ± {s['std']:.4f}" if s["std"] is not None else ""
-            print(f"| {short} | {adjoint} | {len(s['runs'])} | {entry['metric']} "
-                  f"{s['mean']:.4f}{std} | {s['seconds_per_step_median']:.3f} |")
+    print(training_table(summary))
     print(f"wrote {OUT / 'training.json'}")
 
 

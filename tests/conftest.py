@@ -106,36 +106,33 @@ def pytest_report_header(config):
     return f"node_kit: fast-compile XLA flags {flags}; NODE_KIT_TEST_FAST_COMPILE=off for XLA's defaults"
 
 
-# The test files that take longest (seconds of one full run, on 2 cores), slowest first.
+# The test files of the default tier that take longest (seconds of one full run on 2 cores,
+# 2026-12-07, after the end-to-end tests moved to the slow tier), slowest first.
 # `-n 2 --dist loadfile` hands out whole files; by default (xdist's `--loadscope-reorder`)
-# in order of their number of tests, so the one-test files that run for a minute
-# (kill_resume, protocol) came last and one worker ran them while the other had finished.
-# Handing out the slowest files first, the many short ones fill in at the end and both
-# workers finish together. Files not named here follow in collection order.
+# in order of their number of tests, so the few-test files that run for a minute came last
+# and one worker ran them while the other had finished. Handing out the slowest files
+# first, the many short ones fill in at the end and both workers finish together. Files
+# not named here follow in collection order.
 SLOWEST_FILES = (
-    "test_latent_ode.py",  # 154
-    "test_neural_ode.py",  # 141
-    "test_cnf.py",  # 131
-    "test_reversible.py",  # about 100, measured alone
-    "test_parallel.py",  # 94
-    "test_memory.py",  # 93
-    "test_experiment_timeseries.py",  # 90
-    "test_training.py",  # 88
-    "test_errors.py",  # 83
-    "test_experiment_cnf.py",  # 61
-    "test_kill_resume.py",  # 61
-    "test_docs.py",  # 60
-    "test_experiment_deq.py",  # 46
-    "test_deq.py",  # 45
-    "test_lint.py",  # 44
-    "test_datasets.py",  # 40
-    "test_ode_rnn.py",  # 39
-    "test_reference.py",  # 35
-    "test_bad_inputs.py",  # 31
-    "test_lean_core.py",  # 28
-    "test_protocol.py",  # 26
-    "test_meta.py",  # 25
-    "test_timeseries_datasets.py",  # 21
+    "test_latent_ode.py",  # 107
+    "test_neural_ode.py",  # 93
+    "test_reversible.py",  # 65
+    "test_cnf.py",  # 57
+    "test_errors.py",  # 43
+    "test_ode_rnn.py",  # 36
+    "test_docs.py",  # 34
+    "test_memory.py",  # 33
+    "test_deq.py",  # 29
+    "test_experiment_cnf.py",  # 19
+    "test_training.py",  # 18
+    "test_datasets.py",  # 18
+    "test_bad_inputs.py",  # 17
+    "test_lean_core.py",  # 16
+    "test_parallel.py",  # 13
+    "test_overhead.py",  # 13
+    "test_experiment_timeseries.py",  # 12
+    "test_timeseries_datasets.py",  # 10
+    "test_meta.py",  # 8
 )
 
 

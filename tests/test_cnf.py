@@ -286,7 +286,8 @@ class _UnstoppedHutchinson(AbstractTraceEstimator):
         return f, jnp.sum(eps_jacobian * probe), eps_jacobian
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+# backsolve repeats the check on another adjoint: the slow tier.
+@pytest.mark.parametrize("adjoint", ["checkpoint", pytest.param("backsolve", marks=pytest.mark.slow)])
 def test_stopping_the_probe_gradient_keeps_parameter_gradients(adjoint, getkey):
     """float64, nonlinear field: the parameter gradients of the Hutchinson loss are those of
     an estimator that lets gradients into the probe (the same up to rounding under

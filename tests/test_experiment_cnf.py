@@ -36,6 +36,7 @@ def _checkpoint_step(config):
 
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_command_writes_results_and_resumes(tmp_path, data_dir, trained_models):
     trained = trained_models
     config = _config(tmp_path, data_dir, "--eval-every", "3")

@@ -24,6 +24,7 @@ def _history_steps(path) -> list[str]:
     return [row.split(",")[0] for row in path.read_text().splitlines()[1:]]
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_command_compares_three_models(tmp_path):
     _run_and_check(tmp_path)
 

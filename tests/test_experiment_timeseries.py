@@ -33,6 +33,7 @@ def _checkpoint_step(config, data_size=1):
 
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_latent_ode_interpolation_writes_results(tmp_path, data_dir, trained_models):
     trained = trained_models
     config = _config(tmp_path, data_dir)
@@ -102,6 +103,7 @@ def test_resume_continues_at_the_next_step(tmp_path, data_dir):
         ts_experiment.main(other)
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_ode_rnn_extrapolates(tmp_path, data_dir):
     results = ts_experiment.main(_config(tmp_path, data_dir, "--model", "ode_rnn",
                                          "--task", "extrapolation", "--observed", "1.0"))

@@ -82,6 +82,7 @@ def _results(path):
     return {**kept, "config": config}
 
 
+@pytest.mark.slow  # five command runs, four of them killed subprocesses: the slow tier
 def test_kill_9_at_any_point_then_resume_gives_the_uninterrupted_run(tmp_path):
     data_dir = str(tmp_path / "tfds")
     datasets.load("8gaussians", "train", data_dir=data_dir)  # built once, before any kill

@@ -4,6 +4,8 @@ Two compiled graphs serve every test: the loss gradient with the posterior (`_TR
 prediction with classification (`_PREDICT`).
 """
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -343,11 +345,10 @@ def _elbo_of(model, ts, values, mask):
 _ELBO_AND_GRAD = eqx.filter_jit(eqx.filter_value_and_grad(_elbo_of))
 
 
-def test_every_adjoint_matches_finite_differences():
-    # Fixed Heun steps (0.02 of each encoder gap; 0.02 time units in the decoder), float64.
-    # checkpoint differentiates the discretisation exactly; backsolve integrates the
-    # continuous adjoint on the same grid, O(dt^2) apart. ("direct" is checkpointing with
-    # a checkpoint per step, the same algorithm; tests/test_neural_ode.py compares it.)
+@functools.cache
+def _fine_gradients():
+    """Fixed Heun steps (0.02 of each encoder gap; 0.02 time units in the decoder),
+    float64: the checkpointing model, its data, and its ELBO gradient."""
     fine = dict(
         solver=diffrax.Heun(),
         stepsize_controller=diffrax.ConstantStepSize(),
@@ -360,14 +361,14 @@ def test_every_adjoint_matches_finite_differences():
         name: LatentODE(2, 2, 3, 4, 1, key=jr.key(4), adjoint=name, **fine)
         for name in ("checkpoint", "backsolve")
     }
-    grads = {name: _ELBO_AND_GRAD(m, ts, values, mask)[1] for name, m in models.items()}
-    reference = jax.tree_util.tree_leaves(grads["checkpoint"])
-    scale = max(float(jnp.max(jnp.abs(g))) for g in reference)
-    for g, b in zip(reference, jax.tree_util.tree_leaves(grads["backsolve"])):
-        np.testing.assert_allclose(b, g, rtol=0, atol=1e-4 * scale)
-    # Central differences along random directions in parameter space.
-    params, static = eqx.partition(models["checkpoint"], eqx.is_inexact_array)
+    return models, (ts, values, mask), _ELBO_AND_GRAD(models["checkpoint"], ts, values, mask)[1]
+
+
+def _directional_derivatives(model, data):
+    """Central differences of the ELBO along two random directions of the parameters."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
     leaves, treedef = jax.tree_util.tree_flatten(params)
+    out = []
     for i in range(2):
         keys = jr.split(jr.key(10 + i), len(leaves))
         direction = [jr.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
@@ -377,10 +378,36 @@ def test_every_adjoint_matches_finite_differences():
             return eqx.combine(jax.tree_util.tree_unflatten(treedef, moved), static)
 
         h = 1e-5
-        numeric = (_ELBO_AND_GRAD(shifted(h), ts, values, mask)[0]
-                   - _ELBO_AND_GRAD(shifted(-h), ts, values, mask)[0]) / (2 * h)
-        for name, grad in grads.items():
-            g_leaves = jax.tree_util.tree_leaves(eqx.filter(grad, eqx.is_inexact_array))
-            analytic = sum(jnp.vdot(g, d) for g, d in zip(g_leaves, direction))
-            tolerance = 1e-6 if name != "backsolve" else 1e-4
-            assert abs(analytic - numeric) <= tolerance * abs(numeric), (name, analytic, numeric)
+        numeric = (_ELBO_AND_GRAD(shifted(h), *data)[0]
+                   - _ELBO_AND_GRAD(shifted(-h), *data)[0]) / (2 * h)
+        out.append((direction, numeric))
+    return out
+
+
+def _check_directions(grad, checks, tolerance, name):
+    g_leaves = jax.tree_util.tree_leaves(eqx.filter(grad, eqx.is_inexact_array))
+    for direction, numeric in checks:
+        analytic = sum(jnp.vdot(g, d) for g, d in zip(g_leaves, direction))
+        assert abs(analytic - numeric) <= tolerance * abs(numeric), (name, analytic, numeric)
+
+
+def test_checkpoint_gradient_matches_finite_differences():
+    # checkpoint differentiates the discretisation exactly. ("direct" is checkpointing
+    # with a checkpoint per step, the same algorithm; tests/test_neural_ode.py compares it;
+    # tests/test_reversible.py checks the reversible adjoint on a latent ODE.)
+    models, data, grad = _fine_gradients()
+    _check_directions(grad, _directional_derivatives(models["checkpoint"], data), 1e-6,
+                      "checkpoint")
+
+
+@pytest.mark.slow  # another adjoint on the check above (tests/test_ode_rnn.py compares
+# backsolve with checkpoint on the encoder in the default tier)
+def test_backsolve_gradient_is_close_to_checkpoint_and_finite_differences():
+    # backsolve integrates the continuous adjoint on the same grid, O(dt^2) apart.
+    models, data, reference = _fine_gradients()
+    grad = _ELBO_AND_GRAD(models["backsolve"], *data)[1]
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(reference))
+    for g, b in zip(jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(grad)):
+        np.testing.assert_allclose(b, g, rtol=0, atol=1e-4 * scale)
+    _check_directions(grad, _directional_derivatives(models["checkpoint"], data), 1e-4,
+                      "backsolve")

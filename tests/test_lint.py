@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +34,7 @@ def test_ruff_format():
     _run("ruff", "format", "--check", "--no-cache", *CHECKED)
 
 
+@pytest.mark.slow  # half a minute: the slow tier (.ci/run runs it)
 def test_pyright():
     # `--pythonpath`: resolve jax, equinox, diffrax, ... in this interpreter's environment.
     _run("pyright", "--pythonpath", sys.executable, *CHECKED)

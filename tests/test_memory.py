@@ -192,6 +192,7 @@ def test_fit_exponents_recovers_a_power_law():
     assert fit["local_exponent"] == pytest.approx(0.9)
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_command_writes_csv_json_png(tmp_path, capsys):
     config = Config(dim=4, batch_size=8, width=8, depth=1, solver="euler", solver_steps=(2,),
                           modes=("direct",), layouts=("batched",), repeats=1, budgets=1,

@@ -157,6 +157,7 @@ TINY = ["--steps", "3", "--batch-size", "2", "--queries", "3", "--shots", "2", "
         "--plot-tasks", "2", "--inner-steps", "1", "--no-progress"]
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_meta_command_end_to_end(tmp_path):
     config = meta_experiment.parse_args(TINY + ["--out", str(tmp_path)])
     meta_experiment.main(config)

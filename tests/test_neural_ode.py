@@ -132,7 +132,8 @@ def _gradients(problem):
     return field, y0, weights, grads
 
 
-@pytest.mark.parametrize("problem", ["linear", "mlp"])
+# The linear field repeats the MLP's check on an easier field: the slow tier.
+@pytest.mark.parametrize("problem", [pytest.param("linear", marks=pytest.mark.slow), "mlp"])
 def test_gradients_match_finite_differences(getkey, problem):
     field, y0, weights, grads = _gradients(problem)
     params, static = eqx.partition(_model(field, "checkpoint"), eqx.is_inexact_array)
@@ -170,25 +171,30 @@ def _squares_grad(model_and_y0, ts):
     return jnp.sum(model(ts, y0) ** 2)
 
 
-def test_gradients_keep_each_parameter_dtype_for_every_adjoint(getkey):
-    # A float32 field solved from a float64 y0 (x64 on): the solve runs in float64 and
-    # every adjoint returns float32 gradients for the float32 parameters, float64 for y0.
+@functools.cache
+def _mixed_dtype_gradient(adjoint):
+    """A float32 field solved from a float64 y0 (x64 on): the solve runs in float64. The
+    gradient under `adjoint`, for the field's parameters and for y0."""
     field = jax.tree.map(
         lambda x: x.astype(jnp.float32) if eqx.is_inexact_array(x) else x,
-        nk.MLPField(2, 4, 1, key=getkey()),
+        nk.MLPField(2, 4, 1, key=jr.key(7)),
     )
-    y0 = jnp.array([0.5, -0.2])
-    ts = jnp.linspace(0.0, 1.0, 3)
-    grads = {}
-    for name in ("checkpoint", "direct", "backsolve"):
-        model = nk.NeuralODE(field, adjoint=name, stepsize_controller=diffrax.PIDController(**TOL))
-        grads[name], y0_grad = _squares_grad((model, y0), ts)
-        dtypes = {x.dtype for x in jax.tree.leaves(eqx.filter(grads[name], eqx.is_inexact_array))}
-        assert dtypes == {jnp.dtype(jnp.float32)}, (name, dtypes)
-        assert y0_grad.dtype == jnp.float64, name
-    reference = grads.pop("checkpoint")
-    for name, grad in grads.items():
-        assert max_relative_error(grad, reference) < 1e-4, name
+    model = nk.NeuralODE(field, adjoint=adjoint, stepsize_controller=diffrax.PIDController(**TOL))
+    return _squares_grad((model, jnp.array([0.5, -0.2])), jnp.linspace(0.0, 1.0, 3))
+
+
+# direct is checkpointing with a checkpoint per step (the same code): the slow tier.
+@pytest.mark.parametrize("adjoint", ["checkpoint", pytest.param("direct", marks=pytest.mark.slow),
+                                     "backsolve"])
+def test_gradients_keep_each_parameter_dtype_for_every_adjoint(adjoint):
+    # Every adjoint returns float32 gradients for the float32 parameters, float64 for y0,
+    # and the same gradient as checkpointing.
+    grads, y0_grad = _mixed_dtype_gradient(adjoint)
+    dtypes = {x.dtype for x in jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array))}
+    assert dtypes == {jnp.dtype(jnp.float32)}, (adjoint, dtypes)
+    assert y0_grad.dtype == jnp.float64, adjoint
+    reference = _mixed_dtype_gradient("checkpoint")
+    assert max_relative_error((grads, y0_grad), reference) < 1e-4, adjoint
 
 
 def test_checkpoint_count_does_not_change_gradient():

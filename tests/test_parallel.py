@@ -31,6 +31,7 @@ def four_devices(tmp_path_factory):
     return json.loads((out / "devices.json").read_text())
 
 
+@pytest.mark.slow  # several devices or processes, each a subprocess: the slow tier
 def test_cnf_command_on_four_devices_matches_one(four_devices):
     one, four = four_devices["cnf1"], four_devices["cnf4"]
     assert (one["devices"], four["devices"], four["processes"]) == (1, 4, 1)
@@ -39,6 +40,7 @@ def test_cnf_command_on_four_devices_matches_one(four_devices):
     assert abs(four["test_nll"] - one["test_nll"]) <= 1e-3
 
 
+@pytest.mark.slow  # several devices or processes, each a subprocess: the slow tier
 def test_per_device_solves_each_shard_alone(four_devices):
     result = four_devices["per_device"]
     assert result["loss"] == pytest.approx(result["mean_of_shards"], rel=1e-5)
@@ -48,6 +50,7 @@ def test_per_device_solves_each_shard_alone(four_devices):
     assert result["global_steps"] not in result["shard_steps"]
 
 
+@pytest.mark.slow  # several devices or processes, each a subprocess: the slow tier
 def test_uneven_global_batch_lists_the_nearest_sizes(four_devices):
     message = four_devices["uneven"]
     assert "error: `batch_size`=10 does not split evenly over 4 devices; pass a multiple of 4, " \
@@ -55,6 +58,7 @@ def test_uneven_global_batch_lists_the_nearest_sizes(four_devices):
     assert "Traceback" not in message
 
 
+@pytest.mark.slow  # several devices or processes, each a subprocess: the slow tier
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
     port = _free_port()
     processes = [

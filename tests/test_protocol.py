@@ -15,6 +15,7 @@ from node_kit.experiments import _registry, _reproduce, _tables
 TESTS = Path(__file__).parent
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_a_registered_command_trains_loads_evaluates_and_reproduces(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))

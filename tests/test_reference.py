@@ -110,6 +110,7 @@ def test_reproduce_pins_each_rerun_to_the_cores_its_run_was_made_on(tmp_path):
         "| cnf/x | reproduced | 1 |")
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_test_time_profiles_a_real_run_and_tabulates_it(tmp_path):
     """experiments/test_time.py: its plugin sees every test of a real (small) pytest run, and
     the summary adds each compile phase up per file and per function."""

@@ -75,7 +75,9 @@ def _directional_check(loss, model, y0, grads, label):
         assert abs(analytic - numeric) <= 1e-7 * abs(numeric), (label, float(analytic), float(numeric))
 
 
-@pytest.mark.parametrize("case", CASES)
+# heun-adaptive repeats tsit5-adaptive's check with another tableau: the slow tier.
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "heun-adaptive"
+                                  else c for c in CASES])
 def test_gradient_is_the_derivative_of_the_reversible_solve(case):
     """Gradients of one sample's solve and of the batch solved as one state, against
     central differences of the same reversible forward solve. Under an adaptive
@@ -232,6 +234,39 @@ def test_bad_input_is_named(make, match):
         make()
 
 
+def _candidates(budget):
+    """Four measured adjoints as `adjoint_for_budget` returns them (memory in bytes,
+    seconds per gradient), with `fits` for `budget`; the ordering is the usual one."""
+    from node_kit._adjoint_choice import AdjointCandidate
+
+    sizes = {"direct": (8000, 1.0, True), "checkpoint(6)": (3000, 1.4, True),
+             "reversible": (1000, 1.8, True), "backsolve": (600, 0.9, False)}
+    return tuple(AdjointCandidate(name, nk.adjoint_from_name(name.split("(")[0], max_steps=64),
+                                  exact, memory, seconds, 0.1, memory <= budget)
+                 for name, (memory, seconds, exact) in sizes.items())
+
+
+@pytest.mark.parametrize("budget, prefer, chosen", [
+    (10_000, "time", "direct"),  # everything fits: the fastest exact one
+    (10_000, "memory", "reversible"),  # the smallest exact one
+    (5000, "time", "checkpoint(6)"),  # direct is out: the fastest exact that fits
+    (800, "time", "backsolve"),  # no exact one fits: the approximate one, said to be
+])
+def test_adjoint_for_budget_rule(budget, prefer, chosen):
+    from node_kit._adjoint_choice import _choose
+
+    choice = _choose(budget, prefer, _candidates(budget))
+    assert choice.name == chosen
+    if chosen == "backsolve":
+        assert "approximate" in choice.reason and "the smallest, reversible" in choice.reason
+    else:
+        assert choice.reason.startswith(f"{chosen} is the {'fastest' if prefer == 'time' else 'smallest'} exact")
+    with pytest.raises(ValueError, match=r"`memory_budget_bytes`: no adjoint's gradient fits .* "
+                                         r"the smallest is backsolve"):
+        _choose(599, prefer, _candidates(599))
+
+
+@pytest.mark.slow  # compiles and times every adjoint; the rule itself is tested above
 def test_adjoint_for_budget_measures_every_adjoint_and_picks_by_its_rule():
     """One measured choice (a generous budget): every candidate compiled and timed, the
     choice the fastest exact one that fits. Then the rule itself on those measurements:

@@ -125,6 +125,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(getkey, tmp_path):
     assert nk.load_checkpoint(path, nk.Checkpoint(_model(getkey()), None, 0), {}).step == 5
 
 
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
 def test_spiral_command_end_to_end_and_resume(tmp_path):
     from node_kit.experiments import spiral
 

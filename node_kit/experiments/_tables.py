@@ -26,7 +26,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _compile_flags, _registry, _reports, _reproduce
+from . import _adjoint_tables, _compile_flags, _registry, _reports, _reproduce
 from ._table_parts import from_file
 
 
@@ -39,6 +39,14 @@ REPORTS: dict[str, Callable[[Path], str]] = {
     "reproduce": _reproduce.report,
     "test-time": from_file(_reports.suite_time_table, "test_time.json"),
     "compile-flags": from_file(_compile_flags.table, "compile_flags.json"),
+    "adjoint-decision": _adjoint_tables.decision_table,
+    "reversible-reconstruction": from_file(
+        _adjoint_tables.reconstruction_table, "reversible", "reconstruction.json"
+    ),
+    "reversible-training": from_file(_adjoint_tables.training_table, "reversible", "training.json"),
+    "reversible-overhead": from_file(
+        _adjoint_tables.overhead_table, "reversible", "adjoint_overhead.json"
+    ),
 }
 """The tables of the scripts in experiments/ that are no command (they measure the
 package, its tests and its reproducibility), by block name; a script whose result is one
