@@ -56,7 +56,8 @@ from ._meta import (
     meta_loss as meta_loss,
     query_losses as query_losses,
 )
-from ._neural_ode import BatchedField as BatchedField, NeuralODE as NeuralODE
+from ._model import AbstractODEModel as AbstractODEModel, BatchedField as BatchedField
+from ._neural_ode import NeuralODE as NeuralODE
 from ._ode_rnn import (
     AbstractIrregularRNN as AbstractIrregularRNN,
     GapField as GapField,

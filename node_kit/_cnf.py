@@ -32,7 +32,7 @@ from ._checks import (
     type_name,
 )
 from ._cnf_dynamics import CNFDynamics, standard_normal_log_prob, TimeReversed
-from ._neural_ode import BatchedField
+from ._model import AbstractODEModel
 from ._regularisers import check_coefficients, REGULARISER_NAMES
 from ._solve import saved_states, SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
@@ -46,7 +46,7 @@ Sample: TypeAlias = Float[Array, " data_size"]
 Samples: TypeAlias = Float[Array, "batch data_size"]
 
 
-class CNF(eqx.Module):
+class CNF(AbstractODEModel):
     """A continuous normalizing flow (FFJORD, Grathwohl et al. 2019) with a standard normal base.
 
     Data `x` at `t=0` flows along `dz/dt = f(t, z)` to `z(t1) ~ N(0, I)`. All methods
@@ -99,16 +99,6 @@ class CNF(eqx.Module):
         self.trace_estimator = trace_estimator
         self.vector_field = vector_field
         self.settings = SolveSettings.of(settings, **solve_keywords)
-
-    def with_settings(self, settings: SolveSettings) -> "CNF":
-        """The same flow with other solve settings (e.g. `settings.with_adjoint(...)`)."""
-        return CNF(
-            self.vector_field,
-            trace_estimator=self.trace_estimator,
-            t1=self.t1,
-            data_size=self.data_size,
-            settings=settings,
-        )
 
     def with_trace_estimator(self, trace_estimator: AbstractTraceEstimator) -> "CNF":
         """The same flow with another trace estimator (e.g. `ExactTrace()` to evaluate)."""
@@ -270,10 +260,17 @@ class CNF(eqx.Module):
         """
         if reverse:
             field = TimeReversed(field, self.t1)
-        if batched:
-            field = BatchedField(field, None if args is None else 0)
         ts = np.array([0.0, self.t1], dtype=y0.dtype)
-        sol = self.settings.solve(field, ts, y0, args, y0_name=name)
+        sol = self.solve_field(
+            field,
+            ts,
+            y0,
+            args,
+            batched=batched,
+            args_axis=None if args is None or not batched else 0,
+            y0_name=name,
+            times_checked=True,
+        )
         return saved_states(sol)[-1], sol.stats["num_steps"]
 
     def _base_sample(self, key: PRNGKeyArray, batch: tuple[int, ...]) -> Array:

@@ -206,8 +206,8 @@ class LatentODE(eqx.Module):
 
     def _decode(self, ts, z0):
         """Decode on times already checked (strictly increasing)."""
-        sol = self.decoder.settings.solve(
-            self.decoder.vector_field, ts.astype(z0.dtype), z0, y0_name="z0"
+        sol = self.decoder.solve_field(
+            self.decoder.vector_field, ts.astype(z0.dtype), z0, y0_name="z0", times_checked=True
         )
         return jax.vmap(self.observation)(saved_states(sol)), sol.stats["num_steps"]
 

@@ -21,7 +21,8 @@ from jaxtyping import Array, Float, PyTree
 from ._adjoint import checkpoint_adjoint
 from ._checks import check_bool, check_callable, check_int, is_real, type_name
 from ._custom_types import Args, BatchStates, Times
-from ._neural_ode import BatchedField, NeuralODE
+from ._model import BatchedField
+from ._neural_ode import NeuralODE
 
 
 MIB = 2**20

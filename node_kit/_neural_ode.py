@@ -4,38 +4,18 @@ from collections.abc import Callable
 from typing import Any
 
 import diffrax
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_callable, is_int
-from ._custom_types import Args, BatchStates, State, Time, Times, Trajectory
+from ._checks import check_callable
+from ._custom_types import Args, BatchStates, State, Times, Trajectory
+from ._model import AbstractODEModel
 from ._solve import saved_states, SolveSettings
 from ._solve_inputs import check_state, check_times
 from ._vector_field import field_sizes, pad_to_state
 
 
-class BatchedField(eqx.Module):
-    """The per-sample field vmapped over a leading batch axis: the batch is one ODE state.
-
-    **Arguments:**
-
-    - `field`: a per-sample vector field `f(t, y, args)`.
-    - `args_axis`: `None` if `args` is shared by the batch, or the axis of `args`
-        holding one entry per sample (`0`), as for `jax.vmap`'s `in_axes`.
-    """
-
-    field: Callable
-    args_axis: int | None = eqx.field(static=True, default=None)
-
-    def __call__(
-        self, t: Time, y: Float[Array, "batch ..."], args: Args
-    ) -> Float[Array, "batch ..."]:
-        return jax.vmap(self.field, in_axes=(None, 0, self.args_axis))(t, y, args)
-
-
-class NeuralODE(eqx.Module):
+class NeuralODE(AbstractODEModel):
     """A neural ODE `dy/dt = f(t, y, args)` solved with diffrax.
 
     The field's parameters reach diffrax through the `terms` argument (the field is
@@ -67,10 +47,6 @@ class NeuralODE(eqx.Module):
         )
         self.settings = SolveSettings.of(settings, **solve_keywords)
 
-    def with_settings(self, settings: SolveSettings) -> "NeuralODE":
-        """The same field with other solve settings (e.g. `settings.with_adjoint(...)`)."""
-        return NeuralODE(self.vector_field, settings)
-
     def __call__(self, ts: Times, y0: State, args: Args = None) -> Trajectory:
         """Solve from `ts[0]` and return the states at `ts`.
 
@@ -96,7 +72,7 @@ class NeuralODE(eqx.Module):
         """
         ts = check_times(ts)
         y0 = self.initial_state(y0, batched=False)
-        return self.settings.solve(self.vector_field, ts, y0, args, y0_name="y0")
+        return self.solve_field(self.vector_field, ts, y0, args, times_checked=True)
 
     def batched(
         self, ts: Times, y0s: BatchStates, args: Args = None, *, args_axis: int | None = None
@@ -131,12 +107,15 @@ class NeuralODE(eqx.Module):
         (its `ys` are time-first: `(len(ts), batch, *state)`)."""
         ts = check_times(ts)
         y0s = self.initial_state(y0s, batched=True)
-        return self.settings.solve(
-            BatchedField(self.vector_field, _check_args_axis(args_axis)),
+        return self.solve_field(
+            self.vector_field,
             ts,
             y0s,
             args,
+            batched=True,
+            args_axis=args_axis,
             y0_name="y0s",
+            times_checked=True,
         )
 
     def initial_state(self, y0: ArrayLike, *, batched: bool) -> Float[Array, "*batch state"]:
@@ -146,13 +125,3 @@ class NeuralODE(eqx.Module):
         """
         y0 = check_state(y0, data_size=field_sizes(self.vector_field)[0], batched=batched)
         return pad_to_state(self.vector_field, y0)
-
-
-def _check_args_axis(args_axis: Any) -> int | None:
-    """`args_axis` of a batched solve: `None` (shared `args`) or `0` (one entry per sample)."""
-    if args_axis is not None and not (is_int(args_axis) and args_axis == 0):
-        raise ValueError(
-            "`args_axis` must be None (the batch shares `args`) or 0 (`args` has one entry per "
-            f"sample along axis 0); got {args_axis!r}."
-        )
-    return args_axis

@@ -101,7 +101,8 @@ class UndeclaredLinearField(eqx.Module):
         return self.matrix @ y
 
 
-@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint"])
+# backsolve repeats the check on another adjoint: the slow tier.
+@pytest.mark.parametrize("adjoint", [pytest.param("backsolve", marks=pytest.mark.slow), "checkpoint"])
 def test_field_without_declared_size_matches_closed_form(adjoint, getkey):
     cnf = CNF(UndeclaredLinearField(MATRIX), stepsize_controller=TIGHT, adjoint=adjoint,
               t1=T1, max_steps=512)

@@ -272,7 +272,8 @@ def _counted(model, ts, values, mask, t):
     )
 
 
-@pytest.mark.parametrize("dt0, per_evolve", [(0.5, 2), (0.25, 4)])
+# The second step size repeats the count on another grid: the slow tier.
+@pytest.mark.parametrize("dt0, per_evolve", [(0.5, 2), pytest.param(0.25, 4, marks=pytest.mark.slow)])
 def test_solver_steps_are_counted_per_time_point(values, dt0, per_evolve):
     # Fixed Euler steps of `dt0` on each gap's `s in [0, 1]`. Every time point evolves once,
     # observed or not (point 2 of MASK is not), and zero gaps still run the solver.

@@ -17,7 +17,8 @@ def _workload(name):
     return next(w for w in co.WORKLOADS if w.name == name)
 
 
-@pytest.mark.parametrize("name", ["node_euler_checkpoint", "cnf_exact_eval"])
+# The CNF workload repeats the check on the other family: the slow tier.
+@pytest.mark.parametrize("name", ["node_euler_checkpoint", pytest.param("cnf_exact_eval", marks=pytest.mark.slow)])
 def test_both_paths_compute_the_same_value_with_the_same_steps(name):
     case = co.build(_workload(name), TINY, KEYS)
     outputs = {path: co._step_fn(case, path, optax.adam(1e-3))[0](jr.key(0)) for path in co.PATHS}

@@ -152,6 +152,8 @@ def test_memory_of_a_gradient_is_flat_in_the_steps_where_direct_grows():
     assert exponent["reversible"] < 0.05 and exponent["direct"] > 0.8, exponent
 
 
+@pytest.mark.slow  # the reversible adjoint on another model (its gradient is checked on the
+# neural ODE in the default tier, for every solver case above)
 def test_cnf_log_density_and_gradient_through_both_traces_and_the_regularisers():
     """The CNF's loss (Hutchinson with a fixed probe, and the exact trace), with both RNODE
     terms, through the reversible solve: the gradient against central differences of the
@@ -175,6 +177,8 @@ def test_cnf_log_density_and_gradient_through_both_traces_and_the_regularisers()
         np.testing.assert_allclose(log_prob(cnf), log_prob(plain), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # the reversible adjoint on another model (its gradient is checked on the
+# neural ODE in the default tier, for every solver case above)
 def test_latent_ode_and_its_ode_rnn_encoder_differentiate_through_it():
     """A latent ODE whose ODE-RNN encoder (a solve per gap) and decoder both solve with the
     reversible adjoint: its ELBO's gradient against central differences."""
