@@ -267,7 +267,7 @@ class CNF(AbstractODEModel):
             y0,
             args,
             batched=batched,
-            args_axis=None if args is None or not batched else 0,
+            args_axis=0 if batched and args is not None else None,
             y0_name=name,
             times_checked=True,
         )

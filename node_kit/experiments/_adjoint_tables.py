@@ -40,11 +40,6 @@ WHEN = {
 EXACT = {"backsolve": "approximate (solves the adjoint ODE backwards)"}
 
 
-def _reconstruction(results: Path) -> dict | None:
-    path = results / "reversible" / "reconstruction.json"
-    return load(path) if path.exists() else None
-
-
 def decision_table(results: Path) -> str:
     """Per adjoint, from the committed memory sweep (the batch as one state): exactness,
     memory at the two largest N, time per gradient against `direct`'s, the float32 gradient
@@ -67,7 +62,8 @@ def decision_table(results: Path) -> str:
         f"at N = {last} | float32 error at N = {last} | needs | choose when |",
         "|---|---|---|---|---|---|---|",
     ]
-    for mode in sorted({m for m, _ in rows}):
+    modes = sorted({m for m, _ in rows})
+    for mode in modes:
         a, b = rows[mode, mid], rows[mode, last]
         out.append(
             f"| `{mode}` | {EXACT.get(mode, 'exact for its discretised solve')} | "
@@ -75,21 +71,21 @@ def decision_table(results: Path) -> str:
             f"{b['time_s']:.2f} s ({b['time_s'] / direct:.2f}x direct) | "
             f"{b['grad_rel_error']:.1e} | {NEEDS.get(mode, '')} | {WHEN.get(mode, '')} |"
         )
-    if "backsolve" in {m for m, _ in rows}:
+    if "backsolve" in modes:
         out += [
             "",
             f"`backsolve`'s error is that of its adjoint ODE solved backwards on the same "
             f"{last} small steps of a smooth field; it grows with the step size, and for "
             f"stiff or dissipative fields (see `backsolve` above).",
         ]
-    rec = _reconstruction(results)
-    if rec is not None:
+    path = results / "reversible" / "reconstruction.json"
+    if path.exists():
+        rec = load(path)["rows"]
+        longest = max(row["steps"] for row in rec)
         worst = {
             row["coupling"]: row["relative_error"]
-            for row in rec["rows"]
-            if row["dtype"] == "float32"
-            and row["steps"] == max(x["steps"] for x in rec["rows"])
-            and row["solver"] == cfg["solver"]
+            for row in rec
+            if (row["dtype"], row["steps"], row["solver"]) == ("float32", longest, cfg["solver"])
         }
         if worst:
             shown = ", ".join(
@@ -99,7 +95,7 @@ def decision_table(results: Path) -> str:
             out += [
                 "",
                 f"`reversible` rebuilds its states backwards, dividing by the coupling each "
-                f"step; in float32 after {max(x['steps'] for x in rec['rows'])} "
+                f"step; in float32 after {longest} "
                 f"{cfg['solver']} steps the rebuilt initial state is off by {shown} "
                 f"(relative; the reconstruction table above).",
             ]
