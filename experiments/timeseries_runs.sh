@@ -2,7 +2,8 @@
 # The time-series runs committed under experiments/results/timeseries/ (README and docs quote them).
 # A run with a checkpoint passes --resume: rerun this script after an interruption and each
 # run continues from its last checkpoint (finished runs only re-evaluate). Two queues run side by side
-# (2 CPU cores); pass a queue name (a or b) to run one of them, or c for the longer hopper runs.
+# (2 CPU cores); pass a queue name (a or b) to run one of them, c for the longer hopper runs,
+# d for the neural CDE on japanese_vowels (seeds 0 to 2), e for seeds 1 and 2 of the others there.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=experiments/results/timeseries
@@ -36,9 +37,31 @@ queue_c() {  # hopper trained longer, each run from scratch (one cosine schedule
   for p in 0.1 0.2 0.3 0.5; do run "hopper_latent_ode_interp_${p}_8k" "${hopper[@]}" --steps 8000 --observed $p; done
   for p in 0.2 0.3; do run "hopper_ode_rnn_interp_$p" "${hopper[@]}" --model ode_rnn --observed $p; done
 }
+queue_d() {  # the neural CDE on japanese_vowels, seeds 0, 1, 2 (about an hour of core 0)
+  core=0
+  for seed in 0 1 2; do
+    for p in 0.7 0.5 0.3; do
+      name="vowels_ncde_observed_$p"; [ "$seed" = 0 ] || name="${name}_seed$seed"
+      run "$name" "${vowels[@]}" --model ncde --observed $p --seed $seed
+    done
+  done
+}
+queue_e() {  # the other three models on japanese_vowels, seeds 1 and 2 (core 1)
+  core=1
+  for seed in 1 2; do
+    for model in gru_dt ode_rnn latent_ode; do
+      for p in 0.7 0.5 0.3; do
+        run "vowels_${model}_observed_${p}_seed$seed" "${vowels[@]}" --model $model --observed $p --seed $seed
+      done
+    done
+  done
+}
 case "${1:-both}" in
   a) queue_a ;;
   b) queue_b ;;
   c) queue_c ;;  # about 2.5 hours of one core; not part of the default (both)
+  d) queue_d ;;  # the neural CDE: about an hour; not part of the default
+  e) queue_e ;;  # seeds 1 and 2 of the others: about 15 minutes; not part of the default
+  de) queue_d & queue_e; wait ;;
   *) queue_a & queue_b; wait ;;
 esac

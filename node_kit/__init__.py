@@ -12,6 +12,12 @@ from ._adjoint_choice import (
     AdjointCandidate as AdjointCandidate,
     AdjointChoice as AdjointChoice,
 )
+from ._cde import (
+    CDEField as CDEField,
+    control_path as control_path,
+    INTERPOLATIONS as INTERPOLATIONS,
+    NeuralCDE as NeuralCDE,
+)
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     load_checkpoint as load_checkpoint,
@@ -20,6 +26,7 @@ from ._checkpoint import (
 )
 from ._cnf import CNF as CNF, cnf_loss as cnf_loss
 from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
+from ._events import event_fired as event_fired
 from ._fixed_point import (
     AndersonAcceleration as AndersonAcceleration,
     Broyden as Broyden,

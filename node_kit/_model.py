@@ -65,7 +65,7 @@ class AbstractODEModel(eqx.Module):
 
     def solve_field(
         self,
-        field: Callable,
+        field: Callable | diffrax.AbstractTerm,
         ts: Times,
         y0: Any,
         args: Args = None,
@@ -80,7 +80,8 @@ class AbstractODEModel(eqx.Module):
 
         **Arguments:**
 
-        - `field`: a per-sample field (the model's `vector_field`, or one built from it).
+        - `field`: a per-sample field (the model's `vector_field`, or one built from it),
+            or for one sample any diffrax term (a `diffrax.ControlTerm` for a CDE).
         - `ts`: output times, 1-D, strictly increasing (checked).
         - `y0`: the initial state, already checked by the model (a batch if `batched`).
         - `args`: passed to the field.
@@ -93,6 +94,13 @@ class AbstractODEModel(eqx.Module):
         """
         checked = cast(CheckedTimes, ts) if times_checked else check_times(ts)
         if batched:
+            if isinstance(field, diffrax.AbstractTerm):
+                raise ValueError(
+                    f"a batched solve vmaps a per-sample field f(t, y, args); got a "
+                    f"{type(field).__name__}. Pass the term's field (a CDE's as "
+                    "f(t, z) @ path.derivative(t), each sample's path in `args`), or solve "
+                    "each sample with batched=False under jax.vmap."
+                )
             field = BatchedField(field, check_args_axis(args_axis))
         elif args_axis is not None:
             raise ValueError(

@@ -16,14 +16,15 @@ import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool
 
 from ._adjoint import adjoint_from_name
 from ._checks import check_bool, check_optional_int, is_real, type_name
-from ._custom_types import Args, CheckedTimes, State, Trajectory, VectorField
+from ._custom_types import Args, CheckedTimes, State, VectorField
+from ._events import check_event, join_event_outputs, save_at_with_event
 from ._resources import check_stored_steps
 from ._reversible import check_reversible, reversible_solve, ReversibleAdjoint
-from ._solve_inputs import CheckedField, failure_messages
+from ._solve_inputs import raise_if_failed as raise_if_failed, saved_states as saved_states
+from ._terms import checked_term, ode_field
 
 
 DEFAULT_SOLVER = diffrax.Tsit5()
@@ -52,6 +53,10 @@ class SolveSettings(eqx.Module):
     - `throw`: if `True` (default) a failed solve, a NaN or inf state, or a NaN or inf
         in the initial state raises; if `False` it returns, and the caller must check the
         solution's `result` and values.
+    - `event`: `None`, or a `diffrax.Event` that stops the solve when its condition fires
+        (with a root finder, at the exact time, differentiable under `checkpoint` and
+        `direct`). The last output is then where the solve stopped: see
+        [`node_kit.event_fired`][].
     """
 
     solver: diffrax.AbstractSolver
@@ -60,6 +65,7 @@ class SolveSettings(eqx.Module):
     dt0: float | None = eqx.field(static=True)
     max_steps: int | None = eqx.field(static=True)
     throw: bool = eqx.field(static=True)
+    event: diffrax.Event | None
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class SolveSettings(eqx.Module):
         dt0: float | None = None,
         max_steps: int | None = 4096,
         throw: bool = True,
+        event: diffrax.Event | None = None,
     ):
         _check_config(solver, stepsize_controller, dt0, max_steps)
         if isinstance(adjoint, str):
@@ -82,6 +89,7 @@ class SolveSettings(eqx.Module):
         self.dt0 = None if dt0 is None else float(dt0)
         self.max_steps = None if max_steps is None else int(max_steps)
         self.throw = check_bool("throw", throw)
+        self.event = check_event(event, adjoint)
 
     @classmethod
     def of(cls, settings: "SolveSettings | None", **keywords: Any) -> "SolveSettings":
@@ -130,42 +138,47 @@ class SolveSettings(eqx.Module):
 
     def solve(
         self,
-        vector_field: VectorField,
+        vector_field: VectorField | diffrax.AbstractTerm,
         ts: CheckedTimes,
         y0: State,
         args: Args = None,
         *,
         y0_name: str = "y0",
     ) -> diffrax.Solution:
-        """Solve `dy/dt = vector_field(t, y, args)` from `ts[0]`, saving at `ts`.
+        """Solve `dy/dt = vector_field(t, y, args)` (or a diffrax term) from `ts[0]`, saving
+        at `ts`.
 
-        The one `diffrax.diffeqsolve` call of node_kit. `ts` must already be valid
-        output times (see [`node_kit.NeuralODE.solve`][], which checks them); the
-        field's output shape is checked against the state's when tracing. With `throw=True`
-        a NaN or inf in `y0` raises an error naming `y0_name` (how the caller's user knows
-        the initial state, e.g. `"xs"` for a CNF's data), and a failed solve one naming
-        `max_steps` and where it stopped: one run-time check for both.
+        The one `diffrax.diffeqsolve` call of node_kit. `vector_field` is a field
+        `f(t, y, args)`, or any diffrax term: a `diffrax.ControlTerm(f, path)` solves the
+        controlled equation `dy = f(t, y, args) dX(t)` (a neural CDE), and `f` must return
+        an array of shape `y.shape + X.shape`; a `MultiTerm` sums its terms. `ts` must
+        already be valid output times (see [`node_kit.NeuralODE.solve`][], which checks
+        them); the field's output shape is checked against the state's when tracing. With
+        `throw=True` a NaN or inf in `y0` raises an error naming `y0_name` (how the caller's
+        user knows the initial state, e.g. `"xs"` for a CNF's data), and a failed solve one
+        naming `max_steps` and where it stopped: one run-time check for both.
 
         **Returns:**
 
         The `diffrax.Solution`: `ys` at `ts` (time first), `stats["num_steps"]`, `result`.
+        With an `event`, the last output is where the solve stopped ([`node_kit.event_fired`][]).
         """
         vector_field, y0, args = _to_common_dtype(ts, (vector_field, y0, args))
         check_stored_steps(self.adjoint, self.max_steps, y0)
-        term = diffrax.ODETerm(CheckedField(vector_field))
+        term = checked_term(vector_field, jnp.asarray(ts[0]))
         self._check_dt0_fits(ts)
-        saveat = _save_at(ts, self.adjoint)
+        saveat = save_at_with_event(ts) if self.event else _save_at(ts, self.adjoint)
         if isinstance(self.adjoint, ReversibleAdjoint):
             assert self.max_steps is not None  # checked with the adjoint
             sol = reversible_solve(
                 self.adjoint, self.solver, self.stepsize_controller, self.dt0,
-                self.max_steps, term.vector_field, ts, y0, args,
+                self.max_steps, ode_field(term, "reversible"), ts, y0, args,
             )  # fmt: skip
         else:
-            sol = self._diffeqsolve(term, ts, y0, args, saveat)
+            sol = join_event_outputs(self._diffeqsolve(term, ts, y0, args, saveat))
         if self.throw:
             # Saved at t0, `ys[0]` is `y0` itself and the failure check sees it there.
-            y0_finite = None if saveat.subs.t0 else jnp.all(jnp.isfinite(y0))
+            y0_finite = None if getattr(saveat.subs, "t0", False) else jnp.all(jnp.isfinite(y0))
             sol = raise_if_failed(
                 sol, ts, max_steps=self.max_steps, y0_finite=y0_finite, y0_name=y0_name
             )
@@ -186,6 +199,7 @@ class SolveSettings(eqx.Module):
                 adjoint=self.adjoint,
                 max_steps=self.max_steps,
                 throw=False,
+                event=self.event,
             )
         except RuntimeError as error:
             if "Unexpected tangent" not in str(error) or not isinstance(
@@ -336,47 +350,3 @@ def _check_adjoint(adjoint, solver, stepsize_controller, max_steps) -> None:
             "memory to allocate. Pass an integer `max_steps` (e.g. 4096), or use "
             "adjoint='backsolve'."
         )
-
-
-def raise_if_failed(
-    sol: diffrax.Solution,
-    ts: CheckedTimes,
-    *,
-    max_steps: int | None,
-    y0_finite: Bool[Array, ""] | None = None,
-    y0_name: str = "y0",
-) -> diffrax.Solution:
-    """Raise an error naming `max_steps` and where the solve stopped, if it failed.
-
-    diffrax fills the outputs after a failure with `inf`, so the first output time whose
-    state is not finite tells how far the solve got. A solve that "succeeds" with NaN or inf
-    states (possible with a fixed step size) is an error too, and so is a NaN or inf in
-    the initial state (`y0_finite` false; `None` when `sol.ys[0]` is `y0` itself, saved at
-    `t0`), named `y0_name`, which no solve can start from. `eqx.branched_error_if` picks
-    one of the pre-written messages, so this works under `jit`, `vmap` and `grad`.
-    """
-    n = ts.shape[0]
-    solved = sol.result == diffrax.RESULTS.successful
-    hit_max = sol.result == diffrax.RESULTS.max_steps_reached
-    # The first output time whose state is not finite, n if none. After a failure diffrax
-    # fills the outputs with inf, so this is also how far a failed solve got; a fixed-step
-    # solve reports success even when the state turns NaN, so it is checked there too.
-    # One reduction over all of `ys`: each entry's output index where it is not finite.
-    ys = saved_states(sol)
-    at = jax.lax.broadcasted_iota(jnp.int32, ys.shape, 0)
-    first_bad = jnp.min(jnp.where(jnp.isfinite(ys), n, at))
-    bad_start = first_bad == 0 if y0_finite is None else ~y0_finite
-    kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
-    # A failed solve never reached ts[-1], so it stopped before the last output time, even
-    # where diffrax saved its last state as the end state (SaveAt(t1=True)).
-    stopped = jnp.clip(first_bad, 1, max(n - 1, 1)) - 1
-    position = jnp.where(solved, jnp.minimum(first_bad, n - 1), stopped)
-    index = jnp.where(bad_start, 3 * n, kind * n + position)
-    failed = bad_start | ~solved | (first_bad < n)
-    return eqx.branched_error_if(sol, failed, index, failure_messages(ts, max_steps, y0_name))
-
-
-def saved_states(sol: diffrax.Solution) -> Trajectory:
-    """`sol.ys` of a solve by [`node_kit.SolveSettings.solve`][], which always saves states."""
-    assert sol.ys is not None, "SolveSettings.solve saves at `ts`, so `ys` is never None"
-    return sol.ys

@@ -6,16 +6,19 @@ are checked in `_solve.py`; the messages of a failed solve are written here.
 """
 
 from collections.abc import Callable
+from typing import Any
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ._checks import as_array
-from ._custom_types import Args, CheckedTimes, State, Time, Times
+from ._custom_types import Args, CheckedTimes, State, Time, Times, Trajectory
+from ._events import event_fired, unreached
 
 
 def check_finite_times(ts: Array, name: str = "ts") -> Array:
@@ -108,18 +111,7 @@ class CheckedField(eqx.Module):
     field: Callable
 
     def __call__(self, t: Time, y: State, args: Args) -> State:
-        try:
-            out = self.field(t, y, args)
-        except (TypeError, ValueError) as error:
-            if not _is_shape_error(error):
-                raise _noted(error, y, args) from None
-            raise ValueError(
-                f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
-                f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
-                "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
-            ) from error
-        except Exception as error:
-            raise _noted(error, y, args) from None
+        out = call_field(self.field, t, y, args)
         if not (eqx.is_array_like(out) and jnp.shape(out) == jnp.shape(y)):
             got = jnp.shape(out) if eqx.is_array_like(out) else type(out).__name__
             raise ValueError(
@@ -127,6 +119,23 @@ class CheckedField(eqx.Module):
                 f"{tuple(jnp.shape(y))}; it returned {got}."
             )
         return out
+
+
+def call_field(field: Callable, t: Time, y: State, args: Args) -> Any:
+    """`field(t, y, args)`; a shape error is raised as a `ValueError` naming the shape of
+    `y0`, any other error as the field's own with a note of where it arose."""
+    try:
+        return field(t, y, args)
+    except (TypeError, ValueError) as error:
+        if not _is_shape_error(error):
+            raise _noted(error, y, args) from None
+        raise ValueError(
+            f"`y0` of shape {tuple(jnp.shape(y))} does not fit the vector field: calling "
+            f"it raised {type(error).__name__}: {str(error).rstrip('.')}. Pass `y0` with the "
+            "shape the field expects for one sample (batch with `model.batched` or jax.vmap)."
+        ) from error
+    except Exception as error:
+        raise _noted(error, y, args) from None
 
 
 _SHAPE_WORDS = ("shape", "dimension", "broadcast", "incompatible", "size")
@@ -189,3 +198,50 @@ def failure_messages(ts: CheckedTimes, max_steps: int | None, y0_name: str = "y0
     ]
     start = [f"`{y0_name}` contains NaN or inf; check the data."]
     return hit_max + other + nonfinite + start
+
+
+def raise_if_failed(
+    sol: diffrax.Solution,
+    ts: CheckedTimes,
+    *,
+    max_steps: int | None,
+    y0_finite: Bool[Array, ""] | None = None,
+    y0_name: str = "y0",
+) -> diffrax.Solution:
+    """Raise an error naming `max_steps` and where the solve stopped, if it failed.
+
+    diffrax fills the outputs after a failure with `inf`, so the first output time whose
+    state is not finite tells how far the solve got. A solve that "succeeds" with NaN or inf
+    states (possible with a fixed step size) is an error too, and so is a NaN or inf in
+    the initial state (`y0_finite` false; `None` when `sol.ys[0]` is `y0` itself, saved at
+    `t0`), named `y0_name`, which no solve can start from. A solve stopped by its event has
+    succeeded; the output times it did not reach hold `inf` and are not checked.
+    `eqx.branched_error_if` picks one of the pre-written messages, so this works under
+    `jit`, `vmap` and `grad`.
+    """
+    n = ts.shape[0]
+    solved = (sol.result == diffrax.RESULTS.successful) | event_fired(sol)
+    hit_max = sol.result == diffrax.RESULTS.max_steps_reached
+    # The first output time whose state is not finite, n if none. After a failure diffrax
+    # fills the outputs with inf, so this is also how far a failed solve got; a fixed-step
+    # solve reports success even when the state turns NaN, so it is checked there too.
+    # One reduction over all of `ys`: each entry's output index where it is not finite.
+    ys = saved_states(sol)
+    at = jax.lax.broadcasted_iota(jnp.int32, ys.shape, 0)
+    good = jnp.isfinite(ys) if sol.event_mask is None else jnp.isfinite(ys) | unreached(sol, ys)
+    first_bad = jnp.min(jnp.where(good, n, at))
+    bad_start = first_bad == 0 if y0_finite is None else ~y0_finite
+    kind = jnp.where(hit_max, 0, jnp.where(solved, 2, 1))
+    # A failed solve never reached ts[-1], so it stopped before the last output time, even
+    # where diffrax saved its last state as the end state (SaveAt(t1=True)).
+    stopped = jnp.clip(first_bad, 1, max(n - 1, 1)) - 1
+    position = jnp.where(solved, jnp.minimum(first_bad, n - 1), stopped)
+    index = jnp.where(bad_start, 3 * n, kind * n + position)
+    failed = bad_start | ~solved | (first_bad < n)
+    return eqx.branched_error_if(sol, failed, index, failure_messages(ts, max_steps, y0_name))
+
+
+def saved_states(sol: diffrax.Solution) -> Trajectory:
+    """`sol.ys` of a solve by [`node_kit.SolveSettings.solve`][], which always saves states."""
+    assert sol.ys is not None, "SolveSettings.solve saves at `ts`, so `ys` is never None"
+    return sol.ys

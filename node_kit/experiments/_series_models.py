@@ -195,12 +195,71 @@ def _make_gru_dt(config, data_size, readout, encoder_settings, key):
     return nk.GRUDelta(data_size, config.hidden, readout_size=readout, key=key)
 
 
+# ------------------------------------------------------------------------ neural CDE
+
+
+def _cde_outputs(model: nk.NeuralCDE, task, t, x, mask, at="points"):
+    """Readouts at every point (series) or of the final state (classification), and steps."""
+    if task.classifies:
+        return model.counted(t, x, mask)
+    states, num_steps = model.states_counted(t, x, mask, at=at)
+    return jax.vmap(model.readout)(states), num_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class CDEModel(AbstractSeriesModel):
+    """The neural CDE: the readout of its hidden state at each point (regression: the
+    path at a point depends on observations up to the next observed one) or at the end
+    of the series (classification); the task's loss alone. Solved with the decoder's
+    settings (`--solver`, `--rtol`, `--atol`, `--adjoint`), its path `--interpolation`."""
+
+    name: ClassVar[str] = "ncde"
+
+    def build(self, config, data_size, num_classes, *, settings, encoder_settings, key):
+        del encoder_settings
+        return nk.NeuralCDE(
+            data_size,
+            config.hidden,
+            config.width,
+            config.depth,
+            readout_size=data_size if num_classes is None else num_classes,
+            interpolation=config.interpolation,
+            settings=settings,
+            key=key,
+        )
+
+    def loss(self, model, config, task, batch, inputs, key, count):
+        del config, key
+        outputs, num_steps = jax.vmap(lambda t, x, m: _cde_outputs(model, task, t, x, m))(
+            batch["t"], batch["x"], inputs
+        )
+        value, aux = task.loss(outputs, batch, count)
+        return value, {"num_steps": jnp.mean(num_steps), **aux}
+
+    def predict(self, model, task, t, x, mask):
+        return _cde_outputs(model, task, t, x, mask)
+
+    def dense(self, model, config, t, x, mask, grid, *, key):
+        """The readouts on the grid's times after the series' first point."""
+        del config, key
+        outputs = np.asarray(_cde_readouts(model, t, x, mask, grid[grid > t[0]]))
+        return outputs[-len(grid) :], None
+
+
+@eqx.filter_jit
+def _cde_readouts(model, t, x, mask, at):
+    """Readouts at the series' first time (the solve's start), then at `at`."""
+    return jax.vmap(model.readout)(model.solve(t, x, mask, at=at).ys)
+
+
 MODELS: dict[str, AbstractSeriesModel] = {
     model.name: model
     for model in (
         LatentODEModel(),
         RecurrentModel("ode_rnn", _make_ode_rnn),  # the ODE-RNN: the encoder's settings
         RecurrentModel("gru_dt", _make_gru_dt),  # the GRU reading the time gap (no ODE)
+        CDEModel(),
     )
 }
-"""The `--model` names: the Latent ODE VAE, the ODE-RNN and the GRU-Δt baseline."""
+"""The `--model` names: the Latent ODE VAE, the ODE-RNN, the GRU-Δt baseline and the
+neural CDE."""

@@ -1,8 +1,8 @@
-"""Irregularly sampled time series: Latent ODE, ODE-RNN and the GRU-Δt baseline.
+"""Irregularly sampled time series: Latent ODE, ODE-RNN, GRU-Δt baseline, neural CDE.
 
 `python -m node_kit.experiments.timeseries` trains a Latent ODE to interpolate the
 `periodic` toy from half of its points. Flags pick the dataset (`periodic`, `hopper`,
-`japanese_vowels`), the model (`latent_ode`, `ode_rnn`, `gru_dt`), the task
+`japanese_vowels`), the model (`latent_ode`, `ode_rnn`, `gru_dt`, `ncde`), the task
 (`interpolation`, `extrapolation`, `classification`) and the fraction of time points the
 model reads (`--observed`). Writes `results.json` (config, versions, test metrics beside
 simple non-learned baselines, solver steps, wall time), `history.csv`, a picture of test
@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+import node_kit as nk
 from node_kit import datasets
 
 from .._checks import is_real
@@ -53,7 +54,8 @@ from ._trained import (
 
 
 MODEL_NAMES = tuple(MODELS)
-"""Models: the Latent ODE VAE, the ODE-RNN and the GRU reading the time gap (no ODE)."""
+"""Models: the Latent ODE VAE, the ODE-RNN, the GRU reading the time gap (no ODE) and the
+neural CDE."""
 
 TASK_NAMES = tuple(TASKS)
 """Tasks; classification needs a labelled dataset (`japanese_vowels`)."""
@@ -71,7 +73,9 @@ class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
         "periodic", "the series: the periodic toy, MuJoCo hopper, or japanese_vowels (labelled)"
     )
     model: str = option(
-        "latent_ode", "latent_ode (VAE), ode_rnn, or gru_dt (a GRU reading the time gap, no ODE)"
+        "latent_ode",
+        "latent_ode (VAE), ode_rnn, gru_dt (a GRU reading the time gap, no ODE) or ncde (a "
+        "neural CDE)",
     )
     task: str = option(
         "interpolation",
@@ -84,7 +88,12 @@ class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
         "- observed",
     )
     latent: int = option(16, "latent ODE: size of z0")
-    hidden: int = option(32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder)")
+    hidden: int = option(
+        32, "hidden size of the ODE-RNN / GRU (the latent ODE's encoder) / neural CDE"
+    )
+    interpolation: str = option(
+        "cubic", "neural CDE: the control path, cubic (Hermite), linear or rectilinear"
+    )
     width: int = option(64, "width of every MLP")
     depth: int = option(2, "hidden layers of every MLP")
     obs_std: float = option(0.01, "latent ODE: fixed observation noise of the Gaussian likelihood")
@@ -131,6 +140,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "adjoint": ADJOINT_NAMES,
         "solver": ADAPTIVE_SOLVER_NAMES,
         "encoder_solver": ENCODER_SOLVER_NAMES,
+        "interpolation": nk.INTERPOLATIONS,
     }
 
 
