@@ -22,13 +22,17 @@ with `f` a network returning a `(hidden_size, channels)` matrix ([`node_kit.CDEF
   classifier with it (a cross-entropy of 10.9 at the first steps on `japanese_vowels`).
 
 The interpolation (`interpolation=`): `"cubic"`, Hermite cubic splines with backward
-differences (`diffrax.backward_hermite_coefficients`; the path is continuously
-differentiable, the default, and what adaptive solvers want); `"linear"`; or
+differences (`diffrax.backward_hermite_coefficients`, the default; continuously
+differentiable where the series is fully observed, with a corner at a knot beside a
+missing value); `"linear"`; or
 `"rectilinear"` (time moves, then the data jumps: the path at a time depends on no later
 observation, the online case of Morrill et al. 2021; it is parametrised by knot index
-`0 .. 2n - 2`, observation `i` at `2i`). The linear paths bend at every knot, so an
-adaptive solver rejects steps there; fixed steps, or a controller told the knots
-(`diffrax.ClipStepSizeController(..., jump_ts=...)`), avoid that.
+`0 .. 2n - 2`, observation `i` at `2i`). An adaptive controller is told the knots
+(`diffrax.ClipStepSizeController(..., jump_ts=knots)`) so that no step passes over one:
+a step wider than a segment can miss the data in it altogether. Fixed steps should divide
+the spacing of the knots; `backsolve` converges at first order in the step size where the
+path has corners (its backward solve crosses them), the other adjoints are exact for the
+forward solve.
 
 The equation goes to the settings' solve as a `diffrax.ControlTerm` for one series; a
 batch that shares its times solves as ONE state ([`node_kit.NeuralCDE.batched`][]), each
@@ -48,6 +52,7 @@ from ._checks import check_bool, check_callable, check_choice, check_ints, check
 from ._custom_types import Args, SeriesMask, SeriesValues, Time, Times
 from ._irregular import check_series
 from ._model import AbstractODEModel
+from ._reversible import ReversibleAdjoint
 from ._solve import saved_states, SolveSettings
 
 
@@ -114,6 +119,29 @@ class _DrivenField(eqx.Module):
 
     def __call__(self, t: Real[Array, ""], z: Array, path: diffrax.AbstractPath) -> Array:
         return self.field(t, z, None) @ path.derivative(t)
+
+
+def _stepping_on(settings: SolveSettings, knots: Float[Array, " times"]) -> SolveSettings:
+    """`settings` whose adaptive controller never steps over a knot of the path.
+
+    A step wider than a segment can put all its stages outside it and never see the data
+    there (Tsit5 from 0.31 to 2.31 evaluates at 0.31, 0.63, 0.96, 2.11, 2.27 and 2.31, and a
+    jump on [1, 2] is lost at any tolerance). So the steps end on every knot, as `jump_ts`:
+    the derivative of a linear path jumps at every knot, and that of the cubic one at a
+    knot beside a missing value (diffrax's fill joins the pieces there with a corner). The
+    reversible adjoint lands a step on each output time instead
+    ([`node_kit.NeuralCDE.solve`][] gives it every knot); fixed steps are the caller's: a
+    `dt0` that divides the spacing of the knots.
+    """
+    controller = settings.stepsize_controller
+    if (
+        isinstance(settings.adjoint, ReversibleAdjoint)
+        or not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+        or isinstance(controller, diffrax.ClipStepSizeController)
+    ):
+        return settings
+    clip = diffrax.ClipStepSizeController(controller, jump_ts=jax.lax.stop_gradient(knots))
+    return settings.replace(stepsize_controller=clip)
 
 
 def control_path(
@@ -254,12 +282,22 @@ class NeuralCDE(AbstractODEModel):
         path, knots = self.path(ts, values, mask)
         z0 = self.initial(path.evaluate(knots[0]))
         term = diffrax.ControlTerm(self.vector_field, path)
+        model = self.with_settings(_stepping_on(self.settings, knots))
+        reversible = isinstance(self.settings.adjoint, ReversibleAdjoint)
         if isinstance(at, str):
             check_choice("at", at, ("points", "ends"))
-            out, checked = (knots if at == "points" else knots[jnp.array([0, -1])]), True
+            # The reversible solve lands a step on each output time: on every knot.
+            ends = at == "ends" and not reversible
+            out, checked = (knots[jnp.array([0, -1])] if ends else knots), True
         else:
             out, checked = jnp.concatenate([knots[:1], jnp.asarray(at, knots.dtype)]), False
-        return self.solve_field(term, out, z0, None, times_checked=checked, y0_name="values")
+        sol = model.solve_field(term, out, z0, None, times_checked=checked, y0_name="values")
+        if at == "ends" and reversible:
+            first_last = jnp.array([0, -1])
+            return eqx.tree_at(
+                lambda s: (s.ts, s.ys), sol, (out[first_last], saved_states(sol)[first_last])
+            )
+        return sol
 
     def states(
         self, ts: Times, values: SeriesValues, mask: SeriesMask, *, at: Times | str = "points"
