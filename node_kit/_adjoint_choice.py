@@ -136,7 +136,12 @@ def adjoint_for_budget(
         )
     except ValueError as error:
         candidates.append(AdjointCandidate("reversible", None, True, note=str(error)))
-    candidates.append(_measure("backsolve", backsolve_adjoint(), False, budget, repeats, **problem))
+    try:  # not with an implicit solver or an event (the settings say why)
+        candidates.append(
+            _measure("backsolve", backsolve_adjoint(), False, budget, repeats, **problem)
+        )
+    except ValueError as error:
+        candidates.append(AdjointCandidate("backsolve", None, False, note=str(error)))
     return _choose(budget, prefer, tuple(candidates))
 
 

@@ -341,6 +341,16 @@ def _check_adjoint(adjoint, solver, stepsize_controller, max_steps) -> None:
         )
     if isinstance(adjoint, ReversibleAdjoint):
         check_reversible(solver, stepsize_controller, max_steps)
+    if isinstance(adjoint, diffrax.BacksolveAdjoint) and isinstance(
+        solver, diffrax.AbstractImplicitSolver
+    ):
+        raise ValueError(
+            f"adjoint 'backsolve' cannot take the implicit solver {type(solver).__name__}: it "
+            "solves the state backwards in time, where the fast decaying modes of a stiff "
+            "system (the reason for an implicit solver) grow as fast as they decayed (a "
+            "gradient of 1e133 for one of order 1 in tests/test_stiff.py). Use "
+            "adjoint='checkpoint' or 'direct', which keep the forward states."
+        )
     if max_steps is None and isinstance(
         adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint)
     ):

@@ -852,6 +852,51 @@ _add("meta-learning", "meta", [
 ])
 
 
+def _cde(**changes):
+    return nk.NeuralCDE(2, 3, 4, 1, key=KEY, **changes)
+
+
+_CDE_PATH = diffrax.LinearInterpolation(TS, jnp.stack([TS, TS ** 2], -1))
+_SERIES = (TS, jnp.ones((3, 2)), jnp.ones((3, 2), bool))
+_GROUND = diffrax.Event(lambda t, y, args, **kwargs: y[0])
+
+
+def _falls(event, **changes):
+    settings = nk.SolveSettings(event=event, **changes)
+    return settings.solve(lambda t, y, args: jnp.stack([y[1], -9.8]), TS, jnp.array([1.0, 0.0]))
+
+
+_add("neural CDE and terms", "cde", [
+    ("field-output-shape", lambda: nk.SolveSettings().solve(diffrax.ControlTerm(lambda t, z, a: z, _CDE_PATH), TS, jnp.ones(3)), V, r"the vector field of a control term \(a CDE\) must return an array of shape y\.shape \+ control shape = \(3,\) \+ \(2,\) = \(3, 2\), which multiplies dX; it returned \(3,\)"),
+    ("field-output-tuple", lambda: nk.SolveSettings().solve(diffrax.ControlTerm(lambda t, z, a: (z, z), _CDE_PATH), TS, jnp.ones(3)), V, r"must return an array of shape .*; it returned tuple"),
+    ("one-point", lambda: _cde()(TS[:1], jnp.ones((1, 2)), jnp.ones((1, 2), bool)), V, r"`ts` must hold at least 2 time points for a neural CDE's cubic path .*; got 1\. Pad the series"),
+    ("interpolation-name", lambda: _cde(interpolation="spline"), V, r"unknown interpolation 'spline'; expected one of cubic, linear, rectilinear"),
+    ("intensity-string", lambda: _cde(intensity="yes"), V, r"`intensity` must be a Python bool"),
+    ("hidden-zero", lambda: nk.NeuralCDE(2, 0, 4, 1, key=KEY), V, r"`hidden_size` must be an int >= 1; got 0"),
+    ("values-channels", lambda: _cde()(TS, jnp.ones((3, 1)), jnp.ones((3, 1), bool)), V, r"`values` must be a float array of shape \(len\(ts\), data_size\) = \(3, 2\)"),
+    ("times-decreasing", lambda: _cde()(TS[::-1], *_SERIES[1:]), V, r"`ts` must be strictly increasing within a series"),
+    ("mask-shape", lambda: _cde()(TS, jnp.ones((3, 2)), jnp.ones((3, 1), bool)), V, r"`mask` must have the shape of `values` \(3, 2\)"),
+    ("at-name", lambda: _cde().states(*_SERIES, at="all"), V, r"unknown at 'all'; expected one of points, ends"),
+    ("batched-one-series", lambda: _cde().batched(*_SERIES), V, r"`values` must be a batch of shape \(batch, len\(ts\), data_size\) for `batched`; got shape \(3, 2\)"),
+    ("batched-term", lambda: _cde().solve_field(diffrax.ControlTerm(lambda t, z, a: z, _CDE_PATH), TS, jnp.ones((2, 3)), batched=True), V, r"a batched solve vmaps a per-sample field f\(t, y, args\); got a ControlTerm"),
+    ("not-a-term", lambda: nk.SolveSettings().solve("f", TS, jnp.ones(3)), V, r"the equation to solve must be a vector field f\(t, y, args\) \(a callable\) or a diffrax term .*; got str"),
+    ("sde-reversible", lambda: nk.SolveSettings(adjoint="reversible", stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1).solve(diffrax.ControlTerm(lambda t, z, a: jnp.ones((3, 2)), diffrax.VirtualBrownianTree(0.0, 1.0, 1e-3, (2,), key=KEY)), TS, jnp.ones(3)), V, r"adjoint 'reversible' solves ordinary differential equations.* driven by Brownian motion \(an SDE\)\. Use adjoint='checkpoint'"),
+])
+_add("events and stiff solves", "event", [
+    ("callable-not-event", lambda: nk.SolveSettings(event=lambda t, y, args: y[0]), V, r"`event` must be None or a diffrax\.Event; got function\. Wrap the condition: diffrax\.Event\(cond_fn"),
+    ("string", lambda: nk.SolveSettings(event="ground"), V, r"`event` must be None or a diffrax\.Event; got str\.$"),
+    ("cond-not-callable", lambda: nk.SolveSettings(event=diffrax.Event(3.0)), V, r"`event\.cond_fn` must be a function cond_fn\(t, y, args, \*\*kwargs\) or a PyTree of them; got float"),
+    ("root-finder-string", lambda: nk.SolveSettings(event=diffrax.Event(_GROUND.cond_fn, root_finder="newton")), V, r"`event\.root_finder` must be None .* or an optimistix root finder such as optx\.Newton\(1e-8, 1e-8\); got str"),
+    ("cond-vector", lambda: _falls(diffrax.Event(lambda t, y, args, **kwargs: y)), V, r"an event's condition function .* must return a scalar: a bool .* or a float .*; it returned float64\(2,\)"),
+    ("cond-int", lambda: _falls(diffrax.Event(lambda t, y, args, **kwargs: jnp.int32(0))), V, r"must return a scalar.*; it returned int32\(\)"),
+    ("cond-none", lambda: _falls(diffrax.Event(lambda t, y, args, **kwargs: None)), V, r"must return a scalar.*; it returned NoneType"),
+    ("backsolve", lambda: nk.SolveSettings(event=_GROUND, adjoint="backsolve"), V, r"adjoint BacksolveAdjoint cannot differentiate a solve with an `event` .*use adjoint='checkpoint' or 'direct'"),
+    ("reversible", lambda: nk.SolveSettings(event=_GROUND, adjoint="reversible"), V, r"adjoint ReversibleAdjoint cannot differentiate a solve with an `event`"),
+    ("implicit-backsolve", lambda: nk.SolveSettings(solver=diffrax.Kvaerno5(), adjoint="backsolve"), V, r"adjoint 'backsolve' cannot take the implicit solver Kvaerno5: it solves the state backwards in time.* Use adjoint='checkpoint' or 'direct'"),
+    ("implicit-reversible", lambda: nk.SolveSettings(solver=diffrax.Kvaerno5(), adjoint="reversible"), V, r"adjoint 'reversible' needs an explicit single-step solver .*got Kvaerno5, an implicit solver"),
+])
+
+
 # --- commands ------------------------------------------------------------------------------
 
 _WORK = {"cnf": "load_data", "timeseries": "load_data", "spiral": "true_trajectory",

@@ -10,7 +10,9 @@ hand with `diffrax.diffeqsolve` (`raw_diffrax`). The workloads:
   trace and checkpointing; and `cnf_exact_eval`, the exact log-density of the batch (no
   gradient).
 - `node_*`: a neural ODE (MLP field, fixed steps of `--dt`, MSE over `--save-times` output
-  times) training step with Euler and with RK4, each under backsolve and checkpointing.
+  times) training step with Euler and with RK4, each under backsolve and checkpointing;
+  and `node_*_direct_two_times`, the same step with 100 fixed steps, `ts = [0, 1]` and the
+  MSE of the end state, under `direct` (the raw program saves with `SaveAt(t1=True)`).
 
 Per path: the first call's compile time split into tracing, lowering and XLA compilation
 (JAX's own monitoring events), the median of `--compile-repeats` compiles from cleared
