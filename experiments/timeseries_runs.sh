@@ -56,12 +56,20 @@ queue_e() {  # the other three models on japanese_vowels, seeds 1 and 2 (core 1)
     done
   done
 }
+queue_f() {  # the neural CDE's settings compared on the validation split (--eval-every), 50% dropped
+  core=1
+  sweep=("${vowels[@]}" --model ncde --observed 0.5 --eval-every 100)
+  run vowels_ncde_sweep_default "${sweep[@]}"
+  run vowels_ncde_sweep_small "${sweep[@]}" --hidden 16 --width 32
+  run vowels_ncde_sweep_linear "${sweep[@]}" --interpolation linear
+}
 case "${1:-both}" in
   a) queue_a ;;
   b) queue_b ;;
   c) queue_c ;;  # about 2.5 hours of one core; not part of the default (both)
   d) queue_d ;;  # the neural CDE: about an hour; not part of the default
   e) queue_e ;;  # seeds 1 and 2 of the others: about 15 minutes; not part of the default
+  f) queue_f ;;  # three neural CDE settings on the validation split: about half an hour
   de) queue_d & queue_e; wait ;;
   *) queue_a & queue_b; wait ;;
 esac

@@ -988,6 +988,7 @@ _commands("timeseries command", "timeseries", [
     ("window-one", ["--window", "1"], 2, ERROR + r"--window must be at least 2 for --task interpolation"),
     ("dataset-unknown", ["--dataset", "periodik"], 2, USAGE + r"--dataset: invalid choice: 'periodik'"),
     ("model-unknown", ["--model", "lstm"], 2, USAGE + r"--model: invalid choice: 'lstm'"),
+    ("interpolation-unknown", ["--model", "ncde", "--interpolation", "spline"], 2, USAGE + r"--interpolation: invalid choice: 'spline' \(choose from 'cubic', 'linear', 'rectilinear'\)"),
     ("observed-not-a-number", ["--observed", "half"], 2, USAGE + r"--observed: invalid float value: 'half'"),
     ("batch-size-larger-than-data", ["--batch-size", "2000"], 2, ERROR + r"--batch-size must be at most the number of periodic training series \(1000\); got 2000\. Pass --batch-size 1000 or less"),
     ("batch-size-larger-than-train-size", ["--train-size", "4", "--batch-size", "8"], 2, ERROR + r"--batch-size must be at most the number of periodic training series kept by --train-size \(4\); got 8"),
