@@ -35,7 +35,8 @@ def _inexact_leaves(model):
     return [x for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))]
 
 
-@pytest.mark.parametrize("interpolation", nk.INTERPOLATIONS)
+@pytest.mark.parametrize("interpolation", [
+    "cubic", "rectilinear", pytest.param("linear", marks=pytest.mark.slow)])
 def test_a_constant_field_moves_the_state_by_the_path_increment(interpolation):
     """With f constant (= M), z(end) = z0 + M (X(end) - X(start)) for any path: the path's
     end points, missing values and intensity, computed here by hand."""
@@ -88,8 +89,13 @@ def _central_difference(loss, model, direction, eps=1e-6):
     return (loss(eqx.combine(step, static)) - loss(eqx.combine(back, static))) / (2 * eps)
 
 
-@pytest.mark.parametrize("adjoint, rtol", [("checkpoint", 1e-7), ("direct", 1e-7),
-                                           ("reversible", 1e-7), ("backsolve", 1e-3)])
+@pytest.mark.parametrize("adjoint, rtol", [
+    ("checkpoint", 1e-7),
+    ("reversible", 1e-7),
+    # Second cases (the slow tier): direct is checkpoint with one checkpoint per step.
+    pytest.param("direct", 1e-7, marks=pytest.mark.slow),
+    pytest.param("backsolve", 1e-3, marks=pytest.mark.slow),
+])
 def test_every_adjoint_matches_finite_differences(adjoint, rtol):
     """The gradient of a classifier's loss along a random direction of every parameter,
     against central differences of the same forward solve. Backsolve solves the adjoint

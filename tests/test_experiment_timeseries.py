@@ -178,3 +178,20 @@ def test_classification_needs_labels(tmp_path, data_dir):
     config = _config(tmp_path, data_dir, "--task", "classification")
     with pytest.raises(ValueError, match="needs a labelled dataset; 'periodic' has no labels"):
         ts_experiment.main(config)
+
+
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
+@pytest.mark.parametrize("argv, picture", [
+    (["--dataset", "japanese_vowels", "--task", "classification", "--observed", "0.5"],
+     "japanese_vowels_classification.png"),
+    (["--interpolation", "rectilinear"], "periodic_interpolation.png"),
+], ids=["vowels-classification", "periodic-interpolation"])
+def test_the_neural_cde_trains_evaluates_and_loads(tmp_path, data_dir, argv, picture):
+    config = _config(tmp_path, data_dir, "--model", "ncde", *argv)
+    results = ts_experiment.main(config)
+    metric = "test_accuracy" if config.task == "classification" else "test_mse"
+    assert np.isfinite(results[metric]) and results["eval_num_steps"] >= 1
+    assert (tmp_path / picture).exists()
+    model, loaded_config = nk.load_run(tmp_path)
+    assert isinstance(model, nk.NeuralCDE) and model.interpolation == config.interpolation
+    assert loaded_config.model == "ncde"

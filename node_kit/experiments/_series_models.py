@@ -136,9 +136,29 @@ def _rnn_outputs(model, task, t, x, mask):
     return jax.vmap(model.readout)(after), num_steps
 
 
+class AbstractReadoutModel(AbstractSeriesModel):
+    """A model read out at each point (series) or at the end (classification), trained on
+    the task's loss alone; `outputs` gives one series' readouts and solver steps."""
+
+    @abc.abstractmethod
+    def outputs(self, model, task: AbstractSeriesTask, t, x, mask) -> tuple[Any, Any]:
+        """`(readouts, solver steps)` of one series."""
+
+    def loss(self, model, config, task, batch, inputs, key, count):
+        del config, key
+        outputs, num_steps = jax.vmap(lambda t, x, m: self.outputs(model, task, t, x, m))(
+            batch["t"], batch["x"], inputs
+        )
+        value, aux = task.loss(outputs, batch, count)
+        return value, {"num_steps": jnp.mean(num_steps), **aux}
+
+    def predict(self, model, task, t, x, mask):
+        return self.outputs(model, task, t, x, mask)
+
+
 @dataclasses.dataclass(frozen=True)
-class RecurrentModel(AbstractSeriesModel):
-    """An irregular RNN read out at each point (or at the end): the task's loss alone.
+class RecurrentModel(AbstractReadoutModel):
+    """An irregular RNN read out at each point (or at the end).
 
     `make(config, data_size, readout_size, encoder_settings, key)` builds it.
     """
@@ -151,15 +171,7 @@ class RecurrentModel(AbstractSeriesModel):
         readout = data_size if num_classes is None else num_classes
         return self.make(config, data_size, readout, encoder_settings, key)
 
-    def loss(self, model, config, task, batch, inputs, key, count):
-        del config, key
-        outputs, num_steps = jax.vmap(lambda t, x, m: _rnn_outputs(model, task, t, x, m))(
-            batch["t"], batch["x"], inputs
-        )
-        value, aux = task.loss(outputs, batch, count)
-        return value, {"num_steps": jnp.mean(num_steps), **aux}
-
-    def predict(self, model, task, t, x, mask):
+    def outputs(self, model, task, t, x, mask):
         return _rnn_outputs(model, task, t, x, mask)
 
     def dense(self, model, config, t, x, mask, grid, *, key):
@@ -207,10 +219,10 @@ def _cde_outputs(model: nk.NeuralCDE, task, t, x, mask, at="points"):
 
 
 @dataclasses.dataclass(frozen=True)
-class CDEModel(AbstractSeriesModel):
+class CDEModel(AbstractReadoutModel):
     """The neural CDE: the readout of its hidden state at each point (regression: the
     path at a point depends on observations up to the next observed one) or at the end
-    of the series (classification); the task's loss alone. Solved with the decoder's
+    of the series (classification). Solved with the decoder's
     settings (`--solver`, `--rtol`, `--atol`, `--adjoint`), its path `--interpolation`."""
 
     name: ClassVar[str] = "ncde"
@@ -228,15 +240,7 @@ class CDEModel(AbstractSeriesModel):
             key=key,
         )
 
-    def loss(self, model, config, task, batch, inputs, key, count):
-        del config, key
-        outputs, num_steps = jax.vmap(lambda t, x, m: _cde_outputs(model, task, t, x, m))(
-            batch["t"], batch["x"], inputs
-        )
-        value, aux = task.loss(outputs, batch, count)
-        return value, {"num_steps": jnp.mean(num_steps), **aux}
-
-    def predict(self, model, task, t, x, mask):
+    def outputs(self, model, task, t, x, mask):
         return _cde_outputs(model, task, t, x, mask)
 
     def dense(self, model, config, t, x, mask, grid, *, key):
