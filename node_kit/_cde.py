@@ -158,13 +158,14 @@ def control_path(
     except for `"rectilinear"`, whose path runs over knot indices).
     """
     dtype = values.dtype
-    data = jnp.where(observed, values, jnp.nan)
+    # Missing entries are NaN for diffrax's interpolation to fill; a channel never observed
+    # in the series is 0 throughout (diffrax would leave it all NaN).
+    seen = jnp.any(observed, axis=0)
+    data = jnp.where(observed, values, jnp.where(seen, jnp.nan, 0))
     counts = jnp.cumsum(observed, axis=0).astype(dtype) / ts.shape[0]
     # A channel's first observation (0 if none) stands for it before it is observed.
     first_index = jnp.argmax(observed, axis=0)
-    first = jnp.where(
-        jnp.any(observed, axis=0), values[first_index, jnp.arange(values.shape[1])], 0
-    )
+    first = jnp.where(seen, values[first_index, jnp.arange(values.shape[1])], 0)
     parts = [ts[:, None].astype(dtype), data] + ([counts] if intensity else [])
     xs = jnp.concatenate(parts, axis=-1)
     start = jnp.concatenate([ts[:1].astype(dtype), first] + ([counts[0]] if intensity else []))

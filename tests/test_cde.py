@@ -31,8 +31,9 @@ def _model(interpolation="cubic", **settings):
                         key=jr.key(7), **(settings or FIXED))
 
 
-def _inexact_leaves(model):
-    return [x for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))]
+def _fixed(interpolation):
+    """Fixed steps for the path: the rectilinear one runs over knot indices 0 .. 2n - 2."""
+    return FIXED | dict(dt0=0.25 if interpolation == "rectilinear" else 0.05)
 
 
 @pytest.mark.parametrize("interpolation", [
@@ -135,11 +136,24 @@ def test_masked_entries_never_reach_the_output():
     np.testing.assert_array_equal(model(TS, values, mask), model(TS, garbage, mask))
 
 
+@pytest.mark.parametrize("interpolation", nk.INTERPOLATIONS)
+def test_a_channel_or_a_series_with_nothing_observed_is_a_flat_zero(interpolation):
+    """A channel never observed is 0 along the whole path (diffrax's fill would leave it
+    NaN), also when the series has no observation at all (a window in the padding)."""
+    model = _model(interpolation, **_fixed(interpolation))
+    values, mask = _series(6)
+    for unseen in (mask.at[:, 1].set(False), jnp.zeros_like(mask)):
+        garbage = jnp.where(unseen, values, jnp.nan)
+        path, knots = model.path(TS, garbage, unseen)
+        np.testing.assert_array_equal(jax.vmap(path.evaluate)(knots)[:, 2], 0.0)
+        assert np.all(np.isfinite(model(TS, garbage, unseen)))
+
+
 @pytest.mark.parametrize("interpolation", ["cubic", "rectilinear"])
 def test_the_state_at_a_point_depends_on_no_later_observation(interpolation):
     """Backward Hermite splines and the rectilinear path are causal at the knots: changing
     the observation at point 4 leaves the states at points 0..3 as they were."""
-    model = _model(interpolation, **(FIXED | dict(dt0=0.05 if interpolation == "cubic" else 0.25)))
+    model = _model(interpolation, **_fixed(interpolation))
     values, _ = _series(4)
     mask = jnp.ones((N, D), bool)
     before = model.states(TS, values, mask)
