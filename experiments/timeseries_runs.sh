@@ -58,7 +58,7 @@ queue_e() {  # the other three models on japanese_vowels, seeds 1 and 2 (core 1)
 }
 queue_f() {  # the neural CDE's settings compared on the validation split (--eval-every), 50% dropped
   core=1
-  sweep=("${vowels[@]}" --model ncde --observed 0.5 --eval-every 100)
+  sweep=("${vowels[@]}" --model ncde --observed 0.5 --eval-every 100 --eval-batch 30)
   run vowels_ncde_sweep_default "${sweep[@]}"
   run vowels_ncde_sweep_small "${sweep[@]}" --hidden 16 --width 32
   run vowels_ncde_sweep_linear "${sweep[@]}" --interpolation linear

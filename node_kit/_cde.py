@@ -17,9 +17,9 @@ with `f` a network returning a `(hidden_size, channels)` matrix ([`node_kit.CDEF
 - **the observational intensity** (`intensity=True`): per channel the number of
   observations so far, so the model can tell an interpolated stretch from an observed one;
   divided by the number of points `len(ts)` (torchcde and the paper use the raw count),
-  so that it runs from 0 to at most 1 like the time channel of a series on [0, 1]: raw
-  counts over a few dozen points drive the hidden state far, and the first logits of a
-  classifier with it (a cross-entropy of 10.9 at the first steps on `japanese_vowels`).
+  so that it runs from 0 to at most 1 like the time channel of a series on [0, 1] (raw
+  counts over a few dozen points move an untrained hidden state, and a classifier's first
+  logits, far).
 
 The interpolation (`interpolation=`): `"cubic"`, Hermite cubic splines with backward
 differences (`diffrax.backward_hermite_coefficients`, the default; continuously
