@@ -158,14 +158,14 @@ def control_path(
     except for `"rectilinear"`, whose path runs over knot indices).
     """
     dtype = values.dtype
-    # Missing entries are NaN for diffrax's interpolation to fill; a channel never observed
-    # in the series is 0 throughout (diffrax would leave it all NaN).
-    seen = jnp.any(observed, axis=0)
-    data = jnp.where(observed, values, jnp.where(seen, jnp.nan, 0))
-    counts = jnp.cumsum(observed, axis=0).astype(dtype) / ts.shape[0]
-    # A channel's first observation (0 if none) stands for it before it is observed.
-    first_index = jnp.argmax(observed, axis=0)
-    first = jnp.where(seen, values[first_index, jnp.arange(values.shape[1])], 0)
+    n, channels = values.shape
+    # Missing entries are NaN for diffrax's interpolation to fill. A channel observed once
+    # is that value throughout, and one never observed 0: diffrax's fill leaves a channel
+    # with fewer than two observations NaN.
+    count = jnp.sum(observed, axis=0)
+    first = jnp.where(count > 0, values[jnp.argmax(observed, axis=0), jnp.arange(channels)], 0)
+    data = jnp.where(observed, values, jnp.where(count < 2, first, jnp.nan))
+    counts = jnp.cumsum(observed, axis=0).astype(dtype) / n
     parts = [ts[:, None].astype(dtype), data] + ([counts] if intensity else [])
     xs = jnp.concatenate(parts, axis=-1)
     start = jnp.concatenate([ts[:1].astype(dtype), first] + ([counts[0]] if intensity else []))

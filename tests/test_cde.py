@@ -37,7 +37,7 @@ def _fixed(interpolation):
 
 
 @pytest.mark.parametrize("interpolation", [
-    "cubic", "rectilinear", pytest.param("linear", marks=pytest.mark.slow)])
+    "cubic", *(pytest.param(i, marks=pytest.mark.slow) for i in ("rectilinear", "linear"))])
 def test_a_constant_field_moves_the_state_by_the_path_increment(interpolation):
     """With f constant (= M), z(end) = z0 + M (X(end) - X(start)) for any path: the path's
     end points, missing values and intensity, computed here by hand."""
@@ -136,12 +136,19 @@ def test_masked_entries_never_reach_the_output():
     np.testing.assert_array_equal(model(TS, values, mask), model(TS, garbage, mask))
 
 
-@pytest.mark.parametrize("interpolation", nk.INTERPOLATIONS)
+@pytest.mark.parametrize("interpolation", [
+    "rectilinear", *(pytest.param(i, marks=pytest.mark.slow) for i in ("cubic", "linear"))])
 def test_a_channel_or_a_series_with_nothing_observed_is_a_flat_zero(interpolation):
-    """A channel never observed is 0 along the whole path (diffrax's fill would leave it
-    NaN), also when the series has no observation at all (a window in the padding)."""
+    """A channel observed once is flat at that value, one never observed is 0 along the
+    whole path (diffrax's fill would leave both NaN), also when the series has no
+    observation at all (a window in the padding)."""
     model = _model(interpolation, **_fixed(interpolation))
     values, mask = _series(6)
+    once = jnp.zeros_like(mask).at[0].set(True)  # one observation: a flat path after it
+    path, knots = model.path(TS, values, once)
+    np.testing.assert_array_equal(jax.vmap(path.evaluate)(knots)[:, 1:3],
+                                  jnp.broadcast_to(values[0], (N, D)))
+    assert np.all(np.isfinite(model(TS, values, once)))
     for unseen in (mask.at[:, 1].set(False), jnp.zeros_like(mask)):
         garbage = jnp.where(unseen, values, jnp.nan)
         path, knots = model.path(TS, garbage, unseen)
@@ -149,7 +156,7 @@ def test_a_channel_or_a_series_with_nothing_observed_is_a_flat_zero(interpolatio
         assert np.all(np.isfinite(model(TS, garbage, unseen)))
 
 
-@pytest.mark.parametrize("interpolation", ["cubic", "rectilinear"])
+@pytest.mark.parametrize("interpolation", ["cubic", pytest.param("rectilinear", marks=pytest.mark.slow)])
 def test_the_state_at_a_point_depends_on_no_later_observation(interpolation):
     """Backward Hermite splines and the rectilinear path are causal at the knots: changing
     the observation at point 4 leaves the states at points 0..3 as they were."""

@@ -36,8 +36,9 @@ def _landing_and_jacobian(hg, adjoint, ts):
 
 
 @pytest.mark.parametrize("adjoint, ts", [
-    ("checkpoint", jnp.array([0.0, 10.0])),
-    # Second cases (the slow tier): the model test below covers five times under checkpoint.
+    # The slow tier: the model test below differentiates an event time under checkpoint
+    # with six output times in the default tier.
+    pytest.param("checkpoint", jnp.array([0.0, 10.0]), marks=pytest.mark.slow),
     pytest.param("direct", jnp.linspace(0.0, 10.0, 5), marks=pytest.mark.slow),
     pytest.param("direct", jnp.array([0.0, 10.0]), marks=pytest.mark.slow),
     pytest.param("checkpoint", jnp.linspace(0.0, 10.0, 5), marks=pytest.mark.slow),
