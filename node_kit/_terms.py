@@ -84,15 +84,12 @@ def _differentiable(control: diffrax.AbstractPath, t0: jax.Array) -> bool:
 
 
 def ode_field(term: diffrax.AbstractTerm, adjoint_name: str) -> Callable:
-    """`f(t, y, args)` with `dy/dt = f` for a term that is an ODE: an ODE term, a control
-    term driven by a differentiable path (its `to_ode()`), or a `MultiTerm` of them. For
-    an adjoint that steps an ODE itself (the reversible one); another term is an error."""
+    """`f(t, y, args)` with `dy/dt = f` for a term of [`checked_term`][] that is an ODE: an
+    ODE term (a control term driven by a differentiable path is one already, its
+    `to_ode()`) or a `MultiTerm` of them. For an adjoint that steps an ODE itself (the
+    reversible one); another term is an error."""
     if isinstance(term, diffrax.ODETerm):
         return term.vector_field
-    if isinstance(term, diffrax.ControlTerm) and not isinstance(
-        term.control, diffrax.AbstractBrownianPath
-    ):
-        return term.to_ode().vector_field
     if isinstance(term, diffrax.MultiTerm):
         fields = tuple(ode_field(t, adjoint_name) for t in term.terms)
         return _SumField(fields)
