@@ -25,6 +25,7 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._cnf import CNF as CNF, cnf_loss as cnf_loss
+from ._conv_field import ConcatSquashConv2d as ConcatSquashConv2d, ConvField as ConvField
 from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
 from ._events import event_fired as event_fired
 from ._fixed_point import (
@@ -64,6 +65,13 @@ from ._meta import (
     query_losses as query_losses,
 )
 from ._model import AbstractODEModel as AbstractODEModel, BatchedField as BatchedField
+from ._multiscale import (
+    default_scales as default_scales,
+    MultiscaleCNF as MultiscaleCNF,
+    scale_shapes as scale_shapes,
+    squeeze as squeeze,
+    unsqueeze as unsqueeze,
+)
 from ._neural_ode import NeuralODE as NeuralODE
 from ._ode_rnn import (
     AbstractIrregularRNN as AbstractIrregularRNN,

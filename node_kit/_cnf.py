@@ -13,7 +13,7 @@ Sampling runs the flow backwards. Every solve goes through
 """
 
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, TYPE_CHECKING, TypeAlias
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -37,6 +37,10 @@ from ._regularisers import check_coefficients, REGULARISER_NAMES
 from ._solve import saved_states, SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import field_sizes
+
+
+if TYPE_CHECKING:
+    from ._multiscale import MultiscaleCNF
 
 
 _Stats = dict[str, Array]
@@ -208,8 +212,7 @@ class CNF(AbstractODEModel):
         Samples, shape `(n, data_size)`.
         """
         check_int("n", n)
-        zs = self._base_sample(key, (n,))
-        return self._solve(self.vector_field, zs, None, reverse=True, batched=True, name="zs")[0]
+        return self.inverse_batched(self._base_sample(key, (n,)))
 
     def sample_and_log_prob(
         self, *, key: PRNGKeyArray
@@ -231,7 +234,50 @@ class CNF(AbstractODEModel):
         y, _ = self._solve(dynamics, y0, probe, reverse=True, batched=False, name="z")
         return y[: z.shape[-1]], standard_normal_log_prob(z) - y[z.shape[-1]]
 
+    def transform_and_log_det(
+        self, x: Sample, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Sample, Float[Array, ""]]:
+        """Map one sample to the base with the log-determinant of the map.
+
+        **Arguments:**
+
+        - `x`, `key`: as for `log_prob`.
+
+        **Returns:**
+
+        `(z, log_det)`: `z = z(t1)` of shape `(data_size,)` and `log_det = ∫_0^t1
+        tr(∂f/∂z) dt` (estimated with `HutchinsonTrace`), so that `log p(x) = log N(z) +
+        log_det`. A flow that feeds `z` into another flow adds the log-determinants.
+        """
+        x = self._check_data(x, batched=False)
+        probe = self.trace_estimator.draw_probe(key, x.shape, x.dtype)
+        z, log_det, _ = self._flow(x, probe, regularise=False, batched=False)
+        return z, log_det
+
+    def transform_and_log_det_batched(
+        self, xs: Samples, *, key: PRNGKeyArray | None = None, regularise: bool = False
+    ) -> tuple[Samples, Float[Array, " batch"], _Stats]:
+        """[`node_kit.CNF.transform_and_log_det`][] for a batch solved as ONE ODE.
+
+        **Returns:**
+
+        `(zs, log_det, stats)`: shapes `(batch, data_size)` and `(batch,)`, and the
+        statistics of [`node_kit.CNF.log_prob_and_stats_batched`][].
+        """
+        xs = self._check_data(xs, batched=True)
+        probes = self.trace_estimator.draw_probe(key, xs.shape, xs.dtype)
+        return self._flow(xs, probes, regularise=regularise, batched=True)
+
+    def inverse_batched(self, zs: Samples) -> Samples:
+        """Map a batch from the base to the data, solved backwards as ONE ODE."""
+        zs = self._check_data(zs, batched=True, name="zs")
+        return self._solve(self.vector_field, zs, None, reverse=True, batched=True, name="zs")[0]
+
     def _log_prob(self, x, probe, *, regularise: bool, batched: bool):
+        z, log_det, stats = self._flow(x, probe, regularise=regularise, batched=batched)
+        return standard_normal_log_prob(z) + log_det, stats
+
+    def _flow(self, x, probe, *, regularise: bool, batched: bool):
         dynamics = self._dynamics(x.shape[-1], regularise=regularise)
         extra = 1 + (len(REGULARISER_NAMES) if regularise else 0)
         y0 = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], extra), x.dtype)], axis=-1)
@@ -240,11 +286,10 @@ class CNF(AbstractODEModel):
         )
         size = x.shape[-1]
         z, integrals = y1[..., :size], y1[..., size:]
-        log_prob = standard_normal_log_prob(z) + integrals[..., 0]
         stats = {"num_steps": num_steps}
         if regularise:
             stats.update({n: integrals[..., 1 + i] for i, n in enumerate(REGULARISER_NAMES)})
-        return log_prob, stats
+        return z, integrals[..., 0], stats
 
     def _dynamics(self, size: int, *, regularise: bool) -> CNFDynamics:
         check_bool("regularise", regularise, why="it changes the ODE state")
@@ -307,7 +352,7 @@ class CNF(AbstractODEModel):
 
 
 def cnf_loss(
-    cnf: CNF,
+    cnf: "CNF | MultiscaleCNF",
     xs: Float[Array, "batch data_size"],
     *,
     key: PRNGKeyArray | None = None,
@@ -323,7 +368,8 @@ def cnf_loss(
 
     **Arguments:**
 
-    - `cnf`: the [`node_kit.CNF`][].
+    - `cnf`: the [`node_kit.CNF`][] (or a [`node_kit.MultiscaleCNF`][], with `xs` images
+        of shape `(batch, C, H, W)`).
     - `xs`: a batch of data, shape `(batch, data_size)`.
     - `key`: draws the Hutchinson probes (one per sample); unused by `ExactTrace`.
     - `kinetic_energy`, `jacobian_norm`: RNODE weights (Finlay et al. 2020), non-negative

