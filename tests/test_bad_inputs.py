@@ -144,6 +144,11 @@ def _cnf(hutchinson: bool = False) -> nk.CNF:
 
 
 @functools.cache
+def _multiscale() -> nk.MultiscaleCNF:
+    """A one-scale image flow on 1x4x4 images (no solve runs in its cases)."""
+    return nk.MultiscaleCNF((1, 4, 4), scales=1, blocks=1, width=2, depth=0, key=KEY)
+
+
 def _rnn() -> nk.ODERNN:
     return nk.ODERNN(2, 2, 2, 1, key=KEY)
 
@@ -866,6 +871,28 @@ def _falls(event, **changes):
     return settings.solve(lambda t, y, args: jnp.stack([y[1], -9.8]), TS, jnp.array([1.0, 0.0]))
 
 
+_add("images", "image", [
+    ("conv-field-shape-2d", lambda: nk.ConvField((4, 4), 2, 1, key=KEY), V, r"`shape` must be an image shape \(channels, height, width\) of three positive ints; got \(4, 4\) \(tuple\)\. E\.g\. shape=\(1, 28, 28\)"),
+    ("conv-field-shape-zero", lambda: nk.ConvField((1, 0, 4), 2, 1, key=KEY), V, r"`shape` must be an image shape .*; got \(1, 0, 4\)"),
+    ("conv-field-width-zero", lambda: nk.ConvField((1, 4, 4), 0, 1, key=KEY), V, r"`width` must be an int >= 1; got 0"),
+    ("conv-field-flat-batch", lambda: nk.ConvField((1, 4, 4), 2, 1, key=KEY)(0.0, jnp.zeros((2, 16)), None), V, r"ConvField's state must be one image of shape \(1, 4, 4\) or its flattening \(16,\); got shape \(2, 16\)\. For a batch, use the models' \*_batched methods or jax\.vmap"),
+    ("conv-kernel-even", lambda: nk.ConcatSquashConv2d(1, 2, 4, key=KEY), V, r"`kernel_size` must be odd so that the convolution keeps the image size; got 4"),
+    ("multiscale-odd-squeeze", lambda: nk.MultiscaleCNF((1, 6, 6), scales=3, key=KEY), V, r"`scales`=3 squeezes the image 2 times, but the scale of shape \(2, 3, 3\) has an odd height or width.*Use scales <= 2"),
+    ("multiscale-blocks-zero", lambda: nk.MultiscaleCNF((1, 4, 4), blocks=0, key=KEY), V, r"`blocks` must be a positive int; got 0"),
+    ("multiscale-flat-batch", lambda: _multiscale().log_prob_batched(jnp.zeros((2, 16))), V, r"`xs` must be floating-point images of shape \(batch, C, H, W\) = \(batch, 1, 4, 4\); got shape \(2, 16\).*xs\.reshape\(-1, 1, 4, 4\)"),
+    ("multiscale-integer-pixels", lambda: _multiscale().log_prob(jnp.zeros((1, 4, 4), jnp.int32)), V, r"`x` must be floating-point images of shape \(C, H, W\).*dtype int32.*dequantize"),
+    ("multiscale-base-size", lambda: _multiscale().inverse_batched(jnp.zeros((2, 15))), V, r"`zs` must have shape \(batch, 16\) \(C \* H \* W base variables per image of shape \(1, 4, 4\)\); got shape \(2, 15\)"),
+    ("squeeze-odd", lambda: nk.squeeze(jnp.zeros((1, 3, 4))), V, r"squeeze needs an even height and width; got an image of shape \(1, 3, 4\)"),
+    ("dequantize-pixel-256", lambda: datasets.dequantize(np.array([0, 256]), key=KEY, num_levels=256), V, r"`x` must hold integer pixels in \[0, 255\] \(256 grey levels\); got 1 outside \(range 0\.\.256\)"),
+    ("dequantize-scaled-images", lambda: datasets.dequantize(np.array([0.0, 0.5]), key=KEY, num_levels=256), V, r"`x` must hold integer pixels in \[0, 255\].*not images scaled to \[0, 1\]"),
+    ("dequantize-negative", lambda: datasets.dequantize(np.array([-1, 3]), key=KEY), V, r"`x` must hold integer pixels in \[0, 16\] \(17 grey levels\); got 1 outside"),
+    ("downsample-not-a-divisor", lambda: datasets.downsample(np.zeros((2, 784), np.uint8), (1, 28, 28), 3), V, r"`factor`=3 must divide the image height and width 28x28"),
+    ("load-images-unknown", lambda: datasets.load_images("cifar10", "train"), V, r"`name` must be one of \['digits', 'mnist_5k', 'mnist'\]; got name='cifar10'"),
+    ("mnist-not-prepared", lambda: datasets.check_mnist_prepared(str(_afile().parent / "empty")), V, r"'mnist' is the full TensorFlow-Datasets MNIST, which is not prepared in data_dir '.*empty', and node_kit never downloads.*`tfds build mnist --file_format=array_record --data_dir=DIR`"),
+    ("mnist-5k-split-sizes", lambda: datasets.load("mnist_5k", "train", split_sizes=(4000, 500, 400)), V, r"`split_sizes` for 'mnist_5k' must add up to its 5000 images; got \(4000, 500, 400\)"),
+])
+
+
 _add("neural CDE and terms", "cde", [
     ("field-output-shape", lambda: nk.SolveSettings().solve(diffrax.ControlTerm(lambda t, z, a: z, _CDE_PATH), TS, jnp.ones(3)), V, r"the vector field of a control term \(a CDE\) must return an array of shape y\.shape \+ control shape = \(3,\) \+ \(2,\) = \(3, 2\), which multiplies dX; it returned \(3,\)"),
     ("field-output-tuple", lambda: nk.SolveSettings().solve(diffrax.ControlTerm(lambda t, z, a: (z, z), _CDE_PATH), TS, jnp.ones(3)), V, r"must return an array of shape .*; it returned tuple"),
@@ -939,16 +966,16 @@ USAGE = r"(?s)^usage: .*error: argument "
 ERROR = r"^error: "
 
 _commands("cnf command", "cnf", [
-    ("dataset-unknown", ["--dataset", "mnist"], 2, USAGE + r"--dataset: invalid choice: 'mnist'"),
+    ("dataset-unknown", ["--dataset", "cifar10"], 2, USAGE + r"--dataset: invalid choice: 'cifar10'"),
     ("trace-unknown", ["--trace", "stochastic"], 2, USAGE + r"--trace: invalid choice: 'stochastic'"),
     ("solver-euler", ["--solver", "euler"], 2, USAGE + r"--solver: invalid choice: 'euler'"),
     ("steps-not-a-number", ["--steps", "ten"], 2, USAGE + r"--steps: invalid int value: 'ten'"),
     ("steps-zero", ["--steps", "0"], 2, ERROR + r"--steps must be a positive int; got 0\."),
     ("batch-size-zero", ["--batch-size", "0"], 2, ERROR + r"--batch-size must be a positive int; got 0\."),
     ("batch-size-larger-than-data", ["--batch-size", "60000"], 2, ERROR + r"--batch-size must be at most the number of 8gaussians training points \(50000\); got 60000\. Pass --batch-size 50000 or less"),
-    ("digits-batch-size-larger-than-data", ["--dataset", "digits", "--batch-size", "2000", "--eval-batch", "270"], 2, ERROR + r"--batch-size must be at most the number of digits training points \(1257\); got 2000"),
+    ("digits-batch-size-larger-than-data", ["--dataset", "digits", "--batch-size", "2000", "--eval-batch", "270"], 2, ERROR + r"--batch-size must be at most the number of digits training images \(1257\); got 2000"),
     ("eval-batch-larger-than-data", ["--eval-batch", "20000"], 2, ERROR + r"--eval-batch must be at most the number of 8gaussians test points \(10000\); got 20000\. Pass --eval-batch 10000 or less"),
-    ("digits-default-eval-batch", ["--dataset", "digits"], 2, ERROR + r"--eval-batch must be at most the number of digits test points \(270\); got 2000"),
+    ("digits-default-eval-batch", ["--dataset", "digits"], 2, ERROR + r"--eval-batch must be at most the number of digits test images \(270\); got 2000"),
     ("eval-batch-zero", ["--eval-batch", "0"], 2, ERROR + r"--eval-batch must be a positive int; got 0\."),
     ("eval-probes-zero", ["--eval-probes", "0"], 2, ERROR + r"--eval-probes must be a positive int; got 0\."),
     ("width-zero", ["--width", "0"], 2, ERROR + r"--width must be a positive int; got 0\."),
@@ -966,6 +993,17 @@ _commands("cnf command", "cnf", [
     ("checkpoint-every-zero", ["--checkpoint-every", "0"], 2, ERROR + r"--checkpoint-every must be a positive int; got 0\."),
     ("seed-negative", ["--seed", "-1"], 2, ERROR + r"--seed must be a non-negative int; got -1\."),
     ("resume-without-checkpoint", ["--resume"], 1, ERROR + r"--resume found no checkpoint in .*; drop --resume"),
+    ("model-unknown", ["--model", "realnvp"], 2, USAGE + r"--model: invalid choice: 'realnvp'"),
+    ("multiscale-on-a-toy", ["--model", "multiscale"], 2, ERROR + r"--model multiscale applies to image datasets \['digits', 'mnist_5k', 'mnist'\]; got --dataset 8gaussians"),
+    ("downsample-on-a-toy", ["--downsample", "2"], 2, ERROR + r"--downsample 2 applies to image datasets .*; got --dataset 8gaussians"),
+    ("downsample-not-a-divisor", ["--dataset", "mnist_5k", "--downsample", "3"], 2, ERROR + r"--downsample 3 must divide the 28x28 images of mnist_5k; e\.g\. --downsample 2"),
+    ("downsample-zero", ["--dataset", "mnist_5k", "--downsample", "0"], 2, ERROR + r"--downsample must be a positive int; got 0\."),
+    ("scales-odd-height", ["--dataset", "mnist_5k", "--scales", "4"], 2, ERROR + r"`scales`=4 squeezes the image 3 times, but the scale of shape \(4, 7, 7\) has an odd height or width.*Use scales <= 3"),
+    ("scales-without-multiscale", ["--dataset", "digits", "--scales", "2", "--eval-batch", "270"], 2, ERROR + r"--scales 2 applies to --model multiscale; got --model auto on digits"),
+    ("blocks-zero", ["--dataset", "digits", "--model", "multiscale", "--blocks", "0"], 2, ERROR + r"--blocks must be a positive int; got 0\."),
+    ("alpha-half", ["--dataset", "digits", "--alpha", "0.5", "--eval-batch", "270"], 2, ERROR + r"--alpha must satisfy 0 <= alpha < 0\.5 .*; got 0\.5\. E\.g\. --alpha 1e-6"),
+    ("mnist-not-prepared", ["--dataset", "mnist", "--data-dir", "/tmp/node_kit_no_mnist_here"], 2, ERROR + r"'mnist' is the full TensorFlow-Datasets MNIST, which is not prepared in --data-dir '/tmp/node_kit_no_mnist_here'.*pass --data-dir DIR\. Offline, 'mnist_5k' trains"),
+    ("mnist-batch-larger-than-data", ["--dataset", "mnist_5k", "--batch-size", "5000"], 2, ERROR + r"--batch-size must be at most the number of mnist_5k training images \(4000\); got 5000"),
 ])
 
 # Every command: an --out that cannot be a run folder, a seed JAX cannot take.

@@ -369,15 +369,15 @@ def test_no_analytic_density_is_a_clear_error():
 # --- Preprocessing ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alpha", [0.05, 1e-6])
-def test_preprocess_log_det_matches_jacobian(getkey, alpha):
-    x = jnp.array([0, 16, 3, 8, 12], dtype=jnp.int32)
+@pytest.mark.parametrize("alpha, levels", [(0.05, 17), (1e-6, 17), (1e-6, 256)])
+def test_preprocess_log_det_matches_jacobian(getkey, alpha, levels):
+    x = jnp.array([0, 16, 3, 8, 12, levels - 1], dtype=jnp.int32)
     key = getkey()
-    y, log_det = nkd.preprocess(x, key=key, alpha=alpha)
-    v = nkd.dequantize(x, key=key) * nkd.DIGITS_NUM_LEVELS  # The same noise, in pixel units.
+    y, log_det = nkd.preprocess(x, key=key, alpha=alpha, num_levels=levels)
+    v = nkd.dequantize(x, key=key, num_levels=levels) * levels  # The same noise, in pixels.
 
     def pixels_to_logit(v):
-        return nkd.logit_transform(v / nkd.DIGITS_NUM_LEVELS, alpha=alpha)[0]
+        return nkd.logit_transform(v / levels, alpha=alpha)[0]
 
     np.testing.assert_allclose(pixels_to_logit(v), y, rtol=1e-12)
     sign, expected = jnp.linalg.slogdet(jax.jacobian(pixels_to_logit)(v))
@@ -409,6 +409,40 @@ def test_bits_per_dim_of_the_logistic_model_is_log2_levels(getkey):
     nll_logit = jnp.sum(jax.nn.softplus(y) + jax.nn.softplus(-y), axis=-1)
     bpd = nkd.bits_per_dim(nll_logit, log_det, dim=64)
     np.testing.assert_allclose(bpd, math.log2(17), rtol=1e-10)
+
+
+def test_bits_per_dim_is_ffjords(getkey):
+    """FFJORD's bits/dim, by hand: x in [0, 1]^D is (pixels + u) / 256, log p(x) = log N(y) +
+    log|dy/dx| with y = logit(alpha + (1 - 2 alpha) x), and bits/dim = -(log p(x) / D -
+    log 256) / log 2. node_kit's bits_per_dim of the same draw gives the same number."""
+    pixels = np.array([[0, 255, 17, 128], [3, 3, 200, 64]])
+    key, alpha = getkey(), 1e-6
+    u = np.asarray(jax.random.uniform(key, pixels.shape, dtype=jnp.float64))
+    x = (pixels + u) / 256
+    s = alpha + (1 - 2 * alpha) * x
+    y = np.log(s) - np.log1p(-s)
+    log_det_x = np.sum(np.log(1 - 2 * alpha) - np.log(s) - np.log1p(-s), axis=1)
+    log_p_x = -0.5 * np.sum(y**2 + np.log(2 * np.pi), axis=1) + log_det_x
+    ffjord = -(log_p_x / 4 - np.log(256)) / np.log(2)
+    ours_y, log_det = nkd.preprocess(pixels, key=key, num_levels=256, alpha=alpha)
+    np.testing.assert_allclose(ours_y, y, rtol=1e-12)
+    nll_y = 0.5 * jnp.sum(ours_y**2 + jnp.log(2 * jnp.pi), axis=1)
+    np.testing.assert_allclose(nkd.bits_per_dim(nll_y, log_det, dim=4), ffjord, rtol=1e-12)
+
+
+def test_mnist_5k_and_its_downsampling(tmp_path):
+    x = nkd.load("mnist_5k", "train", data_dir=str(tmp_path))
+    assert x["x"].shape == (4000, 784) and x["x"].dtype == np.uint8 and x["x"].max() == 255
+    test = nkd.load_images("mnist_5k", "test", data_dir=str(tmp_path))
+    assert test.shape == (500, 784)
+    labels = np.concatenate([nkd.load("mnist_5k", s, data_dir=str(tmp_path))["label"]
+                             for s in ("train", "validation", "test")])
+    np.testing.assert_array_equal(np.bincount(labels), [500] * 10)  # all 5000, once each
+    image = x["x"][:3].reshape(3, 28, 28).astype(np.int64)
+    small = nkd.downsample(x["x"][:3], (1, 28, 28), 2).reshape(3, 14, 14)
+    assert small[1, 5, 6] == (image[1, 10, 12] + image[1, 10, 13] + image[1, 11, 12]
+                              + image[1, 11, 13]) // 4
+    assert nkd.IMAGE_FORMATS["mnist_5k"].downsampled(2).shape == (1, 14, 14)
 
 
 def test_preprocess_bad_arguments():

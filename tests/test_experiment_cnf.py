@@ -62,7 +62,7 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir, trained_models):
     # loaded one, as float32 points: the test NLL's compiled solve is reused.
     x = samples["x"].astype(np.float32)
     exact = trained[-1].with_trace_estimator(nk.ExactTrace())
-    nll = cnf_experiment.evaluate_nll(exact, cnf_experiment.Data(x, x, images=False), x,
+    nll = cnf_experiment.evaluate_nll(exact, cnf_experiment.Data(x, x, image=None), x,
                                       batch=500, key=jr.key(0))
     np.testing.assert_allclose(samples["log_prob"], -nll["per_sample"], rtol=0, atol=2e-2)
     with pytest.raises(ValueError, match=r"as it was trained; got --width 16 \(the run's: 8\)"):
@@ -90,7 +90,7 @@ def test_command_writes_results_and_resumes(tmp_path, data_dir, trained_models):
 def test_sampled_pixels_carry_the_log_determinant():
     """Digits: samples are the dequantized pixels v = 17 * u; log p(v) = log p(y) + log|dy/dv|."""
     ys = jr.normal(jr.key(0), (4, 3))
-    v, log_det = from_flow_space(True, ys)
+    v, log_det = from_flow_space(datasets.IMAGE_FORMATS["digits"], ys)
     to_logit = lambda v: datasets.logit_transform(v / datasets.DIGITS_NUM_LEVELS)[0]
     np.testing.assert_allclose(to_logit(v), ys, rtol=1e-5, atol=1e-5)
     h = 1e-6  # the map is elementwise: its Jacobian is diagonal
@@ -136,7 +136,7 @@ def test_data_with_wrong_dimension_or_nan(tmp_path, data_dir):
     cnf = cnf_experiment.build_cnf(config, 3, jr.key(0))
     with pytest.raises(ValueError, match=r"`xs` must have shape \(batch, data_size\) with data_size=3"):
         nk.cnf_loss(cnf, np.zeros((4, 2)))
-    bad = cnf_experiment.Data(np.array([[0.0, np.nan]]), np.zeros((1, 2)), images=False)
+    bad = cnf_experiment.Data(np.array([[0.0, np.nan]]), np.zeros((1, 2)), image=None)
     with pytest.raises(RuntimeError, match="contains NaN or inf"):
         cnf_experiment.make_loss(config, bad)(cnf_experiment.build_cnf(config, 2, jr.key(0)), bad.train, jr.key(0))
 
@@ -239,3 +239,29 @@ def test_divergence_ends_the_command_with_its_message(tmp_path, data_dir, capsys
     message = stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and "; training stopped. " in message, message
     assert "Traceback" not in stderr
+
+
+@pytest.mark.slow  # a whole command end to end: the slow tier (.ci/run runs it)
+def test_multiscale_command_on_mnist_5k(tmp_path, data_dir):
+    """FFJORD's multiscale model on mnist_5k at 14x14 (two scales), Hutchinson training and
+    test estimate, both baselines, the sample grid, and the run loaded and sampled again."""
+    flags = ["--dataset", "mnist_5k", "--downsample", "2", "--width", "2", "--depth", "0",
+             "--blocks", "1", "--steps", "2", "--batch-size", "8", "--trace", "hutchinson",
+             "--rtol", "1e-2", "--atol", "1e-2", "--eval-batch", "500", "--eval-probes", "2",
+             "--no-progress", "--out", str(tmp_path), "--data-dir", data_dir]
+    config = cnf_experiment.parse_args(flags)
+    assert cnf_experiment.model_name(config) == "multiscale"
+    results = cnf_experiment.main(config)
+    assert results["data_dim"] == 196 and results["image_shape"] == [1, 14, 14]
+    assert results["test_nll_estimator"].startswith("Hutchinson (rademacher), 2 probes")
+    to_bits = 1 / (196 * np.log(2))
+    assert results["bits_per_dim"] == pytest.approx(results["test_nll"] * to_bits)
+    assert results["bits_per_dim_se"] == pytest.approx(results["test_nll_se"] * to_bits)
+    # Both baselines on the same dequantization and logit: the full covariance fits better.
+    assert results["gaussian_baseline_bits_per_dim"] < results["independent_baseline_bits_per_dim"]
+    assert 0 < results["eval_num_steps"] and (tmp_path / "mnist_5k.png").stat().st_size > 5_000
+    model, loaded = nk.load_run(tmp_path, command="cnf")
+    assert isinstance(model, nk.MultiscaleCNF) and loaded == config
+    used = cnf_experiment.main(cnf_experiment.parse_args(flags + ["--sample", "8"]))
+    samples = used["samples"]
+    assert samples["x"].shape == (8, 196) and np.all(np.isfinite(samples["log_prob"]))

@@ -90,5 +90,5 @@ def test_the_core_dependencies_hold_none_of_the_extra_and_test_brings_it():
     assert {d.split(">")[0] for d in optional["experiments"]} == extra
     # test -> data -> experiments, hopper and uea (each a data source plus experiments).
     assert "node_kit[data]" in optional["test"]
-    assert "node_kit[experiments,hopper,uea]" in optional["data"]
-    assert all("node_kit[experiments]" in optional[name] for name in ("hopper", "uea"))
+    assert "node_kit[experiments,hopper,uea,mnist]" in optional["data"]
+    assert all("node_kit[experiments]" in optional[name] for name in ("hopper", "uea", "mnist"))

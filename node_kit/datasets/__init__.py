@@ -39,8 +39,10 @@ from ._hopper import (
     sample_hopper as sample_hopper,
 )
 from ._images import (
+    check_mnist_prepared as check_mnist_prepared,
     downsample as downsample,
     IMAGE_FORMATS as IMAGE_FORMATS,
+    image_split_sizes as image_split_sizes,
     ImageFormat as ImageFormat,
     load_images as load_images,
     MNIST_5K_SPLIT_SIZES as MNIST_5K_SPLIT_SIZES,
@@ -60,6 +62,7 @@ from ._periodic import (
 )
 from ._preprocess import (
     bits_per_dim as bits_per_dim,
+    check_pixel_values as check_pixel_values,
     DEFAULT_ALPHA as DEFAULT_ALPHA,
     dequantize as dequantize,
     DIGITS_NUM_LEVELS as DIGITS_NUM_LEVELS,

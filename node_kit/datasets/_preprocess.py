@@ -26,6 +26,7 @@ import jax
 import jax.core
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._checks import check_int, check_key, is_real
@@ -48,6 +49,21 @@ def _check_alpha(alpha: float) -> None:
         )
 
 
+def check_pixel_values(name: str, x, num_levels: int) -> None:
+    """Raise a `ValueError` naming `name` unless `x` holds whole grey levels
+    `0 .. num_levels - 1` (the pixels `dequantize` expects)."""
+    values = np.asarray(x)
+    if values.size == 0:
+        return
+    bad = (values < 0) | (values > num_levels - 1) | (values != np.round(values))
+    if np.any(bad):
+        raise ValueError(
+            f"`{name}` must hold integer pixels in [0, {num_levels - 1}] ({num_levels} grey "
+            f"levels); got {int(bad.sum())} outside (range {values.min()}..{values.max()}). "
+            "Pass raw integer pixels (not images scaled to [0, 1]), or the right `num_levels`."
+        )
+
+
 def dequantize(
     x: Real[ArrayLike, "*batch dim"],
     *,
@@ -58,7 +74,7 @@ def dequantize(
 
     **Arguments:**
 
-    - `x`: integer pixels in `{0, ..., num_levels - 1}`, any shape.
+    - `x`: integer pixels in `{0, ..., num_levels - 1}`, any shape (checked unless traced).
     - `key`: a JAX PRNG key; draw a fresh one per step.
     - `num_levels`: number of grey levels (17 for the digits).
 
@@ -68,6 +84,8 @@ def dequantize(
     """
     check_int("num_levels", num_levels, minimum=2, expected="an int of at least 2")
     check_key("key", key)
+    if not isinstance(x, jax.core.Tracer):  # traced pixels (under jit) are not checked
+        check_pixel_values("x", x, num_levels)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     return (x + jr.uniform(key, x.shape, dtype=x.dtype)) / num_levels
 

@@ -59,7 +59,9 @@ def load_data(config, *, validation: bool = False) -> Data:
                 f"({int(np.sum(~np.isfinite(x)))} entries); rebuild it or clean the data."
             )
         if image is not None:
-            check_pixels(f"dataset {config.dataset!r} split {split!r}", x, image.num_levels)
+            datasets.check_pixel_values(
+                f"dataset {config.dataset!r} split {split!r}", x, image.num_levels
+            )
     return Data(splits["train"], splits["test"], image=image, validation=splits.get("validation"))
 
 
@@ -69,18 +71,6 @@ def _load_split(config, split: str, data_dir) -> np.ndarray:
     pixels = datasets.load_images(config.dataset, split, data_dir=data_dir)
     shape = datasets.IMAGE_FORMATS[config.dataset].shape
     return datasets.downsample(pixels, shape, config.downsample)
-
-
-def check_pixels(what: str, x: np.ndarray, num_levels: int) -> None:
-    """Raise a `ValueError` unless `x` holds whole grey levels `0 .. num_levels - 1`."""
-    x = np.asarray(x)
-    bad = (x < 0) | (x > num_levels - 1) | (x != np.round(x))
-    if np.any(bad):
-        raise ValueError(
-            f"{what} must hold integer pixels in [0, {num_levels - 1}]; got "
-            f"{int(bad.sum())} outside (range {x.min()}..{x.max()}). Rebuild the data, or "
-            "scale floating-point images back to integer levels before dequantizing."
-        )
 
 
 def to_flow_space(image: datasets.ImageFormat | None, x, key):

@@ -153,7 +153,12 @@ def check_config(config: Config) -> None:
     check_eval_tolerances(config)
     check_use_flags(config)
     check_image_flags(config)
-    check_batch_sizes(config, datasets.get_spec(config.dataset).split_sizes(None), "points")
+    sizes = (
+        datasets.image_split_sizes(config.dataset)
+        if config.dataset in datasets.IMAGE_FORMATS
+        else datasets.get_spec(config.dataset).split_sizes(None)
+    )
+    check_batch_sizes(config, sizes, "images" if image_format(config) else "points")
 
 
 def check_use_flags(config) -> None:
@@ -211,6 +216,8 @@ def check_image_flags(config: Config) -> None:
         )
     if image is None:
         return
+    if config.dataset == "mnist" and config.sample is None and not config.evaluate:
+        datasets.check_mnist_prepared(config.data_dir or None, shown="--data-dir")
     _, height, width = image.shape
     if height % config.downsample or width % config.downsample:
         raise ValueError(
