@@ -174,6 +174,7 @@ NOT_MEASURED = [
     r"to 5% of",                           # the floor of the cosine learning-rate schedule
     r"lr 0\.01",                           # the inner SGD rate of the memory sweep
     r"from 0\.1 to 1",                     # a KL warm-up in an example
+    r"Share Alike 3\.0",                   # MNIST's licence
 ]
 NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+|\d+(?=[x%]))[x%]?(?![\w.]*\d)")
 

@@ -167,6 +167,11 @@ def bits_per_dim(
     `nll_v = nll_logit - log_det` is the NLL of `v = x + u` in `[0, num_levels)^dim` (pixel
     units), and the result is `nll_v / (dim * ln 2)`.
 
+    This is FFJORD's bits per dimension (its `compute_bits_per_dim`), which models
+    `w = v / L` in `[0, 1)^dim` (`L = num_levels`, 256 for MNIST) and reports
+    `-(log p(w) / dim - log L) / log 2`: since `log p(v) = log p(w) - dim log L`, the two
+    are equal.
+
     **Arguments:**
 
     - `nll_logit`: `-log p(y)` from the model, per sample, in nats.

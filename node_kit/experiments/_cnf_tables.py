@@ -5,6 +5,7 @@ The notes pair runs by their configs: the shorter and the longer unregularised r
 dataset, and a regularised (RNODE) run with the unregularised one of its dataset and steps.
 """
 
+import math
 from pathlib import Path
 
 from ._table_parts import by_name, default_run, runs, wall_time
@@ -37,6 +38,8 @@ def cnf_table(results: Path) -> str:
     ]
     for r in runs(results, "cnf"):
         cfg = r["config"]
+        if _image_model(r):
+            continue  # in the images table
         entropy = (
             f"{r['true_entropy']:.4f} ± {r['true_entropy_se']:.4f}" if "true_entropy" in r else "–"
         )
@@ -49,6 +52,75 @@ def cnf_table(results: Path) -> str:
             f"{r['train_num_steps_last_100']:.1f} |"
         )
     return "\n".join(rows)
+
+
+def _image_model(r: dict) -> bool:
+    """Whether a run trained the multiscale model (older runs' configs have no `model`)."""
+    return cfg_model(r["config"]) == "multiscale"
+
+
+def cfg_model(cfg: dict) -> str:
+    """`--model` of a run's config, `auto` resolved as the command resolves it."""
+    model = cfg.get("model", "auto")
+    if model != "auto":
+        return model
+    return "multiscale" if cfg["dataset"] in ("mnist", "mnist_5k") else "concatsquash"
+
+
+def images_table(results: Path) -> str:
+    """The image runs: the multiscale CNF beside the MLP-field runs of the same data, with
+    both Gaussian baselines (in logit space, the same dequantization) and the cost."""
+    rows = [
+        "| run | dataset | pixels | model | steps | training (min) | test bits/dim | "
+        "test estimator | independent Gaussian | full-covariance Gaussian | solver steps "
+        "per training pass (all blocks) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs(results, "cnf"):
+        if "bits_per_dim" not in r:
+            continue
+        cfg = r["config"]
+        _, height, width = r.get("image_shape", (1, 8, 8))  # older digits runs: 8x8
+        if _image_model(r):
+            model = (
+                f"multiscale, width {cfg['width']}, depth {cfg['depth']}, "
+                f"{cfg['blocks']} block(s) per stage"
+            )
+        else:
+            model = f"MLP field, width {cfg['width']}, depth {cfg['depth']}"
+        minutes = r.get("train_seconds_this_run")
+        se = r.get("bits_per_dim_se", r["test_nll_se"] / (r["data_dim"] * math.log(2)))
+        rows.append(
+            f"| {r['name']} | {cfg['dataset']} | {height}x{width} | {model} | {cfg['steps']} | "
+            f"{'–' if minutes is None else f'{minutes / 60:.0f}'} | "
+            f"{r['bits_per_dim']:.3f} ± {se:.3f} | "
+            f"{r.get('test_nll_estimator', 'exact trace')} | "
+            f"{_cell(r, 'independent_baseline_bits_per_dim', '.3f')} | "
+            f"{r['gaussian_baseline_bits_per_dim']:.3f} | {r['train_num_steps_last_100']:.1f} |"
+        )
+    notes = [_note_image(r) for r in runs(results, "cnf") if _image_model(r)]
+    return "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _note_image(r: dict) -> str:
+    """One image run against its two baselines, in words."""
+    cfg = r["config"]
+    _, height, width = r["image_shape"]
+    minutes = r.get("train_seconds_this_run", 0.0) / 60
+    baselines = [
+        ("full-covariance", r["gaussian_baseline_bits_per_dim"]),
+        ("independent", r["independent_baseline_bits_per_dim"]),
+    ]
+    versus = ", ".join(
+        f"{'better' if r['bits_per_dim'] < value else 'worse'} than the {name} Gaussian "
+        f"({value:.3f})"
+        for name, value in baselines
+    )
+    return (
+        f"- `{r['name']}`: {r['bits_per_dim']:.3f} ± {r['bits_per_dim_se']:.3f} bits/dim on "
+        f"{cfg['dataset']} at {height}x{width} after {cfg['steps']} steps of batch "
+        f"{cfg['batch_size']} ({minutes:.0f} min of training on one CPU core), {versus}."
+    )
 
 
 def _regularised(r: dict) -> bool:
@@ -157,5 +229,10 @@ NOTES = {
 """Per dataset, a note of its unregularised runs with the fewest and the most steps, and
 how many runs it needs (the 8gaussians note reads the first only)."""
 
-TABLES = {"cnf-default": cnf_default, "cnf": cnf_table, "cnf-notes": cnf_notes}
+TABLES = {
+    "cnf-default": cnf_default,
+    "cnf": cnf_table,
+    "cnf-notes": cnf_notes,
+    "cnf-images": images_table,
+}
 """The CNF command's `Command.tables`."""
