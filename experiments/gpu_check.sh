@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One check of node_kit on a GPU machine (issue 11), under 8 minutes on one GPU (the stage
-# limits below add up to 465 s):
+# One check of node_kit on a GPU machine (issue 11), under 10 minutes on one GPU (the stage
+# limits below add up to 575 s; the hopper build runs beside stages 1-4):
 #   1. the GPU-relevant tests (memory, training loop) on the GPU; tests/test_parallel.py on the
 #      CPU (its runs force 4 host devices and two gloo processes, which a 1-GPU host lacks);
 #   2. the memory benchmark (peak bytes of one gradient per adjoint vs solver steps);
@@ -8,7 +8,12 @@
 #   4. 500 steps of the latent ODE on hopper (the dataset is simulated on the CPU with
 #      dm_control, beside stages 1-4; if it cannot be built, that is recorded and skipped);
 #   5. experiments/loop_benchmark.py (before vs after if the old tree is there, else after only);
-#   6. experiments/scaling.py (the devices JAX sees; counts above them are skipped).
+#   6. experiments/scaling.py (the devices JAX sees; counts above them are skipped);
+#   7. FFJORD's MNIST configuration (issue 30): the multiscale CNF at 28x28, width 64, depth 3,
+#      two blocks per stage, batch 200, Hutchinson, tolerances 1e-5, for a bounded number of
+#      steps, then the test bits/dim (Hutchinson, 1 probe per image) and steps/s: the number
+#      to set against FFJORD's 0.99 after its full training. On the full TFDS MNIST if
+#      MNIST_DATA_DIR names a folder where it is prepared, else on mnist_5k.
 # Every stage runs under its own time limit; a failed or timed-out stage is recorded and the
 # next one runs. Results: experiments/results/gpu/ (JSON per stage, logs, summary.json).
 #
@@ -59,7 +64,9 @@ if [ "$quick" = 1 ]; then
   loop_before=0  # the new loop only (the old one is a second compile)
   loop=(--steps 30 --repeats 1)
   scaling=(--devices 2 --steps 10 --repeats 1 --batch 64)
-  limits=(60 60 60 60 60 90 60 90)
+  mnist=(--downsample 2 --width 4 --depth 1 --blocks 1 --steps 3 --batch-size 8 --rtol 1e-3
+         --atol 1e-3 --eval-batch 500 --eval-probes 1)
+  limits=(60 60 60 60 60 90 60 90 240)
 else
   tests=(tests/test_memory.py tests/test_training.py)
   parallel_tests=(tests/test_parallel.py)
@@ -70,7 +77,9 @@ else
   loop_before=1
   loop=(--steps 100 --repeats 2)
   scaling=(--steps 50 --repeats 3)
-  limits=(80 60 70 50 180 75 90 40)  # 465 s in all: the hopper build (CPU) runs beside 1-4
+  mnist=(--width 64 --depth 3 --blocks 2 --steps 60 --batch-size 200 --lr 1e-3 --rtol 1e-5
+         --atol 1e-5 --eval-batch 500 --eval-probes 1 --checkpoint-every 20)
+  limits=(80 60 70 50 180 75 90 40 110)  # the hopper build (CPU) runs beside 1-4
 fi
 
 # Build hopper (dm_control simulation, CPU only) in the background while the GPU is tested.
@@ -109,6 +118,12 @@ fi
 stage scaling "${limits[7]}" "$py" experiments/scaling.py "${scaling[@]}" \
   --out "$out/scaling.json"
 
+mnist_data=(--dataset mnist_5k)
+[ -n "${MNIST_DATA_DIR:-}" ] && mnist_data=(--dataset mnist --data-dir "$MNIST_DATA_DIR")
+stage cnf_mnist "${limits[8]}" "$py" -m node_kit.experiments.cnf "${mnist_data[@]}" \
+  --model multiscale --trace hutchinson "${mnist[@]}" --log-every 10 --no-progress \
+  --out "$out/cnf_mnist"
+
 total=$(awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $start_all}")
 "$py" - "$out" "$backend" "$quick" "$total" <<'PY'
 """summary.json: each stage's status and time, and the numbers each stage produced."""
@@ -134,7 +149,8 @@ def training(folder):
     rate = None if first is None else (int(last["step"]) - int(first["step"])) / (
         float(last["time"]) - float(first["time"]))
     keep = ("test_nll", "test_mse", "devices", "processes", "train_seconds_this_run",
-            "eval_seconds")
+            "eval_seconds", "bits_per_dim", "bits_per_dim_se", "gaussian_baseline_bits_per_dim",
+            "test_nll_estimator", "image_shape")
     return {"steps": int(last["step"]) if last else None, "steps_per_s_after_compile": rate,
             **{k: results[k] for k in keep if k in results},
             "dataset": results.get("config", {}).get("dataset")}
@@ -155,6 +171,7 @@ summary = {
         {k: r[k] for k in ("mode", "steps", "peak_bytes", "temp_bytes", "time_s")}
         for r in memory["rows"]],
     "cnf": training("cnf"), "latent_ode": training("latent_ode"),
+    "cnf_mnist": training("cnf_mnist"),
     "loop_steps_per_s": {k: v and v["steps_per_s_median"] for k, v in loop.items()},
     "loop_syncs_per_100_steps": {k: v and v["syncs_per_100_steps"] for k, v in loop.items()},
     "scaling": scaling and [{k: r[k] for k in ("devices", "mode", "steps_per_s_median",
@@ -169,7 +186,7 @@ print(f"\n{summary['kind']}: {len(stages)} stages in {total:.0f} s, failed: "
       f"{summary['failed']}, skipped: {summary['skipped']}")
 for s in stages:
     print(f"  {s['stage']:20s} rc {s['rc']:3d}  {s['seconds']:7.1f} s (limit {s['limit_s']})")
-for key in ("cnf", "latent_ode", "loop_steps_per_s", "loop_after_over_before"):
+for key in ("cnf", "latent_ode", "cnf_mnist", "loop_steps_per_s", "loop_after_over_before"):
     print(f"  {key}: {summary.get(key)}")
 for row in summary["scaling"] or []:
     print(f"  scaling {row['devices']} device(s) {row['mode']}: {row['steps_per_s_median']:.2f} steps/s")
