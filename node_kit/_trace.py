@@ -131,7 +131,13 @@ class HutchinsonTrace(AbstractTraceEstimator):
     def draw_probe(
         self, key: PRNGKeyArray | None, shape: tuple[int, ...], dtype: DTypeLike
     ) -> Float[Array, "*batch dim"]:
-        """A Rademacher or Gaussian probe of shape `shape`; `key` is required."""
+        """A Rademacher or Gaussian probe of shape `shape`; `key` is required.
+
+        A Rademacher probe is drawn from float32 uniforms whatever `dtype` and JAX's x64
+        setting (`jax.random.rademacher` draws its uniforms in the default float, so with
+        x64 on it gave other signs from the same key): a float64 check of a float32 run
+        sees the same probe.
+        """
         if key is None:
             raise ValueError(
                 "HutchinsonTrace draws a random probe, so `key` is required; got "
@@ -139,7 +145,8 @@ class HutchinsonTrace(AbstractTraceEstimator):
             )
         check_key("key", key)
         if self.probe == "rademacher":
-            return jr.rademacher(key, shape, dtype=dtype)
+            signs = jr.bernoulli(key, jnp.float32(0.5), shape)
+            return (2 * signs.astype(jnp.int32) - 1).astype(dtype)
         return jr.normal(key, shape, dtype=dtype)
 
     def __call__(

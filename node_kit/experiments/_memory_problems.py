@@ -20,6 +20,12 @@ respect to the parameters and its inputs, and its float64 reference. Measuring t
     `fomaml` and `imaml` (proximal inner problem, reg 5, exactly K SGD steps, then at
     most 100 conjugate-gradient steps to rtol 1e-4). Reference: the same mode's
     meta-gradient in float64.
+- `image`: FFJORD's multiscale CNF at MNIST's shape `1x28x28` (three scales, one block per
+    stage, five in all, a [`node_kit.ConvField`][] of `width` channels and `depth`
+    layers), one gradient of the mean negative log-likelihood of a batch of images
+    (Hutchinson, a fixed probe) with N fixed steps of the solver in every block, per
+    adjoint. Reference: the same
+    forward method's gradient in float64.
 """
 
 import dataclasses
@@ -89,6 +95,8 @@ class Family:
     problem: Callable | None = None
     reference: Callable | None = None
     reference_per_mode: bool = False
+    defaults: tuple[tuple[str, object], ...] = ()
+    """Command defaults that differ for this family (sizes, steps), as `(field, value)`."""
 
 
 class TanhLayer(eqx.Module):
@@ -264,6 +272,58 @@ def inner_reference(config: Sizes, k: int, mode: str) -> list[np.ndarray]:
         return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(gradient)(*inputs))]
 
 
+# -------------------------------------------------------------------------------- image
+
+IMAGE_SHAPE = (1, 28, 28)
+"""MNIST's image shape: the image family's gradients are at this size."""
+
+IMAGE_BLOCKS = 1
+"""CNF blocks per stage of the image family's flow (FFJORD's MNIST model has 2; one halves
+the compile time of each of the sweep's 24 gradients, and memory per block is the same)."""
+
+ADJOINT_MODES = ("backsolve", "checkpoint", "direct", "reversible")
+
+
+def image_problem(config: ODESizes, mode: str, n: int, dtype):
+    """The gradient of the multiscale CNF's mean NLL over a batch at MNIST's shape, with `n`
+    fixed steps per block under adjoint `mode`, and its inputs (drawn in float32)."""
+    keys = split_keys(config.seed, ("model", "data"))
+    with jax.enable_x64(False):
+        flow = nk.MultiscaleCNF(
+            IMAGE_SHAPE,
+            blocks=IMAGE_BLOCKS,
+            width=config.width,
+            depth=config.depth,
+            trace_estimator=nk.HutchinsonTrace(),
+            solver=solver_from_name(config.solver),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            adjoint=adjoint_from_mode(mode, max_steps=n),
+            dt0=(T1 - T0) / n,
+            max_steps=n,
+            key=keys["model"],
+        )
+        images = jr.normal(keys["data"], (config.batch_size, *IMAGE_SHAPE))
+    flow, images = _cast((flow, images), dtype)
+    params, static = eqx.partition(flow, eqx.is_inexact_array)
+    probe_key = jr.fold_in(keys["data"], 1)
+
+    def gradient(params, images):
+        def nll(p):
+            return -jnp.mean(eqx.combine(p, static).log_prob_batched(images, key=probe_key))
+
+        return jax.grad(nll)(params)
+
+    return gradient, (params, images)
+
+
+def image_reference(config: ODESizes, n: int, mode: str) -> list[np.ndarray]:
+    """The same forward method's gradient in float64 (the reversible solve for `reversible`,
+    the plain one stored step by step otherwise)."""
+    with jax.enable_x64(True):
+        gradient, inputs = image_problem(config, reference_method(mode), n, jnp.float64)
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(gradient)(*inputs))]
+
+
 FAMILIES = {
     "ode": Family(
         "ode",
@@ -293,6 +353,18 @@ FAMILIES = {
         inner_problem,
         inner_reference,
         reference_per_mode=True,
+    ),
+    "image": Family(
+        "image",
+        ADJOINT_MODES,
+        ADJOINT_MODES,
+        "batched",
+        "solver steps N per block",
+        "Multiscale CNF gradient at MNIST's shape (1x28x28, 5 blocks)",
+        image_problem,
+        image_reference,
+        reference_per_mode=True,
+        defaults=(("solver_steps", (2, 8, 32)), ("batch_size", 4), ("width", 16)),
     ),
 }
 """The families of the memory command, by name."""

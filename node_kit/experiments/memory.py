@@ -22,13 +22,15 @@ and machine) and `.png`.
 
 `--family` picks the gradients (see `_memory_problems.py`): `ode` (the above, the
 default), `deq` (a DEQ layer's `implicit`, `unrolled` and `phantom` backward passes
-against K forward iterations) or `inner` (MAML, first-order MAML and iMAML
-meta-gradients against K inner steps); `--solver-steps` is then K, `--modes` the methods,
-and the files are `memory_<family>.*`:
+against K forward iterations), `inner` (MAML, first-order MAML and iMAML
+meta-gradients against K inner steps) or `image` (FFJORD's multiscale CNF at MNIST's
+shape, one gradient per adjoint against N fixed steps per block); `--solver-steps` is then
+K (N for `image`), `--modes` the methods, and the files are `memory_<family>.*`:
 
 ```
 python -m node_kit.experiments.memory --family deq     # K = 10, 100, 1000
 python -m node_kit.experiments.memory --family inner
+python -m node_kit.experiments.memory --family image   # N = 2, 8, 32; batch 4, width 16
 ```
 """
 
@@ -94,7 +96,9 @@ class Config(CommandConfig):
     family: str = option(
         "ode",
         "ode: adjoints vs solver steps; deq: DEQ backward passes vs "
-        "forward iterations; inner: MAML/iMAML vs inner steps",
+        "forward iterations; inner: MAML/iMAML vs inner steps; image: adjoints of the "
+        "multiscale CNF at MNIST's shape vs solver steps per block (defaults N = 2, 8, 32, "
+        "batch 4, width 16)",
     )
     dim: int = option(32, "state size", aliases=("--dims",))
     batch_size: int = option(32, "batch size (inner: tasks per meta-batch)")
@@ -136,14 +140,21 @@ RENAMED = {"batch": "batch_size", "steps": "solver_steps"}
 """Flags renamed in node_kit 0.2 (old name -> new name): see CHANGELOG.md."""
 
 
-_ODE_DEFAULTS = {"modes": ("backsolve", "checkpoint", "direct", "reversible"), "name": "memory"}
+_ODE_DEFAULTS = {
+    "modes": ("backsolve", "checkpoint", "direct", "reversible"),
+    "name": "memory",
+    "solver_steps": (10, 100, 1000),
+    "batch_size": 32,
+    "width": 32,
+}
 
 
 def _family_defaults(family: str) -> dict:
     """The defaults that differ by family: its modes and its file stem."""
     if family == "ode":
         return _ODE_DEFAULTS
-    return {"modes": FAMILIES[family].default_modes, "name": f"memory_{family}"}
+    own = {"modes": FAMILIES[family].default_modes, "name": f"memory_{family}"}
+    return {**_ODE_DEFAULTS, **own, **dict(FAMILIES[family].defaults)}
 
 
 def _check_config(config: Config) -> None:
