@@ -319,3 +319,17 @@ def test_stopping_the_probe_gradient_keeps_parameter_gradients(adjoint, getkey):
     directional = jnp.dot(jax.flatten_util.ravel_pytree(eqx.filter(grads, eqx.is_inexact_array))[0],
                           direction)
     np.testing.assert_allclose(directional, finite_difference, rtol=1e-5)
+
+
+def test_rademacher_probe_is_the_same_in_float32_and_float64():
+    """The probe from a key does not depend on the dtype or on x64 (jax.random.rademacher
+    draws its uniforms in the default float); with x64 off it is jax's own draw."""
+    key = jr.key(11)
+    estimator = nk.HutchinsonTrace()
+    wide = estimator.draw_probe(key, (3, 500), jnp.float64)
+    with jax.enable_x64(False):
+        narrow = estimator.draw_probe(key, (3, 500), jnp.float32)
+        jax_own = jr.rademacher(key, (3, 500), dtype=jnp.float32)
+    np.testing.assert_array_equal(wide, narrow)
+    np.testing.assert_array_equal(narrow, jax_own)
+    assert set(np.unique(np.asarray(wide))) == {-1.0, 1.0}
