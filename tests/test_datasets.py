@@ -445,6 +445,61 @@ def test_mnist_5k_and_its_downsampling(tmp_path):
     assert nkd.IMAGE_FORMATS["mnist_5k"].downsampled(2).shape == (1, 14, 14)
 
 
+def _prepare_fake_mnist(data_dir, monkeypatch, train, test):
+    """TFDS's own MNIST builder, prepared as array_record from local arrays: its download
+    is replaced by the given images, and its PNG encoding (TensorFlow's) by PIL's."""
+    import io
+
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    def encode_png(self, image):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(image)[..., 0]).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def split_generators(self, dl_manager):
+        return {"train": self._generate_examples(*train), "test": self._generate_examples(*test)}
+
+    def generate_examples(self, images, labels):
+        for i, (image, label) in enumerate(zip(images, labels)):
+            yield i, {"image": image.reshape(28, 28, 1), "label": int(label)}
+
+    cls = tfds.builder_cls("mnist")
+    monkeypatch.setattr(tfds.features.Image, "encode_example", encode_png)
+    monkeypatch.setattr(cls, "_split_generators", split_generators)
+    monkeypatch.setattr(cls, "_generate_examples", generate_examples)
+    cls(data_dir=data_dir, file_format="array_record").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+def test_tfds_mnist_is_read_when_prepared(tmp_path, monkeypatch):
+    """The `mnist` path on a TFDS MNIST prepared here from mnist_5k's images: the test split
+    is TFDS's, train and validation split TFDS's train by a seeded twelfth; without it, the
+    error names the commands. The command's data loading reads it the same way."""
+    from node_kit.experiments import cnf as cnf_experiment
+    from node_kit.experiments._cnf_data import load_data
+
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(ValueError, match=r"tfds build mnist --file_format=array_record"):
+        nkd.check_mnist_prepared(data_dir)
+    pixels, labels = nkd.read_mnist_5k()
+    _prepare_fake_mnist(data_dir, monkeypatch, (pixels[:240], labels[:240]),
+                        (pixels[240:300], labels[240:300]))
+    nkd.check_mnist_prepared(data_dir)
+    splits = {s: nkd.load_images("mnist", s, data_dir=data_dir) for s in ("train", "validation", "test")}
+    assert {s: x.shape for s, x in splits.items()} == {
+        "train": (220, 784), "validation": (20, 784), "test": (60, 784)}
+    def rows(x):
+        return sorted(map(bytes, x))
+    assert rows(splits["test"]) == rows(pixels[240:300])
+    assert rows(np.concatenate([splits["train"], splits["validation"]])) == rows(pixels[:240])
+    config = cnf_experiment.parse_args(["--dataset", "mnist", "--data-dir", data_dir,
+                                        "--downsample", "2", "--eval-batch", "60"])
+    data = load_data(config)
+    assert data.train.shape == (220, 196) and data.image.shape == (1, 14, 14)
+
+
 def test_preprocess_bad_arguments():
     with pytest.raises(ValueError, match="`alpha` must satisfy 0 <= alpha < 0.5"):
         nkd.logit_transform(jnp.zeros(3), alpha=0.5)

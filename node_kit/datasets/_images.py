@@ -33,7 +33,7 @@ MNIST_5K_SPLIT_SIZES: tuple[int, int, int] = (4000, 500, 500)
 """Default (train, validation, test) sizes of `mnist_5k`: 80% / 10% / 10%."""
 
 MNIST_VALIDATION_SIZE = 5000
-"""Images of the TFDS `mnist` train split held out (seeded) as validation."""
+"""Images of the TFDS `mnist` train split held out (seeded) as validation: a twelfth."""
 
 MNIST_SPLIT_SIZES: tuple[int, int, int] = (
     60000 - MNIST_VALIDATION_SIZE,
@@ -229,8 +229,8 @@ def load_images(
 
     `digits` and `mnist_5k` are node_kit datasets (built on first use). `mnist` is the
     stock TFDS MNIST, read only if prepared as array_record in `data_dir` (the error says
-    how to prepare it); its validation split is the last `MNIST_VALIDATION_SIZE` images of
-    a seeded permutation of TFDS's train split, and train the others.
+    how to prepare it); its validation split is a seeded twelfth of TFDS's train split
+    (`MNIST_VALIDATION_SIZE` of its 60,000 images), and train the others.
     """
     from ._load import load
 
@@ -244,6 +244,6 @@ def load_images(
     if split == "test":
         return pixels
     order = np.random.default_rng(0 if seed is None else seed).permutation(len(pixels))
-    held_out = order[len(order) - MNIST_VALIDATION_SIZE :]
-    kept = np.sort(order[: len(order) - MNIST_VALIDATION_SIZE])
+    held = len(pixels) // 12  # MNIST_VALIDATION_SIZE of TFDS's 60,000
+    held_out, kept = order[len(order) - held :], np.sort(order[: len(order) - held])
     return pixels[np.sort(held_out)] if split == "validation" else pixels[kept]
