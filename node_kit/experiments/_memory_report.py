@@ -140,8 +140,13 @@ def _plot_family(results: dict):
         _plot_against_steps(ax, rows, key, scale, label, title, xlabel=family.axis)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    sizes = (
+        f"width {cfg['width']}, depth {cfg['depth']}"
+        if cfg["family"] == "image"
+        else f"dim {cfg['dim']}"
+    )
     fig.suptitle(
-        f"{family.title} against {family.axis}: dim {cfg['dim']}, batch "
+        f"{family.title} against {family.axis}: {sizes}, batch "
         f"{cfg['batch_size']}, float32; jax {versions['jax']}, {env['device']}"
     )
     return fig

@@ -131,5 +131,44 @@ def implicit_notes(results: Path) -> str:
     return " ".join(out)
 
 
-TABLES = {"memory": memory_table, "implicit": implicit_table, "implicit-notes": implicit_notes}
+IMAGE_FILE = "memory_image.json"
+"""The committed sweep of the image family (`--family image`)."""
+
+
+def image_memory_table(results: Path) -> str:
+    """One gradient of the multiscale CNF at MNIST's shape per adjoint against the solver
+    steps per block: compiled temp memory, its growth, time and error."""
+    r = load(results / IMAGE_FILE)
+    cfg = r["config"]
+    rows = {(row["mode"], row["steps"]): row for row in r["rows"]}
+    steps = sorted({n for _, n in rows})
+    out = [
+        f"One gradient of the mean NLL of {cfg['batch_size']} images through FFJORD's "
+        f"multiscale CNF at `1x28x28` (three scales, one block per stage, fields of width "
+        f"{cfg['width']} and depth {cfg['depth']}, {cfg['solver']} with N fixed steps per "
+        f"block, Hutchinson), per adjoint; `python -m node_kit.experiments.memory --family "
+        f"image --out experiments/results`, {r['environment']['device']}.",
+        "",
+        "| adjoint | temp MiB at N = " + " / ".join(map(str, steps)) + " | p (sweep) | "
+        f"time per gradient at N = {steps[-1]} (ms) | error vs float64 at N = {steps[-1]} |",
+        "|---|---|---|---|---|",
+    ]
+    exponents = {e["mode"]: e["exponent"] for e in r["exponents"]}
+    for mode in dict.fromkeys(m for m, _ in rows):
+        temps = " / ".join(f"{rows[mode, n]['temp_bytes'] / MIB:.2f}" for n in steps)
+        last = rows[mode, steps[-1]]
+        error = last["grad_rel_error"]
+        out.append(
+            f"| {mode} | {temps} | {_exponent(exponents[mode])} | {last['time_s'] * 1e3:.0f} | "
+            f"{'–' if error is None else f'{error:.1e}'} |"
+        )
+    return "\n".join(out)
+
+
+TABLES = {
+    "memory": memory_table,
+    "implicit": implicit_table,
+    "implicit-notes": implicit_notes,
+    "memory-image": image_memory_table,
+}
 """The memory command's `Command.tables`."""
