@@ -119,6 +119,7 @@ SLOWEST_FILES = (
     "test_reversible.py",  # 65
     "test_cnf.py",  # 57
     "test_errors.py",  # 43
+    "test_multiscale.py",  # about 40 (new: one worker, cold cache, 2026-12-08)
     "test_ode_rnn.py",  # 36
     "test_cde.py",  # about 30 (new, not yet in the measured list)
     "test_stiff.py",  # about 30 (new)

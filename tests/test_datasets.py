@@ -100,7 +100,7 @@ def test_data_dir_default_and_environment(tmp_path, monkeypatch):
 
 
 def test_names_and_available(tmp_path):
-    assert set(nkd.TOY2D_NAMES) | {"digits", *nkd.TIME_SERIES_NAMES} == set(nkd.names())
+    assert set(nkd.TOY2D_NAMES) | {"digits", "mnist_5k", *nkd.TIME_SERIES_NAMES} == set(nkd.names())
     assert set(nkd.names()) <= set(nkd.available(data_dir=tmp_path))
 
 

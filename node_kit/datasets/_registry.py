@@ -46,9 +46,10 @@ def names() -> tuple[str, ...]:
 
     **Returns:**
 
-    A sorted tuple: the 2-D toys, `"digits"` and the time series (`"hopper"`,
-    `"japanese_vowels"`, `"periodic"`), and any dataset added with `register`. `"digits"`,
-    `"hopper"` and `"japanese_vowels"` need an optional package to build (see `available`).
+    A sorted tuple: the 2-D toys, `"digits"`, `"mnist_5k"` and the time series
+    (`"hopper"`, `"japanese_vowels"`, `"periodic"`), and any dataset added with `register`.
+    `"digits"`, `"mnist_5k"`, `"hopper"` and `"japanese_vowels"` need an optional package to
+    build (see `available`).
     """
     return tuple(sorted(spec.name for spec in _SPECS))
 
