@@ -473,6 +473,7 @@ def _prepare_fake_mnist(data_dir, monkeypatch, train, test):
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
 
 
+@pytest.mark.slow  # builds a TFDS dataset; the default tier ran 6:01 with it
 def test_tfds_mnist_is_read_when_prepared(tmp_path, monkeypatch):
     """The `mnist` path on a TFDS MNIST prepared here from mnist_5k's images: the test split
     is TFDS's, train and validation split TFDS's train by a seeded twelfth; without it, the
