@@ -24,7 +24,8 @@ from ._checkpoint import (
     resume_checkpoint as resume_checkpoint,
     save_checkpoint as save_checkpoint,
 )
-from ._cnf import CNF as CNF, cnf_loss as cnf_loss
+from ._cnf import CNF as CNF
+from ._cnf_loss import cnf_loss as cnf_loss
 from ._conv_field import ConcatSquashConv2d as ConcatSquashConv2d, ConvField as ConvField
 from ._deq import BACKWARD_MODES as BACKWARD_MODES, DEQ as DEQ, DEQSolution as DEQSolution
 from ._events import event_fired as event_fired

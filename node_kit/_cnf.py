@@ -13,7 +13,7 @@ Sampling runs the flow backwards. Every solve goes through
 """
 
 from collections.abc import Callable
-from typing import Any, TYPE_CHECKING, TypeAlias
+from typing import Any, TypeAlias
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -33,14 +33,10 @@ from ._checks import (
 )
 from ._cnf_dynamics import CNFDynamics, standard_normal_log_prob, TimeReversed
 from ._model import AbstractODEModel
-from ._regularisers import check_coefficients, REGULARISER_NAMES
+from ._regularisers import REGULARISER_NAMES
 from ._solve import saved_states, SolveSettings
 from ._trace import AbstractTraceEstimator, ExactTrace
 from ._vector_field import field_sizes
-
-
-if TYPE_CHECKING:
-    from ._multiscale import MultiscaleCNF
 
 
 _Stats = dict[str, Array]
@@ -349,50 +345,6 @@ class CNF(AbstractODEModel):
                 f"{hint}".rstrip()
             )
         return x  # NaN or inf: checked by the solve, with its failure check
-
-
-def cnf_loss(
-    cnf: "CNF | MultiscaleCNF",
-    xs: Float[Array, "batch data_size"],
-    *,
-    key: PRNGKeyArray | None = None,
-    kinetic_energy: float = 0.0,
-    jacobian_norm: float = 0.0,
-) -> tuple[Float[Array, ""], _Stats]:
-    """The CNF training loss: mean negative log-likelihood plus the RNODE penalties.
-
-    The batch is solved as one ODE ([`node_kit.CNF.log_prob_and_stats_batched`][]).
-    The regularisers are integrated only if a coefficient is positive. Use with
-    `eqx.filter_value_and_grad(cnf_loss, has_aux=True)`; bind the coefficients with
-    `functools.partial`.
-
-    **Arguments:**
-
-    - `cnf`: the [`node_kit.CNF`][] (or a [`node_kit.MultiscaleCNF`][], with `xs` images
-        of shape `(batch, C, H, W)`).
-    - `xs`: a batch of data, shape `(batch, data_size)`.
-    - `key`: draws the Hutchinson probes (one per sample); unused by `ExactTrace`.
-    - `kinetic_energy`, `jacobian_norm`: RNODE weights (Finlay et al. 2020), non-negative
-        Python floats; `0.0` (default) switches a penalty off.
-
-    **Returns:**
-
-    `(loss, aux)`: `loss = nll + kinetic_energy * KE + jacobian_norm * JN` (the mean NLL
-    when both weights are zero), a scalar; `aux` holds scalars `"nll"` (mean NLL),
-    `"num_steps"` (of the solve, for logging NFE) and, if regularised, the batch means
-    `"kinetic_energy"` and `"jacobian_norm"` of the integrals.
-    """
-    weights = check_coefficients(kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm)
-    regularise = any(w > 0 for w in weights.values())
-    log_prob, stats = cnf.log_prob_and_stats_batched(xs, key=key, regularise=regularise)
-    nll = -jnp.mean(log_prob)
-    aux = {"nll": nll, "num_steps": stats["num_steps"]}
-    loss = nll
-    if regularise:
-        for name, weight in weights.items():
-            aux[name] = jnp.mean(stats[name])
-            loss = loss + weight * aux[name]
-    return loss, aux
 
 
 def _check_field(vector_field, data_size) -> int | None:

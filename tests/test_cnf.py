@@ -14,7 +14,8 @@ from jaxtyping import Array, Float
 
 import node_kit as nk
 from node_kit import ADJOINT_NAMES, AugmentedField, ConcatSquashField, MLPField
-from node_kit._cnf import CNF, cnf_loss
+from node_kit._cnf import CNF
+from node_kit._cnf_loss import cnf_loss
 from node_kit._trace import AbstractTraceEstimator, ExactTrace, HutchinsonTrace
 
 T1 = 0.8

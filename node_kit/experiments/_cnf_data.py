@@ -98,12 +98,15 @@ def from_flow_space(image: datasets.ImageFormat | None, ys):
     return u * image.num_levels, log_det - ys.shape[-1] * math.log(image.num_levels)
 
 
+def flow_input(model, ys):
+    """Flat points `ys` `(batch, dim)` as the flow takes them: a multiscale CNF as images
+    `(batch, C, H, W)`, a CNF as they are."""
+    return ys.reshape(-1, *model.shape) if isinstance(model, nk.MultiscaleCNF) else ys
+
+
 def flow_log_prob_and_stats(model, ys, *, key, regularise: bool = False):
-    """The flow's log-density of flat points `ys` `(batch, dim)`: a multiscale CNF sees them
-    as images `(batch, C, H, W)`."""
-    if isinstance(model, nk.MultiscaleCNF):
-        ys = ys.reshape(-1, *model.shape)
-    return model.log_prob_and_stats_batched(ys, key=key, regularise=regularise)
+    """The flow's log-density of flat points `ys` `(batch, dim)` (see [`flow_input`][])."""
+    return model.log_prob_and_stats_batched(flow_input(model, ys), key=key, regularise=regularise)
 
 
 def evaluate_nll(

@@ -8,6 +8,7 @@ dataset, and a regularised (RNODE) run with the unregularised one of its dataset
 import math
 from pathlib import Path
 
+from ._cnf_models import resolve_model
 from ._table_parts import by_name, default_run, runs, wall_time
 
 
@@ -56,15 +57,8 @@ def cnf_table(results: Path) -> str:
 
 def _image_model(r: dict) -> bool:
     """Whether a run trained the multiscale model (older runs' configs have no `model`)."""
-    return cfg_model(r["config"]) == "multiscale"
-
-
-def cfg_model(cfg: dict) -> str:
-    """`--model` of a run's config, `auto` resolved as the command resolves it."""
-    model = cfg.get("model", "auto")
-    if model != "auto":
-        return model
-    return "multiscale" if cfg["dataset"] in ("mnist", "mnist_5k") else "concatsquash"
+    cfg = r["config"]
+    return resolve_model(cfg.get("model", "auto"), cfg["dataset"]) == "multiscale"
 
 
 def images_table(results: Path) -> str:

@@ -33,7 +33,6 @@ from ._choices import (
     ADJOINT_NAMES,
     PROBE_NAMES,
     solve_settings,
-    trace_estimator_from_name,
     TRACE_ESTIMATOR_NAMES,
 )
 from ._cli import check_batch_sizes, check_choices, check_flags, check_tolerances
@@ -41,10 +40,17 @@ from ._cnf_data import (
     Data,
     draw_samples,
     evaluate_nll,
+    flow_input,
     image_format,
     load_data,
     summarise,
     to_flow_space,
+)
+from ._cnf_models import (
+    build_cnf,
+    check_image_flags,
+    MODEL_NAMES,
+    model_skeleton,
 )
 from ._cnf_plots import plot
 from ._cnf_tables import TABLES
@@ -177,89 +183,6 @@ def check_use_flags(config) -> None:
         )
 
 
-MODEL_NAMES = ("auto", "concatsquash", "multiscale")
-"""`--model`: the flows the command trains."""
-
-
-def model_name(config: Config) -> str:
-    """`--model` resolved: `auto` is multiscale for MNIST, concatsquash otherwise."""
-    if config.model != "auto":
-        return config.model
-    return "multiscale" if config.dataset in ("mnist", "mnist_5k") else "concatsquash"
-
-
-def check_image_flags(config: Config) -> None:
-    """`--model multiscale`, `--downsample`, `--alpha` and `--scales` need image data, and
-    the image must allow them."""
-    image = datasets.IMAGE_FORMATS.get(config.dataset)
-    multiscale = model_name(config) == "multiscale"
-    image_only = {
-        "--model multiscale": multiscale,
-        f"--downsample {config.downsample}": config.downsample != 1,
-        f"--alpha {config.alpha}": config.alpha is not None,
-    }
-    for flag, given in image_only.items():
-        if given and image is None:
-            raise ValueError(
-                f"{flag} applies to image datasets {list(datasets.IMAGE_FORMATS)}; got "
-                f"--dataset {config.dataset}. Drop it for the 2-D toys."
-            )
-    if config.scales and not multiscale:
-        raise ValueError(
-            f"--scales {config.scales} applies to --model multiscale; got --model "
-            f"{config.model} on {config.dataset}. Drop --scales or pass --model multiscale."
-        )
-    if config.alpha is not None and not 0 <= config.alpha < 0.5:
-        raise ValueError(
-            f"--alpha must satisfy 0 <= alpha < 0.5 (the logit of alpha + (1 - 2 alpha) u); "
-            f"got {config.alpha}. E.g. --alpha 1e-6 (FFJORD's MNIST value)."
-        )
-    if image is None:
-        return
-    if config.dataset == "mnist" and config.sample is None and not config.evaluate:
-        datasets.check_mnist_prepared(config.data_dir or None, shown="--data-dir")
-    _, height, width = image.shape
-    if height % config.downsample or width % config.downsample:
-        raise ValueError(
-            f"--downsample {config.downsample} must divide the {height}x{width} images of "
-            f"{config.dataset}; e.g. --downsample 2 (MNIST at 14x14)."
-        )
-    if multiscale and config.scales:
-        nk.scale_shapes(image.downsampled(config.downsample).shape, config.scales)
-
-
-def build_cnf(config: Config, data_size: int, key) -> nk.CNF | nk.MultiscaleCNF:
-    """The flow of `--model` with its solver, adjoint and trace estimator from the config."""
-    trace_estimator = trace_estimator_from_name(config.trace, config.probe)
-    settings = solve_settings(config.solver, config.adjoint, rtol=config.rtol, atol=config.atol)
-    if model_name(config) == "multiscale":
-        image = image_format(config)
-        assert image is not None  # checked by check_image_flags
-        return nk.MultiscaleCNF(
-            image.shape,
-            scales=config.scales or None,
-            blocks=config.blocks,
-            width=config.width,
-            depth=config.depth,
-            trace_estimator=trace_estimator,
-            t1=config.t1,
-            settings=settings,
-            key=key,
-        )
-    field = nk.ConcatSquashField(data_size, config.width, config.depth, key=key)
-    return nk.CNF(field, trace_estimator=trace_estimator, t1=config.t1, settings=settings)
-
-
-def model_skeleton(config: Config) -> nk.CNF | nk.MultiscaleCNF:
-    """The flow `config` trains, with untrained weights: what `nk.load_run` fills."""
-    image = image_format(config)
-    if image is not None:
-        data_size = image.size
-    else:
-        data_size = datasets.get_spec(config.dataset).features["x"].shape[-1]
-    return build_cnf(config, data_size, jr.key(0))
-
-
 def evaluation_model(config: Config, cnf: nk.CNF) -> nk.CNF:
     """`cnf` with the evaluation tolerances (`--eval-rtol`, `--eval-atol`); itself if they
     are the training ones."""
@@ -283,12 +206,9 @@ class FlowLoss(eqx.Module):
     def __call__(self, cnf, xs, key):
         noise_key, probe_key = jr.split(key)
         ys, log_det = to_flow_space(self.image, xs, noise_key)
-        ys = ys.astype(jnp.result_type(float))
-        if isinstance(cnf, nk.MultiscaleCNF):
-            ys = ys.reshape(-1, *cnf.shape)
         value, aux = nk.cnf_loss(
             cnf,
-            ys,
+            flow_input(cnf, ys.astype(jnp.result_type(float))),
             key=probe_key,
             kinetic_energy=self.kinetic_energy,
             jacobian_norm=self.jacobian_norm,
