@@ -49,6 +49,7 @@ from ._cnf_data import (
 from ._cnf_models import (
     build_cnf,
     check_image_flags,
+    model_name as model_name,  # the command's resolved --model, for its users and tests
     MODEL_NAMES,
     model_skeleton,
 )
